@@ -1,0 +1,3 @@
+//! Pure sync logic of iocsync: policy, merge, allowlist, plan, capacity, batching, pacing, report.
+
+pub mod pacing;

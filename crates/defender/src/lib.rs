@@ -1,0 +1,1 @@
+//! Entra ID token source and Defender Indicators API client.

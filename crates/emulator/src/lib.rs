@@ -1,0 +1,1 @@
+//! Local fake of Entra ID and the Defender for Endpoint Indicators API.

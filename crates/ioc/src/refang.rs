@@ -1,0 +1,1 @@
+//! Refanging: undo the defanging conventions threat reports use (`hxxp`, `[.]`, ...).
