@@ -1,1 +1,22 @@
-//! Entra ID token source and Defender Indicators API client.
+//! Entra ID token source and Defender for Endpoint Indicators API client.
+//!
+//! The only code of iocsync that talks to Microsoft: it gets client-credential tokens (secret or
+//! certificate assertion), lists indicators page by page, imports and batch-deletes them in
+//! batches of at most 500, paces every call to the documented per-endpoint limits (one
+//! [`iocsync_core::pacing::Pacer`] per client) and retries throttling, 5xx and network failures.
+//! Secrets and tokens never appear in `Debug`, `Display`, logs or errors.
+
+mod client;
+mod config;
+mod error;
+mod stats;
+mod token;
+pub mod wire;
+
+pub use client::{BatchDeleteOutcome, DefenderClient, MAX_BATCH, PAGE_SIZE};
+pub use config::{ClientConfig, Cloud, Credential, RetryPolicy};
+pub use error::{Error, ErrorKind};
+pub use iocsync_core::pacing::{CallFamily, CallStamp, PacingLimits};
+pub use stats::CallStats;
+pub use token::thumbprint_from_certificate_pem;
+pub use wire::{Action, ImportItem, ImportOutcome, Indicator};

@@ -1,1 +1,598 @@
 //! Normalisation and validation of one value into the form Defender stores, or a reason code.
+//!
+//! Decisions (documented here because they are visible in reports):
+//! - **Refang** applies to the scheme and host part only (everything before the first `/`, `?`
+//!   or `#` after an optional scheme separator). A URL path and query are kept exactly as the feed
+//!   wrote them, because Defender matches URLs by prefix; this also makes normalisation
+//!   idempotent.
+//! - **IP addresses** are parsed strictly (std parser: no octal, hex or short forms, no leading
+//!   zeros). `ip:port` and `[v6]:port` drop the port; `/32` and `/128` become the address; a wider
+//!   CIDR is `cidr-not-supported`; IPv4-mapped IPv6 becomes IPv4; IPv6 prints in compressed form.
+//! - **Domains** are trimmed, lower-cased, lose one trailing dot and an optional `:port`, go
+//!   through IDNA UTS-46 to punycode, and must follow LDH rules where `_` is also allowed (real
+//!   feeds carry `_dmarc`-style and random labels). Labels are 1..=63 bytes, the name at most 253.
+//!   The top-level domain must be on the public suffix list (unknown TLDs such as `.local` or
+//!   `.lan` are `invalid-value`) and the name must have a registrable domain: a bare public suffix
+//!   (`com`, `co.uk`) is `public-suffix`. A leading `*.` wildcard is stripped (`*.evil.com` ->
+//!   `evil.com`): a Defender domain indicator already covers every subdomain.
+//! - **URLs**: `http`/`https` only; scheme and host lower-cased; user info dropped (the host is
+//!   what is contacted); explicit port kept (leading zeros dropped); path and query kept as
+//!   written, with spaces, control and non-ASCII bytes percent-encoded; fragment dropped; an empty
+//!   path becomes `/`. A public-suffix host is `public-suffix` only for a URL with no path or
+//!   query (`https://github.io/`); with a path the URL is narrow enough to push. A scheme-less `host/path` becomes `http://host/path`; `/path/only` is
+//!   `invalid-value`. The host is checked like a domain or an IP (so a private IP host is
+//!   `private-address`).
+//! - **Hashes**: hex only, lower-cased; length decides MD5/SHA-1/SHA-256 unless a type is
+//!   declared; a declared type with the wrong length is `invalid-value`.
+
+use crate::{IndicatorType, Reason, TypeHint};
+use std::borrow::Cow;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+/// A refused value: the reason code and an optional human detail.
+pub type Refusal = (Reason, Option<String>);
+
+/// Normalise `raw` into Defender's form, detecting the type unless `hint` forces one.
+///
+/// Returns the indicator type and normalised value, or the reason (and a detail) it is refused.
+/// `refang` undoes `hxxp`/`[.]`-style defanging in the scheme and host part first.
+pub fn normalize(
+    raw: &str,
+    hint: Option<TypeHint>,
+    refang: bool,
+) -> Result<(IndicatorType, String), (Reason, Option<String>)> {
+    let value = if refang { refang_head(raw.trim()) } else { Cow::Borrowed(raw.trim()) };
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(invalid("empty value"));
+    }
+    match hint {
+        Some(TypeHint::Hash) => normalize_hash(v, None),
+        Some(TypeHint::Exact(t)) => match t {
+            IndicatorType::FileMd5
+            | IndicatorType::FileSha1
+            | IndicatorType::FileSha256
+            | IndicatorType::CertificateThumbprint => normalize_hash(v, Some(t)),
+            IndicatorType::IpAddress => match parse_ip_like(v) {
+                Some(r) => r.and_then(accept_ip),
+                None => Err(invalid("not an IP address")),
+            },
+            IndicatorType::DomainName => {
+                normalize_domain(v).map(|d| (IndicatorType::DomainName, d))
+            }
+            IndicatorType::Url => normalize_url(v).map(|u| (IndicatorType::Url, u)),
+        },
+        None => detect(v),
+    }
+}
+
+/// Classify an address Defender must never receive: `PrivateAddress` for private, loopback,
+/// link-local, CGNAT, multicast, unspecified, broadcast and ULA; `ReservedAddress` for other
+/// reserved and documentation ranges (and IPv6 outside global unicast `2000::/3`); else `None`.
+pub fn ip_class(ip: IpAddr) -> Option<Reason> {
+    match ip {
+        IpAddr::V4(v4) => v4_class(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4_class(v4),
+            None => v6_class(v6),
+        },
+    }
+}
+
+/// The registrable domain (public suffix plus one label) of a normalised, lower-case name, or
+/// `None` for a bare public suffix or an unknown TLD; used by the allowlist to group names.
+pub fn registrable_domain(name: &str) -> Option<&str> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let suffix = psl::suffix(name.as_bytes())?;
+    if !suffix.is_known() {
+        return None;
+    }
+    psl::domain_str(name)
+}
+
+/// True when `name` equals `parent` or is a subdomain of it (both normalised); how an allowlisted
+/// domain protects its subdomains.
+pub fn domain_within(name: &str, parent: &str) -> bool {
+    if parent.is_empty() {
+        return false;
+    }
+    name == parent
+        || (name.len() > parent.len()
+            && name.ends_with(parent)
+            && name.as_bytes()[name.len() - parent.len() - 1] == b'.')
+}
+
+/// The host of a normalised URL (no port, IPv6 without brackets); lets the allowlist protect URLs
+/// under an allowlisted domain or address.
+pub fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(inner) = authority.strip_prefix('[') {
+        return inner.split_once(']').map(|(h, _)| h);
+    }
+    Some(authority.split_once(':').map_or(authority, |(h, _)| h))
+}
+
+/// Refang only the scheme and host part of `raw`, keeping path and query as written.
+fn refang_head(raw: &str) -> Cow<'_, str> {
+    let sep_end = ["://", "[://]", "[:]//"]
+        .iter()
+        .filter_map(|s| raw.find(s).filter(|&i| is_scheme(&raw[..i])).map(|i| i + s.len()))
+        .min()
+        .unwrap_or(0);
+    let end = raw[sep_end..].find(['/', '?', '#']).map_or(raw.len(), |i| sep_end + i);
+    match crate::refang::refang(&raw[..end]) {
+        Cow::Borrowed(_) => Cow::Borrowed(raw),
+        Cow::Owned(mut head) => {
+            head.push_str(&raw[end..]);
+            Cow::Owned(head)
+        }
+    }
+}
+
+/// Whether `s` is a URI scheme name (`[A-Za-z][A-Za-z0-9+.-]*`).
+fn is_scheme(s: &str) -> bool {
+    let mut b = s.bytes();
+    b.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+}
+
+/// Split `scheme://rest` when the text before `://` is a scheme name.
+fn split_scheme(v: &str) -> Option<(&str, &str)> {
+    let i = v.find("://")?;
+    is_scheme(&v[..i]).then(|| (&v[..i], &v[i + 3..]))
+}
+
+fn invalid(detail: impl Into<String>) -> Refusal {
+    (Reason::InvalidValue, Some(detail.into()))
+}
+
+/// Detect the type of an untyped value: hash by hex length, URL, IP, then domain.
+fn detect(v: &str) -> Result<(IndicatorType, String), Refusal> {
+    if matches!(v.len(), 32 | 40 | 64) && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return normalize_hash(v, None);
+    }
+    if v.contains("://") {
+        return normalize_url(v).map(|u| (IndicatorType::Url, u));
+    }
+    if let Some(r) = parse_ip_like(v) {
+        return r.and_then(accept_ip);
+    }
+    if v.contains(['/', '?']) {
+        return normalize_url(v).map(|u| (IndicatorType::Url, u));
+    }
+    normalize_domain(v).map(|d| (IndicatorType::DomainName, d))
+}
+
+fn accept_ip(ip: IpAddr) -> Result<(IndicatorType, String), Refusal> {
+    let ip = canonical_ip(ip);
+    match ip_class(ip) {
+        Some(reason) => Err((reason, Some(format!("{ip} is in a {} range", reason_range(reason))))),
+        None => Ok((IndicatorType::IpAddress, ip.to_string())),
+    }
+}
+
+fn reason_range(reason: Reason) -> &'static str {
+    match reason {
+        Reason::PrivateAddress => "private/non-routable",
+        _ => "reserved or documentation",
+    }
+}
+
+/// IPv4-mapped IPv6 becomes IPv4.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+/// Parse a value shaped like an IP (`ip`, `ip:port`, `[v6]`, `[v6]:port`, `ip/len`).
+/// `None` when it is not IP-shaped at all (so detection moves on); `Some(Err)` for an IP-shaped
+/// value that is refused (wide CIDR, bad port, bad prefix).
+fn parse_ip_like(v: &str) -> Option<Result<IpAddr, Refusal>> {
+    if let Some(inner) = v.strip_prefix('[') {
+        let (host, after) = inner.split_once(']')?;
+        let ip = Ipv6Addr::from_str(host).ok()?;
+        if after.is_empty() {
+            return Some(Ok(IpAddr::V6(ip)));
+        }
+        let port = after.strip_prefix(':')?;
+        return Some(check_port(port).map(|()| IpAddr::V6(ip)));
+    }
+    if let Some((addr, len)) = v.split_once('/') {
+        let ip = IpAddr::from_str(addr).ok()?;
+        if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        return Some(match len.parse::<u8>() {
+            Ok(n) if n == max => Ok(ip),
+            Ok(n) if n < max => Err((
+                Reason::CidrNotSupported,
+                Some(format!("CIDR /{n} is wider than one address; Defender takes single addresses")),
+            )),
+            _ => Err(invalid(format!("prefix length /{len} is out of range"))),
+        });
+    }
+    if let Ok(ip) = IpAddr::from_str(v) {
+        return Some(Ok(ip));
+    }
+    let (addr, port) = v.rsplit_once(':')?;
+    let ip = Ipv4Addr::from_str(addr).ok()?;
+    Some(check_port(port).map(|()| IpAddr::V4(ip)))
+}
+
+fn check_port(port: &str) -> Result<(), Refusal> {
+    if !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(p) = port.parse::<u32>() {
+            if p <= 65535 {
+                return Ok(());
+            }
+        }
+    }
+    Err(invalid(format!("invalid port `{}`", truncate(port, 16))))
+}
+
+fn v4_class(ip: Ipv4Addr) -> Option<Reason> {
+    let o = ip.octets();
+    let cgnat = o[0] == 100 && (o[1] & 0xc0) == 64;
+    if ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_multicast()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || cgnat
+    {
+        return Some(Reason::PrivateAddress);
+    }
+    let reserved = o[0] == 0
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+        || (o[0] == 192 && o[1] == 0 && o[2] == 2)
+        || (o[0] == 192 && o[1] == 88 && o[2] == 99)
+        || (o[0] == 198 && (o[1] & 0xfe) == 18)
+        || (o[0] == 198 && o[1] == 51 && o[2] == 100)
+        || (o[0] == 203 && o[1] == 0 && o[2] == 113)
+        || o[0] >= 240;
+    reserved.then_some(Reason::ReservedAddress)
+}
+
+fn v6_class(ip: Ipv6Addr) -> Option<Reason> {
+    let s = ip.segments();
+    if ip.is_unspecified()
+        || ip.is_loopback()
+        || (s[0] & 0xffc0) == 0xfe80
+        || (s[0] & 0xfe00) == 0xfc00
+        || (s[0] & 0xff00) == 0xff00
+    {
+        return Some(Reason::PrivateAddress);
+    }
+    let documentation = (s[0] == 0x2001 && s[1] == 0x0db8) || (s[0] == 0x3fff && s[1] < 0x1000);
+    let ietf_special = s[0] == 0x2001 && s[1] < 0x0200;
+    let not_global_unicast = (s[0] & 0xe000) != 0x2000;
+    (documentation || ietf_special || not_global_unicast).then_some(Reason::ReservedAddress)
+}
+
+fn normalize_hash(v: &str, declared: Option<IndicatorType>) -> Result<(IndicatorType, String), Refusal> {
+    if !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid("a hash must be hexadecimal"));
+    }
+    let len = v.len();
+    let kind = match declared {
+        Some(t) => {
+            let want = match t {
+                IndicatorType::FileMd5 => 32,
+                IndicatorType::FileSha256 => 64,
+                _ => 40,
+            };
+            if len != want {
+                return Err(invalid(format!("{t} needs {want} hex digits, got {len}")));
+            }
+            t
+        }
+        None => match len {
+            32 => IndicatorType::FileMd5,
+            40 => IndicatorType::FileSha1,
+            64 => IndicatorType::FileSha256,
+            _ => {
+                return Err(invalid(format!(
+                    "{len} hex digits is not an MD5 (32), SHA-1 (40) or SHA-256 (64) hash"
+                )));
+            }
+        },
+    };
+    Ok((kind, v.to_ascii_lowercase()))
+}
+
+/// Normalise a domain name value (accepting `name:port` and a leading `*.`).
+fn normalize_domain(v: &str) -> Result<String, Refusal> {
+    let mut name = v;
+    if let Some((host, port)) = name.rsplit_once(':') {
+        if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !host.contains(':') {
+            check_port(port)?;
+            name = host;
+        }
+    }
+    if let Some(rest) = name.strip_prefix("*.") {
+        name = rest;
+    }
+    normalize_host_name(name, false)
+}
+
+/// Normalise a host name (no port, no wildcard): IDNA, LDH(+`_`), lengths, public suffix
+/// (a bare public suffix is refused unless `allow_suffix`).
+fn normalize_host_name(v: &str, allow_suffix: bool) -> Result<String, Refusal> {
+    let name = v.strip_suffix('.').unwrap_or(v);
+    if name.is_empty() {
+        return Err(invalid("empty domain name"));
+    }
+    if name.len() > 1024 {
+        return Err(invalid("domain name longer than 253 characters"));
+    }
+    let ascii = idna::domain_to_ascii_cow(name.as_bytes(), idna::AsciiDenyList::URL)
+        .map_err(|_| invalid("not a valid domain name (IDNA processing failed)"))?;
+    if ascii.is_empty() || ascii.len() > 253 {
+        return Err(invalid("a domain name must be 1 to 253 characters"));
+    }
+    let mut labels = 0usize;
+    let mut all_numeric = true;
+    let mut last = "";
+    for label in ascii.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(invalid("each domain label must be 1 to 63 characters"));
+        }
+        if !label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+            return Err(invalid("a domain name may only hold letters, digits, `-` and `_`"));
+        }
+        all_numeric &= label.bytes().all(|b| b.is_ascii_digit());
+        labels += 1;
+        last = label;
+    }
+    if last.bytes().all(|b| b.is_ascii_digit()) {
+        let detail = if all_numeric && labels > 1 {
+            "not a valid IPv4 address (strict dotted quad, no leading zeros)"
+        } else {
+            "the top-level domain is all digits"
+        };
+        return Err(invalid(detail));
+    }
+    let Some(suffix) = psl::suffix(ascii.as_bytes()) else {
+        return Err(invalid("no public suffix"));
+    };
+    if !suffix.is_known() {
+        return Err(invalid(format!("unknown top-level domain `.{last}`")));
+    }
+    if !allow_suffix && suffix.as_bytes().len() == ascii.len() {
+        return Err((Reason::PublicSuffix, Some(format!("`{ascii}` is a public suffix, not a registrable domain"))));
+    }
+    Ok(ascii.into_owned())
+}
+
+/// Normalise an `http`/`https` URL (or a scheme-less `host/path`).
+fn normalize_url(v: &str) -> Result<String, Refusal> {
+    let (scheme, rest) = match split_scheme(v) {
+        Some((scheme, rest)) => {
+            if scheme.eq_ignore_ascii_case("http") {
+                ("http", rest)
+            } else if scheme.eq_ignore_ascii_case("https") {
+                ("https", rest)
+            } else {
+                return Err(invalid(format!(
+                    "URL scheme `{}` is not http or https",
+                    truncate(scheme, 32)
+                )));
+            }
+        }
+        None => {
+            if v.starts_with('/') {
+                return Err(invalid("a URL path with no host"));
+            }
+            if let Some((scheme, after)) = v.split_once(':') {
+                if is_scheme(scheme) && !after.starts_with(|c: char| c.is_ascii_digit()) {
+                    return Err(invalid(format!(
+                        "URL scheme `{}` is not http or https",
+                        truncate(scheme, 32)
+                    )));
+                }
+            }
+            ("http", v)
+        }
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let tail = &rest[end..];
+    // The host is what is contacted: user info (`user:pass@`) is dropped.
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if authority.is_empty() {
+        return Err(invalid("URL has no host"));
+    }
+    let (host, port) = split_host_port(authority)?;
+    let tail = tail.split_once('#').map_or(tail, |(t, _)| t);
+    // A URL on a public-suffix host (`https://s3.us-east-1.amazonaws.com/bucket/file`) is precise
+    // when it has a path or query; only the bare host URL would block a whole registry.
+    let narrow = !matches!(tail, "" | "/");
+    let host = url_host_normalize(host, narrow)?;
+    let mut out = String::with_capacity(v.len() + 8);
+    out.push_str(scheme);
+    out.push_str("://");
+    out.push_str(&host);
+    if let Some(p) = port {
+        out.push(':');
+        out.push_str(&p.to_string());
+    }
+    if !tail.starts_with('/') {
+        out.push('/');
+    }
+    encode_tail(tail, &mut out);
+    Ok(out)
+}
+
+fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), Refusal> {
+    let (host, port) = if authority.starts_with('[') {
+        match authority.find(']') {
+            Some(i) => {
+                let after = &authority[i + 1..];
+                match after.strip_prefix(':') {
+                    Some(p) => (&authority[..=i], Some(p)),
+                    None if after.is_empty() => (authority, None),
+                    None => return Err(invalid("unexpected text after `]` in URL host")),
+                }
+            }
+            None => return Err(invalid("unclosed `[` in URL host")),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        Some(p) => {
+            check_port(p)?;
+            Some(p.parse::<u16>().map_err(|_| invalid("invalid port"))?)
+        }
+        None => None,
+    };
+    Ok((host, port))
+}
+
+/// Normalise a URL host: bracketed IPv6, IPv4, or a domain name; refused addresses keep their
+/// reason (`private-address`, ...).
+fn url_host_normalize(host: &str, allow_suffix: bool) -> Result<String, Refusal> {
+    if let Some(inner) = host.strip_prefix('[') {
+        let inner = inner.strip_suffix(']').unwrap_or(inner);
+        let ip = Ipv6Addr::from_str(inner).map_err(|_| invalid("invalid IPv6 address in URL host"))?;
+        let (_, s) = accept_ip(IpAddr::V6(ip))?;
+        return Ok(if s.contains(':') { format!("[{s}]") } else { s });
+    }
+    if let Ok(ip) = Ipv4Addr::from_str(host) {
+        return accept_ip(IpAddr::V4(ip)).map(|(_, s)| s);
+    }
+    normalize_host_name(host, allow_suffix)
+}
+
+/// Append path and query, percent-encoding spaces, control and non-ASCII bytes only.
+fn encode_tail(tail: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in tail.as_bytes() {
+        if b <= b' ' || b >= 0x7f {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push(char::from(b));
+        }
+    }
+}
+
+/// Cut `s` to at most `max` bytes on a char boundary (for details and rejection values).
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(raw: &str) -> (IndicatorType, String) {
+        normalize(raw, None, true).unwrap_or_else(|e| panic!("{raw}: {e:?}"))
+    }
+    fn reason(raw: &str) -> Reason {
+        normalize(raw, None, true).unwrap_err().0
+    }
+
+    #[test]
+    fn ips() {
+        assert_eq!(ok("8.8.8.8"), (IndicatorType::IpAddress, "8.8.8.8".into()));
+        assert_eq!(ok("1.2.3.4:443").1, "1.2.3.4");
+        assert_eq!(ok("8.8.8.8/32").1, "8.8.8.8");
+        assert_eq!(ok("::ffff:8.8.4.4").1, "8.8.4.4");
+        assert_eq!(ok("2606:4700:0:0:0:0:0:1111").1, "2606:4700::1111");
+        assert_eq!(ok("[2606:4700::1111]:443").1, "2606:4700::1111");
+        assert_eq!(ok("2606:4700::1111/128").1, "2606:4700::1111");
+        assert_eq!(reason("10.0.0.0/8"), Reason::CidrNotSupported);
+        assert_eq!(reason("10.1.2.3"), Reason::PrivateAddress);
+        assert_eq!(reason("100.64.0.1"), Reason::PrivateAddress);
+        assert_eq!(reason("255.255.255.255"), Reason::PrivateAddress);
+        assert_eq!(reason("fd00::1"), Reason::PrivateAddress);
+        assert_eq!(reason("fe80::1"), Reason::PrivateAddress);
+        assert_eq!(reason("::"), Reason::PrivateAddress);
+        assert_eq!(reason("192.0.2.1"), Reason::ReservedAddress);
+        assert_eq!(reason("198.19.0.1"), Reason::ReservedAddress);
+        assert_eq!(reason("240.0.0.1"), Reason::ReservedAddress);
+        assert_eq!(reason("64:ff9b::808:808"), Reason::ReservedAddress);
+        assert_eq!(reason("[2001:db8::1]:443"), Reason::ReservedAddress);
+        assert_eq!(reason("1.2.3"), Reason::InvalidValue);
+        assert_eq!(reason("010.1.1.1"), Reason::InvalidValue);
+        assert_eq!(reason("1.2.3.4:99999"), Reason::InvalidValue);
+        assert_eq!(reason("1.2.3.4/33"), Reason::InvalidValue);
+    }
+
+    #[test]
+    fn domains() {
+        assert_eq!(ok("Evil.COM."), (IndicatorType::DomainName, "evil.com".into()));
+        assert_eq!(ok("bücher.de").1, "xn--bcher-kva.de");
+        assert_eq!(ok("xn--bcher-kva.de").1, "xn--bcher-kva.de");
+        assert_eq!(ok("_dmarc.evil.com").1, "_dmarc.evil.com");
+        assert_eq!(ok("*.evil.com").1, "evil.com");
+        assert_eq!(ok("evil.co.uk").1, "evil.co.uk");
+        assert_eq!(reason("co.uk"), Reason::PublicSuffix);
+        assert_eq!(reason("com"), Reason::PublicSuffix);
+        assert_eq!(reason("printer.local"), Reason::InvalidValue);
+        assert_eq!(reason("a..b.com"), Reason::InvalidValue);
+        assert_eq!(reason(&format!("{}.com", "a".repeat(64))), Reason::InvalidValue);
+        assert_eq!(registrable_domain("a.b.evil.co.uk"), Some("evil.co.uk"));
+        assert_eq!(registrable_domain("co.uk"), None);
+        assert!(domain_within("a.evil.com", "evil.com"));
+        assert!(!domain_within("notevil.com", "evil.com"));
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(ok("hxxps://evil[.]com/a?b=c"), (IndicatorType::Url, "https://evil.com/a?b=c".into()));
+        assert_eq!(ok("HTTP://Evil.COM:8080/A/B?x=Y#frag").1, "http://evil.com:8080/A/B?x=Y");
+        assert_eq!(ok("evil.com/path").1, "http://evil.com/path");
+        assert_eq!(ok("evil.com/r?u=http://b.com/").1, "http://evil.com/r?u=http://b.com/");
+        assert_eq!(ok("http://evil.com").1, "http://evil.com/");
+        assert_eq!(ok("http://user:pw@evil.com/x").1, "http://evil.com/x");
+        assert_eq!(ok("http://[2606:4700::1111]:80/x").1, "http://[2606:4700::1111]:80/x");
+        assert_eq!(ok("http://evil.com/a b/%41").1, "http://evil.com/a%20b/%41");
+        assert_eq!(ok("http://evil.com/[.]x").1, "http://evil.com/[.]x");
+        assert_eq!(reason("/path/only"), Reason::InvalidValue);
+        assert_eq!(reason("ftp://evil.com/x"), Reason::InvalidValue);
+        let url = Some(TypeHint::Exact(IndicatorType::Url));
+        assert_eq!(normalize("mailto:a@evil.com", url, true).unwrap_err().0, Reason::InvalidValue);
+        assert_eq!(normalize("evil.com:8080/x", url, true).unwrap().1, "http://evil.com:8080/x");
+        assert_eq!(reason("http://192.168.1.1/x"), Reason::PrivateAddress);
+        assert_eq!(reason("http://co.uk/"), Reason::PublicSuffix);
+        assert_eq!(reason("https://github.io"), Reason::PublicSuffix);
+        assert_eq!(ok("https://s3.us-east-1.amazonaws.com/b/f.html").1, "https://s3.us-east-1.amazonaws.com/b/f.html");
+        assert_eq!(url_host("http://[2606:4700::1111]:80/x"), Some("2606:4700::1111"));
+        assert_eq!(url_host("https://evil.com:8443/x"), Some("evil.com"));
+    }
+
+    #[test]
+    fn hashes() {
+        let md5 = "D41D8CD98F00B204E9800998ECF8427E";
+        assert_eq!(ok(md5), (IndicatorType::FileMd5, md5.to_ascii_lowercase()));
+        assert_eq!(ok("E42a8cefD41D8CD98F00B204E9800998").0, IndicatorType::FileMd5);
+        let sha1 = "2B42FD41A1C8AC12221857DD2DF93164A71B95D7";
+        assert_eq!(ok(sha1).0, IndicatorType::FileSha1);
+        let cert = Some(TypeHint::Exact(IndicatorType::CertificateThumbprint));
+        assert_eq!(normalize(sha1, cert, true).unwrap().0, IndicatorType::CertificateThumbprint);
+        let sha256 = Some(TypeHint::Exact(IndicatorType::FileSha256));
+        assert_eq!(normalize(sha1, sha256, true).unwrap_err().0, Reason::InvalidValue);
+        assert_eq!(normalize("xyz", Some(TypeHint::Hash), true).unwrap_err().0, Reason::InvalidValue);
+    }
+}

@@ -1,0 +1,596 @@
+//! Loading every configured feed with the last-good fallback of DESIGN principle 2: a feed that
+//! fails to download, returns an error page, shrinks suddenly or parses to mostly rejects keeps
+//! its last good content (up to `max_age`), and the run says so.
+//!
+//! [`load_feed`] never fails: every outcome is a [`FeedStatus`]. Feeds that end [`FeedStatus::Stale`]
+//! or [`FeedStatus::Failed`] contribute no values, and the app protects their indicators from
+//! deletion.
+
+use crate::fetch::{self, FetchError, FetchObserver, FetchOptions, Fetched, Source};
+use crate::state::{CachedFeed, StateError, StateStore};
+use chrono::{DateTime, Utc};
+use iocsync_core::feed_health::{self, FeedStats, Health};
+use iocsync_ioc::formats::Column;
+use iocsync_ioc::{Format, FormatError, ParseOptions, Parsed, TypeHint};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+
+pub use iocsync_core::feed_health::HealthRules;
+
+/// One configured feed: where it comes from, how to parse it and how to judge it.
+#[derive(Debug, Clone)]
+pub struct FeedSpec {
+    /// Feed name (unique in the config; the cache key).
+    pub name: String,
+    /// Where it comes from.
+    pub source: Source,
+    /// Format (`Auto` sniffs). `Misp` over a directory or a URL ending in `/` or
+    /// `manifest.json` is a MISP feed (manifest + events).
+    pub format: Format,
+    /// CSV value column.
+    pub column: Option<Column>,
+    /// CSV type column.
+    pub type_column: Option<Column>,
+    /// Forced type for every value.
+    pub type_hint: Option<TypeHint>,
+    /// Undo defanging.
+    pub refang: bool,
+    /// How long the last good copy may stand in for a broken feed.
+    pub max_age: chrono::Duration,
+    /// When a fresh copy is suspect (shrink, rejects).
+    pub health: HealthRules,
+}
+
+impl FeedSpec {
+    /// The parser options for this feed at `now`.
+    pub fn parse_options(&self, now: DateTime<Utc>) -> ParseOptions {
+        let mut o = ParseOptions::new(self.format, now);
+        o.column = self.column.clone();
+        o.type_column = self.type_column.clone();
+        o.type_hint = self.type_hint;
+        o.refang = self.refang;
+        o
+    }
+
+    /// Whether this is a MISP feed (a `manifest.json` plus one file per event) rather than one document.
+    pub fn is_misp_feed(&self) -> bool {
+        if self.format != Format::Misp {
+            return false;
+        }
+        match &self.source {
+            Source::Path(p) => p.is_dir() || p.file_name().is_some_and(|n| n == "manifest.json"),
+            Source::Url(u) => u.path().ends_with('/') || u.path().ends_with("/manifest.json"),
+        }
+    }
+}
+
+/// How a feed's content for this run was obtained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedStatus {
+    /// Downloaded, parsed and judged good; saved as the new last good copy.
+    Fresh,
+    /// The source said nothing changed (304, or no MISP event changed); the cached copy is used.
+    NotModified,
+    /// The fresh copy was unusable; the last good copy (younger than `max_age`) is used.
+    Fallback {
+        /// Why the fresh copy was not used.
+        why: String,
+    },
+    /// Unusable, and the last good copy is older than `max_age`: contributes nothing.
+    Stale {
+        /// Why.
+        why: String,
+    },
+    /// Unusable and no usable last good copy: contributes nothing.
+    Failed {
+        /// Why.
+        why: String,
+    },
+}
+
+impl FeedStatus {
+    /// The JSON/report name: `fresh`, `not-modified`, `fallback`, `stale`, `failed`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FeedStatus::Fresh => "fresh",
+            FeedStatus::NotModified => "not-modified",
+            FeedStatus::Fallback { .. } => "fallback",
+            FeedStatus::Stale { .. } => "stale",
+            FeedStatus::Failed { .. } => "failed",
+        }
+    }
+
+    /// The explanation, for the degraded statuses.
+    pub fn why(&self) -> Option<&str> {
+        match self {
+            FeedStatus::Fresh | FeedStatus::NotModified => None,
+            FeedStatus::Fallback { why } | FeedStatus::Stale { why } | FeedStatus::Failed { why } => {
+                Some(why)
+            }
+        }
+    }
+
+    /// Whether the run used something other than the feed's current content (exit code 3).
+    pub fn is_degraded(&self) -> bool {
+        self.why().is_some()
+    }
+
+    /// The matching status of the run report (`iocsync_core::FeedStatus`).
+    pub fn report_status(&self) -> iocsync_core::FeedStatus {
+        match self {
+            FeedStatus::Fresh => iocsync_core::FeedStatus::Ok,
+            FeedStatus::NotModified => iocsync_core::FeedStatus::NotModified,
+            FeedStatus::Fallback { .. } => iocsync_core::FeedStatus::LastGood,
+            FeedStatus::Stale { .. } => iocsync_core::FeedStatus::Stale,
+            FeedStatus::Failed { .. } => iocsync_core::FeedStatus::Failed,
+        }
+    }
+
+    /// Whether the feed contributes values to this run (false for stale and failed: their
+    /// indicators must be protected from deletion instead).
+    pub fn contributes(&self) -> bool {
+        !matches!(self, FeedStatus::Stale { .. } | FeedStatus::Failed { .. })
+    }
+}
+
+impl std::fmt::Display for FeedStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.why() {
+            Some(why) => write!(f, "{} ({why})", self.as_str()),
+            None => f.write_str(self.as_str()),
+        }
+    }
+}
+
+/// One feed after loading.
+#[derive(Debug, Clone)]
+pub struct LoadedFeed {
+    /// Feed name.
+    pub name: String,
+    /// How its content was obtained.
+    pub status: FeedStatus,
+    /// Parsed values; `None` when the status is stale or failed.
+    pub parsed: Option<Parsed>,
+    /// Size of the content used (0 when none).
+    pub bytes: u64,
+    /// When the content used was fetched (or last confirmed unchanged).
+    pub fetched_at: Option<DateTime<Utc>>,
+}
+
+/// Loads one feed: fetch (conditional), parse, judge, save or fall back. Never fails; problems
+/// become the status. `store` is only locked for short synchronous calls, never across awaits.
+pub async fn load_feed(
+    http: &reqwest::Client,
+    store: &Mutex<StateStore>,
+    spec: &FeedSpec,
+    opts: &FetchOptions,
+    now: DateTime<Utc>,
+    observer: &dyn FetchObserver,
+) -> LoadedFeed {
+    let loaded = if spec.is_misp_feed() {
+        load_misp_feed(http, store, spec, opts, now, observer).await
+    } else {
+        load_document(http, store, spec, opts, now, observer).await
+    };
+    match &loaded.status {
+        FeedStatus::Fresh | FeedStatus::NotModified => {
+            tracing::info!(feed = %spec.name, status = loaded.status.as_str(), bytes = loaded.bytes, "feed loaded");
+        }
+        FeedStatus::Fallback { why } => {
+            tracing::warn!(feed = %spec.name, %why, "feed unusable; using its last good copy");
+        }
+        FeedStatus::Stale { why } => {
+            tracing::warn!(feed = %spec.name, %why, "feed unusable and its last good copy is too old; it contributes nothing");
+        }
+        FeedStatus::Failed { why } => {
+            tracing::warn!(feed = %spec.name, %why, "feed unusable and no last good copy; it contributes nothing");
+        }
+    }
+    loaded
+}
+
+/// Runs `f` on the locked store; a poisoned lock or a database error becomes a message.
+fn with_store<T>(
+    store: &Mutex<StateStore>,
+    f: impl FnOnce(&mut StateStore) -> Result<T, StateError>,
+) -> Result<T, String> {
+    let mut guard = store.lock().map_err(|_| "state database lock poisoned".to_owned())?;
+    f(&mut guard).map_err(|e| e.to_string())
+}
+
+/// Parses off the async threads (large feeds take a noticeable time); gives the body back.
+async fn parse_blocking(body: Vec<u8>, opts: ParseOptions) -> (Vec<u8>, Result<Parsed, FormatError>) {
+    let joined = tokio::task::spawn_blocking(move || {
+        let r = iocsync_ioc::parse(&body, &opts);
+        (body, r)
+    })
+    .await;
+    match joined {
+        Ok(x) => x,
+        Err(e) => (
+            Vec::new(),
+            Err(FormatError::Malformed { format: "feed", detail: format!("parser task failed: {e}") }),
+        ),
+    }
+}
+
+fn stats(body: &[u8], parsed: &Parsed) -> FeedStats {
+    FeedStats {
+        bytes: body.len() as u64,
+        accepted: parsed.iocs.len() as u64,
+        rejected: parsed.rejections.len() as u64,
+        looks_like_html: feed_health::looks_like_html(body),
+        empty: body.iter().all(u8::is_ascii_whitespace),
+    }
+}
+
+fn cached_stats(c: &CachedFeed) -> FeedStats {
+    FeedStats {
+        bytes: c.bytes,
+        accepted: c.accepted,
+        rejected: c.rejected,
+        looks_like_html: false,
+        empty: false,
+    }
+}
+
+async fn load_document(
+    http: &reqwest::Client,
+    store: &Mutex<StateStore>,
+    spec: &FeedSpec,
+    opts: &FetchOptions,
+    now: DateTime<Utc>,
+    observer: &dyn FetchObserver,
+) -> LoadedFeed {
+    let cached = match with_store(store, |s| s.feed_cache(&spec.name)) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(feed = %spec.name, error = %e, "cannot read the feed cache; fetching without it");
+            None
+        }
+    };
+    let validators = cached.as_ref().map(|c| &c.validators).filter(|v| !v.is_empty());
+    let named = Named { name: &spec.name, inner: observer };
+    let fetched = fetch::fetch(http, &spec.source, validators, opts, &named).await;
+
+    let why = match fetched {
+        Ok(Fetched::NotModified) => {
+            let Some(c) = cached else {
+                return failed(
+                    spec,
+                    "the server answered 304 Not Modified but there is no cached copy".into(),
+                );
+            };
+            let (_, parsed) = parse_blocking(c.body.clone(), spec.parse_options(now)).await;
+            return match parsed {
+                Ok(parsed) => {
+                    if let Err(e) = with_store(store, |s| s.touch_feed(&spec.name, now)) {
+                        tracing::warn!(feed = %spec.name, error = %e, "cannot record the 304 in the state database");
+                    }
+                    LoadedFeed {
+                        name: spec.name.clone(),
+                        status: FeedStatus::NotModified,
+                        parsed: Some(parsed),
+                        bytes: c.bytes,
+                        fetched_at: Some(now),
+                    }
+                }
+                Err(e) => failed(spec, format!("the cached copy no longer parses: {e}")),
+            };
+        }
+        Ok(Fetched::Body { bytes, validators }) => {
+            let (body, parsed) = parse_blocking(bytes, spec.parse_options(now)).await;
+            match parsed {
+                Err(e) => format!("cannot parse the download: {e}"),
+                Ok(parsed) => {
+                    let current = stats(&body, &parsed);
+                    let last_good = cached.as_ref().map(cached_stats);
+                    match feed_health::judge(&current, last_good.as_ref(), &spec.health) {
+                        Health::Good => {
+                            save_fresh(store, spec, cached.as_ref(), &body, validators, &current, now);
+                            return LoadedFeed {
+                                name: spec.name.clone(),
+                                status: FeedStatus::Fresh,
+                                parsed: Some(parsed),
+                                bytes: body.len() as u64,
+                                fetched_at: Some(now),
+                            };
+                        }
+                        Health::Suspect(why) => why,
+                    }
+                }
+            }
+        }
+        Err(e) => fetch_reason(&e),
+    };
+    fall_back(spec, cached, why, now).await
+}
+
+/// Saves a good download (or only refreshes the timestamps when the body did not change).
+fn save_fresh(
+    store: &Mutex<StateStore>,
+    spec: &FeedSpec,
+    cached: Option<&CachedFeed>,
+    body: &[u8],
+    validators: fetch::Validators,
+    current: &FeedStats,
+    now: DateTime<Utc>,
+) {
+    let unchanged = cached.is_some_and(|c| c.body == body);
+    let result = with_store(store, |s| {
+        if unchanged {
+            s.touch_feed(&spec.name, now)?;
+            s.set_feed_validators(&spec.name, &validators)
+        } else {
+            s.save_good_feed(&CachedFeed {
+                feed: spec.name.clone(),
+                source: spec.source.to_string(),
+                body: body.to_vec(),
+                validators,
+                fetched_at: now,
+                good_at: now,
+                bytes: current.bytes,
+                accepted: current.accepted,
+                rejected: current.rejected,
+            })
+        }
+    });
+    if let Err(e) = result {
+        tracing::warn!(feed = %spec.name, error = %e, "cannot save the feed's last good copy");
+    }
+}
+
+fn fetch_reason(e: &FetchError) -> String {
+    if e.is_transient() { format!("{e} (transient)") } else { e.to_string() }
+}
+
+fn failed(spec: &FeedSpec, why: String) -> LoadedFeed {
+    LoadedFeed {
+        name: spec.name.clone(),
+        status: FeedStatus::Failed { why },
+        parsed: None,
+        bytes: 0,
+        fetched_at: None,
+    }
+}
+
+/// The fresh copy is unusable: use the last good one if it is young enough.
+async fn fall_back(
+    spec: &FeedSpec,
+    cached: Option<CachedFeed>,
+    why: String,
+    now: DateTime<Utc>,
+) -> LoadedFeed {
+    let Some(c) = cached else {
+        return failed(spec, format!("{why}; no last good copy"));
+    };
+    let age = now.signed_duration_since(c.good_at);
+    if age > spec.max_age {
+        return LoadedFeed {
+            name: spec.name.clone(),
+            status: FeedStatus::Stale {
+                why: format!(
+                    "{why}; the last good copy is {} old, older than max_age {}",
+                    human(age),
+                    human(spec.max_age)
+                ),
+            },
+            parsed: None,
+            bytes: 0,
+            fetched_at: Some(c.good_at),
+        };
+    }
+    let (_, parsed) = parse_blocking(c.body, spec.parse_options(now)).await;
+    match parsed {
+        Ok(parsed) => LoadedFeed {
+            name: spec.name.clone(),
+            status: FeedStatus::Fallback {
+                why: format!("{why}; using the last good copy from {} ago", human(age)),
+            },
+            parsed: Some(parsed),
+            bytes: c.bytes,
+            fetched_at: Some(c.good_at),
+        },
+        Err(e) => failed(spec, format!("{why}; the last good copy no longer parses: {e}")),
+    }
+}
+
+async fn load_misp_feed(
+    http: &reqwest::Client,
+    store: &Mutex<StateStore>,
+    spec: &FeedSpec,
+    opts: &FetchOptions,
+    now: DateTime<Utc>,
+    observer: &dyn FetchObserver,
+) -> LoadedFeed {
+    let read = with_store(store, |s| Ok((s.feed_cache(&spec.name)?, s.misp_events(&spec.name)?)));
+    let (cached, cached_events) = match read {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(feed = %spec.name, error = %e, "cannot read the feed cache; fetching without it");
+            (None, BTreeMap::new())
+        }
+    };
+    // The cached events are the last good copy only together with their feed_cache row.
+    let cached_events = if cached.is_some() { cached_events } else { BTreeMap::new() };
+    let named = Named { name: &spec.name, inner: observer };
+    let why = match fetch::fetch_misp_feed(http, &spec.source, &cached_events, opts, &named).await {
+        Err(e) => fetch_reason(&e),
+        Ok(got) => {
+            let unchanged = cached.is_some() && got.fetched == 0 && got.events.len() == cached_events.len();
+            match parse_events(got.events.clone(), spec.parse_options(now)).await {
+                Err(e) => format!("cannot parse the download: {e}"),
+                Ok((parsed, current)) => {
+                    let last_good = cached.as_ref().map(cached_stats);
+                    let health = if unchanged {
+                        Health::Good
+                    } else {
+                        feed_health::judge(&current, last_good.as_ref(), &spec.health)
+                    };
+                    match health {
+                        Health::Good => {
+                            let saved = with_store(store, |s| {
+                                s.replace_misp_events(&spec.name, &got.events)?;
+                                s.save_good_feed(&CachedFeed {
+                                    feed: spec.name.clone(),
+                                    source: spec.source.to_string(),
+                                    body: Vec::new(),
+                                    validators: fetch::Validators::default(),
+                                    fetched_at: now,
+                                    good_at: now,
+                                    bytes: current.bytes,
+                                    accepted: current.accepted,
+                                    rejected: current.rejected,
+                                })
+                            });
+                            if let Err(e) = saved {
+                                tracing::warn!(feed = %spec.name, error = %e, "cannot save the MISP feed's events");
+                            }
+                            tracing::debug!(feed = %spec.name, events = got.events.len(), downloaded = got.fetched, "MISP feed fetched");
+                            return LoadedFeed {
+                                name: spec.name.clone(),
+                                status: if unchanged { FeedStatus::NotModified } else { FeedStatus::Fresh },
+                                parsed: Some(parsed),
+                                bytes: current.bytes,
+                                fetched_at: Some(now),
+                            };
+                        }
+                        Health::Suspect(why) => why,
+                    }
+                }
+            }
+        }
+    };
+    // Fallback: the cached events are the last good set.
+    let Some(c) = cached else {
+        return failed(spec, format!("{why}; no last good copy"));
+    };
+    let age = now.signed_duration_since(c.good_at);
+    if age > spec.max_age {
+        return LoadedFeed {
+            name: spec.name.clone(),
+            status: FeedStatus::Stale {
+                why: format!(
+                    "{why}; the last good copy is {} old, older than max_age {}",
+                    human(age),
+                    human(spec.max_age)
+                ),
+            },
+            parsed: None,
+            bytes: 0,
+            fetched_at: Some(c.good_at),
+        };
+    }
+    match parse_events(cached_events, spec.parse_options(now)).await {
+        Ok((parsed, st)) => LoadedFeed {
+            name: spec.name.clone(),
+            status: FeedStatus::Fallback {
+                why: format!("{why}; using the last good copy from {} ago", human(age)),
+            },
+            parsed: Some(parsed),
+            bytes: st.bytes,
+            fetched_at: Some(c.good_at),
+        },
+        Err(e) => failed(spec, format!("{why}; the last good copy no longer parses: {e}")),
+    }
+}
+
+/// Parses every event of a MISP feed as one MISP document each and merges the results,
+/// keeping the first occurrence of each (type, value) across events.
+async fn parse_events(
+    events: BTreeMap<String, (i64, Vec<u8>)>,
+    mut opts: ParseOptions,
+) -> Result<(Parsed, FeedStats), FormatError> {
+    opts.format = Format::Misp;
+    let joined = tokio::task::spawn_blocking(move || merge_events(&events, &opts)).await;
+    joined.unwrap_or_else(|e| {
+        Err(FormatError::Malformed { format: "misp", detail: format!("parser task failed: {e}") })
+    })
+}
+
+fn merge_events(
+    events: &BTreeMap<String, (i64, Vec<u8>)>,
+    opts: &ParseOptions,
+) -> Result<(Parsed, FeedStats), FormatError> {
+    let mut out = Parsed::default();
+    let mut seen = HashSet::new();
+    let mut st = FeedStats { bytes: 0, accepted: 0, rejected: 0, looks_like_html: false, empty: true };
+    for (uuid, (_, body)) in events {
+        let one = iocsync_ioc::parse(body, opts)
+            .map_err(|e| FormatError::Malformed { format: "misp", detail: format!("event {uuid}: {e}") })?;
+        st.bytes += body.len() as u64;
+        st.looks_like_html |= feed_health::looks_like_html(body);
+        st.empty &= body.iter().all(u8::is_ascii_whitespace);
+        out.lines += one.lines;
+        out.duplicates += one.duplicates;
+        for ioc in one.iocs {
+            if seen.insert((ioc.kind, ioc.value.clone())) {
+                out.iocs.push(ioc);
+            } else {
+                out.duplicates += 1;
+            }
+        }
+        out.rejections.extend(one.rejections);
+    }
+    st.accepted = out.iocs.len() as u64;
+    st.rejected = out.rejections.len() as u64;
+    Ok((out, st))
+}
+
+/// Passes progress on under the feed's name instead of the source text.
+struct Named<'a> {
+    name: &'a str,
+    inner: &'a dyn FetchObserver,
+}
+
+impl FetchObserver for Named<'_> {
+    fn progress(&self, _feed: &str, done: u64, total: Option<u64>) {
+        self.inner.progress(self.name, done, total);
+    }
+    fn finished(&self, _feed: &str) {
+        self.inner.finished(self.name);
+    }
+}
+
+/// A duration as `3d 4h`, `5h 10m`, `12m` or `30s`, for messages.
+fn human(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    let (days, hours, mins) = (s / 86_400, (s % 86_400) / 3600, (s % 3600) / 60);
+    if days > 0 {
+        format!("{days}d {hours}h")
+    } else if hours > 0 {
+        format!("{hours}h {mins}m")
+    } else if mins > 0 {
+        format!("{mins}m")
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_and_flags() {
+        assert_eq!(FeedStatus::Fresh.as_str(), "fresh");
+        assert_eq!(FeedStatus::NotModified.as_str(), "not-modified");
+        let fb = FeedStatus::Fallback { why: "HTTP 500".into() };
+        assert_eq!(fb.as_str(), "fallback");
+        assert!(fb.is_degraded() && fb.contributes());
+        assert_eq!(fb.to_string(), "fallback (HTTP 500)");
+        let st = FeedStatus::Stale { why: "x".into() };
+        assert_eq!(st.as_str(), "stale");
+        assert!(!st.contributes());
+        assert_eq!(FeedStatus::Failed { why: "x".into() }.as_str(), "failed");
+        assert!(!FeedStatus::Fresh.is_degraded());
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human(chrono::Duration::hours(50)), "2d 2h");
+        assert_eq!(human(chrono::Duration::minutes(61)), "1h 1m");
+        assert_eq!(human(chrono::Duration::seconds(59)), "59s");
+        assert_eq!(human(chrono::Duration::seconds(-5)), "0s");
+    }
+}

@@ -1,0 +1,747 @@
+//! Getting one feed's bytes: from a file or an HTTPS URL, with conditional GET, a size cap
+//! enforced while streaming, timeouts and gzip; and MISP feeds (`manifest.json` + events),
+//! fetching only the events that changed.
+//!
+//! Plain `http://` is accepted only for loopback hosts (the emulator, tests): feeds decide what
+//! gets blocked on every endpoint, so they must not be open to tampering on the way.
+//! Error messages never contain credentials: URLs are shown through [`redact_url`].
+
+use futures::StreamExt;
+use reqwest::StatusCode;
+use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use url::{Host, Url};
+
+/// Default size cap of one feed: 64 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How many MISP event files are downloaded at once.
+const MISP_CONCURRENCY: usize = 4;
+
+/// Where a feed comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A local file (or, for MISP feeds, a directory holding `manifest.json`).
+    Path(PathBuf),
+    /// An `https` URL, or `http` to a loopback host.
+    Url(Url),
+}
+
+impl Source {
+    /// Parses a config `source` value: a URL (`https://`, loopback `http://`, `file://`) or a
+    /// path, relative paths being resolved against `base_dir` (the config file's directory).
+    pub fn parse(s: &str, base_dir: &Path) -> Result<Source, FetchError> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(FetchError::InvalidSource {
+                origin: String::new(),
+                detail: "the source is empty; give a file path or an https:// URL".into(),
+            });
+        }
+        if s.contains("://") {
+            let url = Url::parse(s).map_err(|e| FetchError::InvalidSource {
+                origin: redact_str(s),
+                detail: format!("not a valid URL: {e}"),
+            })?;
+            if url.scheme() == "file" {
+                let path = url.to_file_path().map_err(|()| FetchError::InvalidSource {
+                    origin: redact_url(&url),
+                    detail: "a file:// URL must hold an absolute local path".into(),
+                })?;
+                return Ok(Source::Path(path));
+            }
+            check_url(&url)?;
+            return Ok(Source::Url(url));
+        }
+        let path = Path::new(s);
+        Ok(Source::Path(if path.is_absolute() { path.to_path_buf() } else { base_dir.join(path) }))
+    }
+
+    /// Whether this is a local path.
+    pub fn is_path(&self) -> bool {
+        matches!(self, Source::Path(_))
+    }
+}
+
+/// Shows the path, or the URL with credentials and secret-looking query values redacted.
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Path(p) => write!(f, "{}", p.display()),
+            Source::Url(u) => f.write_str(&redact_url(u)),
+        }
+    }
+}
+
+/// Refuses every scheme but `https`, and `http` to anything but a loopback host.
+pub fn check_url(url: &Url) -> Result<(), FetchError> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(url) => Ok(()),
+        "http" => Err(FetchError::InsecureUrl { url: redact_url(url) }),
+        other => Err(FetchError::InvalidSource {
+            origin: redact_url(url),
+            detail: format!("unsupported scheme {other:?}; use an https:// URL or a file path"),
+        }),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// Query parameter names whose values are treated as secrets in messages.
+const SECRET_PARAMS: &[&str] = &[
+    "key",
+    "apikey",
+    "api_key",
+    "api-key",
+    "auth",
+    "auth-key",
+    "authkey",
+    "token",
+    "access_token",
+    "secret",
+    "password",
+    "pass",
+    "sig",
+    "signature",
+    "code",
+];
+
+/// The URL as text with the user-info and secret-looking query values replaced by `***`.
+pub fn redact_url(url: &Url) -> String {
+    let mut u = url.clone();
+    if !u.username().is_empty() || u.password().is_some() {
+        // Cannot fail for URLs that already had user-info (they have a host).
+        let _ = u.set_password(None);
+        let _ = u.set_username("***");
+    }
+    if u.query().is_some() {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = SECRET_PARAMS.iter().any(|s| k.eq_ignore_ascii_case(s));
+                (k.into_owned(), if secret { "***".to_owned() } else { v.into_owned() })
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
+/// Redacts a string that may or may not parse as a URL (best effort: drops any user-info).
+fn redact_str(s: &str) -> String {
+    if let Ok(u) = Url::parse(s) {
+        return redact_url(&u);
+    }
+    match (s.find("://"), s.rfind('@')) {
+        (Some(i), Some(at)) if at > i => format!("{}***{}", &s[..i + 3], &s[at..]),
+        _ => s.to_owned(),
+    }
+}
+
+/// HTTP cache validators of a fetched body, sent back on the next fetch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    /// `ETag` response header (sent as `If-None-Match`).
+    pub etag: Option<String>,
+    /// `Last-Modified` response header (sent as `If-Modified-Since`).
+    pub last_modified: Option<String>,
+}
+
+impl Validators {
+    /// Whether there is nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
+}
+
+/// Limits of one fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchOptions {
+    /// Size cap in bytes, on the transferred and on the decompressed body.
+    pub max_bytes: u64,
+    /// TCP + TLS connect timeout (applied by [`http_client`]).
+    pub connect_timeout: Duration,
+    /// Total time for one request including its body.
+    pub total_timeout: Duration,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        FetchOptions {
+            max_bytes: DEFAULT_MAX_BYTES,
+            connect_timeout: Duration::from_secs(15),
+            total_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The result of a fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    /// The server answered 304: the cached copy is current.
+    NotModified,
+    /// A body (decompressed) and its validators.
+    Body {
+        /// The bytes.
+        bytes: Vec<u8>,
+        /// `ETag` / `Last-Modified` to send next time (empty for files).
+        validators: Validators,
+    },
+}
+
+/// Why a fetch failed. Never contains credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The source string is not usable.
+    #[error("invalid feed source {origin:?}: {detail}")]
+    InvalidSource {
+        /// The (redacted) source.
+        origin: String,
+        /// What is wrong and what to do.
+        detail: String,
+    },
+    /// Plain http to a non-loopback host.
+    #[error(
+        "refusing plain http for {url}: feeds must be fetched over https (http:// is allowed only for localhost/127.0.0.1/::1)"
+    )]
+    InsecureUrl {
+        /// The (redacted) URL.
+        url: String,
+    },
+    /// A non-2xx (and non-304) HTTP status.
+    #[error("{url} answered HTTP {status}")]
+    Status {
+        /// The (redacted) URL.
+        url: String,
+        /// The status.
+        status: StatusCode,
+    },
+    /// The body (transferred or decompressed) is larger than the cap.
+    #[error("{origin} is larger than the {limit}-byte limit; raise the feed's size cap if it is legitimate")]
+    TooLarge {
+        /// The (redacted) source.
+        origin: String,
+        /// The cap.
+        limit: u64,
+    },
+    /// The request took longer than the total timeout.
+    #[error("{origin} did not finish within {}s", after.as_secs())]
+    Timeout {
+        /// The (redacted) source.
+        origin: String,
+        /// The timeout.
+        after: Duration,
+    },
+    /// Connection, TLS or protocol failure.
+    #[error("cannot fetch {url}: {detail}")]
+    Network {
+        /// The (redacted) URL.
+        url: String,
+        /// What failed (never includes the URL itself).
+        detail: String,
+        /// Whether a retry may help (connect/reset/timeout rather than a protocol violation).
+        transient: bool,
+    },
+    /// A local file could not be read.
+    #[error("cannot read {}: {detail}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+        /// Whether it may work later (interrupted, would block) rather than a missing file.
+        transient: bool,
+    },
+    /// Data starting with the gzip magic that does not decompress.
+    #[error("{origin} looks gzip-compressed but does not decompress: {detail}")]
+    Gzip {
+        /// The (redacted) source.
+        origin: String,
+        /// The decoder's message.
+        detail: String,
+    },
+    /// A MISP feed `manifest.json` that is not a map of event uuids.
+    #[error("{origin} is not a MISP feed manifest: {detail}")]
+    Manifest {
+        /// The (redacted) source.
+        origin: String,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl FetchError {
+    /// Whether the failure is transient (network, timeout, 5xx, 408, 429) and a later attempt may work.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            FetchError::Status { status, .. } => {
+                status.is_server_error()
+                    || *status == StatusCode::REQUEST_TIMEOUT
+                    || *status == StatusCode::TOO_MANY_REQUESTS
+            }
+            FetchError::Timeout { .. } => true,
+            FetchError::Network { transient, .. } | FetchError::Io { transient, .. } => *transient,
+            FetchError::InvalidSource { .. }
+            | FetchError::InsecureUrl { .. }
+            | FetchError::TooLarge { .. }
+            | FetchError::Gzip { .. }
+            | FetchError::Manifest { .. } => false,
+        }
+    }
+}
+
+/// Receives download progress (the app shows a progress bar on a TTY).
+pub trait FetchObserver: Send + Sync {
+    /// `done` bytes of `feed` received so far, out of `total` when the size is known.
+    fn progress(&self, feed: &str, done: u64, total: Option<u64>);
+    /// The download of `feed` ended (successfully or not).
+    fn finished(&self, _feed: &str) {}
+}
+
+/// A [`FetchObserver`] that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl FetchObserver for NoProgress {
+    fn progress(&self, _feed: &str, _done: u64, _total: Option<u64>) {}
+}
+
+/// Builds the HTTP client for feeds: connect timeout, gzip, a user agent, and a redirect
+/// policy that follows at most 5 redirects and never to a plain-http non-loopback URL.
+pub fn http_client(opts: &FetchOptions) -> Result<reqwest::Client, FetchError> {
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() >= 5 {
+            attempt.error("too many redirects (more than 5)")
+        } else if let Err(e) = check_url(attempt.url()) {
+            attempt.error(e.to_string())
+        } else {
+            attempt.follow()
+        }
+    });
+    reqwest::Client::builder()
+        .user_agent(concat!("iocsync/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(opts.connect_timeout)
+        .redirect(policy)
+        .gzip(true)
+        .build()
+        .map_err(|e| FetchError::Network {
+            url: String::new(),
+            detail: format!("cannot build the HTTP client: {}", error_chain(&e.without_url())),
+            transient: false,
+        })
+}
+
+/// Fetches one feed. Sends `validators` as a conditional GET (URLs only); enforces the size
+/// cap while streaming; decompresses a gzip body (magic `1f 8b`) under the same cap.
+pub async fn fetch(
+    http: &reqwest::Client,
+    source: &Source,
+    validators: Option<&Validators>,
+    opts: &FetchOptions,
+    observer: &dyn FetchObserver,
+) -> Result<Fetched, FetchError> {
+    let label = source.to_string();
+    let result = match source {
+        Source::Path(path) => read_file(path, &label, opts, observer)
+            .await
+            .map(|bytes| Fetched::Body { bytes, validators: Validators::default() }),
+        Source::Url(url) => {
+            match tokio::time::timeout(opts.total_timeout, get(http, url, validators, opts, observer)).await {
+                Ok(r) => r,
+                Err(_) => Err(FetchError::Timeout { origin: label.clone(), after: opts.total_timeout }),
+            }
+        }
+    };
+    observer.finished(&label);
+    match result? {
+        Fetched::Body { bytes, validators } => {
+            Ok(Fetched::Body { bytes: maybe_gunzip(bytes, &label, opts.max_bytes)?, validators })
+        }
+        Fetched::NotModified => Ok(Fetched::NotModified),
+    }
+}
+
+async fn get(
+    http: &reqwest::Client,
+    url: &Url,
+    validators: Option<&Validators>,
+    opts: &FetchOptions,
+    observer: &dyn FetchObserver,
+) -> Result<Fetched, FetchError> {
+    check_url(url)?;
+    let shown = redact_url(url);
+    let mut req = http.get(url.clone()).timeout(opts.total_timeout);
+    if let Some(v) = validators {
+        if let Some(etag) = &v.etag {
+            req = req.header(IF_NONE_MATCH, etag);
+        }
+        if let Some(lm) = &v.last_modified {
+            req = req.header(IF_MODIFIED_SINCE, lm);
+        }
+    }
+    let mut resp = req.send().await.map_err(|e| net_error(&shown, e, opts))?;
+    // Defence in depth if the caller's client follows redirects without our policy.
+    check_url(resp.url())?;
+    let status = resp.status();
+    if status == StatusCode::NOT_MODIFIED {
+        return Ok(Fetched::NotModified);
+    }
+    if !status.is_success() {
+        return Err(FetchError::Status { url: shown, status });
+    }
+    let header = |name| {
+        resp.headers()
+            .get(name)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let got = Validators { etag: header(ETAG), last_modified: header(LAST_MODIFIED) };
+    let total = resp.content_length();
+    let too_large = || FetchError::TooLarge { origin: shown.clone(), limit: opts.max_bytes };
+    if total.is_some_and(|n| n > opts.max_bytes) {
+        return Err(too_large());
+    }
+    let cap = usize::try_from(opts.max_bytes).unwrap_or(usize::MAX);
+    let mut buf = Vec::with_capacity(total.map_or(0, |n| n as usize).min(cap));
+    while let Some(chunk) = resp.chunk().await.map_err(|e| net_error(&shown, e, opts))? {
+        if buf.len().saturating_add(chunk.len()) > cap {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+        observer.progress(&shown, buf.len() as u64, total);
+    }
+    Ok(Fetched::Body { bytes: buf, validators: got })
+}
+
+async fn read_file(
+    path: &Path,
+    label: &str,
+    opts: &FetchOptions,
+    observer: &dyn FetchObserver,
+) -> Result<Vec<u8>, FetchError> {
+    let io_err = |e: std::io::Error| FetchError::Io {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+        transient: matches!(e.kind(), std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock),
+    };
+    let meta = tokio::fs::metadata(path).await.map_err(io_err)?;
+    if meta.is_dir() {
+        return Err(FetchError::Io {
+            path: path.to_path_buf(),
+            detail: "is a directory (only MISP feeds, format = \"misp\", can be directories)".into(),
+            transient: false,
+        });
+    }
+    if meta.len() > opts.max_bytes {
+        return Err(FetchError::TooLarge { origin: label.to_owned(), limit: opts.max_bytes });
+    }
+    let file = tokio::fs::File::open(path).await.map_err(io_err)?;
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    // The file may grow between metadata and read: read at most cap + 1 bytes.
+    file.take(opts.max_bytes.saturating_add(1)).read_to_end(&mut buf).await.map_err(io_err)?;
+    if buf.len() as u64 > opts.max_bytes {
+        return Err(FetchError::TooLarge { origin: label.to_owned(), limit: opts.max_bytes });
+    }
+    observer.progress(label, buf.len() as u64, Some(meta.len()));
+    Ok(buf)
+}
+
+/// Decompresses `data` if it starts with the gzip magic, capping the decompressed size.
+fn maybe_gunzip(data: Vec<u8>, label: &str, cap: u64) -> Result<Vec<u8>, FetchError> {
+    if !data.starts_with(&[0x1f, 0x8b]) {
+        return Ok(data);
+    }
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(data.as_slice())
+        .take(cap.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| FetchError::Gzip { origin: label.to_owned(), detail: e.to_string() })?;
+    if out.len() as u64 > cap {
+        return Err(FetchError::TooLarge { origin: label.to_owned(), limit: cap });
+    }
+    Ok(out)
+}
+
+fn net_error(shown: &str, e: reqwest::Error, opts: &FetchOptions) -> FetchError {
+    if e.is_timeout() {
+        return FetchError::Timeout { origin: shown.to_owned(), after: opts.total_timeout };
+    }
+    let redirect = e.is_redirect();
+    let transient = !redirect && (e.is_connect() || e.is_request() || e.is_body() || e.is_decode());
+    let chain = error_chain(&e.without_url());
+    let detail = if redirect { format!("redirect refused: {chain}") } else { chain };
+    FetchError::Network { url: shown.to_owned(), detail, transient }
+}
+
+/// `error: cause: cause`, for errors whose Display hides the underlying reason.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let msg = c.to_string();
+        if !s.contains(&msg) {
+            s.push_str(": ");
+            s.push_str(&msg);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+// ---- MISP feeds -------------------------------------------------------------------------------
+
+/// The events of a MISP feed after a fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MispFeedFetch {
+    /// Every event listed in the manifest: uuid -> (manifest timestamp, event JSON), fresh or cached.
+    pub events: BTreeMap<String, (i64, Vec<u8>)>,
+    /// How many event files were downloaded (the rest came from the cache).
+    pub fetched: usize,
+    /// Size of `manifest.json`.
+    pub manifest_bytes: u64,
+}
+
+impl MispFeedFetch {
+    /// Total size of the event bodies.
+    pub fn bytes(&self) -> u64 {
+        self.events.values().map(|(_, b)| b.len() as u64).sum()
+    }
+}
+
+/// Parses a MISP feed `manifest.json`: `{uuid: {"timestamp": "1700000000", ...}, ...}` into
+/// uuid -> timestamp. Uuids must be hex and dashes (they become file names).
+pub fn parse_misp_manifest(bytes: &[u8], label: &str) -> Result<BTreeMap<String, i64>, FetchError> {
+    let bad = |detail: String| FetchError::Manifest { origin: label.to_owned(), detail };
+    let doc: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    let map = doc.as_object().ok_or_else(|| bad("expected a JSON object keyed by event uuid".into()))?;
+    let mut out = BTreeMap::new();
+    for (uuid, entry) in map {
+        let valid_uuid =
+            !uuid.is_empty() && uuid.len() <= 64 && uuid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        if !valid_uuid {
+            return Err(bad(format!("event key {uuid:?} is not a uuid")));
+        }
+        let ts = match entry.get("timestamp") {
+            Some(serde_json::Value::String(s)) => s.trim().parse::<i64>().ok(),
+            Some(serde_json::Value::Number(n)) => n.as_i64(),
+            _ => None,
+        }
+        .ok_or_else(|| bad(format!("event {uuid} has no integer \"timestamp\"")))?;
+        out.insert(uuid.clone(), ts);
+    }
+    Ok(out)
+}
+
+/// Where the files of a MISP feed live.
+enum MispBase {
+    Dir(PathBuf),
+    Url(Url),
+}
+
+impl MispBase {
+    fn new(source: &Source) -> Result<MispBase, FetchError> {
+        match source {
+            Source::Path(p) if p.file_name().is_some_and(|n| n == "manifest.json") => {
+                Ok(MispBase::Dir(p.parent().map(Path::to_path_buf).unwrap_or_default()))
+            }
+            Source::Path(p) => Ok(MispBase::Dir(p.clone())),
+            Source::Url(u) => {
+                let mut base = u.clone();
+                base.set_query(None);
+                base.set_fragment(None);
+                let path = base.path().to_owned();
+                let dir = match path.strip_suffix("manifest.json") {
+                    Some(d) => d.to_owned(),
+                    None if path.ends_with('/') => path,
+                    None => format!("{path}/"),
+                };
+                base.set_path(&dir);
+                Ok(MispBase::Url(base))
+            }
+        }
+    }
+
+    fn source_of(&self, file: &str) -> Result<Source, FetchError> {
+        match self {
+            MispBase::Dir(d) => Ok(Source::Path(d.join(file))),
+            MispBase::Url(u) => u.join(file).map(Source::Url).map_err(|e| FetchError::InvalidSource {
+                origin: redact_url(u),
+                detail: format!("cannot build the URL of {file}: {e}"),
+            }),
+        }
+    }
+}
+
+/// Fetches a MISP feed (a directory or base URL holding `manifest.json`): reads the manifest,
+/// downloads only the events whose manifest timestamp differs from `cached`, and returns every
+/// current event. The size cap applies to each file and to the total.
+pub async fn fetch_misp_feed(
+    http: &reqwest::Client,
+    source: &Source,
+    cached: &BTreeMap<String, (i64, Vec<u8>)>,
+    opts: &FetchOptions,
+    observer: &dyn FetchObserver,
+) -> Result<MispFeedFetch, FetchError> {
+    let label = source.to_string();
+    let result = misp_feed_inner(http, source, cached, opts, observer, &label).await;
+    observer.finished(&label);
+    result
+}
+
+async fn misp_feed_inner(
+    http: &reqwest::Client,
+    source: &Source,
+    cached: &BTreeMap<String, (i64, Vec<u8>)>,
+    opts: &FetchOptions,
+    observer: &dyn FetchObserver,
+    label: &str,
+) -> Result<MispFeedFetch, FetchError> {
+    // Progress is reported for the feed as a whole (bytes over all files), not per file.
+    let base = MispBase::new(source)?;
+    let manifest_src = base.source_of("manifest.json")?;
+    let manifest = match fetch(http, &manifest_src, None, opts, &NoProgress).await? {
+        Fetched::Body { bytes, .. } => bytes,
+        Fetched::NotModified => {
+            return Err(FetchError::Manifest {
+                origin: manifest_src.to_string(),
+                detail: "answered 304 to an unconditional request".into(),
+            });
+        }
+    };
+    let listed = parse_misp_manifest(&manifest, &manifest_src.to_string())?;
+
+    let mut events = BTreeMap::new();
+    let mut wanted = Vec::new();
+    for (uuid, ts) in &listed {
+        match cached.get(uuid) {
+            Some((cached_ts, body)) if cached_ts == ts => {
+                events.insert(uuid.clone(), (*ts, body.clone()));
+            }
+            _ => wanted.push((uuid.clone(), *ts, base.source_of(&format!("{uuid}.json"))?)),
+        }
+    }
+    let fetched = wanted.len();
+    let mut downloads = futures::stream::iter(wanted)
+        .map(|(uuid, ts, src)| async move {
+            let r = fetch(http, &src, None, opts, &NoProgress).await;
+            (uuid, ts, src, r)
+        })
+        .buffer_unordered(MISP_CONCURRENCY);
+    let mut total: u64 = events.values().map(|(_, b)| b.len() as u64).sum();
+    observer.progress(label, total, None);
+    while let Some((uuid, ts, src, r)) = downloads.next().await {
+        let body = match r? {
+            Fetched::Body { bytes, .. } => bytes,
+            Fetched::NotModified => {
+                return Err(FetchError::Manifest {
+                    origin: src.to_string(),
+                    detail: "answered 304 to an unconditional request".into(),
+                });
+            }
+        };
+        total = total.saturating_add(body.len() as u64);
+        if total > opts.max_bytes {
+            return Err(FetchError::TooLarge { origin: label.to_owned(), limit: opts.max_bytes });
+        }
+        observer.progress(label, total, None);
+        events.insert(uuid, (ts, body));
+    }
+    Ok(MispFeedFetch { events, fetched, manifest_bytes: manifest.len() as u64 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_parse_paths_and_urls() {
+        let base = Path::new("/etc/iocsync");
+        assert_eq!(
+            Source::parse("feeds/a.txt", base).unwrap(),
+            Source::Path(PathBuf::from("/etc/iocsync/feeds/a.txt"))
+        );
+        assert_eq!(Source::parse("/x/a.txt", base).unwrap(), Source::Path(PathBuf::from("/x/a.txt")));
+        assert_eq!(Source::parse("file:///x/a.txt", base).unwrap(), Source::Path(PathBuf::from("/x/a.txt")));
+        assert!(matches!(Source::parse("https://e.com/a", base).unwrap(), Source::Url(_)));
+        for ok in ["http://127.0.0.1:8080/a", "http://localhost/a", "http://[::1]/a", "http://127.9.9.9/"] {
+            assert!(Source::parse(ok, base).is_ok(), "{ok}");
+        }
+        for bad in ["http://example.com/a", "http://10.0.0.1/a", "http://localhost.evil.com/"] {
+            let err = Source::parse(bad, base).unwrap_err();
+            assert!(matches!(err, FetchError::InsecureUrl { .. }), "{bad}: {err}");
+            assert!(err.to_string().contains("https"), "{err}");
+        }
+        assert!(matches!(
+            Source::parse("ftp://e.com/a", base).unwrap_err(),
+            FetchError::InvalidSource { .. }
+        ));
+        assert!(Source::parse("  ", base).is_err());
+    }
+
+    #[test]
+    fn redaction_hides_userinfo_and_keys() {
+        let u = Url::parse("https://alice:hunter2@e.com/feed?auth-key=s3cr3t&limit=5").unwrap();
+        let shown = redact_url(&u);
+        assert!(!shown.contains("alice") && !shown.contains("hunter2") && !shown.contains("s3cr3t"));
+        assert!(shown.contains("limit=5") && shown.contains("e.com/feed"), "{shown}");
+        let err = Source::parse("http://bob:pw123@example.com/x", Path::new("/")).unwrap_err();
+        assert!(!err.to_string().contains("pw123"), "{err}");
+        assert!(!redact_str("ht!tp://bob:pw@x").contains("pw@"));
+    }
+
+    #[test]
+    fn gunzip_caps_decompressed_size() {
+        use flate2::{Compression, write::GzEncoder};
+        use std::io::Write;
+        let mut enc = GzEncoder::new(Vec::new(), Compression::best());
+        enc.write_all(&vec![b'a'; 100_000]).unwrap();
+        let gz = enc.finish().unwrap();
+        assert_eq!(maybe_gunzip(gz.clone(), "x", 100_000).unwrap().len(), 100_000);
+        assert!(matches!(maybe_gunzip(gz, "x", 99_999), Err(FetchError::TooLarge { .. })));
+        assert!(matches!(maybe_gunzip(vec![0x1f, 0x8b, 0, 1, 2], "x", 10), Err(FetchError::Gzip { .. })));
+        assert_eq!(maybe_gunzip(b"plain".to_vec(), "x", 10).unwrap(), b"plain");
+    }
+
+    #[test]
+    fn manifest_parsing() {
+        let m = parse_misp_manifest(br#"{"ab-12":{"timestamp":"17"},"cd":{"timestamp":5}}"#, "m").unwrap();
+        assert_eq!(m.get("ab-12"), Some(&17));
+        assert_eq!(m.get("cd"), Some(&5));
+        for bad in [&b"[]"[..], b"{\"../etc\":{\"timestamp\":\"1\"}}", b"{\"ab\":{}}", b"nope"] {
+            assert!(matches!(parse_misp_manifest(bad, "m"), Err(FetchError::Manifest { .. })));
+        }
+    }
+
+    #[test]
+    fn transient_classification() {
+        let s = |c: u16| FetchError::Status { url: "u".into(), status: StatusCode::from_u16(c).unwrap() };
+        assert!(s(503).is_transient() && s(429).is_transient());
+        assert!(!s(404).is_transient() && !s(403).is_transient());
+        assert!(!FetchError::InsecureUrl { url: "u".into() }.is_transient());
+    }
+
+    #[test]
+    fn misp_base_urls() {
+        let b = |s: &str| match MispBase::new(&Source::Url(Url::parse(s).unwrap())).unwrap() {
+            MispBase::Url(u) => u.join("x.json").unwrap().to_string(),
+            MispBase::Dir(_) => unreachable!(),
+        };
+        assert_eq!(b("https://e.com/feed/manifest.json"), "https://e.com/feed/x.json");
+        assert_eq!(b("https://e.com/feed/"), "https://e.com/feed/x.json");
+        assert_eq!(b("https://e.com/feed"), "https://e.com/feed/x.json");
+    }
+}

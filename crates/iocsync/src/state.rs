@@ -1,0 +1,855 @@
+//! The local state database (SQLite): last good feed copies, MISP event cache, cursors, run
+//! history, provenance, permanent Defender rejects and the API call history used for pacing.
+//!
+//! It is a cache and a history, never trusted over the tenant (DESIGN principle 5): losing the
+//! file costs re-downloads and history, never correctness. Secrets are never stored: no function
+//! here takes one, and no column is meant for one.
+//!
+//! The schema evolves through [`MIGRATIONS`], applied in order under `PRAGMA user_version`; a
+//! database written by a newer iocsync is refused rather than silently misread.
+
+use crate::fetch::Validators;
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Ordered schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
+/// Append only: never edit a migration that has shipped.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: initial schema.
+    r"
+CREATE TABLE feed_cache (
+    feed          TEXT PRIMARY KEY NOT NULL,
+    source        TEXT NOT NULL,
+    body          BLOB NOT NULL,
+    etag          TEXT,
+    last_modified TEXT,
+    fetched_at    TEXT NOT NULL,
+    good_at       TEXT NOT NULL,
+    bytes         INTEGER NOT NULL,
+    accepted      INTEGER NOT NULL,
+    rejected      INTEGER NOT NULL
+);
+CREATE TABLE misp_events (
+    feed      TEXT NOT NULL,
+    uuid      TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    body      BLOB NOT NULL,
+    PRIMARY KEY (feed, uuid)
+);
+CREATE TABLE cursors (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);
+CREATE TABLE runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant      TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    status      TEXT NOT NULL,
+    exit_code   INTEGER,
+    dry_run     INTEGER NOT NULL,
+    report_json TEXT
+);
+CREATE INDEX runs_tenant ON runs (tenant, id);
+CREATE TABLE provenance (
+    tenant         TEXT NOT NULL,
+    indicator_type TEXT NOT NULL,
+    value          TEXT NOT NULL,
+    action         TEXT NOT NULL,
+    defender_id    TEXT,
+    feeds_json     TEXT NOT NULL,
+    first_seen     TEXT NOT NULL,
+    last_pushed    TEXT NOT NULL,
+    PRIMARY KEY (tenant, indicator_type, value, action)
+);
+CREATE TABLE rejects (
+    tenant         TEXT NOT NULL,
+    indicator_type TEXT NOT NULL,
+    value          TEXT NOT NULL,
+    action         TEXT NOT NULL,
+    fingerprint    TEXT NOT NULL,
+    reason         TEXT NOT NULL,
+    detail         TEXT,
+    first_seen     TEXT NOT NULL,
+    last_seen      TEXT NOT NULL,
+    PRIMARY KEY (tenant, indicator_type, value, action)
+);
+CREATE TABLE api_calls (
+    tenant    TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    family    TEXT NOT NULL,
+    at_ms     INTEGER NOT NULL
+);
+CREATE INDEX api_calls_by_client ON api_calls (tenant, client_id, at_ms);
+",
+];
+
+/// How long API call history is kept: the longest pacing window (one hour) plus a margin.
+pub const API_CALL_RETENTION_MS: i64 = 2 * 60 * 60 * 1000;
+
+/// How long a writer waits for another process holding the database lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors of the state database. Messages name the file and say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The database file could not be created, opened or secured.
+    #[error("cannot open state database {}: {detail}", path.display())]
+    Open {
+        /// Database path.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
+    /// The file was written by a newer iocsync whose schema this binary does not know.
+    #[error(
+        "state database {} has schema version {found}, but this iocsync only knows up to \
+         version {known}; upgrade iocsync, or point `sync.state` at a new file",
+        path.display()
+    )]
+    TooNew {
+        /// Database path (`:memory:` for an in-memory database).
+        path: PathBuf,
+        /// Version found in the file.
+        found: u32,
+        /// Highest version this binary knows.
+        known: u32,
+    },
+    /// A query failed (disk full, locked for longer than the busy timeout, corrupt file, ...).
+    #[error("state database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// A stored value could not be decoded (e.g. a timestamp edited by hand).
+    #[error("state database holds an unreadable value in {what}: {detail}")]
+    Corrupt {
+        /// Table and column.
+        what: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// The last good copy of one feed and its HTTP validators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedFeed {
+    /// Feed name from the config.
+    pub feed: String,
+    /// Source it came from (path or redacted URL), for display only.
+    pub source: String,
+    /// The raw body (after decompression).
+    pub body: Vec<u8>,
+    /// `ETag` / `Last-Modified` of that body, for the next conditional GET.
+    pub validators: Validators,
+    /// When the body was last fetched or confirmed by a 304.
+    pub fetched_at: DateTime<Utc>,
+    /// When the content was last judged good (fresh or confirmed unchanged); `max_age` counts from here.
+    pub good_at: DateTime<Utc>,
+    /// Body size in bytes.
+    pub bytes: u64,
+    /// Accepted values when it was parsed.
+    pub accepted: u64,
+    /// Rejected values when it was parsed.
+    pub rejected: u64,
+}
+
+/// One row of the run history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRow {
+    /// Run id (increasing).
+    pub id: i64,
+    /// Tenant name.
+    pub tenant: String,
+    /// Start time.
+    pub started_at: DateTime<Utc>,
+    /// End time; `None` while running or when the process died mid-run.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `running` until finished, then the caller's status (e.g. `ok`, `partial`, `error`).
+    pub status: String,
+    /// Process exit code; `None` while running.
+    pub exit_code: Option<i32>,
+    /// Whether it was a dry run (`plan`).
+    pub dry_run: bool,
+    /// The JSON report; `None` while running.
+    pub report_json: Option<String>,
+}
+
+/// Which feeds carried one pushed indicator, and its Defender id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvenanceRow {
+    /// Defender `indicatorType` name.
+    pub indicator_type: String,
+    /// Normalised value.
+    pub value: String,
+    /// Defender action name.
+    pub action: String,
+    /// Defender indicator id, when known.
+    pub defender_id: Option<String>,
+    /// Names of the feeds that carried it.
+    pub feeds: BTreeSet<String>,
+    /// First time it was pushed (kept across [`StateStore::replace_provenance`] calls).
+    pub first_seen: DateTime<Utc>,
+    /// Last time it was created, updated or renewed.
+    pub last_pushed: DateTime<Utc>,
+}
+
+/// A value Defender rejected permanently, so it is not resent until its metadata changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectRow {
+    /// Defender `indicatorType` name.
+    pub indicator_type: String,
+    /// Normalised value.
+    pub value: String,
+    /// Defender action name.
+    pub action: String,
+    /// Fingerprint of the metadata that was sent; a different one means "try again".
+    pub fingerprint: String,
+    /// Reason code (e.g. `rejected-by-defender`).
+    pub reason: String,
+    /// Defender's message, if any.
+    pub detail: Option<String>,
+}
+
+/// A stored [`RejectRow`] with when it was first and last rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectRecord {
+    /// The reject.
+    pub reject: RejectRow,
+    /// First rejection (kept when the row is recorded again).
+    pub first_seen: DateTime<Utc>,
+    /// Latest rejection.
+    pub last_seen: DateTime<Utc>,
+}
+
+/// The state database. Synchronous and fast; `Send` but not `Sync` (wrap in a `Mutex` to share).
+#[derive(Debug)]
+pub struct StateStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl StateStore {
+    /// Opens (creating with mode 0600 on unix) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        let open_err = |detail: String| StateError::Open { path: path.to_path_buf(), detail };
+        create_private(path).map_err(|e| open_err(e.to_string()))?;
+        let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_err(e.to_string()))?;
+        // WAL: readers (e.g. `iocsync history`) never block the daemon's writes.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| open_err(format!("{e} (is the file a SQLite database?)")))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::debug!(path = %path.display(), mode, "state database is not in WAL mode");
+        }
+        conn.execute_batch("PRAGMA synchronous = NORMAL;").map_err(|e| open_err(e.to_string()))?;
+        let mut store = StateStore { conn, path: path.to_path_buf() };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens a fresh, migrated in-memory database (tests, `--dry-run` without a state file).
+    pub fn open_in_memory() -> Result<Self, StateError> {
+        let conn = Connection::open_in_memory()?;
+        let mut store = StateStore { conn, path: PathBuf::from(":memory:") };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Applies the migrations above the file's `user_version`, all in one transaction.
+    fn migrate(&mut self) -> Result<(), StateError> {
+        let known = MIGRATIONS.len() as u32;
+        // IMMEDIATE: two processes opening a new file at once do not both migrate it.
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found > known {
+            return Err(StateError::TooNew { path: self.path.clone(), found, known });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            tx.execute_batch(sql)?;
+            tracing::debug!(version = i + 1, "applied state database migration");
+        }
+        if found < known {
+            tx.execute_batch(&format!("PRAGMA user_version = {known}"))?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The schema version (`PRAGMA user_version`) of the open database.
+    pub fn schema_version(&self) -> Result<u32, StateError> {
+        Ok(self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    // ---- feed cache -------------------------------------------------------------------------
+
+    /// The last good copy of `feed`, if any.
+    pub fn feed_cache(&self, feed: &str) -> Result<Option<CachedFeed>, StateError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT source, body, etag, last_modified, fetched_at, good_at, bytes, accepted, rejected
+                 FROM feed_cache WHERE feed = ?1",
+                [feed],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, i64>(6)?,
+                        r.get::<_, i64>(7)?,
+                        r.get::<_, i64>(8)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((source, body, etag, last_modified, fetched_at, good_at, bytes, accepted, rejected)) = row
+        else {
+            return Ok(None);
+        };
+        Ok(Some(CachedFeed {
+            feed: feed.to_owned(),
+            source,
+            body,
+            validators: Validators { etag, last_modified },
+            fetched_at: parse_ts("feed_cache.fetched_at", &fetched_at)?,
+            good_at: parse_ts("feed_cache.good_at", &good_at)?,
+            bytes: to_u64(bytes),
+            accepted: to_u64(accepted),
+            rejected: to_u64(rejected),
+        }))
+    }
+
+    /// Stores `c` as the new last good copy of its feed (replacing the previous one).
+    pub fn save_good_feed(&self, c: &CachedFeed) -> Result<(), StateError> {
+        self.conn.execute(
+            "INSERT INTO feed_cache
+                 (feed, source, body, etag, last_modified, fetched_at, good_at, bytes, accepted, rejected)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (feed) DO UPDATE SET
+                 source = excluded.source, body = excluded.body, etag = excluded.etag,
+                 last_modified = excluded.last_modified, fetched_at = excluded.fetched_at,
+                 good_at = excluded.good_at, bytes = excluded.bytes, accepted = excluded.accepted,
+                 rejected = excluded.rejected",
+            params![
+                c.feed,
+                c.source,
+                c.body,
+                c.validators.etag,
+                c.validators.last_modified,
+                fmt_ts(c.fetched_at),
+                fmt_ts(c.good_at),
+                to_i64(c.bytes),
+                to_i64(c.accepted),
+                to_i64(c.rejected),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Marks the cached copy of `feed` as confirmed current at `at` (a 304, or an identical
+    /// body): refreshes `fetched_at` and `good_at`. Returns whether a cached copy existed.
+    pub fn touch_feed(&self, feed: &str, at: DateTime<Utc>) -> Result<bool, StateError> {
+        let n = self.conn.execute(
+            "UPDATE feed_cache SET fetched_at = ?2, good_at = ?2 WHERE feed = ?1",
+            params![feed, fmt_ts(at)],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Replaces the stored validators of `feed` (a server may send a new `ETag` for the same body).
+    pub fn set_feed_validators(&self, feed: &str, v: &Validators) -> Result<(), StateError> {
+        self.conn.execute(
+            "UPDATE feed_cache SET etag = ?2, last_modified = ?3 WHERE feed = ?1",
+            params![feed, v.etag, v.last_modified],
+        )?;
+        Ok(())
+    }
+
+    // ---- MISP feed events ---------------------------------------------------------------------
+
+    /// The cached events of a MISP feed: uuid -> (manifest timestamp, event JSON).
+    pub fn misp_events(&self, feed: &str) -> Result<BTreeMap<String, (i64, Vec<u8>)>, StateError> {
+        let mut stmt = self.conn.prepare("SELECT uuid, timestamp, body FROM misp_events WHERE feed = ?1")?;
+        let rows = stmt.query_map([feed], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Stores (or replaces) one cached MISP event.
+    pub fn save_misp_event(
+        &self,
+        feed: &str,
+        uuid: &str,
+        timestamp: i64,
+        body: &[u8],
+    ) -> Result<(), StateError> {
+        self.conn.execute(
+            "INSERT INTO misp_events (feed, uuid, timestamp, body) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (feed, uuid) DO UPDATE SET timestamp = excluded.timestamp, body = excluded.body",
+            params![feed, uuid, timestamp, body],
+        )?;
+        Ok(())
+    }
+
+    /// Replaces the whole event set of a MISP feed in one transaction (events no longer in the
+    /// manifest are dropped; unchanged ones are not rewritten).
+    pub fn replace_misp_events(
+        &self,
+        feed: &str,
+        events: &BTreeMap<String, (i64, Vec<u8>)>,
+    ) -> Result<(), StateError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let existing: BTreeMap<String, i64> = {
+            let mut stmt = tx.prepare("SELECT uuid, timestamp FROM misp_events WHERE feed = ?1")?;
+            let rows = stmt.query_map([feed], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        {
+            let mut del = tx.prepare("DELETE FROM misp_events WHERE feed = ?1 AND uuid = ?2")?;
+            for uuid in existing.keys().filter(|u| !events.contains_key(*u)) {
+                del.execute(params![feed, uuid])?;
+            }
+            let mut put = tx.prepare(
+                "INSERT INTO misp_events (feed, uuid, timestamp, body) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (feed, uuid) DO UPDATE SET timestamp = excluded.timestamp, body = excluded.body",
+            )?;
+            for (uuid, (ts, body)) in events {
+                if existing.get(uuid) != Some(ts) {
+                    put.execute(params![feed, uuid, ts, body])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---- cursors ------------------------------------------------------------------------------
+
+    /// A stored cursor (e.g. TAXII `added_after` for one collection).
+    pub fn cursor(&self, key: &str) -> Result<Option<String>, StateError> {
+        Ok(self.conn.query_row("SELECT value FROM cursors WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    /// Stores a cursor, replacing the previous value.
+    pub fn set_cursor(&self, key: &str, value: &str) -> Result<(), StateError> {
+        self.conn.execute(
+            "INSERT INTO cursors (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    // ---- runs ---------------------------------------------------------------------------------
+
+    /// Records the start of a run (status `running`) and returns its id.
+    pub fn begin_run(
+        &self,
+        tenant: &str,
+        dry_run: bool,
+        started_at: DateTime<Utc>,
+    ) -> Result<i64, StateError> {
+        self.conn.execute(
+            "INSERT INTO runs (tenant, started_at, status, dry_run) VALUES (?1, ?2, 'running', ?3)",
+            params![tenant, fmt_ts(started_at), dry_run],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records the end of run `id`. Errors with `QueryReturnedNoRows` if no such run exists.
+    pub fn finish_run(
+        &self,
+        id: i64,
+        status: &str,
+        exit_code: i32,
+        report_json: &str,
+        finished_at: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        let n = self.conn.execute(
+            "UPDATE runs SET status = ?2, exit_code = ?3, report_json = ?4, finished_at = ?5 WHERE id = ?1",
+            params![id, status, exit_code, report_json, fmt_ts(finished_at)],
+        )?;
+        if n == 0 {
+            return Err(StateError::Sql(rusqlite::Error::QueryReturnedNoRows));
+        }
+        Ok(())
+    }
+
+    /// The latest `limit` runs, newest first, optionally of one tenant only.
+    pub fn runs(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<RunRow>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, tenant, started_at, finished_at, status, exit_code, dry_run, report_json
+             FROM runs WHERE (?1 IS NULL OR tenant = ?1) ORDER BY id DESC LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![tenant, limit], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<i32>>(5)?,
+                r.get::<_, bool>(6)?,
+                r.get::<_, Option<String>>(7)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, tenant, started, finished, status, exit_code, dry_run, report_json) = row?;
+            out.push(RunRow {
+                id,
+                tenant,
+                started_at: parse_ts("runs.started_at", &started)?,
+                finished_at: finished.map(|f| parse_ts("runs.finished_at", &f)).transpose()?,
+                status,
+                exit_code,
+                dry_run,
+                report_json,
+            });
+        }
+        Ok(out)
+    }
+
+    // ---- provenance ---------------------------------------------------------------------------
+
+    /// Which feeds carried each pushed indicator of `tenant`: (type, value) -> feed names
+    /// (merged over actions).
+    pub fn provenance(
+        &self,
+        tenant: &str,
+    ) -> Result<BTreeMap<(String, String), BTreeSet<String>>, StateError> {
+        let mut out: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+        for row in self.provenance_rows(tenant)? {
+            out.entry((row.indicator_type, row.value)).or_default().extend(row.feeds);
+        }
+        Ok(out)
+    }
+
+    /// Every provenance row of `tenant`, ordered by type, value, action.
+    pub fn provenance_rows(&self, tenant: &str) -> Result<Vec<ProvenanceRow>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT indicator_type, value, action, defender_id, feeds_json, first_seen, last_pushed
+             FROM provenance WHERE tenant = ?1 ORDER BY indicator_type, value, action",
+        )?;
+        let rows = stmt.query_map([tenant], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (indicator_type, value, action, defender_id, feeds_json, first, last) = row?;
+            let feeds = serde_json::from_str(&feeds_json)
+                .map_err(|e| StateError::Corrupt { what: "provenance.feeds_json", detail: e.to_string() })?;
+            out.push(ProvenanceRow {
+                indicator_type,
+                value,
+                action,
+                defender_id,
+                feeds,
+                first_seen: parse_ts("provenance.first_seen", &first)?,
+                last_pushed: parse_ts("provenance.last_pushed", &last)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Replaces the provenance of `tenant` with `rows` in one transaction (after a successful
+    /// apply). A row already present keeps its earlier `first_seen`.
+    pub fn replace_provenance(&mut self, tenant: &str, rows: &[ProvenanceRow]) -> Result<(), StateError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let first_seen: BTreeMap<(String, String, String), String> = {
+            let mut stmt = tx.prepare(
+                "SELECT indicator_type, value, action, first_seen FROM provenance WHERE tenant = ?1",
+            )?;
+            let rows = stmt.query_map([tenant], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        tx.execute("DELETE FROM provenance WHERE tenant = ?1", [tenant])?;
+        {
+            let mut put = tx.prepare(
+                "INSERT OR REPLACE INTO provenance
+                     (tenant, indicator_type, value, action, defender_id, feeds_json, first_seen, last_pushed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for row in rows {
+                let key = (row.indicator_type.clone(), row.value.clone(), row.action.clone());
+                let first = first_seen.get(&key).cloned().unwrap_or_else(|| fmt_ts(row.first_seen));
+                let feeds = serde_json::to_string(&row.feeds).map_err(|e| StateError::Corrupt {
+                    what: "provenance.feeds_json",
+                    detail: e.to_string(),
+                })?;
+                put.execute(params![
+                    tenant,
+                    row.indicator_type,
+                    row.value,
+                    row.action,
+                    row.defender_id,
+                    feeds,
+                    first,
+                    fmt_ts(row.last_pushed),
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---- permanent rejects --------------------------------------------------------------------
+
+    /// Every recorded permanent reject of `tenant`.
+    pub fn rejects(&self, tenant: &str) -> Result<Vec<RejectRow>, StateError> {
+        Ok(self.reject_records(tenant)?.into_iter().map(|r| r.reject).collect())
+    }
+
+    /// Every recorded permanent reject of `tenant`, with first and last rejection times.
+    pub fn reject_records(&self, tenant: &str) -> Result<Vec<RejectRecord>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT indicator_type, value, action, fingerprint, reason, detail, first_seen, last_seen
+             FROM rejects WHERE tenant = ?1 ORDER BY indicator_type, value, action",
+        )?;
+        let rows = stmt.query_map([tenant], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, String>(7)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (indicator_type, value, action, fingerprint, reason, detail, first, last) = row?;
+            out.push(RejectRecord {
+                reject: RejectRow { indicator_type, value, action, fingerprint, reason, detail },
+                first_seen: parse_ts("rejects.first_seen", &first)?,
+                last_seen: parse_ts("rejects.last_seen", &last)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records (or refreshes) a permanent reject seen at `at`; an existing row keeps its
+    /// `first_seen` and takes the new fingerprint, reason, detail and `last_seen`.
+    pub fn record_reject(&self, tenant: &str, r: &RejectRow, at: DateTime<Utc>) -> Result<(), StateError> {
+        self.conn.execute(
+            "INSERT INTO rejects
+                 (tenant, indicator_type, value, action, fingerprint, reason, detail, first_seen, last_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (tenant, indicator_type, value, action) DO UPDATE SET
+                 fingerprint = excluded.fingerprint, reason = excluded.reason,
+                 detail = excluded.detail, last_seen = excluded.last_seen",
+            params![
+                tenant,
+                r.indicator_type,
+                r.value,
+                r.action,
+                r.fingerprint,
+                r.reason,
+                r.detail,
+                fmt_ts(at),
+                fmt_ts(at),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a reject (the value was accepted later, or left the feeds). Returns whether one existed.
+    pub fn clear_reject(
+        &self,
+        tenant: &str,
+        indicator_type: &str,
+        value: &str,
+        action: &str,
+    ) -> Result<bool, StateError> {
+        let n = self.conn.execute(
+            "DELETE FROM rejects WHERE tenant = ?1 AND indicator_type = ?2 AND value = ?3 AND action = ?4",
+            params![tenant, indicator_type, value, action],
+        )?;
+        Ok(n > 0)
+    }
+
+    // ---- API call history ---------------------------------------------------------------------
+
+    /// The recorded API calls of one tenant and client: (family, epoch milliseconds), oldest first.
+    pub fn load_api_calls(&self, tenant: &str, client_id: &str) -> Result<Vec<(String, i64)>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT family, at_ms FROM api_calls WHERE tenant = ?1 AND client_id = ?2 ORDER BY at_ms, rowid",
+        )?;
+        let rows = stmt.query_map(params![tenant, client_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Replaces the call history of one tenant and client with `calls` (the loaded history plus
+    /// this run's calls), dropping every row older than [`API_CALL_RETENTION_MS`] before `now_ms`.
+    pub fn save_api_calls(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        calls: &[(String, i64)],
+        now_ms: i64,
+    ) -> Result<(), StateError> {
+        let cutoff = now_ms.saturating_sub(API_CALL_RETENTION_MS);
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "DELETE FROM api_calls WHERE (tenant = ?1 AND client_id = ?2) OR at_ms < ?3",
+            params![tenant, client_id, cutoff],
+        )?;
+        {
+            let mut put = tx.prepare(
+                "INSERT INTO api_calls (tenant, client_id, family, at_ms) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (family, at) in calls.iter().filter(|(_, at)| *at >= cutoff) {
+                put.execute(params![tenant, client_id, family, at])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Creates `path` with mode 0600 if it does not exist, and tightens an existing file to 0600.
+#[cfg(unix)]
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), "state database was group/world accessible; setting mode 0600");
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// Non-unix: the file is created by SQLite with the platform's default ACL.
+#[cfg(not(unix))]
+fn create_private(_path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Timestamps are stored as RFC 3339 text (UTC, milliseconds) so the file reads well in `sqlite3`.
+fn fmt_ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse_ts(what: &'static str, s: &str) -> Result<DateTime<Utc>, StateError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StateError::Corrupt { what, detail: format!("{s:?}: {e}") })
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_790_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn fresh_database_is_at_latest_version() {
+        let s = StateStore::open_in_memory().unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as u32);
+    }
+
+    #[test]
+    fn migrate_twice_is_a_no_op() {
+        let mut s = StateStore::open_in_memory().unwrap();
+        s.set_cursor("k", "v").unwrap();
+        s.migrate().unwrap();
+        assert_eq!(s.cursor("k").unwrap().as_deref(), Some("v"));
+    }
+
+    #[test]
+    fn feed_cache_round_trip_and_touch() {
+        let s = StateStore::open_in_memory().unwrap();
+        assert!(s.feed_cache("f").unwrap().is_none());
+        assert!(!s.touch_feed("f", t(0)).unwrap());
+        let c = CachedFeed {
+            feed: "f".into(),
+            source: "https://example.com/x".into(),
+            body: b"1.2.3.4\n".to_vec(),
+            validators: Validators { etag: Some("\"abc\"".into()), last_modified: None },
+            fetched_at: t(0),
+            good_at: t(0),
+            bytes: 8,
+            accepted: 1,
+            rejected: 0,
+        };
+        s.save_good_feed(&c).unwrap();
+        assert_eq!(s.feed_cache("f").unwrap().as_ref(), Some(&c));
+        assert!(s.touch_feed("f", t(60)).unwrap());
+        let got = s.feed_cache("f").unwrap().unwrap();
+        assert_eq!(got.good_at, t(60));
+        assert_eq!(got.fetched_at, t(60));
+        assert_eq!(got.body, c.body);
+    }
+
+    #[test]
+    fn misp_events_replace_drops_missing() {
+        let s = StateStore::open_in_memory().unwrap();
+        s.save_misp_event("m", "a", 1, b"A").unwrap();
+        s.save_misp_event("m", "b", 1, b"B").unwrap();
+        s.save_misp_event("other", "a", 9, b"X").unwrap();
+        let mut next = BTreeMap::new();
+        next.insert("b".to_owned(), (2, b"B2".to_vec()));
+        next.insert("c".to_owned(), (1, b"C".to_vec()));
+        s.replace_misp_events("m", &next).unwrap();
+        assert_eq!(s.misp_events("m").unwrap(), next);
+        assert_eq!(s.misp_events("other").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn api_calls_prune_old_rows_of_every_client() {
+        let s = StateStore::open_in_memory().unwrap();
+        let now = 10 * API_CALL_RETENTION_MS;
+        s.save_api_calls("t", "other", &[("list".into(), now - API_CALL_RETENTION_MS)], now - 5).unwrap();
+        let calls = vec![
+            ("token".to_owned(), now - API_CALL_RETENTION_MS - 1),
+            ("import".to_owned(), now - 1000),
+            ("list".to_owned(), now),
+        ];
+        s.save_api_calls("t", "c", &calls, now + 10).unwrap();
+        assert_eq!(s.load_api_calls("t", "c").unwrap(), calls[1..].to_vec());
+        // The other client's row fell out of the window of this save and was pruned.
+        assert!(s.load_api_calls("t", "other").unwrap().is_empty());
+    }
+
+    #[test]
+    fn corrupt_timestamp_is_an_error_not_a_panic() {
+        let s = StateStore::open_in_memory().unwrap();
+        s.begin_run("t", false, t(0)).unwrap();
+        s.conn.execute("UPDATE runs SET started_at = 'yesterday'", []).unwrap();
+        let err = s.runs(None, 10).unwrap_err();
+        assert!(matches!(err, StateError::Corrupt { what: "runs.started_at", .. }), "{err}");
+    }
+}

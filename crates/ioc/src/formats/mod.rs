@@ -3,9 +3,19 @@
 //! Every parser is total: any input yields a `Parsed` (possibly all rejections) or a
 //! `FormatError` for a document that is not of the format at all; none panics.
 
-use crate::{Ioc, Rejection, TypeHint};
+use crate::normalize::{normalize, truncate};
+use crate::{IndicatorType, Ioc, Reason, Rejection, TypeHint};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::fmt;
+
+pub mod csv;
+pub mod defender_csv;
+pub mod hosts;
+pub mod misp;
+pub mod stix;
+pub mod text;
 
 /// A feed format name as written in the config (`format = "csv"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -92,4 +102,218 @@ pub enum FormatError {
     /// The format needs IO the pure parser cannot do (MISP feed directory, TAXII).
     #[error("{0}")]
     NeedsFetch(String),
+}
+
+impl Format {
+    /// The config name, e.g. `"defender-csv"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Auto => "auto",
+            Format::Text => "text",
+            Format::Csv => "csv",
+            Format::Hosts => "hosts",
+            Format::Stix => "stix",
+            Format::Misp => "misp",
+            Format::Taxii => "taxii",
+            Format::DefenderCsv => "defender-csv",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = FormatError;
+    /// Parses the config names (`auto`, `text`, `csv`, `hosts`, `stix`, `misp`, `taxii`, `defender-csv`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Format::Auto,
+            "text" | "txt" => Format::Text,
+            "csv" => Format::Csv,
+            "hosts" => Format::Hosts,
+            "stix" => Format::Stix,
+            "misp" => Format::Misp,
+            "taxii" => Format::Taxii,
+            "defender-csv" | "defender_csv" => Format::DefenderCsv,
+            other => {
+                return Err(FormatError::Malformed {
+                    format: "format name",
+                    detail: format!(
+                        "unknown format `{other}` (expected auto, text, csv, hosts, stix, misp, taxii or defender-csv)"
+                    ),
+                });
+            }
+        })
+    }
+}
+
+/// Parse one feed document: bytes in, accepted values and rejections out.
+///
+/// `Format::Auto` sniffs the format first (see [`sniff`]). Never panics; a document that is not
+/// of the format at all (bad JSON, missing CSV column) is a `FormatError`.
+pub fn parse(input: &[u8], opts: &ParseOptions) -> Result<Parsed, FormatError> {
+    let format = match opts.format {
+        Format::Auto => sniff(input),
+        f => f,
+    };
+    match format {
+        Format::Auto | Format::Text => Ok(text::parse(input, opts)),
+        Format::Csv => csv::parse(input, opts),
+        Format::Hosts => Ok(hosts::parse(input, opts)),
+        Format::Stix => stix::parse(input, opts),
+        Format::Taxii => stix::parse_taxii(input, opts),
+        Format::Misp => misp::parse(input, opts),
+        Format::DefenderCsv => defender_csv::parse(input, opts),
+    }
+}
+
+/// Guess the format of a document: JSON (MISP event, STIX bundle or object, TAXII envelope),
+/// hosts file (most data lines start with a sink-hole address), CSV with a header naming a known
+/// column (or the Defender portal columns), else text.
+pub fn sniff(input: &[u8]) -> Format {
+    let body = strip_bom(input);
+    let first = body.iter().position(|b| !b.is_ascii_whitespace()).map(|i| body[i]);
+    if matches!(first, Some(b'{' | b'[')) {
+        if let Some(f) = sniff_json(body) {
+            return f;
+        }
+        if first == Some(b'{') {
+            // Broken JSON: report it as a malformed STIX document rather than junk text values.
+            return Format::Stix;
+        }
+    }
+    sniff_lines(body)
+}
+
+fn sniff_json(body: &[u8]) -> Option<Format> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let probe = match &value {
+        serde_json::Value::Array(items) => items.first()?,
+        other => other,
+    };
+    let obj = probe.as_object()?;
+    if obj.contains_key("Event") || obj.contains_key("response") || obj.contains_key("Attribute") {
+        return Some(Format::Misp);
+    }
+    if obj.get("type").and_then(|t| t.as_str()).is_some() {
+        return Some(Format::Stix);
+    }
+    if obj.contains_key("objects") || obj.contains_key("more") {
+        return Some(Format::Taxii);
+    }
+    None
+}
+
+fn sniff_lines(body: &[u8]) -> Format {
+    let mut data = 0usize;
+    let mut hosts = 0usize;
+    let mut last_comment: Option<&str> = None;
+    let mut first_data: Option<&str> = None;
+    for (_, line) in text::lines(body).take(200) {
+        let Ok(line) = line else { continue };
+        let t = line.trim();
+        if t.is_empty() {
+            continue;
+        }
+        if let Some(c) = t.strip_prefix('#') {
+            if first_data.is_none() {
+                last_comment = Some(c);
+            }
+            continue;
+        }
+        if first_data.is_none() {
+            first_data = Some(t);
+        }
+        data += 1;
+        let mut fields = t.split_whitespace();
+        let ip = fields.next().unwrap_or("");
+        if matches!(ip, "0.0.0.0" | "127.0.0.1" | "::1" | "::" | "::0") && fields.next().is_some() {
+            hosts += 1;
+        }
+    }
+    if data > 0 && hosts * 2 > data {
+        return Format::Hosts;
+    }
+    for candidate in [first_data, last_comment].into_iter().flatten() {
+        let fields = csv::split_header_line(candidate);
+        if fields.len() >= 2 {
+            let lower: Vec<String> = fields.iter().map(|f| f.to_ascii_lowercase()).collect();
+            if lower.iter().any(|f| f == "indicatorvalue") && lower.iter().any(|f| f == "indicatortype") {
+                return Format::DefenderCsv;
+            }
+            if lower.iter().any(|f| csv::KNOWN_COLUMNS.contains(&f.as_str())) {
+                return Format::Csv;
+            }
+        }
+    }
+    Format::Text
+}
+
+/// Drop a leading UTF-8 byte order mark.
+pub(crate) fn strip_bom(input: &[u8]) -> &[u8] {
+    input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input)
+}
+
+/// Rejection values are cut to this many bytes.
+const MAX_REJECTED_VALUE: usize = 256;
+
+/// Accumulates accepted values (first occurrence only) and rejections for one feed.
+#[derive(Debug)]
+pub(crate) struct Collector {
+    parsed: Parsed,
+    seen: HashSet<(IndicatorType, String)>,
+    pub(crate) refang: bool,
+    pub(crate) hint: Option<TypeHint>,
+}
+
+impl Collector {
+    /// A collector using the options' refang flag and forced type.
+    pub(crate) fn new(opts: &ParseOptions) -> Self {
+        Collector { parsed: Parsed::default(), seen: HashSet::new(), refang: opts.refang, hint: opts.type_hint }
+    }
+
+    /// Normalise `raw` with `hint` (or the forced type) and record it as accepted or rejected.
+    pub(crate) fn value(&mut self, raw: &str, hint: Option<TypeHint>, line: u64) {
+        self.value_with(raw, hint, line, None, None);
+    }
+
+    /// Like [`Collector::value`], carrying a validity limit and source attributes.
+    pub(crate) fn value_with(
+        &mut self,
+        raw: &str,
+        hint: Option<TypeHint>,
+        line: u64,
+        valid_until: Option<DateTime<Utc>>,
+        attrs: Option<Box<crate::SourceAttrs>>,
+    ) {
+        match normalize(raw, hint.or(self.hint), self.refang) {
+            Ok((kind, value)) => self.accept(Ioc { kind, value, line, valid_until, attrs }),
+            Err((reason, detail)) => self.reject(reason, raw, line, detail),
+        }
+    }
+
+    /// Record an accepted value unless the same (type, value) was accepted before.
+    pub(crate) fn accept(&mut self, ioc: Ioc) {
+        if self.seen.insert((ioc.kind, ioc.value.clone())) {
+            self.parsed.iocs.push(ioc);
+        } else {
+            self.parsed.duplicates += 1;
+        }
+    }
+
+    /// Record a rejection (the raw value is truncated).
+    pub(crate) fn reject(&mut self, reason: Reason, raw: &str, line: u64, detail: Option<String>) {
+        let value = truncate(raw.trim(), MAX_REJECTED_VALUE).to_owned();
+        self.parsed.rejections.push(Rejection { reason, value, line, detail });
+    }
+
+    /// The result, with `lines` lines (or objects) read.
+    pub(crate) fn finish(mut self, lines: u64) -> Parsed {
+        self.parsed.lines = lines;
+        self.parsed
+    }
 }

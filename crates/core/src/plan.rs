@@ -1,0 +1,1022 @@
+//! The plan: a pure diff of what iocsync wants (merged, allowlisted [`Desired`]s) against what the
+//! tenant holds ([`Existing`] rows), with ownership, capacity and the delete brake applied.
+//!
+//! Same input, same output: every list is sorted, and no hash-map order reaches the result.
+
+use crate::model::{Action, Desired, Severity, Skip};
+use crate::report::{Capacity, Counts};
+use chrono::{DateTime, Duration, Utc};
+use iocsync_ioc::{IndicatorType, Reason};
+use serde::Serialize;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+/// Who iocsync is in the tenant: what Defender records as `createdBy` and what iocsync sends as
+/// `application`. An indicator is owned only when both match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Entra application (client) id; compared case-insensitively (GUIDs).
+    pub client_id: String,
+    /// Owner tag sent as `application` (default `iocsync`); compared case-insensitively.
+    pub tag: String,
+}
+
+impl Owner {
+    /// True when `e` was created by this app under this tag (DESIGN principle 1).
+    pub fn owns(&self, e: &Existing) -> bool {
+        let same = |a: Option<&str>, b: &str| a.is_some_and(|a| a.trim().eq_ignore_ascii_case(b.trim()));
+        same(e.created_by.as_deref(), &self.client_id) && same(e.application.as_deref(), &self.tag)
+    }
+}
+
+/// Everything besides desired and existing that decides the plan.
+#[derive(Debug, Clone)]
+pub struct PlanSettings {
+    /// Who iocsync is.
+    pub owner: Owner,
+    /// Tenant cap (15,000).
+    pub capacity: usize,
+    /// Slots left free for analysts' manual indicators.
+    pub headroom: usize,
+    /// The brake: refuse a plan whose pure deletes exceed this fraction of owned indicators.
+    pub max_delete_fraction: f64,
+    /// Renew an unchanged indicator when it expires within this window.
+    pub renew_before: Duration,
+    /// The run's clock.
+    pub now: DateTime<Utc>,
+    /// `--force`: release the brake.
+    pub force: bool,
+    /// False when the app holds only `Ti.ReadWrite` (the listing shows only its own rows): then
+    /// foreign indicators can be neither counted nor avoided, and the plan says so in `notes`.
+    pub sees_foreign: bool,
+    /// Feeds that failed with no usable last good copy: owned rows they brought are kept.
+    pub protected_feeds: BTreeSet<String>,
+    /// From the state database: which feeds brought each owned (type, value).
+    pub provenance: BTreeMap<(IndicatorType, String), BTreeSet<String>>,
+    /// Permanent rejections remembered: (type, value, action, fingerprint) not to resend.
+    pub suppressed: BTreeSet<(IndicatorType, String, Action, String)>,
+}
+
+impl PlanSettings {
+    /// Settings with the documented defaults (cap 15,000, headroom 500, brake 0.25, renew 10 days).
+    pub fn new(owner: Owner, now: DateTime<Utc>) -> Self {
+        PlanSettings {
+            owner,
+            capacity: 15_000,
+            headroom: 500,
+            max_delete_fraction: 0.25,
+            renew_before: Duration::days(10),
+            now,
+            force: false,
+            sees_foreign: true,
+            protected_feeds: BTreeSet::new(),
+            provenance: BTreeMap::new(),
+            suppressed: BTreeSet::new(),
+        }
+    }
+}
+
+/// One indicator the tenant holds, as the app converts it from the client's wire type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Existing {
+    /// Defender id (decimal string).
+    pub id: String,
+    /// `indicatorType` as listed.
+    pub raw_type: String,
+    /// Parsed type; `None` for `WebCategory` or unknown types.
+    pub kind: Option<IndicatorType>,
+    /// `indicatorValue` as listed.
+    pub value: String,
+    /// Parsed action (legacy names mapped, see [`Action::from_tenant`]); `None` if unknown.
+    pub action: Option<Action>,
+    /// `action` as listed.
+    pub raw_action: String,
+    /// `createdBy`.
+    pub created_by: Option<String>,
+    /// `application`.
+    pub application: Option<String>,
+    /// `severity` (`None`: unset or unknown, read as Informational).
+    pub severity: Option<Severity>,
+    /// `title` (empty if null).
+    pub title: String,
+    /// `description` (empty if null).
+    pub description: String,
+    /// `recommendedActions`.
+    pub recommended_actions: Option<String>,
+    /// `rbacGroupNames`.
+    pub rbac_groups: Vec<String>,
+    /// `generateAlert` (false if null).
+    pub generate_alert: bool,
+    /// `category`, as a string (Defender lists an undocumented number).
+    pub category: Option<String>,
+    /// `mitreTechniques`.
+    pub mitre_techniques: Vec<String>,
+    /// `educateUrl`.
+    pub educate_url: Option<String>,
+    /// `expirationTime` (`None`: never expires).
+    pub expiration: Option<DateTime<Utc>>,
+}
+
+impl Existing {
+    /// The row Defender holds after importing `d` as `owner` under `id` (used to simulate a
+    /// plan's effect, and by the app to record what it created).
+    pub fn from_desired(id: impl Into<String>, d: &Desired, owner: &Owner) -> Self {
+        Existing {
+            id: id.into(),
+            raw_type: d.kind.as_str().to_owned(),
+            kind: Some(d.kind),
+            value: d.value.clone(),
+            action: Some(d.action),
+            raw_action: d.action.as_str().to_owned(),
+            created_by: Some(owner.client_id.clone()),
+            application: Some(owner.tag.clone()),
+            severity: Some(d.severity),
+            title: d.title.clone(),
+            description: d.description.clone(),
+            recommended_actions: d.recommended_actions.clone(),
+            rbac_groups: d.rbac_groups.clone(),
+            generate_alert: d.generate_alert,
+            category: d.category.clone(),
+            mitre_techniques: d.mitre_techniques.clone(),
+            educate_url: d.educate_url.clone(),
+            expiration: Some(d.expiration),
+        }
+    }
+
+    /// The identity part of the row.
+    pub fn to_ref(&self) -> IndicatorRef {
+        IndicatorRef {
+            id: self.id.clone(),
+            raw_type: self.raw_type.clone(),
+            kind: self.kind,
+            value: self.value.clone(),
+            action: self.action,
+            raw_action: self.raw_action.clone(),
+        }
+    }
+}
+
+/// The identity of an existing indicator: enough to delete it and to report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IndicatorRef {
+    /// Defender id.
+    pub id: String,
+    /// `indicatorType` as listed.
+    #[serde(rename = "type")]
+    pub raw_type: String,
+    /// Parsed type.
+    #[serde(skip)]
+    pub kind: Option<IndicatorType>,
+    /// `indicatorValue` as listed.
+    pub value: String,
+    /// Parsed action.
+    #[serde(skip)]
+    pub action: Option<Action>,
+    /// `action` as listed.
+    #[serde(rename = "action")]
+    pub raw_action: String,
+}
+
+/// An in-place change of an existing owned indicator (same id; import upserts it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Id of the indicator changed.
+    pub id: String,
+    /// What it becomes.
+    pub desired: Desired,
+}
+
+/// An action change: Defender keys indicators on (type, value, action), so the old id is
+/// deleted and the new indicator created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replace {
+    /// The owned indicator to delete.
+    pub old: IndicatorRef,
+    /// The indicator to create.
+    pub new: Desired,
+}
+
+/// The result of [`plan`]: what to change in the tenant, and why values are left out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// New indicators, sorted by (type, value, action).
+    pub creates: Vec<Desired>,
+    /// Owned indicators whose metadata (or a shortened expiry) changes.
+    pub updates: Vec<Change>,
+    /// Owned indicators whose expiry is pushed forward.
+    pub renews: Vec<Change>,
+    /// Owned indicators whose action changes.
+    pub replaces: Vec<Replace>,
+    /// Owned indicators to delete: no longer desired, cut by the cap, or duplicates.
+    pub deletes: Vec<IndicatorRef>,
+    /// How many of `deletes` are extra owned copies of one (type, value, action) (left by a
+    /// crash); these do not count towards the brake.
+    pub duplicate_deletes: usize,
+    /// Owned indicators matched by a desired one and left as they are.
+    pub unchanged: Vec<IndicatorRef>,
+    /// Owned indicators not desired but kept: brought by a protected (failed) feed, of unknown
+    /// provenance while a feed is protected, or of a type/action iocsync does not understand.
+    /// They are not renewed and expire by themselves unless their feed comes back.
+    pub kept: Vec<IndicatorRef>,
+    /// Desired values left out, with reason codes.
+    pub skipped: Vec<Skip>,
+    /// Cap usage before and after.
+    pub capacity: Capacity,
+    /// `Some(message)` when the brake refuses this plan; the app must not apply it.
+    pub brake: Option<String>,
+    /// Warnings for the operator (e.g. limited visibility).
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    /// Number of indicators per operation (kept rows count as unchanged).
+    pub fn counts(&self) -> Counts {
+        Counts {
+            create: self.creates.len(),
+            update: self.updates.len(),
+            renew: self.renews.len(),
+            replace: self.replaces.len(),
+            delete: self.deletes.len(),
+            unchanged: self.unchanged.len() + self.kept.len(),
+        }
+    }
+
+    /// Everything to send through import: creates, updates, renews and replacements' new
+    /// indicators, sorted by (type, value, action).
+    pub fn import_items(&self) -> Vec<&Desired> {
+        let mut v: Vec<&Desired> = self
+            .creates
+            .iter()
+            .chain(self.updates.iter().map(|c| &c.desired))
+            .chain(self.renews.iter().map(|c| &c.desired))
+            .chain(self.replaces.iter().map(|r| &r.new))
+            .collect();
+        v.sort_by(|a, b| a.key().cmp(&b.key()));
+        v
+    }
+
+    /// Every id to pass to BatchDelete: deletes and replacements' old ids, in numeric order.
+    pub fn delete_ids(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .deletes
+            .iter()
+            .map(|d| d.id.clone())
+            .chain(self.replaces.iter().map(|r| r.old.id.clone()))
+            .collect();
+        v.sort_by(|a, b| id_cmp(a, b));
+        v.dedup();
+        v
+    }
+
+    /// True when applying the plan would make at least one write call.
+    pub fn has_changes(&self) -> bool {
+        !(self.creates.is_empty()
+            && self.updates.is_empty()
+            && self.renews.is_empty()
+            && self.replaces.is_empty()
+            && self.deletes.is_empty())
+    }
+}
+
+/// Compares Defender ids numerically when they are decimal strings, else as text.
+pub fn id_cmp(a: &str, b: &str) -> Ordering {
+    let num = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    if num(a) && num(b) {
+        let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
+        a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+    } else {
+        a.cmp(b)
+    }
+}
+
+/// The form of a value used to match desired against existing rows: hashes, domains and IPs
+/// compared case-insensitively and canonically, URLs with scheme and host lower-cased (path and
+/// query keep their case). Defender may round-trip the case it was sent, or expand IPv6.
+pub fn match_value(kind: IndicatorType, value: &str) -> String {
+    let v = value.trim();
+    match kind {
+        IndicatorType::FileSha1
+        | IndicatorType::FileSha256
+        | IndicatorType::FileMd5
+        | IndicatorType::CertificateThumbprint => v.to_ascii_lowercase(),
+        IndicatorType::DomainName => v.trim_end_matches('.').to_ascii_lowercase(),
+        IndicatorType::IpAddress => match v.parse::<IpAddr>() {
+            Ok(ip) => ip.to_canonical().to_string(),
+            Err(_) => v.to_ascii_lowercase(),
+        },
+        IndicatorType::Url => match v.find("://") {
+            Some(p) => {
+                let after = &v[p + 3..];
+                let host_end = after.find(['/', '?', '#']).unwrap_or(after.len());
+                let mut out = v[..p + 3 + host_end].to_ascii_lowercase();
+                out.push_str(&after[host_end..]);
+                out
+            }
+            None => v.to_owned(),
+        },
+    }
+}
+
+type ValueKey = (IndicatorType, String);
+type ExactKey = (IndicatorType, String, Action);
+
+/// Capacity ranking: priority desc, severity desc, recency desc, then (type, value) ascending.
+fn rank_cmp(a: &Desired, b: &Desired) -> Ordering {
+    b.priority
+        .cmp(&a.priority)
+        .then_with(|| b.severity.cmp(&a.severity))
+        .then_with(|| b.recency.cmp(&a.recency))
+        .then_with(|| (a.kind, &a.value, a.action).cmp(&(b.kind, &b.value, b.action)))
+        .then_with(|| a.fingerprint().cmp(&b.fingerprint()))
+}
+
+fn ref_cmp(a: &IndicatorRef, b: &IndicatorRef) -> Ordering {
+    (a.kind, &a.value, &a.raw_action)
+        .cmp(&(b.kind, &b.value, &b.raw_action))
+        .then_with(|| id_cmp(&a.id, &b.id))
+}
+
+fn opt_text(s: Option<&str>) -> &str {
+    s.map(str::trim).unwrap_or("")
+}
+
+fn set(v: &[String]) -> BTreeSet<&str> {
+    v.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect()
+}
+
+/// True when an update would change what Defender holds (expiry aside).
+fn metadata_differs(d: &Desired, e: &Existing) -> bool {
+    // Defender lists `category` as an undocumented number; a name can only be compared to a name.
+    let category_differs = match (d.category.as_deref(), e.category.as_deref()) {
+        (Some(a), Some(b)) if !b.trim().bytes().all(|c| c.is_ascii_digit()) => {
+            !a.trim().eq_ignore_ascii_case(b.trim())
+        }
+        _ => false,
+    };
+    e.severity.unwrap_or(Severity::Informational) != d.severity
+        || e.title != d.title
+        || e.description != d.description
+        || opt_text(e.recommended_actions.as_deref()) != opt_text(d.recommended_actions.as_deref())
+        || set(&e.rbac_groups) != set(&d.rbac_groups)
+        || e.generate_alert != d.generate_alert
+        || category_differs
+        || set(&e.mitre_techniques) != set(&d.mitre_techniques)
+        || opt_text(e.educate_url.as_deref()) != opt_text(d.educate_url.as_deref())
+}
+
+struct Candidate {
+    d: Desired,
+    mv: String,
+    /// Suppressed but already held: keep the row, send nothing.
+    no_send: bool,
+}
+
+/// Computes the plan for `desired` (merged and allowlisted) against the tenant's `existing` rows.
+///
+/// See the crate docs and DESIGN.md for the rules; in short: only owned rows are ever updated,
+/// renewed, replaced or deleted; a value a foreign indicator holds under the same action is
+/// skipped (`foreign-indicator`); remembered rejections are not resent; the cap minus foreign
+/// rows and headroom bounds what is kept (best by priority, severity, recency); owned rows of a
+/// protected feed are kept; too many deletes engage the brake unless forced.
+pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> Plan {
+    let mut skipped: Vec<Skip> = Vec::new();
+    let mut notes = Vec::new();
+
+    // Owned vs foreign.
+    let (owned, foreign): (Vec<&Existing>, Vec<&Existing>) = existing.iter().partition(|e| s.owner.owns(e));
+    let mut owned = owned;
+    owned.sort_by(|a, b| id_cmp(&a.id, &b.id).then_with(|| a.value.cmp(&b.value)));
+    if !s.sees_foreign {
+        notes.push(
+            "the app sees only its own indicators (Ti.ReadWrite): foreign indicators are not counted against \
+             the cap, and a value another creator holds under the same action cannot be detected; grant \
+             Ti.ReadWrite.All to fix both"
+                .to_owned(),
+        );
+    }
+
+    // Foreign (type, value, action) held: importing the same key would update their indicator.
+    let mut foreign_keys: BTreeMap<ExactKey, &Existing> = BTreeMap::new();
+    for e in &foreign {
+        if let (Some(k), Some(a)) = (e.kind, e.action) {
+            let key = (k, match_value(k, &e.value), a);
+            match foreign_keys.get(&key) {
+                Some(cur) if id_cmp(&cur.id, &e.id) != Ordering::Greater => {}
+                _ => {
+                    foreign_keys.insert(key, e);
+                }
+            }
+        }
+    }
+
+    // Owned indexes: exact key (canonical action names only) and by value (any action).
+    let mut exact: BTreeMap<ExactKey, Vec<&Existing>> = BTreeMap::new();
+    let mut by_value: BTreeMap<ValueKey, Vec<&Existing>> = BTreeMap::new();
+    for e in &owned {
+        if let (Some(k), Some(a)) = (e.kind, e.action) {
+            let mv = match_value(k, &e.value);
+            if !Action::is_legacy_name(&e.raw_action) {
+                exact.entry((k, mv.clone(), a)).or_default().push(e);
+            }
+            by_value.entry((k, mv)).or_default().push(e);
+        }
+    }
+
+    // Desired: one per (type, value), best-ranked first; then suppression and foreign checks.
+    let mut desired = desired;
+    desired.sort_by(rank_cmp);
+    let mut seen: BTreeSet<ValueKey> = BTreeSet::new();
+    let mut candidates: Vec<Candidate> = Vec::with_capacity(desired.len());
+    for d in desired {
+        let mv = match_value(d.kind, &d.value);
+        if !seen.insert((d.kind, mv.clone())) {
+            skipped.push(Skip::of(&d, Reason::Duplicate, "a higher-ranked copy of this value is kept"));
+            continue;
+        }
+        let ekey = (d.kind, mv, d.action);
+        let held = exact.contains_key(&ekey);
+        let mut no_send = false;
+        if !s.suppressed.is_empty()
+            && s.suppressed.contains(&(d.kind, d.value.clone(), d.action, d.fingerprint()))
+        {
+            if held {
+                no_send = true;
+            } else {
+                skipped.push(Skip::of(
+                    &d,
+                    Reason::RejectedByDefender,
+                    "Defender refused this value with the same metadata before; not resent until it changes",
+                ));
+                continue;
+            }
+        }
+        if let Some(f) = foreign_keys.get(&ekey).filter(|_| !held) {
+            let by = f.created_by.as_deref().unwrap_or("unknown creator");
+            skipped.push(Skip::of(
+                &d,
+                Reason::ForeignIndicator,
+                format!("held as {} by {by} (id {}); left alone", d.action, f.id),
+            ));
+            continue;
+        }
+        let (_, mv, _) = ekey;
+        candidates.push(Candidate { d, mv, no_send });
+    }
+    let cand_values: BTreeSet<ValueKey> = candidates.iter().map(|c| (c.d.kind, c.mv.clone())).collect();
+
+    // Rows that stay whatever happens: unknown kind/action, and protected rows not desired.
+    let is_protected = |e: &Existing, k: IndicatorType, mv: &str| -> bool {
+        if s.protected_feeds.is_empty() {
+            return false;
+        }
+        let prov = s.provenance.get(&(k, e.value.clone())).or_else(|| s.provenance.get(&(k, mv.to_owned())));
+        match prov {
+            Some(feeds) => feeds.iter().any(|f| s.protected_feeds.contains(f)),
+            None => true,
+        }
+    };
+    let is_dup_extra = |e: &Existing| -> bool {
+        match (e.kind, e.action) {
+            (Some(k), Some(a)) if !Action::is_legacy_name(&e.raw_action) => exact
+                .get(&(k, match_value(k, &e.value), a))
+                .is_some_and(|rows| rows.first().is_some_and(|first| first.id != e.id)),
+            _ => false,
+        }
+    };
+    let mut kept_ids: BTreeSet<&str> = BTreeSet::new();
+    for e in &owned {
+        match (e.kind, e.action) {
+            (Some(k), Some(_)) => {
+                let mv = match_value(k, &e.value);
+                if !cand_values.contains(&(k, mv.clone())) && !is_dup_extra(e) && is_protected(e, k, &mv) {
+                    kept_ids.insert(&e.id);
+                }
+            }
+            _ => {
+                kept_ids.insert(&e.id);
+            }
+        }
+    }
+
+    // Capacity.
+    let foreign_count = foreign.len();
+    let available = s.capacity.saturating_sub(foreign_count).saturating_sub(s.headroom);
+    let room = available.saturating_sub(kept_ids.len());
+    // Candidates are already in rank order.
+    let mut selected = candidates;
+    if selected.len() > room {
+        let dropped = selected.split_off(room);
+        let why = format!(
+            "cap {} - {foreign_count} foreign - {} headroom leaves {available} slots; {} kept for protected or \
+             unknown rows, {room} filled by higher-ranked values",
+            s.capacity,
+            s.headroom,
+            kept_ids.len()
+        );
+        for c in &dropped {
+            skipped.push(Skip::of(&c.d, Reason::OverCapacity, why.clone()));
+        }
+    }
+    selected.sort_by(|a, b| (a.d.kind, &a.mv, a.d.action).cmp(&(b.d.kind, &b.mv, b.d.action)));
+
+    // Match the selected values against owned rows.
+    let mut creates = Vec::new();
+    let mut updates = Vec::new();
+    let mut renews = Vec::new();
+    let mut replaces = Vec::new();
+    let mut unchanged = Vec::new();
+    let mut consumed: BTreeSet<&str> = BTreeSet::new();
+    let renew_at = s.now + s.renew_before;
+    for c in selected {
+        let Candidate { d, mv, no_send } = c;
+        if let Some(e) = exact.get(&(d.kind, mv.clone(), d.action)).and_then(|rows| rows.first()) {
+            consumed.insert(&e.id);
+            if no_send {
+                unchanged.push(e.to_ref());
+            } else if metadata_differs(&d, e) {
+                updates.push(Change { id: e.id.clone(), desired: d });
+            } else if e.expiration.is_none_or(|x| x <= renew_at) {
+                renews.push(Change { id: e.id.clone(), desired: d });
+            } else if e.expiration.is_some_and(|x| d.expiration + Duration::days(1) < x) {
+                updates.push(Change { id: e.id.clone(), desired: d });
+            } else {
+                unchanged.push(e.to_ref());
+            }
+        } else if let Some(e) = by_value
+            .get(&(d.kind, mv))
+            .and_then(|rows| rows.iter().find(|e| !consumed.contains(e.id.as_str())))
+        {
+            consumed.insert(&e.id);
+            replaces.push(Replace { old: e.to_ref(), new: d });
+        } else {
+            creates.push(d);
+        }
+    }
+
+    // Owned rows left over: kept, or deleted.
+    let mut deletes = Vec::new();
+    let mut kept = Vec::new();
+    let mut duplicate_deletes = 0;
+    for e in &owned {
+        if consumed.contains(e.id.as_str()) {
+            continue;
+        }
+        if kept_ids.contains(e.id.as_str()) {
+            kept.push(e.to_ref());
+        } else {
+            if is_dup_extra(e) {
+                duplicate_deletes += 1;
+            }
+            deletes.push(e.to_ref());
+        }
+    }
+
+    // Brake: pure deletes (not replacements, not duplicate clean-up) against owned rows.
+    let owned_before = owned.len();
+    let pure = deletes.len() - duplicate_deletes;
+    let brake = if !s.force && owned_before > 0 && (pure as f64) > s.max_delete_fraction * owned_before as f64
+    {
+        Some(format!(
+            "the plan deletes {pure} of {owned_before} owned indicators ({:.0}%), more than max_delete_fraction \
+             {} allows ({:.0}%); check the feeds, then rerun with --force if this is intended",
+            100.0 * pure as f64 / owned_before as f64,
+            s.max_delete_fraction,
+            100.0 * s.max_delete_fraction
+        ))
+    } else {
+        None
+    };
+
+    creates.sort_by(|a, b| a.key().cmp(&b.key()));
+    updates.sort_by(|a, b| a.desired.key().cmp(&b.desired.key()));
+    renews.sort_by(|a, b| a.desired.key().cmp(&b.desired.key()));
+    replaces.sort_by(|a, b| a.new.key().cmp(&b.new.key()));
+    deletes.sort_by(ref_cmp);
+    unchanged.sort_by(ref_cmp);
+    kept.sort_by(ref_cmp);
+    skipped.sort();
+
+    let owned_after =
+        unchanged.len() + kept.len() + updates.len() + renews.len() + creates.len() + replaces.len();
+    Plan {
+        capacity: Capacity { limit: s.capacity, foreign: foreign_count, owned_before, owned_after },
+        creates,
+        updates,
+        renews,
+        replaces,
+        deletes,
+        duplicate_deletes,
+        unchanged,
+        kept,
+        skipped,
+        brake,
+        notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{desired, t0};
+    use IndicatorType::*;
+
+    const ME: &str = "11111111-2222-3333-4444-555555555555";
+
+    fn settings() -> PlanSettings {
+        let mut s = PlanSettings::new(Owner { client_id: ME.to_owned(), tag: "iocsync".to_owned() }, t0());
+        s.max_delete_fraction = 0.5;
+        s
+    }
+
+    fn owned(id: u32, d: &Desired) -> Existing {
+        Existing::from_desired(id.to_string(), d, &settings().owner)
+    }
+
+    fn foreign(id: u32, d: &Desired) -> Existing {
+        let mut e = owned(id, d);
+        e.created_by = Some("analyst@contoso.example".into());
+        e.application = None;
+        e
+    }
+
+    fn dom(v: &str) -> Desired {
+        desired(DomainName, v, Action::Block)
+    }
+
+    #[test]
+    fn empty_tenant_creates_everything_sorted() {
+        let p = plan(vec![dom("b.example"), dom("a.example")], &[], &settings());
+        assert_eq!(
+            p.creates.iter().map(|d| d.value.as_str()).collect::<Vec<_>>(),
+            ["a.example", "b.example"]
+        );
+        assert!(p.has_changes());
+        assert_eq!(p.capacity.owned_after, 2);
+        assert_eq!(p.brake, None);
+    }
+
+    #[test]
+    fn identical_owned_is_unchanged_and_no_write() {
+        let d = dom("a.example");
+        let p = plan(vec![d.clone()], &[owned(1, &d)], &settings());
+        assert_eq!(p.unchanged.len(), 1);
+        assert!(!p.has_changes());
+        assert!(p.import_items().is_empty() && p.delete_ids().is_empty());
+    }
+
+    #[test]
+    fn ownership_requires_client_and_tag() {
+        let d = dom("a.example");
+        let mut other_tag = owned(1, &d);
+        other_tag.application = Some("oldscript".into());
+        let mut other_client = owned(2, &dom("b.example"));
+        other_client.created_by = Some("99999999-0000-0000-0000-000000000000".into());
+        let mut upper = owned(3, &dom("c.example"));
+        upper.application = Some("IOCSYNC".into());
+        upper.created_by = Some(ME.to_uppercase());
+        let s = settings();
+        assert!(!s.owner.owns(&other_tag));
+        assert!(!s.owner.owns(&other_client));
+        assert!(s.owner.owns(&upper), "tag and GUID compare case-insensitively");
+        let p = plan(vec![], &[other_tag, other_client, upper], &s);
+        assert_eq!(p.delete_ids(), vec!["3".to_owned()], "only the owned row is deleted");
+        assert_eq!(p.capacity.foreign, 2);
+    }
+
+    #[test]
+    fn foreign_same_value_and_action_is_skipped_never_touched() {
+        let d = dom("a.example");
+        let p = plan(vec![d.clone()], &[foreign(7, &d)], &settings());
+        assert!(p.creates.is_empty());
+        assert_eq!(p.skipped.len(), 1);
+        assert_eq!(p.skipped[0].reason, Reason::ForeignIndicator);
+        assert!(p.skipped[0].detail.as_deref().unwrap().contains("id 7"));
+        assert!(!p.has_changes());
+    }
+
+    #[test]
+    fn foreign_same_value_other_action_does_not_stop_a_create() {
+        let d = dom("a.example");
+        let f = foreign(7, &desired(DomainName, "a.example", Action::Allowed));
+        let p = plan(vec![d], &[f], &settings());
+        assert_eq!(p.creates.len(), 1);
+        assert!(p.skipped.is_empty());
+    }
+
+    #[test]
+    fn foreign_is_never_deleted() {
+        let f = foreign(7, &dom("gone.example"));
+        let p = plan(vec![], &[f], &settings());
+        assert!(p.deletes.is_empty() && p.kept.is_empty() && p.unchanged.is_empty());
+        assert_eq!(p.capacity.owned_before, 0);
+    }
+
+    #[test]
+    fn changed_severity_is_an_update() {
+        let d = dom("a.example");
+        let mut e = owned(1, &d);
+        e.severity = Some(Severity::Low);
+        let p = plan(vec![d], &[e], &settings());
+        assert_eq!(p.updates.len(), 1);
+        assert_eq!(p.updates[0].id, "1");
+        assert!(p.renews.is_empty());
+    }
+
+    #[test]
+    fn each_metadata_field_triggers_an_update() {
+        let base = dom("a.example");
+        type Mutation = Box<dyn Fn(&mut Existing)>;
+        let mutations: Vec<Mutation> = vec![
+            Box::new(|e| e.title = "other".into()),
+            Box::new(|e| e.description = "other".into()),
+            Box::new(|e| e.recommended_actions = Some("isolate".into())),
+            Box::new(|e| e.rbac_groups = vec!["Servers".into()]),
+            Box::new(|e| e.generate_alert = false),
+            Box::new(|e| e.mitre_techniques = vec!["T1071".into()]),
+            Box::new(|e| e.educate_url = Some("https://x.example/".into())),
+            Box::new(|e| e.severity = None),
+        ];
+        for (i, m) in mutations.iter().enumerate() {
+            let mut e = owned(1, &base);
+            m(&mut e);
+            let p = plan(vec![base.clone()], &[e], &settings());
+            assert_eq!(p.updates.len(), 1, "mutation {i}");
+        }
+        // Sets, not lists; and a numeric category echo is not a change.
+        let mut d = base;
+        d.rbac_groups = vec!["A".into(), "B".into()];
+        d.category = Some("Malware".into());
+        let mut e = owned(1, &d);
+        e.rbac_groups = vec!["B".into(), "A".into()];
+        e.category = Some("1".into());
+        assert!(!plan(vec![d.clone()], &[e.clone()], &settings()).has_changes());
+        e.category = Some("Phishing".into());
+        assert_eq!(plan(vec![d], &[e], &settings()).updates.len(), 1);
+    }
+
+    #[test]
+    fn changed_action_is_a_replace() {
+        let old = dom("a.example");
+        let new = desired(DomainName, "a.example", Action::Warn);
+        let p = plan(vec![new], &[owned(4, &old)], &settings());
+        assert_eq!(p.replaces.len(), 1);
+        assert_eq!(p.replaces[0].old.id, "4");
+        assert_eq!(p.replaces[0].new.action, Action::Warn);
+        assert!(p.creates.is_empty() && p.deletes.is_empty());
+        assert_eq!(p.delete_ids(), vec!["4".to_owned()]);
+        assert_eq!(p.import_items().len(), 1);
+        assert_eq!(p.brake, None, "a replace is not a pure delete");
+    }
+
+    #[test]
+    fn legacy_action_row_is_replaced() {
+        let d = desired(FileMd5, &"a".repeat(32), Action::Audit);
+        let mut e = owned(4, &d);
+        e.raw_action = "Alert".into();
+        let p = plan(vec![d], &[e], &settings());
+        assert_eq!(p.replaces.len(), 1);
+    }
+
+    #[test]
+    fn renew_inside_window_not_outside() {
+        let d = dom("a.example");
+        let mut soon = owned(1, &d);
+        soon.expiration = Some(t0() + Duration::days(9));
+        assert_eq!(plan(vec![d.clone()], &[soon], &settings()).renews.len(), 1);
+        let mut later = owned(1, &d);
+        later.expiration = Some(t0() + Duration::days(11));
+        let p = plan(vec![d.clone()], &[later], &settings());
+        assert!(p.renews.is_empty() && p.updates.is_empty());
+        assert_eq!(p.unchanged.len(), 1);
+        let mut never = owned(1, &d);
+        never.expiration = None;
+        assert_eq!(plan(vec![d], &[never], &settings()).renews.len(), 1, "every indicator expires");
+    }
+
+    #[test]
+    fn shortened_validity_is_an_update() {
+        let mut d = dom("a.example");
+        let e = owned(1, &d);
+        d.expiration -= Duration::days(2);
+        assert_eq!(plan(vec![d.clone()], std::slice::from_ref(&e), &settings()).updates.len(), 1);
+        d.expiration = e.expiration.unwrap() - Duration::hours(20);
+        assert!(!plan(vec![d], &[e], &settings()).has_changes(), "less than a day earlier is noise");
+    }
+
+    #[test]
+    fn removal_is_a_delete() {
+        let keep = dom("keep.example");
+        let gone = dom("gone.example");
+        let p = plan(vec![keep.clone()], &[owned(1, &keep), owned(2, &gone)], &settings());
+        assert_eq!(p.deletes.len(), 1);
+        assert_eq!(p.deletes[0].id, "2");
+        assert_eq!(p.counts().delete, 1);
+        assert_eq!(p.counts().unchanged, 1);
+    }
+
+    #[test]
+    fn brake_refuses_60_percent_without_force_allows_with_force() {
+        let rows: Vec<Existing> = (0..10).map(|i| owned(i, &dom(&format!("d{i}.example")))).collect();
+        let keep: Vec<Desired> = (0..4).map(|i| dom(&format!("d{i}.example"))).collect();
+        let mut s = settings();
+        s.max_delete_fraction = 0.25;
+        let p = plan(keep.clone(), &rows, &s);
+        assert_eq!(p.deletes.len(), 6);
+        let msg = p.brake.expect("brake engages");
+        assert!(msg.contains("6 of 10") && msg.contains("--force"), "{msg}");
+        s.force = true;
+        let p = plan(keep, &rows, &s);
+        assert_eq!(p.brake, None);
+        assert_eq!(p.deletes.len(), 6);
+    }
+
+    #[test]
+    fn brake_at_exact_fraction_and_empty_tenant() {
+        let rows: Vec<Existing> = (0..4).map(|i| owned(i, &dom(&format!("d{i}.example")))).collect();
+        let mut s = settings();
+        s.max_delete_fraction = 0.25;
+        assert_eq!(
+            plan(vec![dom("d0.example"), dom("d1.example"), dom("d2.example")], &rows, &s).brake,
+            None
+        );
+        assert!(plan(vec![dom("d0.example"), dom("d1.example")], &rows, &s).brake.is_some());
+        assert_eq!(plan(vec![], &[], &s).brake, None, "owned_before = 0 never brakes");
+    }
+
+    #[test]
+    fn capacity_foreign_and_headroom_leave_500() {
+        let foreign_rows: Vec<Existing> =
+            (0..14_000).map(|i| foreign(i, &dom(&format!("f{i}.example")))).collect();
+        let mut want: Vec<Desired> = (0..1_000)
+            .map(|i| {
+                let mut d = dom(&format!("w{i:04}.example"));
+                d.priority = i % 3;
+                d.severity = if i % 2 == 0 { Severity::High } else { Severity::Low };
+                d.recency = -i64::from(i);
+                d
+            })
+            .collect();
+        want.reverse();
+        let mut s = settings();
+        s.capacity = 15_000;
+        s.headroom = 500;
+        let p = plan(want.clone(), &foreign_rows, &s);
+        assert_eq!(p.creates.len(), 500);
+        assert_eq!(p.capacity.owned_after, 500);
+        assert_eq!(p.capacity.foreign, 14_000);
+        let over: Vec<&Skip> = p.skipped.iter().filter(|s| s.reason == Reason::OverCapacity).collect();
+        assert_eq!(over.len(), 500);
+        // Every kept value ranks at least as high as every dropped one.
+        let rank = |v: &str| {
+            want.iter().find(|d| d.value == v).map(|d| (d.priority, d.severity, d.recency)).unwrap()
+        };
+        let worst_kept = p.creates.iter().map(|d| rank(&d.value)).min().unwrap();
+        let best_dropped = over.iter().map(|s| rank(&s.value)).max().unwrap();
+        assert!(worst_kept > best_dropped, "{worst_kept:?} vs {best_dropped:?}");
+        assert!(p.creates.iter().all(|d| d.priority == 2 || d.priority == 1));
+    }
+
+    #[test]
+    fn over_capacity_owned_value_is_deleted_to_make_room() {
+        let mut s = settings();
+        s.capacity = 3;
+        s.headroom = 1;
+        s.max_delete_fraction = 1.0;
+        let mut hi = dom("hi.example");
+        hi.priority = 9;
+        let mut hi2 = dom("hi2.example");
+        hi2.priority = 9;
+        let lo = dom("lo.example");
+        let p = plan(vec![hi, hi2, lo.clone()], &[owned(1, &lo)], &s);
+        assert_eq!(p.creates.len(), 2);
+        assert_eq!(p.deletes.len(), 1);
+        assert_eq!(p.capacity.owned_after, 2);
+    }
+
+    #[test]
+    fn protected_feed_keeps_its_rows_without_renewing() {
+        let a = dom("from-a.example");
+        let mut b = dom("from-b.example");
+        b.feeds = vec!["b".into()];
+        let unknown = dom("unknown.example");
+        let mut soon_b = owned(2, &b);
+        soon_b.expiration = Some(t0() + Duration::days(1));
+        let rows = vec![owned(1, &a), soon_b, owned(3, &unknown)];
+        let mut s = settings();
+        s.protected_feeds.insert("b".into());
+        s.provenance.insert((DomainName, "from-b.example".into()), ["b".to_owned()].into());
+        s.provenance.insert((DomainName, "from-a.example".into()), ["a".to_owned()].into());
+        let p = plan(vec![], &rows, &s);
+        assert_eq!(p.deletes.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["1"]);
+        assert_eq!(
+            p.kept.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            ["2", "3"],
+            "protected + unknown"
+        );
+        assert!(p.renews.is_empty());
+        assert_eq!(p.counts().unchanged, 2);
+        // Without a protected feed, unknown provenance is deleted like anything else.
+        s.protected_feeds.clear();
+        assert_eq!(plan(vec![], &rows, &s).deletes.len(), 3);
+    }
+
+    #[test]
+    fn suppressed_is_not_resent_until_metadata_changes() {
+        let d = dom("refused.example");
+        let mut s = settings();
+        s.suppressed.insert((DomainName, d.value.clone(), d.action, d.fingerprint()));
+        let p = plan(vec![d.clone()], &[], &s);
+        assert!(p.creates.is_empty());
+        assert_eq!(p.skipped[0].reason, Reason::RejectedByDefender);
+        let mut changed = d;
+        changed.severity = Severity::Low;
+        assert_eq!(plan(vec![changed], &[], &s).creates.len(), 1);
+    }
+
+    #[test]
+    fn suppressed_update_keeps_the_existing_row() {
+        let d = dom("a.example");
+        let mut e = owned(1, &d);
+        e.severity = Some(Severity::Low);
+        let mut s = settings();
+        s.suppressed.insert((DomainName, d.value.clone(), d.action, d.fingerprint()));
+        let p = plan(vec![d], &[e], &s);
+        assert!(!p.has_changes());
+        assert_eq!(p.unchanged.len(), 1);
+    }
+
+    #[test]
+    fn owned_duplicates_keep_lowest_id_and_do_not_brake() {
+        let d = dom("a.example");
+        let rows = vec![owned(12, &d), owned(9, &d), owned(100, &d)];
+        let mut s = settings();
+        s.max_delete_fraction = 0.1;
+        let p = plan(vec![d], &rows, &s);
+        assert_eq!(p.unchanged[0].id, "9");
+        assert_eq!(p.delete_ids(), vec!["12".to_owned(), "100".to_owned()]);
+        assert_eq!(p.duplicate_deletes, 2);
+        assert_eq!(p.brake, None);
+    }
+
+    #[test]
+    fn matching_is_case_and_form_insensitive() {
+        let h = desired(FileSha256, &"ab".repeat(32), Action::Block);
+        let mut eh = owned(1, &h);
+        eh.value = eh.value.to_uppercase();
+        let ip = desired(IpAddress, "2001:db8::1", Action::Block);
+        let mut eip = owned(2, &ip);
+        eip.value = "2001:db8:0:0:0:0:0:1".into();
+        let u = desired(Url, "http://evil.example/Path", Action::Block);
+        let mut eu = owned(3, &u);
+        eu.value = "HTTP://EVIL.example/Path".into();
+        let p = plan(vec![h, ip, u], &[eh, eip, eu], &settings());
+        assert_eq!(p.unchanged.len(), 3, "{p:?}");
+        assert!(!p.has_changes());
+        let mut other_path = owned(4, &desired(Url, "http://evil.example/path", Action::Block));
+        other_path.value = "http://evil.example/path".into();
+        let p =
+            plan(vec![desired(Url, "http://evil.example/Path", Action::Block)], &[other_path], &settings());
+        assert_eq!(p.creates.len(), 1, "URL paths keep their case");
+    }
+
+    #[test]
+    fn unknown_owned_rows_are_left_alone() {
+        let mut e = owned(1, &dom("x.example"));
+        e.kind = None;
+        e.raw_type = "WebCategory".into();
+        let p = plan(vec![], &[e], &settings());
+        assert!(p.deletes.is_empty());
+        assert_eq!(p.kept.len(), 1);
+    }
+
+    #[test]
+    fn limited_visibility_is_noted() {
+        let mut s = settings();
+        s.sees_foreign = false;
+        assert!(plan(vec![], &[], &s).notes[0].contains("Ti.ReadWrite.All"));
+        assert!(plan(vec![], &[], &settings()).notes.is_empty());
+    }
+
+    #[test]
+    fn shuffled_input_gives_identical_plan() {
+        let mut want: Vec<Desired> = (0..50).map(|i| dom(&format!("d{i}.example"))).collect();
+        want.push(desired(DomainName, "d3.example", Action::Warn));
+        let mut rows: Vec<Existing> = (20..70).map(|i| owned(i, &dom(&format!("d{i}.example")))).collect();
+        rows.push(foreign(500, &dom("d5.example")));
+        rows.push(owned(501, &dom("d21.example")));
+        let a = plan(want.clone(), &rows, &settings());
+        want.reverse();
+        rows.reverse();
+        rows.swap(3, 17);
+        let b = plan(want, &rows, &settings());
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn id_order_is_numeric() {
+        assert_eq!(id_cmp("994", "5143"), Ordering::Less);
+        assert_eq!(id_cmp("10", "9"), Ordering::Greater);
+        assert_eq!(id_cmp("abc", "abd"), Ordering::Less);
+    }
+}

@@ -1,0 +1,230 @@
+//! The run report: the JSON document of `plan` / `sync --output json` (key names are a public
+//! interface, see DESIGN.md) plus a few non-JSON extras for the human output.
+
+use crate::model::Skip;
+use crate::plan::Plan;
+use iocsync_ioc::{IndicatorType, Reason};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// How many example values per reason code the human output keeps.
+pub const EXAMPLES_PER_REASON: usize = 3;
+
+/// Number of indicators per planned operation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// New indicators.
+    pub create: usize,
+    /// Metadata changes (same id, same action).
+    pub update: usize,
+    /// Expiry pushed forward, nothing else changed.
+    pub renew: usize,
+    /// Action changes: delete the old id, create the new indicator.
+    pub replace: usize,
+    /// Owned indicators removed.
+    pub delete: usize,
+    /// Owned indicators left as they are.
+    pub unchanged: usize,
+}
+
+/// The tenant cap and how it is shared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Capacity {
+    /// Tenant cap (15,000 by default).
+    pub limit: usize,
+    /// Visible indicators not owned by iocsync.
+    pub foreign: usize,
+    /// Owned indicators before the run.
+    pub owned_before: usize,
+    /// Owned indicators once the plan is applied.
+    pub owned_after: usize,
+}
+
+/// Status of one feed in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FeedStatus {
+    /// Fetched and parsed; its content is used.
+    Ok,
+    /// The server said not modified; the cached copy is used.
+    NotModified,
+    /// Fetch failed or looked broken; the last good copy (within `max_age`) is used.
+    LastGood,
+    /// Failed, and the last good copy is older than `max_age`: its values are protected, not pushed.
+    Stale,
+    /// Failed with no last good copy: its values are protected, not pushed.
+    Failed,
+}
+
+/// One feed's line in the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FeedReport {
+    /// Feed name from the config.
+    pub name: String,
+    /// What happened to it.
+    pub status: FeedStatus,
+    /// Values accepted by the parser.
+    pub accepted: u64,
+    /// Values rejected by the parser.
+    pub rejected: u64,
+}
+
+/// API calls made, per kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ApiCalls {
+    /// Token requests.
+    pub token: u64,
+    /// List pages.
+    pub list: u64,
+    /// Import calls.
+    pub import: u64,
+    /// BatchDelete calls.
+    pub batch_delete: u64,
+}
+
+/// An item Defender refused or that could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failed {
+    /// Indicator type.
+    #[serde(rename = "type")]
+    pub kind: IndicatorType,
+    /// Value.
+    pub value: String,
+    /// Why (Defender's `failureReason`, or the error).
+    pub reason: String,
+}
+
+/// The report of one `plan` or `sync` run (one JSON document with `--output json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunReport {
+    /// Tenant name (`default` for a single `[defender]` block).
+    pub tenant: String,
+    /// True for `plan` and `sync --dry-run`.
+    pub dry_run: bool,
+    /// Planned (or applied) operations.
+    pub counts: Counts,
+    /// Skipped values per reason code.
+    pub skipped: BTreeMap<String, u64>,
+    /// Cap usage.
+    pub capacity: Capacity,
+    /// One line per feed, in config order.
+    pub feeds: Vec<FeedReport>,
+    /// API calls made.
+    pub api_calls: ApiCalls,
+    /// 429 responses received.
+    pub throttled: u64,
+    /// Items that failed.
+    pub failed: Vec<Failed>,
+    /// Why the plan was refused, when the brake engaged.
+    pub brake: Option<String>,
+    /// Up to [`EXAMPLES_PER_REASON`] skipped values per reason, for the human output (not JSON).
+    #[serde(skip)]
+    pub skipped_examples: BTreeMap<Reason, Vec<Skip>>,
+    /// Notes for the human output (not JSON), e.g. limited visibility of foreign indicators.
+    #[serde(skip)]
+    pub notes: Vec<String>,
+}
+
+impl RunReport {
+    /// An empty report for `tenant`.
+    pub fn new(tenant: impl Into<String>, dry_run: bool) -> Self {
+        RunReport { tenant: tenant.into(), dry_run, ..Default::default() }
+    }
+
+    /// Counts `skips` under their reason codes and keeps the first few as examples.
+    pub fn add_skips<'a>(&mut self, skips: impl IntoIterator<Item = &'a Skip>) {
+        for s in skips {
+            *self.skipped.entry(s.reason.code().to_owned()).or_insert(0) += 1;
+            let ex = self.skipped_examples.entry(s.reason).or_default();
+            if ex.len() < EXAMPLES_PER_REASON {
+                ex.push(s.clone());
+            }
+        }
+    }
+
+    /// Counts a number of skips of one reason without examples (e.g. parser rejections).
+    pub fn add_skip_count(&mut self, reason: Reason, n: u64) {
+        if n > 0 {
+            *self.skipped.entry(reason.code().to_owned()).or_insert(0) += n;
+        }
+    }
+
+    /// Takes counts, capacity, brake, notes and skips from `plan`.
+    pub fn set_plan(&mut self, plan: &Plan) {
+        self.counts = plan.counts();
+        self.capacity = plan.capacity;
+        self.brake.clone_from(&plan.brake);
+        self.notes.extend(plan.notes.iter().cloned());
+        self.add_skips(&plan.skipped);
+    }
+
+    /// Total of skipped values over all reasons.
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped.values().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_keys_match_design() {
+        let mut r = RunReport::new("default", true);
+        r.feeds.push(FeedReport {
+            name: "feodo".into(),
+            status: FeedStatus::LastGood,
+            accepted: 3,
+            rejected: 1,
+        });
+        r.failed.push(Failed {
+            kind: IndicatorType::Url,
+            value: "http://x.example/".into(),
+            reason: "nope".into(),
+        });
+        let skip = Skip {
+            kind: Some(IndicatorType::DomainName),
+            value: "a.example".into(),
+            reason: Reason::Allowlisted,
+            feed: None,
+            detail: None,
+        };
+        r.add_skips(std::iter::repeat_n(&skip, 5));
+        r.add_skip_count(Reason::InvalidValue, 2);
+        let v = serde_json::to_value(&r).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "api_calls",
+                "brake",
+                "capacity",
+                "counts",
+                "dry_run",
+                "failed",
+                "feeds",
+                "skipped",
+                "tenant",
+                "throttled"
+            ]
+        );
+        assert_eq!(v["counts"].as_object().unwrap().len(), 6);
+        for k in ["create", "update", "renew", "replace", "delete", "unchanged"] {
+            assert!(v["counts"].get(k).is_some(), "{k}");
+        }
+        for k in ["limit", "foreign", "owned_before", "owned_after"] {
+            assert!(v["capacity"].get(k).is_some(), "{k}");
+        }
+        for k in ["token", "list", "import", "batch_delete"] {
+            assert!(v["api_calls"].get(k).is_some(), "{k}");
+        }
+        assert_eq!(v["feeds"][0]["status"], "last-good");
+        assert_eq!(v["failed"][0]["type"], "Url");
+        assert_eq!(v["skipped"]["allowlisted"], 5);
+        assert_eq!(v["skipped"]["invalid-value"], 2);
+        assert!(v["brake"].is_null());
+        assert_eq!(r.skipped_examples[&Reason::Allowlisted].len(), EXAMPLES_PER_REASON);
+        assert_eq!(r.skipped_total(), 7);
+    }
+}

@@ -1,0 +1,922 @@
+//! The Defender Indicators API client: token handling, pacing, retries, paging, batching.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use iocsync_core::pacing::{CallFamily, CallStamp, Pacer};
+use reqwest::Method;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use secrecy::{ExposeSecret as _, SecretString};
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::config::{ClientConfig, RetryPolicy, parse_secure_url};
+use crate::error::{Error, ErrorKind};
+use crate::stats::{CallStats, Counters};
+use crate::token::{AccessToken, CachedToken, EntraError, PreparedCredential, TokenResponse, refresh_after};
+use crate::wire::{
+    BatchDeleteRequest, ErrorEnvelope, ImportItem, ImportOutcome, ImportRequest, ImportResponse, Indicator,
+    ListPage,
+};
+
+/// Maximum items per import and ids per BatchDelete (spec §3 E4/E6).
+pub const MAX_BATCH: usize = 500;
+/// Page size requested when listing (spec §3 E1: `$top` max 10,000).
+pub const PAGE_SIZE: usize = 10_000;
+/// Safety stop for a server that keeps sending `@odata.nextLink`.
+const MAX_PAGES: usize = 1_000;
+/// At most this many ids are re-checked one by one after a BatchDelete 404; more are checked by listing.
+const GET_RECOVERY_MAX: usize = 5;
+/// Rounds of "BatchDelete, 404, find the ids still there" before giving up.
+const DELETE_ROUNDS: usize = 3;
+/// Hosts a `@odata.nextLink` may point to besides the configured API origin.
+const DEFENDER_HOST_SUFFIXES: [&str; 5] = [
+    "securitycenter.microsoft.com",
+    "security.microsoft.com",
+    "securitycenter.windows.com",
+    "securitycenter.microsoft.us",
+    "security.microsoft.us",
+];
+
+/// What a BatchDelete achieved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchDeleteOutcome {
+    /// Ids this call deleted.
+    pub deleted: Vec<String>,
+    /// Ids that were already gone (deleted earlier, e.g. by a run killed mid-apply, or expired).
+    pub already_gone: Vec<String>,
+}
+
+/// Client for one (tenant, app): Entra token source plus the Defender Indicators API.
+///
+/// Cheap to clone (an `Arc` inside); every clone shares the token cache, the pacer (so the
+/// documented per-app limits hold across concurrent tasks) and the call counters.
+#[derive(Clone)]
+pub struct DefenderClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    client_id: String,
+    tenant_id: String,
+    api_base: Url,
+    token_url: String,
+    scope: String,
+    credential: PreparedCredential,
+    retry: RetryPolicy,
+    token: Mutex<Option<CachedToken>>,
+    generation: AtomicU64,
+    pacer: Mutex<Pacer>,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for DefenderClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DefenderClient")
+            .field("tenant_id", &self.inner.tenant_id)
+            .field("client_id", &self.inner.client_id)
+            .field("api_base", &self.inner.api_base.as_str())
+            .field("token_url", &self.inner.token_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A complete HTTP answer (body read in full, so a reset mid-body is a retryable failure).
+struct Reply {
+    status: u16,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn check_id_like(what: &str, value: &str) -> Result<(), Error> {
+    let ok = !value.trim().is_empty() && value.len() <= 200 && !value.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::config(format!("{what} {value:?} is empty, too long or contains control characters")))
+    }
+}
+
+impl DefenderClient {
+    /// Validate the configuration and build the client; nothing is sent yet.
+    ///
+    /// Refuses non-`https` URLs except for loopback hosts, unparseable keys, empty ids.
+    pub fn new(config: ClientConfig) -> Result<Self, Error> {
+        let tenant = config.tenant_id.trim();
+        if tenant.is_empty() || !tenant.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+            return Err(Error::config(format!(
+                "tenant_id {:?} is not a tenant GUID or domain name",
+                config.tenant_id
+            )));
+        }
+        check_id_like("client_id", &config.client_id)?;
+        let authority = config.authority.as_deref().unwrap_or(config.cloud.authority());
+        let authority = parse_secure_url(authority, "authority")?;
+        let api_base =
+            parse_secure_url(config.api_base.as_deref().unwrap_or(config.cloud.api_base()), "api_base")?;
+        if api_base.cannot_be_a_base() {
+            return Err(Error::config("api_base must be an absolute http(s) URL"));
+        }
+        let token_url = format!("{}/{tenant}/oauth2/v2.0/token", authority.as_str().trim_end_matches('/'));
+        let scope = config.scope.clone().unwrap_or_else(|| config.cloud.scope().to_owned());
+        if scope.trim().is_empty() {
+            return Err(Error::config("scope is empty"));
+        }
+        if config.retry.max_attempts == 0 {
+            return Err(Error::config("retry.max_attempts must be at least 1"));
+        }
+        let credential = PreparedCredential::new(&config.credential)?;
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .user_agent(concat!("iocsync/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::config(format!("cannot build the HTTP client: {e}")).with_source(e))?;
+        Ok(DefenderClient {
+            inner: Arc::new(Inner {
+                http,
+                client_id: config.client_id.trim().to_owned(),
+                tenant_id: tenant.to_owned(),
+                api_base,
+                token_url,
+                scope,
+                credential,
+                retry: config.retry,
+                token: Mutex::new(None),
+                generation: AtomicU64::new(0),
+                pacer: Mutex::new(Pacer::new(config.limits)),
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    /// The app (client) id this client authenticates as; Defender records it as `createdBy`.
+    pub fn client_id(&self) -> &str {
+        &self.inner.client_id
+    }
+
+    /// Snapshot of the HTTP calls made so far.
+    pub fn stats(&self) -> CallStats {
+        self.inner.counters.snapshot()
+    }
+
+    /// The pacer's remembered call stamps, to persist between runs.
+    pub async fn export_call_history(&self) -> Vec<CallStamp> {
+        self.inner.pacer.lock().await.export()
+    }
+
+    /// Merge call stamps persisted by an earlier run, so its calls count against the windows.
+    pub async fn load_call_history(&self, stamps: Vec<CallStamp>) {
+        self.inner.pacer.lock().await.load(stamps);
+    }
+
+    /// Get a token now (or confirm the cached one is fresh): proves the credentials work.
+    pub async fn fetch_token(&self) -> Result<(), Error> {
+        self.token().await.map(|_| ())
+    }
+
+    /// Every indicator this app created with `application == owner_tag`, all pages.
+    ///
+    /// Asks the server to filter (`createdBy eq … and application eq …`); if it refuses the
+    /// filter (400 `ODataError`) lists everything and filters here. The result is always
+    /// filtered here too, so a server that ignores the filter cannot leak foreign indicators in.
+    pub async fn list_owned(&self, owner_tag: &str) -> Result<Vec<Indicator>, Error> {
+        check_id_like("owner tag", owner_tag)?;
+        let filter = format!(
+            "createdBy eq '{}' and application eq '{}'",
+            odata_quote(&self.inner.client_id),
+            odata_quote(owner_tag)
+        );
+        let rows = match self.list(Some(&filter)).await {
+            Ok(rows) => rows,
+            Err(e) if e.status() == Some(400) && e.code() == Some("ODataError") => {
+                tracing::warn!(error = %e, "the server refused the ownership $filter; listing everything and filtering locally");
+                self.list(None).await?
+            }
+            Err(e) => return Err(e),
+        };
+        let client_id = &self.inner.client_id;
+        Ok(rows.into_iter().filter(|i| i.is_owned_by(client_id, owner_tag)).collect())
+    }
+
+    /// Every indicator the app can see (all creators with `Ti.ReadWrite.All`), all pages; the
+    /// app needs them to count foreign indicators against the tenant cap. An empty tenant that
+    /// answers 404 yields an empty list.
+    pub async fn list_all(&self) -> Result<Vec<Indicator>, Error> {
+        self.list(None).await
+    }
+
+    /// One indicator by id; `None` when it does not exist (404).
+    pub async fn get(&self, id: &str) -> Result<Option<Indicator>, Error> {
+        check_id_like("indicator id", id)?;
+        let url = self.endpoint(&["api", "indicators", id])?;
+        self.execute(CallFamily::Get, Method::GET, &url, None, |r| match r.status {
+            200 => {
+                serde_json::from_slice::<Indicator>(&r.body).map(Some).map_err(|e| malformed("indicator", &e))
+            }
+            404 => Ok(None),
+            _ => Err(api_error(r)),
+        })
+        .await
+    }
+
+    /// Create or update up to 500 indicators in one call; returns one outcome per item, in
+    /// the order of `items` (per-item failures such as an invalid value or the tenant cap come
+    /// back as `is_failed` with Defender's `failure_reason`).
+    ///
+    /// Retried after throttling, 5xx and dropped connections: import is an upsert keyed on
+    /// (type, value, action), so re-sending a batch that may already have landed is safe.
+    pub async fn import(&self, items: &[ImportItem]) -> Result<Vec<ImportOutcome>, Error> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        if items.len() > MAX_BATCH {
+            return Err(Error::config(format!(
+                "import takes at most {MAX_BATCH} items per call, got {}: split the batch",
+                items.len()
+            )));
+        }
+        let body = Bytes::from(
+            serde_json::to_vec(&ImportRequest { indicators: items })
+                .map_err(|e| Error::config(format!("cannot encode the import body: {e}")))?,
+        );
+        let url = self.endpoint(&["api", "indicators", "import"])?;
+        let results = self
+            .execute(CallFamily::Import, Method::POST, &url, Some(&body), |r| match r.status {
+                200 => serde_json::from_slice::<ImportResponse>(&r.body)
+                    .map(|b| b.value)
+                    .map_err(|e| malformed("import result", &e)),
+                _ => Err(api_error(r)),
+            })
+            .await?;
+        Ok(match_outcomes(items, results))
+    }
+
+    /// Delete up to 500 indicators by id.
+    ///
+    /// A 404 means some id is already gone (e.g. a run killed mid-apply deleted it, or it
+    /// expired): the ids still present are found (GET each, or one listing for many) and deleted
+    /// again, so the call completes what an interrupted run started. Retrying is safe:
+    /// delete-by-id is idempotent.
+    pub async fn batch_delete(&self, ids: &[String]) -> Result<BatchDeleteOutcome, Error> {
+        let mut outcome = BatchDeleteOutcome::default();
+        if ids.is_empty() {
+            return Ok(outcome);
+        }
+        if ids.len() > MAX_BATCH {
+            return Err(Error::config(format!(
+                "BatchDelete takes at most {MAX_BATCH} ids per call, got {}: split the batch",
+                ids.len()
+            )));
+        }
+        let mut seen = HashSet::new();
+        let mut pending = Vec::with_capacity(ids.len());
+        for id in ids {
+            check_id_like("indicator id", id)?;
+            if seen.insert(id.as_str()) {
+                pending.push(id.clone());
+            }
+        }
+        let url = self.endpoint(&["api", "indicators", "BatchDelete"])?;
+        for _ in 0..DELETE_ROUNDS {
+            let body = Bytes::from(
+                serde_json::to_vec(&BatchDeleteRequest { indicator_ids: &pending })
+                    .map_err(|e| Error::config(format!("cannot encode the BatchDelete body: {e}")))?,
+            );
+            let all_deleted = self
+                .execute(CallFamily::BatchDelete, Method::POST, &url, Some(&body), |r| match r.status {
+                    200 | 204 => Ok(true),
+                    404 => Ok(false),
+                    _ => Err(api_error(r)),
+                })
+                .await?;
+            if all_deleted {
+                outcome.deleted.append(&mut pending);
+                return Ok(outcome);
+            }
+            tracing::info!(
+                ids = pending.len(),
+                "BatchDelete answered 404: checking which ids are still present"
+            );
+            let present = self.which_exist(&pending).await?;
+            let (still, gone): (Vec<String>, Vec<String>) =
+                pending.into_iter().partition(|id| present.contains(id));
+            outcome.already_gone.extend(gone);
+            if still.is_empty() {
+                return Ok(outcome);
+            }
+            pending = still;
+        }
+        Err(Error::new(
+            ErrorKind::Api,
+            true,
+            format!(
+                "BatchDelete kept answering 404 for {} ids that a fresh lookup still lists; run again later",
+                pending.len()
+            ),
+        )
+        .with_status(404))
+    }
+
+    /// Which of `ids` exist right now.
+    async fn which_exist(&self, ids: &[String]) -> Result<HashSet<String>, Error> {
+        let mut present = HashSet::new();
+        if ids.len() <= GET_RECOVERY_MAX {
+            for id in ids {
+                if self.get(id).await?.is_some() {
+                    present.insert(id.clone());
+                }
+            }
+        } else {
+            let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+            for row in self.list(None).await? {
+                if wanted.contains(row.id.as_str()) {
+                    present.insert(row.id);
+                }
+            }
+        }
+        Ok(present)
+    }
+
+    /// All pages of `GET /api/indicators?$top=10000[&$filter=…]`, following nextLink verbatim;
+    /// after a full page without nextLink, continues with `$skip` until a short page.
+    async fn list(&self, filter: Option<&str>) -> Result<Vec<Indicator>, Error> {
+        let mut first = self.endpoint(&["api", "indicators"])?;
+        let mut query = format!("$top={PAGE_SIZE}");
+        if let Some(f) = filter {
+            query.push_str("&$filter=");
+            query.extend(url::form_urlencoded::byte_serialize(f.as_bytes()));
+        }
+        let base_query = query.clone();
+        first.set_query(Some(&query));
+        let mut url = first.clone();
+        let mut out = Vec::new();
+        let mut visited = HashSet::new();
+        for page_no in 0..MAX_PAGES {
+            let page = self
+                .execute(CallFamily::List, Method::GET, &url, None, |r| match r.status {
+                    200 => serde_json::from_slice::<ListPage>(&r.body)
+                        .map(Some)
+                        .map_err(|e| malformed("list page", &e)),
+                    404 if page_no == 0 => Ok(None),
+                    _ => Err(api_error(r)),
+                })
+                .await?;
+            let Some(page) = page else {
+                return Ok(out);
+            };
+            let full_page = page.value.len() >= PAGE_SIZE;
+            out.extend(page.value);
+            match page.next_link.filter(|l| !l.trim().is_empty()) {
+                // A server that reads `$top` as a total limit (OData's own meaning) sends no
+                // nextLink after a full page: ask for the rows after the ones we have.
+                None if full_page => {
+                    let mut next = first.clone();
+                    next.set_query(Some(&format!("{base_query}&$skip={}", out.len())));
+                    url = next;
+                }
+                None => return Ok(out),
+                Some(next) => {
+                    let next = self.check_next_link(&next)?;
+                    if !visited.insert(next.as_str().to_owned()) {
+                        return Err(Error::new(
+                            ErrorKind::Api,
+                            false,
+                            "the server sent the same @odata.nextLink twice; stopping to avoid an endless listing",
+                        ));
+                    }
+                    url = next;
+                }
+            }
+        }
+        Err(Error::new(ErrorKind::Api, false, format!("listing exceeded {MAX_PAGES} pages; stopping")))
+    }
+
+    /// A nextLink is followed as is, but only to the configured API origin or a Defender host
+    /// over https, so a bad link cannot send the bearer token elsewhere.
+    fn check_next_link(&self, raw: &str) -> Result<Url, Error> {
+        let url = match Url::parse(raw) {
+            Ok(u) => u,
+            Err(url::ParseError::RelativeUrlWithoutBase) => {
+                self.inner.api_base.join(raw).map_err(|e| {
+                    Error::new(ErrorKind::Api, false, format!("unusable @odata.nextLink: {e}"))
+                })?
+            }
+            Err(e) => {
+                return Err(Error::new(ErrorKind::Api, false, format!("unusable @odata.nextLink: {e}")));
+            }
+        };
+        let base = &self.inner.api_base;
+        let same_origin = url.origin() == base.origin();
+        let defender_host = url.scheme() == "https"
+            && url.host_str().is_some_and(|h| {
+                let h = h.to_ascii_lowercase();
+                DEFENDER_HOST_SUFFIXES.iter().any(|s| h == *s || h.ends_with(&format!(".{s}")))
+            });
+        if same_origin || defender_host {
+            Ok(url)
+        } else {
+            Err(Error::new(
+                ErrorKind::Api,
+                false,
+                format!(
+                    "@odata.nextLink points to {}, outside the API host {}; refusing to send the token there",
+                    url.origin().ascii_serialization(),
+                    base.origin().ascii_serialization()
+                ),
+            ))
+        }
+    }
+
+    fn endpoint(&self, segments: &[&str]) -> Result<Url, Error> {
+        let mut url = self.inner.api_base.clone();
+        url.path_segments_mut()
+            .map_err(|()| Error::config("api_base cannot carry a path"))?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+
+    // ---- token ------------------------------------------------------------------------------
+
+    /// The cached token, or a new one when missing or due for refresh.
+    async fn token(&self) -> Result<(AccessToken, u64), Error> {
+        let mut guard = self.inner.token.lock().await;
+        if let Some(c) = guard.as_ref() {
+            if Instant::now() < c.refresh_at {
+                return Ok((c.token.clone(), c.generation));
+            }
+        }
+        let (token, lifetime) = self.request_token().await?;
+        let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        *guard = Some(CachedToken {
+            token: token.clone(),
+            refresh_at: Instant::now() + refresh_after(lifetime),
+            generation,
+        });
+        tracing::debug!(lifetime_s = lifetime.as_secs(), "obtained an access token");
+        Ok((token, generation))
+    }
+
+    /// Drop the cached token if it is still the one of `generation` (a 401 said it is dead).
+    async fn invalidate(&self, generation: u64) {
+        let mut guard = self.inner.token.lock().await;
+        if guard.as_ref().is_some_and(|c| c.generation == generation) {
+            *guard = None;
+        }
+    }
+
+    /// Call the token endpoint, with the retry policy for throttling, 5xx and network errors.
+    async fn request_token(&self) -> Result<(AccessToken, Duration), Error> {
+        let inner = &self.inner;
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut form: Vec<(&str, String)> = vec![
+                ("grant_type", "client_credentials".to_owned()),
+                ("client_id", inner.client_id.clone()),
+                ("scope", inner.scope.clone()),
+            ];
+            let secret_holder: SecretString = match &inner.credential {
+                PreparedCredential::Secret(s) => s.clone(),
+                PreparedCredential::Certificate(ck) => {
+                    ck.assertion(&inner.client_id, &inner.token_url, chrono::Utc::now().timestamp())?
+                }
+            };
+            match &inner.credential {
+                PreparedCredential::Secret(_) => {
+                    form.push(("client_secret", secret_holder.expose_secret().to_owned()))
+                }
+                PreparedCredential::Certificate(_) => {
+                    form.push((
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+                    ));
+                    form.push(("client_assertion", secret_holder.expose_secret().to_owned()));
+                }
+            }
+            Counters::bump(&inner.counters.token);
+            let sent =
+                inner.http.post(&inner.token_url).header(ACCEPT, "application/json").form(&form).send().await;
+            drop(form);
+            let (err, retry_after) = match read_reply(sent).await {
+                Ok(reply) if reply.status == 200 => {
+                    match serde_json::from_slice::<TokenResponse>(&reply.body) {
+                        Ok(TokenResponse { access_token: Some(t), expires_in }) if !t.is_empty() => {
+                            let lifetime = Duration::from_secs(expires_in.unwrap_or(300).max(1));
+                            return Ok((AccessToken(SecretString::from(t)), lifetime));
+                        }
+                        // Never echo the body: it may hold a token.
+                        _ => (
+                            Error::new(
+                                ErrorKind::Auth,
+                                true,
+                                "the token endpoint answered 200 without a usable access_token",
+                            )
+                            .with_status(200),
+                            None,
+                        ),
+                    }
+                }
+                Ok(reply) => {
+                    if reply.status == 429 {
+                        Counters::bump(&inner.counters.throttled);
+                    }
+                    (entra_error(&reply), retry_after_of(&reply.headers))
+                }
+                Err(e) => (e, None),
+            };
+            self.pause_before_retry(err, retry_after, attempt, started, Duration::ZERO).await?;
+        }
+    }
+
+    // ---- request execution ------------------------------------------------------------------
+
+    /// Send one API request with pacing, the bearer token, 401 refresh-once and retries.
+    ///
+    /// `handle` sees every answer except 401, 429 and 500/502/503/504 (handled here); an error
+    /// it returns with `is_retryable()` (e.g. a truncated 200 body) is retried like a 5xx.
+    async fn execute<T>(
+        &self,
+        family: CallFamily,
+        method: Method,
+        url: &Url,
+        body: Option<&Bytes>,
+        mut handle: impl FnMut(&Reply) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let started = Instant::now();
+        let mut paced = Duration::ZERO;
+        let mut attempt = 0u32;
+        let mut refreshed = false;
+        loop {
+            attempt += 1;
+            let (token, generation) = self.token().await?;
+            let wait_start = Instant::now();
+            let slot = self.pace(family).await?;
+            paced += wait_start.elapsed();
+            self.count(family);
+            let mut req = self
+                .inner
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(token.0.expose_secret())
+                .header(ACCEPT, "application/json");
+            if let Some(b) = body {
+                req = req.header(CONTENT_TYPE, "application/json").body(b.clone());
+            }
+            let t0 = Instant::now();
+            let result = read_reply(req.send().await).await;
+            self.inner.pacer.lock().await.complete(family, slot, now_ms());
+            let (err, retry_after) = match result {
+                Err(e) => (e, None),
+                Ok(reply) => {
+                    tracing::debug!(%method, path = url.path(), status = reply.status, ms = t0.elapsed().as_millis() as u64, "Defender API call");
+                    match reply.status {
+                        401 if !refreshed => {
+                            tracing::info!("Defender answered 401; refreshing the access token once");
+                            refreshed = true;
+                            self.invalidate(generation).await;
+                            attempt -= 1;
+                            continue;
+                        }
+                        401 => {
+                            let e = api_error(&reply);
+                            return Err(Error::new(
+                                ErrorKind::Auth,
+                                false,
+                                format!(
+                                    "Defender rejected a freshly issued token ({}); check that the app has the \
+                                     WindowsDefenderATP application permission Ti.ReadWrite or Ti.ReadWrite.All \
+                                     with admin consent, and that authority, scope and api_base belong to the same cloud",
+                                    e.message()
+                                ),
+                            )
+                            .with_status(401)
+                            .with_code(e.code().map(str::to_owned))
+                            .with_request_id(e.request_id().map(str::to_owned)));
+                        }
+                        429 => {
+                            Counters::bump(&self.inner.counters.throttled);
+                            (api_error(&reply), retry_after_of(&reply.headers))
+                        }
+                        408 | 500 | 502 | 503 | 504 => (api_error(&reply), retry_after_of(&reply.headers)),
+                        _ => match handle(&reply) {
+                            Ok(v) => return Ok(v),
+                            Err(e) => (e, None),
+                        },
+                    }
+                }
+            };
+            self.pause_before_retry(err, retry_after, attempt, started, paced).await?;
+        }
+    }
+
+    /// Either sleep before the next attempt or return `err` (permanent, or out of budget).
+    async fn pause_before_retry(
+        &self,
+        err: Error,
+        retry_after: Option<Duration>,
+        attempt: u32,
+        started: Instant,
+        paced: Duration,
+    ) -> Result<(), Error> {
+        let policy = &self.inner.retry;
+        if !err.is_retryable() || attempt >= policy.max_attempts {
+            return Err(err);
+        }
+        let delay = match retry_after {
+            Some(d) => d.min(policy.max_retry_after),
+            None => policy.backoff(attempt),
+        };
+        let spent = started.elapsed().saturating_sub(paced);
+        if spent + delay > policy.max_elapsed {
+            return Err(err);
+        }
+        tracing::warn!(error = %err, attempt, delay_ms = delay.as_millis() as u64, "retrying");
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+
+    /// Wait for and take a pacing slot for `family`; returns the slot's stamp.
+    async fn pace(&self, family: CallFamily) -> Result<i64, Error> {
+        loop {
+            let now = now_ms();
+            let until = match self.inner.pacer.lock().await.try_acquire(family, now) {
+                Ok(()) => return Ok(now),
+                Err(until) => until,
+            };
+            if until == i64::MAX {
+                return Err(Error::config(format!("the pacing limits allow no {family} call at all")));
+            }
+            let wait = u64::try_from(until.saturating_sub(now)).unwrap_or(0).max(1);
+            tracing::debug!(%family, wait_ms = wait, "pacing: waiting for a free slot");
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+    }
+
+    fn count(&self, family: CallFamily) {
+        let c = &self.inner.counters;
+        match family {
+            CallFamily::List => Counters::bump(&c.list),
+            CallFamily::Get => Counters::bump(&c.get),
+            CallFamily::Import => Counters::bump(&c.import),
+            CallFamily::BatchDelete => Counters::bump(&c.batch_delete),
+            CallFamily::Submit | CallFamily::Delete => {}
+        }
+    }
+}
+
+/// Read the whole answer; transport failures become retryable network errors.
+async fn read_reply(sent: Result<reqwest::Response, reqwest::Error>) -> Result<Reply, Error> {
+    let resp = sent.map_err(network_error)?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.map_err(network_error)?;
+    Ok(Reply { status, headers, body })
+}
+
+fn network_error(e: reqwest::Error) -> Error {
+    let (kind, retryable) =
+        if e.is_builder() { (ErrorKind::Config, false) } else { (ErrorKind::Network, true) };
+    let what = if e.is_timeout() { "request timed out" } else { "request failed" };
+    let e = e.without_url();
+    let mut detail = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        src = s.source();
+    }
+    Error::new(kind, retryable, format!("{what}: {detail}")).with_source(e)
+}
+
+fn malformed(what: &str, e: &serde_json::Error) -> Error {
+    Error::new(ErrorKind::Api, true, format!("Defender sent a malformed {what}: {e}"))
+}
+
+fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// `Retry-After` in seconds (integer or decimal); HTTP dates are ignored (backoff applies).
+fn retry_after_of(h: &HeaderMap) -> Option<Duration> {
+    let v = h.get(RETRY_AFTER)?.to_str().ok()?.trim().to_owned();
+    let secs: f64 = v.parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
+}
+
+/// Build the error for a Defender answer from its envelope and headers.
+fn api_error(r: &Reply) -> Error {
+    let env = serde_json::from_slice::<ErrorEnvelope>(&r.body).ok().map(|e| e.error);
+    let request_id = env
+        .as_ref()
+        .and_then(|e| e.target.clone())
+        .or_else(|| header_str(&r.headers, "request-id"))
+        .or_else(|| header_str(&r.headers, "x-ms-request-id"));
+    let reason =
+        reqwest::StatusCode::from_u16(r.status).ok().and_then(|s| s.canonical_reason()).unwrap_or("error");
+    let mut message = env.as_ref().and_then(|e| e.message.clone()).unwrap_or_else(|| {
+        let text: String =
+            String::from_utf8_lossy(&r.body).chars().filter(|c| !c.is_control()).take(200).collect();
+        if text.trim().is_empty() { reason.to_owned() } else { format!("{reason}: {}", text.trim()) }
+    });
+    let (kind, retryable) = match r.status {
+        401 | 403 => (ErrorKind::Auth, false),
+        408 | 429 | 500 | 502 | 503 | 504 => (ErrorKind::Api, true),
+        _ => (ErrorKind::Api, false),
+    };
+    if r.status == 403 {
+        message.push_str(
+            " (the app needs the WindowsDefenderATP application permission Ti.ReadWrite or Ti.ReadWrite.All with admin consent)",
+        );
+    }
+    Error::new(kind, retryable, message)
+        .with_status(r.status)
+        .with_code(env.and_then(|e| e.code))
+        .with_request_id(request_id)
+}
+
+/// Build the error for an Entra token-endpoint answer. The body is parsed for its error fields
+/// only and never echoed.
+fn entra_error(r: &Reply) -> Error {
+    let e = serde_json::from_slice::<EntraError>(&r.body).unwrap_or_default();
+    let retryable = matches!(r.status, 408 | 429 | 500 | 502 | 503 | 504);
+    let description = e
+        .error_description
+        .as_deref()
+        .map(|d| d.lines().next().unwrap_or("").trim().to_owned())
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| format!("HTTP {}", r.status));
+    let hint = if retryable {
+        ""
+    } else {
+        " (check tenant_id, client_id, the client secret or certificate, and the authority/cloud setting)"
+    };
+    Error::new(ErrorKind::Auth, retryable, format!("Entra ID refused the token request: {description}{hint}"))
+        .with_status(r.status)
+        .with_code(e.error)
+        .with_request_id(
+            e.trace_id.or(e.correlation_id).or_else(|| header_str(&r.headers, "x-ms-request-id")),
+        )
+}
+
+/// OData string literal body: single quotes doubled.
+fn odata_quote(s: &str) -> String {
+    s.replace('\'', "''")
+}
+
+/// Align Defender's import results with the submitted items: by position when the value
+/// matches (case-insensitively), else by value; items left without a result are reported failed.
+pub(crate) fn match_outcomes(items: &[ImportItem], results: Vec<ImportOutcome>) -> Vec<ImportOutcome> {
+    let positional = results.len() == items.len()
+        && items
+            .iter()
+            .zip(&results)
+            .all(|(i, r)| r.indicator.is_empty() || r.indicator.eq_ignore_ascii_case(&i.indicator_value));
+    if positional {
+        return items
+            .iter()
+            .zip(results)
+            .map(|(i, mut r)| {
+                if r.indicator.is_empty() {
+                    r.indicator.clone_from(&i.indicator_value);
+                }
+                r
+            })
+            .collect();
+    }
+    let mut by_value: HashMap<String, VecDeque<ImportOutcome>> = HashMap::new();
+    for r in results {
+        by_value.entry(r.indicator.to_ascii_lowercase()).or_default().push_back(r);
+    }
+    items
+        .iter()
+        .map(|i| {
+            by_value
+                .get_mut(&i.indicator_value.to_ascii_lowercase())
+                .and_then(VecDeque::pop_front)
+                .unwrap_or_else(|| ImportOutcome {
+                    id: None,
+                    indicator: i.indicator_value.clone(),
+                    is_failed: true,
+                    failure_reason: Some("Defender returned no result for this item".to_owned()),
+                })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Action;
+
+    fn item(v: &str) -> ImportItem {
+        ImportItem {
+            indicator_value: v.into(),
+            indicator_type: "DomainName".into(),
+            action: Action::Block,
+            ..ImportItem::default()
+        }
+    }
+
+    fn outcome(id: Option<&str>, v: &str, failed: bool) -> ImportOutcome {
+        ImportOutcome {
+            id: id.map(str::to_owned),
+            indicator: v.into(),
+            is_failed: failed,
+            failure_reason: failed.then(|| "bad".to_owned()),
+        }
+    }
+
+    #[test]
+    fn outcomes_match_by_position_case_insensitively() {
+        let items = [item("a.example"), item("B.example")];
+        let got = match_outcomes(
+            &items,
+            vec![outcome(Some("1"), "A.EXAMPLE", false), outcome(None, "b.example", true)],
+        );
+        assert_eq!(got[0].id.as_deref(), Some("1"));
+        assert!(got[1].is_failed);
+    }
+
+    #[test]
+    fn outcomes_fall_back_to_value_and_flag_missing() {
+        let items = [item("a.example"), item("b.example"), item("c.example")];
+        let got = match_outcomes(
+            &items,
+            vec![outcome(Some("2"), "b.example", false), outcome(Some("1"), "a.example", false)],
+        );
+        assert_eq!(got[0].id.as_deref(), Some("1"));
+        assert_eq!(got[1].id.as_deref(), Some("2"));
+        assert!(got[2].is_failed);
+        assert_eq!(got[2].indicator, "c.example");
+        assert_eq!(got[2].failure_reason.as_deref(), Some("Defender returned no result for this item"));
+    }
+
+    #[test]
+    fn odata_literals_are_escaped() {
+        assert_eq!(odata_quote("o'brien"), "o''brien");
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after_of(&h), Some(Duration::from_secs(7)));
+        h.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after_of(&h), None);
+        h.insert(RETRY_AFTER, "-3".parse().unwrap());
+        assert_eq!(retry_after_of(&h), None);
+    }
+
+    #[test]
+    fn api_errors_carry_code_target_and_retryability() {
+        let r = Reply {
+            status: 400,
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(br#"{"error":{"code":"InvalidIpAddress","message":"IP address 10.1.2.3 is invalid.","target":"t-1"}}"#),
+        };
+        let e = api_error(&r);
+        assert_eq!(
+            (e.kind(), e.is_retryable(), e.code(), e.request_id()),
+            (ErrorKind::Api, false, Some("InvalidIpAddress"), Some("t-1"))
+        );
+        let mut h = HeaderMap::new();
+        h.insert("request-id", "hdr-1".parse().unwrap());
+        let r = Reply { status: 503, headers: h, body: Bytes::from_static(b"<html>busy</html>") };
+        let e = api_error(&r);
+        assert!(e.is_retryable());
+        assert_eq!(e.request_id(), Some("hdr-1"));
+        assert!(e.to_string().contains("Service Unavailable"), "{e}");
+        let r = Reply { status: 403, headers: HeaderMap::new(), body: Bytes::new() };
+        assert_eq!(api_error(&r).kind(), ErrorKind::Auth);
+    }
+
+    #[test]
+    fn entra_errors_never_echo_the_body() {
+        let r = Reply {
+            status: 401,
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(
+                br#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.\r\nTrace ID: x","trace_id":"tr-1","correlation_id":"co-1","echo":"s3cr3t"}"#,
+            ),
+        };
+        let e = entra_error(&r);
+        assert_eq!(e.kind(), ErrorKind::Auth);
+        assert_eq!(e.code(), Some("invalid_client"));
+        assert_eq!(e.request_id(), Some("tr-1"));
+        assert!(!e.to_string().contains("s3cr3t"));
+        assert!(e.to_string().contains("AADSTS7000215"));
+    }
+}

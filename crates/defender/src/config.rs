@@ -1,0 +1,291 @@
+//! Client configuration: cloud, credentials, endpoints, pacing limits, retry policy, timeouts.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use iocsync_core::pacing::PacingLimits;
+use secrecy::SecretString;
+use url::{Host, Url};
+
+use crate::error::Error;
+
+/// Microsoft cloud the tenant lives in; sets the token authority, the API host and the scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Cloud {
+    /// Commercial (worldwide) cloud.
+    #[default]
+    Commercial,
+    /// US Government Community Cloud.
+    Gcc,
+    /// US Government GCC High.
+    GccHigh,
+    /// US Department of Defense.
+    Dod,
+}
+
+impl Cloud {
+    /// Config spelling: `commercial`, `gcc`, `gcc-high`, `dod`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cloud::Commercial => "commercial",
+            Cloud::Gcc => "gcc",
+            Cloud::GccHigh => "gcc-high",
+            Cloud::Dod => "dod",
+        }
+    }
+
+    /// Entra ID authority (token host) of this cloud (spec §1).
+    pub fn authority(self) -> &'static str {
+        match self {
+            Cloud::Commercial | Cloud::Gcc => "https://login.microsoftonline.com",
+            Cloud::GccHigh | Cloud::Dod => "https://login.microsoftonline.us",
+        }
+    }
+
+    /// Defender API base URL of this cloud (spec §1).
+    pub fn api_base(self) -> &'static str {
+        match self {
+            Cloud::Commercial => "https://api.securitycenter.microsoft.com",
+            Cloud::Gcc => "https://api-gcc.securitycenter.microsoft.us",
+            Cloud::GccHigh | Cloud::Dod => "https://api-gov.securitycenter.microsoft.us",
+        }
+    }
+
+    /// OAuth scope requested for the Defender API in this cloud (spec §2.1).
+    pub fn scope(self) -> &'static str {
+        match self {
+            Cloud::Commercial => "https://api.securitycenter.microsoft.com/.default",
+            Cloud::Gcc => "https://api-gcc.securitycenter.microsoft.us/.default",
+            Cloud::GccHigh | Cloud::Dod => "https://api-gov.securitycenter.microsoft.us/.default",
+        }
+    }
+}
+
+impl fmt::Display for Cloud {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Cloud {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "commercial" => Ok(Cloud::Commercial),
+            "gcc" => Ok(Cloud::Gcc),
+            "gcc-high" | "gcchigh" | "gcc_high" => Ok(Cloud::GccHigh),
+            "dod" => Ok(Cloud::Dod),
+            other => Err(Error::config(format!(
+                "unknown cloud {other:?}: use one of commercial, gcc, gcc-high, dod"
+            ))),
+        }
+    }
+}
+
+/// How the app proves its identity to Entra ID.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// A client secret (read by the app from an environment variable or a file).
+    Secret(SecretString),
+    /// A certificate: the PEM private key (PKCS#8 or PKCS#1) signs a client-assertion JWT whose
+    /// `x5t` header is the certificate's SHA-1 thumbprint (40 hex digits, see
+    /// [`thumbprint_from_certificate_pem`](crate::thumbprint_from_certificate_pem)).
+    Certificate {
+        /// PEM-encoded RSA private key.
+        private_key_pem: SecretString,
+        /// SHA-1 thumbprint of the DER certificate, hex (colons and spaces tolerated).
+        thumbprint_sha1_hex: String,
+    },
+}
+
+/// Retry behaviour for throttling (429), transient server errors (500/502/503/504) and network
+/// failures. Other 4xx answers are never retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Maximum number of attempts per request, the first included (>= 1).
+    pub max_attempts: u32,
+    /// Give up when the next wait would end later than this after the first attempt.
+    pub max_elapsed: Duration,
+    /// First backoff delay; doubles with each attempt (with jitter).
+    pub initial_backoff: Duration,
+    /// Upper bound of one backoff delay.
+    pub max_backoff: Duration,
+    /// Upper bound applied to a server's `Retry-After`.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 10 attempts within 5 minutes, backoff 500 ms doubling up to 30 s, `Retry-After` capped at 5 min.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 10,
+            max_elapsed: Duration::from_secs(300),
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries at all (each request is tried once).
+    pub fn none() -> Self {
+        RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }
+    }
+
+    /// Backoff before attempt `attempt + 1` (attempt is 1-based): exponential with "equal
+    /// jitter", i.e. uniformly random in `[d/2, d]` where `d = initial * 2^(attempt-1)` capped.
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
+        use rand::Rng as _;
+        let exp = attempt.saturating_sub(1).min(30);
+        let d = self.initial_backoff.saturating_mul(1u32 << exp).min(self.max_backoff);
+        let half = d / 2;
+        let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
+        let jitter = if nanos == 0 { 0 } else { rand::thread_rng().gen_range(0..=nanos) };
+        half + Duration::from_nanos(jitter)
+    }
+}
+
+/// Everything needed to build a [`DefenderClient`](crate::DefenderClient).
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Entra tenant id (GUID or verified domain).
+    pub tenant_id: String,
+    /// App registration (client) id; Defender records it as `createdBy`.
+    pub client_id: String,
+    /// Secret or certificate.
+    pub credential: Credential,
+    /// Cloud; sets the defaults of `api_base`, `authority` and `scope`.
+    pub cloud: Cloud,
+    /// Override of the Defender API base URL (regional host, emulator).
+    pub api_base: Option<String>,
+    /// Override of the Entra authority URL (emulator).
+    pub authority: Option<String>,
+    /// Override of the OAuth scope.
+    pub scope: Option<String>,
+    /// Client-side pacing limits, shared by every call of this client.
+    pub limits: PacingLimits,
+    /// Retry behaviour.
+    pub retry: RetryPolicy,
+    /// TCP/TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Total timeout of one HTTP request, body included.
+    pub request_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// A configuration with the documented limits, default retries, 10 s connect and 120 s
+    /// request timeouts and the cloud's default endpoints.
+    pub fn new(
+        tenant_id: impl Into<String>,
+        client_id: impl Into<String>,
+        credential: Credential,
+        cloud: Cloud,
+    ) -> Self {
+        ClientConfig {
+            tenant_id: tenant_id.into(),
+            client_id: client_id.into(),
+            credential,
+            cloud,
+            api_base: None,
+            authority: None,
+            scope: None,
+            limits: PacingLimits::documented(),
+            retry: RetryPolicy::default(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// True for `localhost`, 127.0.0.0/8 and ::1.
+pub(crate) fn is_loopback_host(host: &Host<&str>) -> bool {
+    match host {
+        Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        Host::Ipv4(ip) => IpAddr::V4(*ip).is_loopback(),
+        Host::Ipv6(ip) => IpAddr::V6(*ip).is_loopback(),
+    }
+}
+
+/// Parse `raw` as a base URL for `what`; `https` is required except for loopback hosts.
+pub(crate) fn parse_secure_url(raw: &str, what: &str) -> Result<Url, Error> {
+    let url = Url::parse(raw.trim())
+        .map_err(|e| Error::config(format!("{what} {raw:?} is not a valid URL: {e}")))?;
+    let Some(host) = url.host() else {
+        return Err(Error::config(format!("{what} {raw:?} has no host")));
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback_host(&host) => {}
+        "http" => {
+            return Err(Error::config(format!(
+                "{what} {raw:?} uses plain http: https is required except for loopback hosts (127.0.0.1, ::1, localhost)"
+            )));
+        }
+        other => {
+            return Err(Error::config(format!("{what} {raw:?} has unsupported scheme {other:?}: use https")));
+        }
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(Error::config(format!("{what} {raw:?} must not carry a query or fragment")));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::config(format!("{what} must not embed credentials")));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clouds_parse_and_set_endpoints() {
+        assert_eq!("gcc-high".parse::<Cloud>().unwrap(), Cloud::GccHigh);
+        assert_eq!("Commercial".parse::<Cloud>().unwrap(), Cloud::Commercial);
+        assert!("china".parse::<Cloud>().unwrap_err().to_string().contains("gcc-high"));
+        assert_eq!(Cloud::Dod.authority(), "https://login.microsoftonline.us");
+        assert_eq!(Cloud::Gcc.authority(), "https://login.microsoftonline.com");
+        assert_eq!(Cloud::Gcc.api_base(), "https://api-gcc.securitycenter.microsoft.us");
+        assert_eq!(Cloud::GccHigh.scope(), "https://api-gov.securitycenter.microsoft.us/.default");
+        assert_eq!(Cloud::Commercial.scope(), "https://api.securitycenter.microsoft.com/.default");
+        for c in [Cloud::Commercial, Cloud::Gcc, Cloud::GccHigh, Cloud::Dod] {
+            assert_eq!(c.as_str().parse::<Cloud>().unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn http_only_for_loopback() {
+        assert!(parse_secure_url("http://127.0.0.1:8080", "api_base").is_ok());
+        assert!(parse_secure_url("http://127.1.2.3", "api_base").is_ok());
+        assert!(parse_secure_url("http://[::1]:9", "api_base").is_ok());
+        assert!(parse_secure_url("http://localhost:9", "api_base").is_ok());
+        assert!(parse_secure_url("https://api.securitycenter.microsoft.com", "api_base").is_ok());
+        let e = parse_secure_url("http://api.example.com", "api_base").unwrap_err();
+        assert!(e.to_string().contains("https is required"), "{e}");
+        assert!(parse_secure_url("http://10.0.0.1", "api_base").is_err());
+        assert!(parse_secure_url("ftp://127.0.0.1", "api_base").is_err());
+        assert!(parse_secure_url("not a url", "api_base").is_err());
+        assert!(parse_secure_url("https://u:p@host.example", "api_base").is_err());
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(1_000),
+            ..RetryPolicy::default()
+        };
+        for _ in 0..50 {
+            let b1 = p.backoff(1);
+            assert!(b1 >= Duration::from_millis(50) && b1 <= Duration::from_millis(100), "{b1:?}");
+            let b3 = p.backoff(3);
+            assert!(b3 >= Duration::from_millis(200) && b3 <= Duration::from_millis(400), "{b3:?}");
+            let b40 = p.backoff(40);
+            assert!(b40 >= Duration::from_millis(500) && b40 <= Duration::from_millis(1_000), "{b40:?}");
+        }
+    }
+}

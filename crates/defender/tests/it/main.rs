@@ -1,0 +1,8 @@
+//! Integration tests of the Defender client against the emulator on 127.0.0.1:0.
+
+mod auth;
+mod common;
+mod delete;
+mod import;
+mod list;
+mod resilience;

@@ -1,0 +1,268 @@
+//! Emulator configuration: clients, tenant, limits and the switches for every [UNCERTAIN] spec item.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::limits::RateLimits;
+
+/// Application permission granted to a client (spec §2.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Role {
+    /// `Ti.ReadWrite`: sees and changes only the indicators it created.
+    ReadWrite,
+    /// `Ti.ReadWrite.All`: sees and changes every indicator in the tenant.
+    ReadWriteAll,
+    /// No TI role: tokens are issued but every API call gets 403 `Forbidden`.
+    None,
+}
+
+impl Role {
+    /// The `roles` claim value, if any.
+    pub fn claim(self) -> Option<&'static str> {
+        match self {
+            Role::ReadWrite => Some("Ti.ReadWrite"),
+            Role::ReadWriteAll => Some("Ti.ReadWrite.All"),
+            Role::None => None,
+        }
+    }
+}
+
+/// A registered app (service principal) allowed to get tokens.
+#[derive(Clone)]
+pub struct ClientCredential {
+    /// Application (client) id.
+    pub client_id: String,
+    /// Client secret, if secret authentication is allowed.
+    pub secret: Option<String>,
+    /// PEM public key (SPKI `PUBLIC KEY` or PKCS#1 `RSA PUBLIC KEY`) for certificate client assertions.
+    pub certificate_public_key_pem: Option<String>,
+    /// Expected `x5t` header of client assertions (base64url SHA-1 of the certificate); `None` = not checked.
+    pub certificate_thumbprint_x5t: Option<String>,
+    /// Granted TI role.
+    pub role: Role,
+    /// Recorded as `createdByDisplayName` on indicators this app creates.
+    pub display_name: String,
+}
+
+impl std::fmt::Debug for ClientCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredential")
+            .field("client_id", &self.client_id)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("certificate", &self.certificate_public_key_pem.is_some())
+            .field("certificate_thumbprint_x5t", &self.certificate_thumbprint_x5t)
+            .field("role", &self.role)
+            .field("display_name", &self.display_name)
+            .finish()
+    }
+}
+
+impl ClientCredential {
+    /// A secret-authenticated client.
+    pub fn with_secret(client_id: &str, secret: &str, role: Role, display_name: &str) -> Self {
+        Self {
+            client_id: client_id.to_owned(),
+            secret: Some(secret.to_owned()),
+            certificate_public_key_pem: None,
+            certificate_thumbprint_x5t: None,
+            role,
+            display_name: display_name.to_owned(),
+        }
+    }
+
+    /// A certificate-authenticated client (RS256 client assertions verified with `public_key_pem`).
+    pub fn with_certificate(
+        client_id: &str,
+        public_key_pem: &str,
+        x5t: Option<&str>,
+        role: Role,
+        display_name: &str,
+    ) -> Self {
+        Self {
+            client_id: client_id.to_owned(),
+            secret: None,
+            certificate_public_key_pem: Some(public_key_pem.to_owned()),
+            certificate_thumbprint_x5t: x5t.map(str::to_owned),
+            role,
+            display_name: display_name.to_owned(),
+        }
+    }
+}
+
+/// Parses `ID:SECRET[:ROLE]` (ROLE: `Ti.ReadWrite` | `Ti.ReadWrite.All` | `None`, default `Ti.ReadWrite.All`),
+/// as used by `iocsync emulator --client`. The display name defaults to the client id.
+pub fn parse_client_spec(s: &str) -> Result<ClientCredential, String> {
+    let mut parts = s.splitn(3, ':');
+    let id = parts.next().unwrap_or_default().trim();
+    let secret = parts.next().ok_or_else(|| format!("client spec must be ID:SECRET[:ROLE], got no ':' in {id:?}"))?;
+    if id.is_empty() {
+        return Err("client spec must be ID:SECRET[:ROLE]; the ID is empty".to_owned());
+    }
+    if secret.is_empty() {
+        return Err(format!("client spec for {id}: the SECRET is empty"));
+    }
+    let role = match parts.next().map(str::trim) {
+        None | Some("") | Some("Ti.ReadWrite.All") => Role::ReadWriteAll,
+        Some("Ti.ReadWrite") => Role::ReadWrite,
+        Some("None") | Some("none") => Role::None,
+        Some(other) => {
+            return Err(format!(
+                "client spec for {id}: unknown role {other:?}; use Ti.ReadWrite, Ti.ReadWrite.All or None"
+            ));
+        }
+    };
+    Ok(ClientCredential::with_secret(id, secret, role, id))
+}
+
+/// What to do with an `expirationTime` in the past (spec §5, [UNCERTAIN]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PastExpiration {
+    /// Accept it; the indicator then expires (leaves the list after the cleanup lag).
+    #[default]
+    Accept,
+    /// Reject with 400 `InvalidInput`.
+    Reject,
+}
+
+/// BatchDelete with some unknown ids (spec §3 E6, [UNCERTAIN]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BatchDeleteMode {
+    /// Validate all ids first; any unknown id => 404 and nothing is deleted (spec default).
+    #[default]
+    Atomic,
+    /// Delete the ids that exist, then answer 404 naming the unknown ones.
+    Partial,
+}
+
+/// Status for a `Ti.ReadWrite` caller deleting an indicator another creator owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForeignDeleteStatus {
+    /// 403 `Forbidden` (default): loud, so a client that treats 404-on-delete as "already gone" cannot
+    /// mask an ownership bug; closest to the documented BatchDelete 403 "not exposed" case.
+    #[default]
+    Forbidden,
+    /// 404 `ResourceNotFound`, consistent with the caller not being able to see the row.
+    NotFound,
+}
+
+/// Switches for every behaviour the spec marks [UNCERTAIN]; `Default` is the spec's stated default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Behaviour {
+    /// Empty list result => 404 instead of 200 + `[]` (§3 E1; default false).
+    pub empty_list_404: bool,
+    /// Accept `BlockAndRemediate` on `Url` indicators (§7; docs say no, 2023 observation yes; default false).
+    pub block_and_remediate_on_url: bool,
+    /// Accept legacy actions `Alert` / `AlertAndBlock` on create (§7; default false).
+    pub accept_legacy_actions: bool,
+    /// Accept `Warn` on file-hash indicators (§7; overview lists it, portal rows exist; default true).
+    pub warn_on_files: bool,
+    /// Past `expirationTime` on submit (§5; default accept-and-expire).
+    pub past_expiration: PastExpiration,
+    /// BatchDelete with unknown ids (§3 E6; default atomic).
+    pub batch_delete: BatchDeleteMode,
+    /// Emit `source` / `sourceType` keys (§4; absent from 2021+ captures; default false).
+    pub include_source_fields: bool,
+    /// Treat documentation ranges (192.0.2/24, 198.51.100/24, 203.0.113/24, 2001:db8::/32) as private (§5; default false).
+    pub documentation_ranges_private: bool,
+    /// How long an expired indicator stays listed before "cleanup" removes it (§3 E1, §12.14; default 0).
+    pub expiry_cleanup_lag: Duration,
+    /// Include `@odata.context` on the import response (§3 E4; default false).
+    pub import_odata_context: bool,
+    /// `Ti.ReadWrite` caller deleting another creator's indicator (default 403).
+    pub foreign_delete: ForeignDeleteStatus,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            empty_list_404: false,
+            block_and_remediate_on_url: false,
+            accept_legacy_actions: false,
+            warn_on_files: true,
+            past_expiration: PastExpiration::Accept,
+            batch_delete: BatchDeleteMode::Atomic,
+            include_source_fields: false,
+            documentation_ranges_private: false,
+            expiry_cleanup_lag: Duration::ZERO,
+            import_odata_context: false,
+            foreign_delete: ForeignDeleteStatus::Forbidden,
+        }
+    }
+}
+
+/// Everything [`crate::start`] needs. `Default` gives a usable loopback emulator with one all-powerful client.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// Listen address; must be loopback (default `127.0.0.1:0`).
+    pub listen: SocketAddr,
+    /// The one tenant served.
+    pub tenant_id: String,
+    /// Registered apps.
+    pub clients: Vec<ClientCredential>,
+    /// Max rows per list page before `@odata.nextLink` (default 10,000).
+    pub page_size: usize,
+    /// Active-indicator cap across all creators (default 15,000).
+    pub capacity: usize,
+    /// Token lifetime (default 3599 s).
+    pub token_lifetime: Duration,
+    /// Rate limits (default [`RateLimits::documented`]).
+    pub rate_limits: RateLimits,
+    /// Uncertain-behaviour switches.
+    pub behaviour: Behaviour,
+    /// JSON state file, loaded on start and saved after mutations and on shutdown.
+    pub state_file: Option<PathBuf>,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+    /// Seed for probabilistic fault triggers.
+    pub fault_seed: u64,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tenant_id: crate::DEFAULT_TENANT_ID.to_owned(),
+            clients: vec![ClientCredential::with_secret(
+                crate::DEFAULT_CLIENT_ID,
+                crate::DEFAULT_CLIENT_SECRET,
+                Role::ReadWriteAll,
+                crate::DEFAULT_APP_NAME,
+            )],
+            page_size: 10_000,
+            capacity: 15_000,
+            token_lifetime: Duration::from_secs(3599),
+            rate_limits: RateLimits::documented(),
+            behaviour: Behaviour::default(),
+            state_file: None,
+            clock: Arc::new(SystemClock),
+            fault_seed: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_spec_parses_roles() {
+        let c = parse_client_spec("app1:s3cr:et").unwrap_err();
+        assert!(c.contains("unknown role"), "{c}");
+        let c = parse_client_spec("app1:secret").unwrap();
+        assert_eq!((c.client_id.as_str(), c.secret.as_deref(), c.role), ("app1", Some("secret"), Role::ReadWriteAll));
+        let c = parse_client_spec("app2:pw:Ti.ReadWrite").unwrap();
+        assert_eq!(c.role, Role::ReadWrite);
+        assert!(parse_client_spec("app3").is_err());
+        assert!(parse_client_spec(":pw").is_err());
+        assert!(parse_client_spec("app:").is_err());
+    }
+
+    #[test]
+    fn debug_redacts_secret() {
+        let c = parse_client_spec("app1:hunter2").unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,214 @@
+//! Sliding-window rate limits per (tenant, app, endpoint family) (spec §8.1, §12.16).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::EndpointFamily;
+
+/// One sliding window: at most `limit` accepted calls within any `length`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Calls allowed per window.
+    pub limit: u32,
+    /// Window length.
+    pub length: Duration,
+}
+
+/// Per-minute and per-hour windows of one endpoint family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FamilyLimits {
+    /// The "per minute" window.
+    pub per_minute: Window,
+    /// The "per hour" window.
+    pub per_hour: Window,
+}
+
+impl FamilyLimits {
+    fn new(per_minute: u32, per_hour: u32) -> Self {
+        Self {
+            per_minute: Window { limit: per_minute, length: Duration::from_secs(60) },
+            per_hour: Window { limit: per_hour, length: Duration::from_secs(3600) },
+        }
+    }
+
+    fn unlimited() -> Self {
+        Self::new(u32::MAX, u32::MAX)
+    }
+}
+
+/// Rate limits of every API endpoint family. The token endpoint is not limited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// E1 list.
+    pub list: FamilyLimits,
+    /// E2 get (undocumented; same as list).
+    pub get: FamilyLimits,
+    /// E3 submit.
+    pub submit: FamilyLimits,
+    /// E4 import (30/min; hourly not stated, 1,500 assumed).
+    pub import: FamilyLimits,
+    /// E5 delete.
+    pub delete: FamilyLimits,
+    /// E6 BatchDelete.
+    pub batch_delete: FamilyLimits,
+}
+
+impl RateLimits {
+    /// The documented limits: 100/min & 1,500/h; import and BatchDelete 30/min & 1,500/h.
+    pub fn documented() -> Self {
+        Self {
+            list: FamilyLimits::new(100, 1500),
+            get: FamilyLimits::new(100, 1500),
+            submit: FamilyLimits::new(100, 1500),
+            import: FamilyLimits::new(30, 1500),
+            delete: FamilyLimits::new(100, 1500),
+            batch_delete: FamilyLimits::new(30, 1500),
+        }
+    }
+
+    /// Same counts, windows divided by `factor` (60 => a "minute" lasts 1 s). Non-positive factors are ignored.
+    pub fn scaled(self, factor: f64) -> Self {
+        if !(factor.is_finite() && factor > 0.0) {
+            return self;
+        }
+        let s = |w: Window| Window { limit: w.limit, length: w.length.div_f64(factor).max(Duration::from_millis(1)) };
+        let f = |l: FamilyLimits| FamilyLimits { per_minute: s(l.per_minute), per_hour: s(l.per_hour) };
+        Self {
+            list: f(self.list),
+            get: f(self.get),
+            submit: f(self.submit),
+            import: f(self.import),
+            delete: f(self.delete),
+            batch_delete: f(self.batch_delete),
+        }
+    }
+
+    /// No limits at all.
+    pub fn unlimited() -> Self {
+        let u = FamilyLimits::unlimited();
+        Self { list: u, get: u, submit: u, import: u, delete: u, batch_delete: u }
+    }
+
+    fn for_family(&self, family: EndpointFamily) -> Option<FamilyLimits> {
+        match family {
+            EndpointFamily::List => Some(self.list),
+            EndpointFamily::Get => Some(self.get),
+            EndpointFamily::Submit => Some(self.submit),
+            EndpointFamily::Import => Some(self.import),
+            EndpointFamily::Delete => Some(self.delete),
+            EndpointFamily::BatchDelete => Some(self.batch_delete),
+            EndpointFamily::Token | EndpointFamily::Other => None,
+        }
+    }
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self::documented()
+    }
+}
+
+/// Keeps accepted-call timestamps per (app, family). A throttled (429) call is NOT recorded, so a client
+/// that honours `Retry-After` gets through exactly when the window frees up (documented choice).
+#[derive(Debug)]
+pub(crate) struct Limiter {
+    inner: Mutex<LimiterInner>,
+}
+
+#[derive(Debug)]
+struct LimiterInner {
+    limits: RateLimits,
+    calls: HashMap<(String, EndpointFamily), VecDeque<DateTime<Utc>>>,
+}
+
+impl Limiter {
+    pub(crate) fn new(limits: RateLimits) -> Self {
+        Self { inner: Mutex::new(LimiterInner { limits, calls: HashMap::new() }) }
+    }
+
+    pub(crate) fn set_limits(&self, limits: RateLimits) {
+        let mut g = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        g.limits = limits;
+        g.calls.clear();
+    }
+
+    /// Records the call if allowed; otherwise returns the whole seconds to wait (>= 1).
+    pub(crate) fn check(&self, app: &str, family: EndpointFamily, now: DateTime<Utc>) -> Result<(), u64> {
+        let mut g = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(limits) = g.limits.for_family(family) else { return Ok(()) };
+        let q = g.calls.entry((app.to_owned(), family)).or_default();
+        let longest = limits.per_minute.length.max(limits.per_hour.length);
+        let horizon = now - chrono::Duration::from_std(longest).unwrap_or(chrono::Duration::MAX);
+        while q.front().is_some_and(|t| *t <= horizon) {
+            q.pop_front();
+        }
+        let mut wait = Duration::ZERO;
+        for w in [limits.per_minute, limits.per_hour] {
+            let start = now - chrono::Duration::from_std(w.length).unwrap_or(chrono::Duration::MAX);
+            let in_window: Vec<&DateTime<Utc>> = q.iter().filter(|t| **t > start).collect();
+            if in_window.len() >= w.limit as usize {
+                // The window frees a slot when its oldest relevant call leaves it.
+                let idx = in_window.len() - w.limit as usize;
+                let frees_at = *in_window[idx] + chrono::Duration::from_std(w.length).unwrap_or_default();
+                wait = wait.max((frees_at - now).to_std().unwrap_or_default());
+            }
+        }
+        if wait > Duration::ZERO {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            return Err(secs.max(1));
+        }
+        q.push_back(now);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn minute_window_throttles_and_frees() {
+        let l = Limiter::new(RateLimits::documented());
+        let now = t0();
+        for _ in 0..30 {
+            l.check("a", EndpointFamily::Import, now).unwrap();
+        }
+        assert_eq!(l.check("a", EndpointFamily::Import, now), Err(60));
+        // Another app and another family have their own windows.
+        assert!(l.check("b", EndpointFamily::Import, now).is_ok());
+        assert!(l.check("a", EndpointFamily::List, now).is_ok());
+        let later = now + chrono::Duration::milliseconds(59_500);
+        assert_eq!(l.check("a", EndpointFamily::Import, later), Err(1));
+        assert!(l.check("a", EndpointFamily::Import, now + chrono::Duration::seconds(60)).is_ok());
+    }
+
+    #[test]
+    fn hour_window_applies() {
+        let l = Limiter::new(RateLimits::documented());
+        let mut now = t0();
+        for i in 0..1500 {
+            if i % 100 == 0 && i > 0 {
+                now += chrono::Duration::seconds(61);
+            }
+            l.check("a", EndpointFamily::List, now).unwrap();
+        }
+        now += chrono::Duration::seconds(61);
+        let wait = l.check("a", EndpointFamily::List, now).unwrap_err();
+        assert!(wait > 60 && wait <= 3600, "{wait}");
+    }
+
+    #[test]
+    fn scaled_divides_windows() {
+        let s = RateLimits::documented().scaled(60.0);
+        assert_eq!(s.import.per_minute.length, Duration::from_secs(1));
+        assert_eq!(s.import.per_hour.length, Duration::from_secs(60));
+        assert_eq!(s.import.per_minute.limit, 30);
+    }
+}

@@ -1,0 +1,437 @@
+//! Small hand-made inputs, one behaviour each.
+
+use crate::{now, opts};
+use chrono::Duration;
+use iocsync_ioc::formats::{self, Column, Format, FormatError, misp, stix};
+use iocsync_ioc::normalize::{ip_class, normalize, registrable_domain};
+use iocsync_ioc::{IndicatorType, Reason, TypeHint};
+use std::net::IpAddr;
+
+fn parse(input: &str, format: Format) -> formats::Parsed {
+    iocsync_ioc::parse(input.as_bytes(), &opts(format)).unwrap()
+}
+
+fn values(p: &formats::Parsed) -> Vec<(IndicatorType, &str, u64)> {
+    p.iocs.iter().map(|i| (i.kind, i.value.as_str(), i.line)).collect()
+}
+
+fn norm(raw: &str) -> Result<(IndicatorType, String), Reason> {
+    normalize(raw, None, true).map_err(|(r, _)| r)
+}
+
+fn ok(kind: IndicatorType, v: &str) -> Result<(IndicatorType, String), Reason> {
+    Ok((kind, v.to_owned()))
+}
+
+// ---- text line handling ----
+
+#[test]
+fn crlf_lines() {
+    let p = parse("8.8.8.8\r\nevil.com\r\n", Format::Text);
+    assert_eq!(values(&p), vec![(IndicatorType::IpAddress, "8.8.8.8", 1), (IndicatorType::DomainName, "evil.com", 2)]);
+    assert_eq!(p.lines, 2);
+}
+
+#[test]
+fn utf8_bom() {
+    let p = parse("\u{feff}8.8.8.8\n", Format::Text);
+    assert_eq!(values(&p), vec![(IndicatorType::IpAddress, "8.8.8.8", 1)]);
+    assert!(p.rejections.is_empty());
+}
+
+#[test]
+fn no_final_newline() {
+    let p = parse("# c\n8.8.8.8\n1.1.1.1", Format::Text);
+    assert_eq!(values(&p).last(), Some(&(IndicatorType::IpAddress, "1.1.1.1", 3)));
+    assert_eq!(p.lines, 3);
+}
+
+#[test]
+fn whitespace_only_lines() {
+    let p = parse("  \n\t\n \t \r\n8.8.8.8\n", Format::Text);
+    assert_eq!(values(&p), vec![(IndicatorType::IpAddress, "8.8.8.8", 4)]);
+    assert!(p.rejections.is_empty());
+}
+
+#[test]
+fn comments_and_fields() {
+    let input = "# header\n; also\n// too\n8.8.8.8 # trailing\n1.1.1.1,50\n\
+                 d41d8cd98f00b204e9800998ecf8427e;comment\nhttp://evil.com/a,b;c\n9.9.9.9\t12\n";
+    let p = parse(input, Format::Text);
+    let v: Vec<&str> = p.iocs.iter().map(|i| i.value.as_str()).collect();
+    assert_eq!(v, ["8.8.8.8", "1.1.1.1", "d41d8cd98f00b204e9800998ecf8427e", "http://evil.com/a,b;c", "9.9.9.9"]);
+}
+
+#[test]
+fn non_utf8_line_is_rejected_with_its_line() {
+    let p = iocsync_ioc::parse(b"8.8.8.8\n\xff\xfe.com\n1.1.1.1\n", &opts(Format::Text)).unwrap();
+    assert_eq!(p.iocs.len(), 2);
+    assert_eq!(p.rejections.len(), 1);
+    assert_eq!((p.rejections[0].reason, p.rejections[0].line), (Reason::InvalidValue, 2));
+}
+
+#[test]
+fn duplicates_are_counted_once() {
+    let p = parse("8.8.8.8\n8.8.8.8:53\n8.8.8.8/32\n::ffff:8.8.8.8\n", Format::Text);
+    assert_eq!(p.iocs.len(), 1);
+    assert_eq!(p.duplicates, 3);
+}
+
+// ---- normalisation ----
+
+#[test]
+fn ipv4_mapped_ipv6() {
+    assert_eq!(norm("::ffff:8.8.4.4"), ok(IndicatorType::IpAddress, "8.8.4.4"));
+    assert_eq!(norm("::ffff:10.0.0.1"), Err(Reason::PrivateAddress));
+    assert_eq!(ip_class("::ffff:192.168.1.1".parse::<IpAddr>().unwrap()), Some(Reason::PrivateAddress));
+}
+
+#[test]
+fn uppercase_and_mixed_case_hashes() {
+    let md5 = "D41D8CD98F00B204E9800998ECF8427E";
+    assert_eq!(norm(md5), ok(IndicatorType::FileMd5, "d41d8cd98f00b204e9800998ecf8427e"));
+    assert_eq!(norm("E42a8cefd41D8CD98F00B204E9800998"), ok(IndicatorType::FileMd5, "e42a8cefd41d8cd98f00b204e9800998"));
+    let sha256 = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
+    assert_eq!(norm(sha256), ok(IndicatorType::FileSha256, &sha256.to_ascii_lowercase()));
+    let sha1 = "2B42fd41A1C8AC12221857DD2DF93164A71B95D7";
+    assert_eq!(norm(sha1), ok(IndicatorType::FileSha1, &sha1.to_ascii_lowercase()));
+}
+
+#[test]
+fn declared_hash_types() {
+    let sha1 = "2b42fd41a1c8ac12221857dd2df93164a71b95d7";
+    let cert = Some(TypeHint::Exact(IndicatorType::CertificateThumbprint));
+    assert_eq!(normalize(sha1, cert, true).unwrap().0, IndicatorType::CertificateThumbprint);
+    let md5 = Some(TypeHint::Exact(IndicatorType::FileMd5));
+    assert_eq!(normalize(sha1, md5, true).unwrap_err().0, Reason::InvalidValue);
+    assert_eq!(normalize("abc", Some(TypeHint::Hash), true).unwrap_err().0, Reason::InvalidValue);
+}
+
+#[test]
+fn idn_and_punycode_domains() {
+    assert_eq!(norm("Bücher.DE"), ok(IndicatorType::DomainName, "xn--bcher-kva.de"));
+    assert_eq!(norm("xn--bcher-kva.de"), ok(IndicatorType::DomainName, "xn--bcher-kva.de"));
+    assert_eq!(norm("пример.рф"), ok(IndicatorType::DomainName, "xn--e1afmkfd.xn--p1ai"));
+    assert_eq!(norm("http://asjdıoasdjsadsda.xyz").unwrap().1, "http://xn--asjdoasdjsadsda-nmc.xyz/");
+}
+
+#[test]
+fn underscore_labels() {
+    assert_eq!(norm("_dmarc.evil.com"), ok(IndicatorType::DomainName, "_dmarc.evil.com"));
+    assert_eq!(norm("my_host.evil.com"), ok(IndicatorType::DomainName, "my_host.evil.com"));
+}
+
+#[test]
+fn public_suffixes() {
+    assert_eq!(norm("co.uk"), Err(Reason::PublicSuffix));
+    assert_eq!(norm("com."), Err(Reason::PublicSuffix));
+    assert_eq!(norm("github.io"), Err(Reason::PublicSuffix));
+    assert_eq!(norm("evil.co.uk"), ok(IndicatorType::DomainName, "evil.co.uk"));
+    assert_eq!(registrable_domain("a.b.evil.co.uk"), Some("evil.co.uk"));
+    assert_eq!(registrable_domain("co.uk"), None);
+}
+
+#[test]
+fn wildcard_and_trailing_dot() {
+    assert_eq!(norm("*.Evil.com."), ok(IndicatorType::DomainName, "evil.com"));
+    assert_eq!(norm("*.co.uk"), Err(Reason::PublicSuffix));
+}
+
+#[test]
+fn defanged_url() {
+    assert_eq!(norm("hxxps://evil[.]com/a?b=c"), ok(IndicatorType::Url, "https://evil.com/a?b=c"));
+    assert_eq!(norm("hXXp[://]evil(.)com/x"), ok(IndicatorType::Url, "http://evil.com/x"));
+    // refang off: the value stays defanged and is refused.
+    assert!(normalize("hxxps://evil[.]com/a", None, false).is_err());
+}
+
+#[test]
+fn ip_with_port() {
+    assert_eq!(norm("1.2.3.4:443"), ok(IndicatorType::IpAddress, "1.2.3.4"));
+    assert_eq!(norm("[2606:4700::1111]:443"), ok(IndicatorType::IpAddress, "2606:4700::1111"));
+    // 2001:db8::/32 is the IPv6 documentation range.
+    assert_eq!(norm("[2001:db8::1]:443"), Err(Reason::ReservedAddress));
+}
+
+#[test]
+fn cidr() {
+    assert_eq!(norm("10.0.0.0/8"), Err(Reason::CidrNotSupported));
+    assert_eq!(norm("8.8.8.0/24"), Err(Reason::CidrNotSupported));
+    assert_eq!(norm("8.8.8.8/32"), ok(IndicatorType::IpAddress, "8.8.8.8"));
+    assert_eq!(norm("2606:4700::1111/128"), ok(IndicatorType::IpAddress, "2606:4700::1111"));
+}
+
+#[test]
+fn strict_ipv4() {
+    assert_eq!(norm("1.2.3"), Err(Reason::InvalidValue));
+    assert_eq!(norm("010.1.1.1"), Err(Reason::InvalidValue));
+    assert_eq!(norm("256.1.1.1"), Err(Reason::InvalidValue));
+    assert_eq!(norm("http://010.1.1.1/x"), Err(Reason::InvalidValue));
+}
+
+#[test]
+fn reserved_and_private_ranges() {
+    for ip in ["10.1.1.1", "172.16.0.1", "192.168.0.1", "127.0.0.1", "169.254.1.1", "100.64.0.1", "224.0.0.1", "0.0.0.0"]
+    {
+        assert_eq!(norm(ip), Err(Reason::PrivateAddress), "{ip}");
+    }
+    for ip in ["0.1.2.3", "192.0.0.8", "192.0.2.1", "198.18.0.1", "198.51.100.7", "203.0.113.9", "240.0.0.1", "64:ff9b::1"] {
+        assert_eq!(norm(ip), Err(Reason::ReservedAddress), "{ip}");
+    }
+    for ip in ["fc00::1", "fe80::1", "ff02::1", "::1", "::"] {
+        assert_eq!(norm(ip), Err(Reason::PrivateAddress), "{ip}");
+    }
+}
+
+#[test]
+fn urls() {
+    assert_eq!(norm("/path/only"), Err(Reason::InvalidValue));
+    assert_eq!(norm("evil.com/path?q=1#frag"), ok(IndicatorType::Url, "http://evil.com/path?q=1"));
+    assert_eq!(norm("HTTPS://EVIL.com:8443/CaseKept"), ok(IndicatorType::Url, "https://evil.com:8443/CaseKept"));
+    assert_eq!(norm("ftp://evil.com/x"), Err(Reason::InvalidValue));
+    assert_eq!(norm("http://10.0.0.1/x"), Err(Reason::PrivateAddress));
+    assert_eq!(norm("http://[fd00::1]/x"), Err(Reason::PrivateAddress));
+    assert_eq!(norm("http://evil.com/%7e/../a"), ok(IndicatorType::Url, "http://evil.com/%7e/../a"));
+}
+
+// ---- STIX ----
+
+fn stix_values(pattern: &str) -> Vec<(IndicatorType, String)> {
+    stix::parse_pattern(pattern).unwrap().into_iter().map(|v| (v.kind, v.value)).collect()
+}
+
+#[test]
+fn stix_or_between_observations() {
+    let v = stix_values("[ipv4-addr:value = '8.8.8.8'] OR [domain-name:value = 'evil.com']");
+    assert_eq!(v, vec![(IndicatorType::IpAddress, "8.8.8.8".into()), (IndicatorType::DomainName, "evil.com".into())]);
+}
+
+#[test]
+fn stix_in_set() {
+    let v = stix_values("[url:value IN ('http://a.com/x', 'http://b.com/it\\'s')]");
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[1].1, "http://b.com/it's");
+}
+
+#[test]
+fn stix_and_on_two_hashes_of_one_file() {
+    let v = stix_values("[file:hashes.MD5 = 'd41d8cd98f00b204e9800998ecf8427e' AND file:hashes.'SHA-1' = '2b42fd41a1c8ac12221857dd2df93164a71b95d7']");
+    assert_eq!(v.iter().map(|(k, _)| *k).collect::<Vec<_>>(), vec![IndicatorType::FileMd5, IndicatorType::FileSha1]);
+    assert!(stix::parse_pattern("[file:hashes.MD5 = 'a' AND file:name = 'x.exe']").is_err());
+}
+
+#[test]
+fn stix_followedby_is_unsupported() {
+    let err = stix::parse_pattern("[ipv4-addr:value = '8.8.8.8'] FOLLOWEDBY [ipv4-addr:value = '1.1.1.1']").unwrap_err();
+    assert!(err.0.contains("FOLLOWEDBY"), "{err}");
+    let bundle = r#"{"type":"bundle","objects":[{"type":"indicator","pattern_type":"stix",
+        "pattern":"[ipv4-addr:value = '8.8.8.8'] FOLLOWEDBY [ipv4-addr:value = '1.1.1.1']"},
+        {"type":"indicator","pattern_type":"sigma","pattern":"title: x"}]}"#;
+    let p = parse(bundle, Format::Stix);
+    assert!(p.iocs.is_empty());
+    let reasons: Vec<_> = p.rejections.iter().map(|r| (r.reason, r.line)).collect();
+    assert_eq!(reasons, vec![(Reason::UnsupportedPattern, 1), (Reason::UnsupportedPattern, 2)]);
+}
+
+#[test]
+fn stix_revoked_expired_and_future_validity() {
+    let future = (now() + Duration::days(3)).to_rfc3339();
+    let past = (now() - Duration::days(1)).to_rfc3339();
+    let bundle = format!(
+        r#"{{"type":"bundle","objects":[
+        {{"type":"indicator","revoked":true,"pattern":"[ipv4-addr:value = '8.8.8.8']","pattern_type":"stix"}},
+        {{"type":"indicator","valid_until":"{past}","pattern":"[ipv4-addr:value = '8.8.4.4']"}},
+        {{"type":"indicator","valid_until":"{future}","pattern":"[domain-name:value = 'evil.com']"}},
+        {{"type":"ipv4-addr","value":"9.9.9.9"}},
+        {{"type":"file","hashes":{{"SHA-256":"E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855","SSDEEP":"x"}}}},
+        {{"type":"malware","name":"x"}}]}}"#
+    );
+    let p = parse(&bundle, Format::Stix);
+    assert_eq!(p.lines, 6);
+    let details: Vec<_> = p.rejections.iter().map(|r| (r.reason, r.line, r.detail.clone().unwrap())).collect();
+    assert_eq!(details.len(), 2);
+    assert_eq!((details[0].0, details[0].1), (Reason::InvalidValue, 1));
+    assert!(details[0].2.contains("revoked"));
+    assert_eq!((details[1].0, details[1].1), (Reason::InvalidValue, 2));
+    assert!(details[1].2.contains("expired"));
+    let v = values(&p);
+    assert_eq!(v[0], (IndicatorType::DomainName, "evil.com", 3));
+    assert_eq!(p.iocs[0].valid_until, Some(now() + Duration::days(3)));
+    assert_eq!(v[1], (IndicatorType::IpAddress, "9.9.9.9", 4));
+    assert_eq!(v[2].0, IndicatorType::FileSha256);
+    assert_eq!(v.len(), 3);
+}
+
+#[test]
+fn stix_single_object_list_and_taxii() {
+    let one = r#"{"type":"indicator","pattern":"[url:value = 'http://evil.com/x']"}"#;
+    assert_eq!(parse(one, Format::Stix).iocs.len(), 1);
+    assert_eq!(parse(&format!("[{one},{one}]"), Format::Stix).duplicates, 1);
+    let envelope = format!(r#"{{"more":false,"objects":[{one}]}}"#);
+    assert_eq!(formats::sniff(envelope.as_bytes()), Format::Taxii);
+    assert_eq!(parse(&envelope, Format::Taxii).iocs.len(), 1);
+    assert_eq!(parse(&envelope, Format::Auto).iocs.len(), 1);
+    assert_eq!(parse("{}", Format::Taxii).iocs.len(), 0);
+    assert!(matches!(
+        iocsync_ioc::parse(b"{\"type\":", &opts(Format::Stix)),
+        Err(FormatError::Malformed { format: "stix", .. })
+    ));
+}
+
+// ---- MISP ----
+
+const MISP_EVENT: &str = r#"{"Event":{"uuid":"u1","Attribute":[
+  {"type":"domain|ip","value":"evil.com|8.8.8.8","to_ids":true},
+  {"type":"filename|sha256","value":"x.exe|E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855","to_ids":"1"},
+  {"type":"ip-dst","value":"1.1.1.1","to_ids":false},
+  {"type":"ip-dst|port","value":"9.9.9.9|443","to_ids":1},
+  {"type":"email-src","value":"a@evil.com","to_ids":true},
+  {"type":"url","value":"hxxp://evil[.]com/x","to_ids":true,"deleted":true}],
+  "Object":[{"name":"file","Attribute":[{"type":"md5","value":"D41D8CD98F00B204E9800998ECF8427E","to_ids":true}]}]}}"#;
+
+#[test]
+fn misp_composite_types_and_to_ids() {
+    let p = parse(MISP_EVENT, Format::Misp);
+    assert_eq!(p.lines, 7);
+    let v = values(&p);
+    assert_eq!(
+        v,
+        vec![
+            (IndicatorType::DomainName, "evil.com", 1),
+            (IndicatorType::IpAddress, "8.8.8.8", 1),
+            (IndicatorType::FileSha256, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", 2),
+            (IndicatorType::IpAddress, "9.9.9.9", 4),
+            (IndicatorType::FileMd5, "d41d8cd98f00b204e9800998ecf8427e", 7),
+        ]
+    );
+    // to_ids false (1.1.1.1) and deleted attributes are skipped: neither accepted nor rejected.
+    assert!(!p.iocs.iter().any(|i| i.value == "1.1.1.1"));
+    assert!(!p.rejections.iter().any(|r| r.value.contains("1.1.1.1")));
+    let r: Vec<_> = p.rejections.iter().map(|r| (r.reason, r.line)).collect();
+    assert_eq!(r, vec![(Reason::UnsupportedType, 5)]);
+}
+
+#[test]
+fn misp_rest_wrapper_and_list() {
+    let event = MISP_EVENT.trim_start_matches("{\"Event\":").trim_end_matches('}');
+    let rest = format!(r#"{{"response":[{{"Event":{event}}},{{"Event":{event}}}]}}"#);
+    let p = parse(&rest, Format::Misp);
+    assert_eq!((p.iocs.len(), p.duplicates), (5, 5));
+    assert_eq!(formats::sniff(rest.as_bytes()), Format::Misp);
+    let list = format!("[{MISP_EVENT}]");
+    assert_eq!(parse(&list, Format::Misp).iocs.len(), 5);
+    assert!(iocsync_ioc::parse(b"{\"x\":1}", &opts(Format::Misp)).is_err());
+}
+
+#[test]
+fn misp_manifest() {
+    let m = br#"{"b":{"info":"B","timestamp":"20"},"a":{"info":"A","timestamp":10,"date":"2026-01-01"}}"#;
+    let e = misp::parse_manifest(m).unwrap();
+    assert_eq!(e.iter().map(|e| (e.uuid.as_str(), e.timestamp)).collect::<Vec<_>>(), vec![("a", 10), ("b", 20)]);
+    assert_eq!(e[0].date.as_deref(), Some("2026-01-01"));
+    assert!(misp::parse_manifest(br#"{"a":{"info":"A"}}"#).is_err());
+    assert!(misp::parse_manifest(b"[]").is_err());
+}
+
+// ---- CSV, hosts, defender-csv, sniffing ----
+
+#[test]
+fn csv_commented_header_quotes_and_footer() {
+    let input = "# banner\n# \"first_seen\",\"dst_ip\",\"note\"\n\"2021\",\"8.8.8.8\",\"a, b\"\n\
+                 \"2021\",\"1.1.1.1\",\"multi\nline\"\n\"2021\",\"9.9.9.9\",\"x\"\n# END 3 entries";
+    let mut o = opts(Format::Csv);
+    o.column = Some(Column::Name("dst_ip".into()));
+    let p = iocsync_ioc::parse(input.as_bytes(), &o).unwrap();
+    let v: Vec<_> = values(&p).into_iter().map(|(_, v, l)| (v, l)).collect();
+    assert_eq!(v, vec![("8.8.8.8", 3), ("1.1.1.1", 4), ("9.9.9.9", 6)]);
+    assert_eq!(p.lines, 7);
+}
+
+#[test]
+fn csv_type_column_and_missing_column() {
+    let input = "value,kind\n8.8.8.8,ip\nevil.com,domain\nfoo,email\nD41D8CD98F00B204E9800998ECF8427E,md5\n8.8.4.4\n";
+    let mut o = opts(Format::Csv);
+    o.column = Some(Column::Name("Value".into()));
+    o.type_column = Some(Column::Name("kind".into()));
+    let p = iocsync_ioc::parse(input.as_bytes(), &o).unwrap();
+    assert_eq!(p.iocs.len(), 3);
+    let r: Vec<_> = p.rejections.iter().map(|r| (r.reason, r.line)).collect();
+    // `foo,email`: unsupported-type; `8.8.4.4` with no type cell: the empty type is unknown too.
+    assert_eq!(r, vec![(Reason::UnsupportedType, 4), (Reason::UnsupportedType, 6)]);
+    o.column = Some(Column::Name("nope".into()));
+    assert!(matches!(iocsync_ioc::parse(input.as_bytes(), &o), Err(FormatError::MissingColumn(..))));
+}
+
+#[test]
+fn csv_short_row() {
+    let mut o = opts(Format::Csv);
+    o.column = Some(Column::Index(1));
+    let p = iocsync_ioc::parse(b"1,8.8.8.8\n2\n", &o).unwrap();
+    assert_eq!(p.iocs.len(), 1);
+    assert_eq!((p.rejections[0].reason, p.rejections[0].line), (Reason::InvalidValue, 2));
+}
+
+#[test]
+fn hosts_file() {
+    let input = "127.0.0.1 localhost localhost.localdomain\n::1 ip6-localhost ip6-loopback\n\
+                 255.255.255.255 broadcasthost\n0.0.0.0 evil.com Bad.Example.org # comment\n\
+                 0.0.0.0\nplain.evil.net\n";
+    let p = parse(input, Format::Hosts);
+    let v: Vec<_> = values(&p).into_iter().map(|(_, v, l)| (v, l)).collect();
+    assert_eq!(v, vec![("evil.com", 4), ("bad.example.org", 4), ("plain.evil.net", 6)]);
+    let r: Vec<_> = p.rejections.iter().map(|r| (r.reason, r.line)).collect();
+    assert_eq!(r, vec![(Reason::InvalidValue, 5)]);
+}
+
+#[test]
+fn defender_csv() {
+    let input = "IndicatorType,IndicatorValue,ExpirationTime,Action,Severity,Title,Description,\
+                 RecommendedActions,RbacGroups,Category,MitreTechniques,GenerateAlert\n\
+                 FileSha256,E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855,\
+                 2026-09-01T00:00:00.0Z,Block,High,t1,d1,,\"g1, g2\",Malware,\"T1071,T1566.001\",True\n\
+                 DomainName,evil.com,,Audit,,,,,,,,False\nWebCategory,x,,,,,,,,,,\n\
+                 IpAddress,8.8.8.8,yesterday,Block,,,,,,,,\n";
+    assert_eq!(formats::sniff(input.as_bytes()), Format::DefenderCsv);
+    let p = parse(input, Format::DefenderCsv);
+    assert_eq!(p.iocs.len(), 2);
+    let a = p.iocs[0].attrs.as_deref().unwrap();
+    assert_eq!(a.action.as_deref(), Some("Block"));
+    assert_eq!(a.rbac_groups, vec!["g1", "g2"]);
+    assert_eq!(a.mitre_techniques, vec!["T1071", "T1566.001"]);
+    assert_eq!(a.generate_alert, Some(true));
+    assert_eq!(a.expiration.unwrap().to_rfc3339(), "2026-09-01T00:00:00+00:00");
+    assert_eq!(p.iocs[1].attrs.as_deref().unwrap().generate_alert, Some(false));
+    let r: Vec<_> = p.rejections.iter().map(|r| (r.reason, r.line)).collect();
+    assert_eq!(r, vec![(Reason::UnsupportedType, 4), (Reason::InvalidValue, 5)]);
+}
+
+#[test]
+fn sniffing() {
+    assert_eq!(formats::sniff(b"8.8.8.8\nevil.com\n"), Format::Text);
+    assert_eq!(formats::sniff(b"0.0.0.0 a.com\n0.0.0.0 b.com\n"), Format::Hosts);
+    assert_eq!(formats::sniff(b"id,url,status\n1,http://a.com/,x\n"), Format::Csv);
+    assert_eq!(formats::sniff(b"{\"Event\":{}}"), Format::Misp);
+    assert_eq!(formats::sniff(b"{\"type\":\"bundle\",\"objects\":[]}"), Format::Stix);
+    assert_eq!(formats::sniff(b""), Format::Text);
+    assert_eq!("defender-csv".parse::<Format>().unwrap(), Format::DefenderCsv);
+    assert!("yaml".parse::<Format>().is_err());
+}
+
+#[test]
+fn forced_type() {
+    let mut o = opts(Format::Text);
+    o.type_hint = Some(TypeHint::Exact(IndicatorType::CertificateThumbprint));
+    let p = iocsync_ioc::parse(b"2B42FD41A1C8AC12221857DD2DF93164A71B95D7\n8.8.8.8\n", &o).unwrap();
+    assert_eq!(p.iocs[0].kind, IndicatorType::CertificateThumbprint);
+    assert_eq!(p.rejections[0].reason, Reason::InvalidValue);
+}
+
+#[test]
+fn huge_line_is_fine() {
+    let mut input = "a".repeat(1 << 20);
+    input.push_str("\n8.8.8.8\n");
+    let p = parse(&input, Format::Text);
+    assert_eq!(p.iocs.len(), 1);
+    assert_eq!(p.rejections.len(), 1);
+    assert!(p.rejections[0].value.len() <= 256);
+}

@@ -1,0 +1,215 @@
+//! Command-line interface: the commands, flags and global options of DESIGN.md.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Keep Microsoft Defender for Endpoint custom indicators in sync with threat-intelligence feeds.
+#[derive(Debug, Parser)]
+#[command(name = "iocsync", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Global options.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Configuration file.
+    #[arg(long, global = true, default_value = "iocsync.toml", env = "IOCSYNC_CONFIG")]
+    pub config: PathBuf,
+    /// Output format: human-readable text, or exactly one JSON document on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// More log detail on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less output: only warnings and errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Also write timestamped log lines to this file.
+    #[arg(long, global = true)]
+    pub log_file: Option<PathBuf>,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Tables and sentences for people.
+    Text,
+    /// One JSON document on stdout, for machines.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch the feeds, plan, and apply the changes to the tenant (the main job).
+    Sync(SyncArgs),
+    /// Same as `sync --dry-run`; with --detailed-exitcode, exit 2 when changes are pending.
+    Plan(PlanArgs),
+    /// Parse one feed file or URL and show the accepted and rejected values.
+    Parse(ParseArgs),
+    /// Validate the config, get a token, reach the API and show the capacity.
+    Check(TenantArgs),
+    /// Inventory of the tenant's indicators (owned ones; --all: every one).
+    List(ListArgs),
+    /// Delete every indicator iocsync owns in the tenant.
+    Purge(PurgeArgs),
+    /// Take over indicators made by an older tool (same app id, other or no owner tag).
+    Adopt(AdoptArgs),
+    /// Past runs from the state database.
+    History(HistoryArgs),
+    /// Run sync on a schedule; serve metrics and health over HTTP.
+    Daemon,
+    /// Serve the local Defender emulator (loopback only).
+    Emulator(EmulatorArgs),
+    /// Write a commented starter config.
+    Init(InitArgs),
+}
+
+/// Tenant selection, shared by the commands that talk to Defender.
+#[derive(Debug, Clone, Args, Default)]
+pub struct TenantArgs {
+    /// Only this tenant (the `name` of a `[[tenants]]` block).
+    #[arg(long)]
+    pub tenant: Option<String>,
+}
+
+/// `iocsync sync`.
+#[derive(Debug, Clone, Args)]
+pub struct SyncArgs {
+    /// Plan and report, but make no write call.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Apply even when the plan would delete more than `max_delete_fraction` of the owned indicators.
+    #[arg(long)]
+    pub force: bool,
+    /// Tenant selection.
+    #[command(flatten)]
+    pub tenant: TenantArgs,
+}
+
+/// `iocsync plan`.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// Exit 2 when changes are pending (0 when none).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Tenant selection.
+    #[command(flatten)]
+    pub tenant: TenantArgs,
+}
+
+/// `iocsync parse`.
+#[derive(Debug, Clone, Args)]
+pub struct ParseArgs {
+    /// Feed file, MISP feed directory, or URL.
+    pub source: String,
+    /// Format (auto sniffs).
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+    /// CSV value column: header name or 0-based index.
+    #[arg(long)]
+    pub column: Option<String>,
+    /// CSV column naming each row's type.
+    #[arg(long)]
+    pub type_column: Option<String>,
+    /// Force the type of every value (ip, domain, url, md5, sha1, sha256, cert, hash, or a Defender name).
+    #[arg(long = "type")]
+    pub type_hint: Option<String>,
+    /// Do not undo defanging (`hxxp`, `[.]`).
+    #[arg(long)]
+    pub no_refang: bool,
+    /// How many accepted values to list in text output (JSON lists all).
+    #[arg(long, default_value_t = 10)]
+    pub show: usize,
+}
+
+/// `iocsync list`.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Every indicator in the tenant, not only the owned ones.
+    #[arg(long)]
+    pub all: bool,
+    /// Only values held under several actions or by several creators.
+    #[arg(long)]
+    pub duplicates: bool,
+    /// Tenant selection.
+    #[command(flatten)]
+    pub tenant: TenantArgs,
+}
+
+/// `iocsync purge`.
+#[derive(Debug, Clone, Args)]
+pub struct PurgeArgs {
+    /// Really delete (without it, purge only shows what it would delete).
+    #[arg(long)]
+    pub yes: bool,
+    /// Tenant selection.
+    #[command(flatten)]
+    pub tenant: TenantArgs,
+}
+
+/// `iocsync adopt`.
+#[derive(Debug, Clone, Args)]
+pub struct AdoptArgs {
+    /// The `createdBy` (app id or UPN) of the indicators to take over.
+    #[arg(long)]
+    pub created_by: String,
+    /// Only indicators whose title starts with this.
+    #[arg(long)]
+    pub title_prefix: Option<String>,
+    /// Really adopt (without it, adopt only shows what it would take over).
+    #[arg(long)]
+    pub yes: bool,
+    /// Tenant selection.
+    #[command(flatten)]
+    pub tenant: TenantArgs,
+}
+
+/// `iocsync history`.
+#[derive(Debug, Clone, Args)]
+pub struct HistoryArgs {
+    /// How many runs to show, newest first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Tenant selection.
+    #[command(flatten)]
+    pub tenant: TenantArgs,
+}
+
+/// `iocsync emulator`.
+#[derive(Debug, Clone, Args)]
+pub struct EmulatorArgs {
+    /// Address to listen on (loopback only).
+    #[arg(long, default_value = "127.0.0.1:8943")]
+    pub listen: SocketAddr,
+    /// Keep the emulator's indicators in this JSON file across restarts.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Tenant id the token endpoint accepts.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Accepted client, as ID:SECRET[:ROLE] (ROLE: Ti.ReadWrite or Ti.ReadWrite.All); repeatable.
+    #[arg(long = "client")]
+    pub clients: Vec<String>,
+    /// Rows per list page before `@odata.nextLink` (at most 10,000).
+    #[arg(long, default_value_t = 10_000)]
+    pub page_size: usize,
+    /// Divide the rate-limit windows by this (60: a minute lasts a second).
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+}
+
+/// `iocsync init`.
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+}

@@ -1,0 +1,125 @@
+//! `iocsync adopt`: take over indicators made by an older tool.
+//!
+//! Defender keeps `createdBy` and the create-only `application` for an indicator's whole life,
+//! and an import of the same type, value and action updates the existing row in place. So the
+//! only way to own such an indicator is to delete it and create it again under iocsync's
+//! identity, with the same action, metadata and expiry. Deletes go first (the import would
+//! otherwise update the old row); any import failure is reported value by value.
+
+use crate::cli::AdoptArgs;
+use crate::config::Config;
+use iocsync_core::batch::{DELETE_BATCH, IMPORT_BATCH};
+use iocsync_defender::ImportItem;
+use serde::Serialize;
+
+/// What adopt did (or would do without `--yes`).
+#[derive(Debug, Serialize)]
+pub struct AdoptReport {
+    /// Tenant name.
+    pub tenant: String,
+    /// The creator whose indicators are taken over.
+    pub created_by: String,
+    /// True without `--yes`.
+    pub dry_run: bool,
+    /// Indicators re-created under iocsync's identity (or that would be).
+    pub adopted: u64,
+    /// Indicators that could not be re-created (listed in `failures`).
+    pub failed: u64,
+    /// `type value: reason` for each failure.
+    pub failures: Vec<String>,
+}
+
+/// Adopts the matching indicators of the first selected tenant.
+pub async fn run(config: &Config, args: &AdoptArgs) -> anyhow::Result<AdoptReport> {
+    let tenant = *config
+        .select_tenants(args.tenant.tenant.as_deref())
+        .map_err(anyhow::Error::msg)?
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no tenant configured"))?;
+    let tag = config.sync.owner_tag.as_str();
+    let conn = crate::connect::connect(config, tenant).await?;
+    let result = async {
+        let listed = conn.client.list_all().await?;
+        let targets: Vec<_> = listed
+            .into_iter()
+            .filter(|i| i.created_by.as_deref() == Some(args.created_by.as_str()))
+            .filter(|i| {
+                !(i.created_by.as_deref() == Some(tenant.client_id.as_str()) && i.application.as_deref() == Some(tag))
+            })
+            .filter(|i| match &args.title_prefix {
+                Some(p) => i.title.as_deref().is_some_and(|t| t.starts_with(p.as_str())),
+                None => true,
+            })
+            .collect();
+        let mut report = AdoptReport {
+            tenant: tenant.name.clone(),
+            created_by: args.created_by.clone(),
+            dry_run: !args.yes,
+            adopted: 0,
+            failed: 0,
+            failures: Vec::new(),
+        };
+        if !args.yes {
+            report.adopted = targets.len() as u64;
+            return anyhow::Ok(report);
+        }
+        for chunk in targets.chunks(DELETE_BATCH.min(IMPORT_BATCH)) {
+            let ids: Vec<String> = chunk.iter().map(|i| i.id.clone()).collect();
+            conn.client.batch_delete(&ids).await?;
+            let items: Vec<ImportItem> = chunk
+                .iter()
+                .map(|i| {
+                    let action = i.action.current();
+                    ImportItem {
+                        indicator_value: i.indicator_value.clone(),
+                        indicator_type: i.indicator_type.clone(),
+                        action: action.clone(),
+                        title: i.title.clone().unwrap_or_else(|| i.indicator_value.clone()),
+                        description: i.description.clone().unwrap_or_else(|| "Adopted by iocsync".to_owned()),
+                        severity: i.severity.clone(),
+                        expiration_time: i.expiration_time,
+                        recommended_actions: i.recommended_actions.clone(),
+                        // Audit (and a legacy Alert, now Audit) requires an alert.
+                        generate_alert: if action == iocsync_defender::Action::Audit {
+                            Some(true)
+                        } else {
+                            i.generate_alert
+                        },
+                        rbac_group_names: i.rbac_group_names.clone(),
+                        mitre_techniques: i.mitre_techniques.clone(),
+                        educate_url: i.educate_url.clone(),
+                        application: Some(tag.to_owned()),
+                        ..ImportItem::default()
+                    }
+                })
+                .collect();
+            match conn.client.import(&items).await {
+                Ok(outcomes) => {
+                    for (item, o) in items.iter().zip(outcomes) {
+                        if o.is_failed {
+                            report.failed += 1;
+                            report.failures.push(format!(
+                                "{} {}: {}",
+                                item.indicator_type,
+                                item.indicator_value,
+                                o.failure_reason.unwrap_or_default()
+                            ));
+                        } else {
+                            report.adopted += 1;
+                        }
+                    }
+                }
+                Err(e) => {
+                    for item in &items {
+                        report.failed += 1;
+                        report.failures.push(format!("{} {}: {e}", item.indicator_type, item.indicator_value));
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+    .await;
+    conn.close().await;
+    result
+}

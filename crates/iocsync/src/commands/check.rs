@@ -1,0 +1,104 @@
+//! `iocsync check`: validate the config, get a token, list the tenant, show the capacity.
+
+use crate::config::{Config, Tenant};
+use serde::Serialize;
+
+/// One step of the check and whether it passed.
+#[derive(Debug, Serialize)]
+pub struct Step {
+    /// What was checked.
+    pub what: String,
+    /// Whether it passed.
+    pub ok: bool,
+}
+
+/// Capacity of a tenant as seen now.
+#[derive(Debug, Serialize)]
+pub struct CapacityView {
+    /// The cap (15,000).
+    pub limit: u64,
+    /// Indicators made by others (portal, other apps).
+    pub foreign: u64,
+    /// Indicators iocsync owns.
+    pub owned: u64,
+    /// Room kept free for analysts.
+    pub headroom: u64,
+    /// Room iocsync may still fill.
+    pub free: u64,
+}
+
+/// The check of one tenant.
+#[derive(Debug, Serialize)]
+pub struct TenantCheck {
+    /// Tenant name.
+    pub tenant: String,
+    /// Steps in order.
+    pub steps: Vec<Step>,
+    /// Capacity, when the tenant could be listed.
+    pub capacity: Option<CapacityView>,
+    /// What failed.
+    pub error: Option<String>,
+}
+
+/// Checks every selected tenant (the config was already validated by loading it).
+pub async fn run(config: &Config, tenant: Option<&str>) -> anyhow::Result<Vec<TenantCheck>> {
+    let tenants = config.select_tenants(tenant).map_err(anyhow::Error::msg)?;
+    let mut out = Vec::new();
+    for t in tenants {
+        out.push(check_one(config, t).await);
+    }
+    Ok(out)
+}
+
+async fn check_one(config: &Config, tenant: &Tenant) -> TenantCheck {
+    let mut c = TenantCheck {
+        tenant: tenant.name.clone(),
+        steps: vec![Step { what: format!("config {} is valid", config.path.display()), ok: true }],
+        capacity: None,
+        error: None,
+    };
+    let conn = match crate::connect::connect(config, tenant).await {
+        Ok(conn) => conn,
+        Err(e) => {
+            c.steps.push(Step { what: "read the credential and build the client".into(), ok: false });
+            c.error = Some(format!("{e:#}"));
+            return c;
+        }
+    };
+    let result = async {
+        conn.client.fetch_token().await.map_err(|e| {
+            c.steps.push(Step { what: "get a token from Entra ID".into(), ok: false });
+            anyhow::anyhow!("{e}")
+        })?;
+        c.steps.push(Step { what: "get a token from Entra ID".into(), ok: true });
+        let all = conn.client.list_all().await.map_err(|e| {
+            c.steps.push(Step { what: "list the tenant's indicators".into(), ok: false });
+            anyhow::anyhow!("{e}")
+        })?;
+        c.steps.push(Step { what: format!("list the tenant's indicators ({} visible)", all.len()), ok: true });
+        let owned = all
+            .iter()
+            .filter(|i| {
+                i.created_by.as_deref() == Some(tenant.client_id.as_str())
+                    && i.application.as_deref() == Some(config.sync.owner_tag.as_str())
+            })
+            .count() as u64;
+        let limit = config.sync.capacity as u64;
+        let foreign = all.len() as u64 - owned;
+        let headroom = config.sync.headroom as u64;
+        c.capacity = Some(CapacityView {
+            limit,
+            foreign,
+            owned,
+            headroom,
+            free: limit.saturating_sub(foreign).saturating_sub(headroom).saturating_sub(owned),
+        });
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        c.error = Some(format!("{e:#}"));
+    }
+    conn.close().await;
+    c
+}

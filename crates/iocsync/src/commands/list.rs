@@ -1,0 +1,86 @@
+//! `iocsync list`: inventory of the tenant's indicators.
+
+use crate::cli::ListArgs;
+use crate::config::Config;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One indicator as listed.
+#[derive(Debug, Serialize)]
+pub struct ListedIndicator {
+    /// Defender id.
+    pub id: String,
+    /// `indicatorType`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Value.
+    pub value: String,
+    /// Action.
+    pub action: String,
+    /// Creator (app id or UPN).
+    pub created_by: Option<String>,
+    /// `application` tag.
+    pub application: Option<String>,
+    /// Whether iocsync owns it.
+    pub owned: bool,
+    /// Expiry (RFC 3339), or none.
+    pub expiration: Option<String>,
+}
+
+/// The listing of one tenant.
+#[derive(Debug, Serialize)]
+pub struct ListReport {
+    /// Tenant name.
+    pub tenant: String,
+    /// Indicators visible in the tenant.
+    pub total: usize,
+    /// The ones shown (owned, all, or duplicates), sorted by type, value, action.
+    pub indicators: Vec<ListedIndicator>,
+}
+
+/// Lists the first selected tenant.
+pub async fn run(config: &Config, args: &ListArgs) -> anyhow::Result<ListReport> {
+    let tenant = *config
+        .select_tenants(args.tenant.tenant.as_deref())
+        .map_err(anyhow::Error::msg)?
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no tenant configured"))?;
+    let conn = crate::connect::connect(config, tenant).await?;
+    let listed = conn.client.list_all().await;
+    conn.close().await;
+    let listed = listed?;
+    let total = listed.len();
+    let mut rows: Vec<ListedIndicator> = listed
+        .into_iter()
+        .map(|i| {
+            let owned = i.created_by.as_deref() == Some(tenant.client_id.as_str())
+                && i.application.as_deref() == Some(config.sync.owner_tag.as_str());
+            ListedIndicator {
+                id: i.id,
+                kind: i.indicator_type,
+                value: i.indicator_value,
+                action: i.action.as_str().to_owned(),
+                created_by: i.created_by,
+                application: i.application,
+                owned,
+                expiration: i.expiration_time.map(|t| t.to_rfc3339()),
+            }
+        })
+        .collect();
+    if args.duplicates {
+        rows = duplicates(rows);
+    } else if !args.all {
+        rows.retain(|r| r.owned);
+    }
+    rows.sort_by(|a, b| (&a.kind, a.value.to_ascii_lowercase(), &a.action).cmp(&(&b.kind, b.value.to_ascii_lowercase(), &b.action)));
+    Ok(ListReport { tenant: tenant.name.clone(), total, indicators: rows })
+}
+
+/// Keeps the values held under several actions or by several creators.
+fn duplicates(rows: Vec<ListedIndicator>) -> Vec<ListedIndicator> {
+    let mut groups: BTreeMap<(String, String), Vec<ListedIndicator>> = BTreeMap::new();
+    for r in rows {
+        groups.entry((r.kind.clone(), r.value.to_ascii_lowercase())).or_default().push(r);
+    }
+    groups.into_values().filter(|g| g.len() > 1).flatten().collect()
+}

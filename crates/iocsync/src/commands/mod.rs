@@ -1,0 +1,10 @@
+//! One module per command that does more than call the engine.
+
+pub mod adopt;
+pub mod check;
+pub mod emulator;
+pub mod history;
+pub mod init;
+pub mod list;
+pub mod parse;
+pub mod purge;

@@ -1,0 +1,1207 @@
+//! Configuration: the TOML file read as raw (`raw`), then validated into `Config`, with every
+//! problem reported at once with its key path (cargo-deny style).
+
+pub mod raw;
+mod starter;
+
+pub use starter::STARTER_CONFIG;
+
+use iocsync_core::model::{Action, Severity};
+use iocsync_core::policy::FeedPolicy;
+use iocsync_ioc::formats::Column;
+use iocsync_ioc::{Format, IndicatorType, TypeHint};
+use raw::{RawAllowlist, RawConfig, RawFeed, RawPolicy, RawTenant, Unknown};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One thing wrong with the configuration, at a key path such as `feeds[2].max_age`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where: a dotted key path.
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// The configuration could not be used; lists every problem found.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source} (create one with `iocsync init`)")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or a value of the wrong type.
+    #[error("config file {path} is not valid: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The TOML parser's message, with line and column.
+        message: String,
+    },
+    /// Valid TOML, but the values do not make a usable configuration.
+    #[error("config file {path} has {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+/// Which Microsoft cloud a tenant lives in (sets authority, API host and scope).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloudName {
+    /// Commercial (worldwide).
+    Commercial,
+    /// US Government Community Cloud.
+    Gcc,
+    /// GCC High.
+    GccHigh,
+    /// Department of Defense.
+    Dod,
+}
+
+/// Where a tenant's credential comes from. Secrets themselves are read only when needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSpec {
+    /// Client secret in an environment variable.
+    SecretEnv(String),
+    /// Client secret in a file that only its owner may read.
+    SecretFile(PathBuf),
+    /// Certificate credential: private key PEM file plus the certificate PEM or its SHA-1 thumbprint.
+    Certificate {
+        /// PEM private key (PKCS#8 or PKCS#1), owner-readable only.
+        key_file: PathBuf,
+        /// PEM certificate, to compute the thumbprint.
+        cert_file: Option<PathBuf>,
+        /// SHA-1 thumbprint hex, when no certificate file is given.
+        thumbprint: Option<String>,
+    },
+    /// The embedded emulator's built-in credentials.
+    Emulator,
+}
+
+/// One Defender tenant to keep in sync.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    /// Name used in reports, metrics and `--tenant` (`default` for a `[defender]` block).
+    pub name: String,
+    /// Entra tenant id.
+    pub tenant_id: String,
+    /// App registration (client) id: `createdBy` of the indicators iocsync owns.
+    pub client_id: String,
+    /// Where the credential comes from.
+    pub credential: CredentialSpec,
+    /// Cloud.
+    pub cloud: CloudName,
+    /// API base override.
+    pub api_base: Option<String>,
+    /// Token authority override.
+    pub authority: Option<String>,
+    /// Token scope override.
+    pub scope: Option<String>,
+    /// Run against the embedded emulator instead of a real tenant.
+    pub emulator: bool,
+    /// Names of the feeds this tenant takes (all when `None`).
+    pub feeds: Option<BTreeSet<String>>,
+    /// Extra allowlist entries for this tenant.
+    pub allowlist: AllowlistSpec,
+    /// Policy defaults for this tenant, over the global `[defaults]`.
+    pub defaults: PolicySpec,
+}
+
+/// `[sync]` settings.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    /// Sent as `application` on create; part of the ownership test.
+    pub owner_tag: String,
+    /// Tenant indicator cap (15,000).
+    pub capacity: usize,
+    /// Room left free for analysts' manual indicators.
+    pub headroom: usize,
+    /// The delete brake.
+    pub max_delete_fraction: f64,
+    /// Renew an indicator whose expiry is this close.
+    pub renew_before_days: u32,
+    /// State database path.
+    pub state: PathBuf,
+    /// Largest feed body accepted.
+    pub max_feed_bytes: u64,
+    /// Total timeout for one feed download.
+    pub feed_timeout: Duration,
+    /// A feed whose accepted count shrinks by more than this fraction falls back to its last good copy.
+    pub max_shrink_fraction: f64,
+    /// A feed whose rejects exceed this fraction falls back to its last good copy.
+    pub max_reject_fraction: f64,
+}
+
+/// Indicator policy values; `None` means "inherit".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicySpec {
+    /// Action.
+    pub action: Option<Action>,
+    /// Severity.
+    pub severity: Option<Severity>,
+    /// Generate an alert.
+    pub generate_alert: Option<bool>,
+    /// Title template.
+    pub title: Option<String>,
+    /// Description template.
+    pub description: Option<String>,
+    /// Recommended actions.
+    pub recommended_actions: Option<String>,
+    /// Device groups.
+    pub rbac_groups: Option<Vec<String>>,
+    /// Category.
+    pub category: Option<String>,
+    /// MITRE techniques.
+    pub mitre_techniques: Option<Vec<String>>,
+    /// Educate URL (Warn/Block on network indicators).
+    pub educate_url: Option<String>,
+    /// Expiry in days.
+    pub expire_days: Option<u32>,
+}
+
+impl PolicySpec {
+    /// `self` over `under`: each value set here wins.
+    pub fn over(&self, under: &PolicySpec) -> PolicySpec {
+        PolicySpec {
+            action: self.action.or(under.action),
+            severity: self.severity.or(under.severity),
+            generate_alert: self.generate_alert.or(under.generate_alert),
+            title: self.title.clone().or_else(|| under.title.clone()),
+            description: self.description.clone().or_else(|| under.description.clone()),
+            recommended_actions: self.recommended_actions.clone().or_else(|| under.recommended_actions.clone()),
+            rbac_groups: self.rbac_groups.clone().or_else(|| under.rbac_groups.clone()),
+            category: self.category.clone().or_else(|| under.category.clone()),
+            mitre_techniques: self.mitre_techniques.clone().or_else(|| under.mitre_techniques.clone()),
+            educate_url: self.educate_url.clone().or_else(|| under.educate_url.clone()),
+            expire_days: self.expire_days.or(under.expire_days),
+        }
+    }
+
+    /// The built-in defaults of DESIGN.md.
+    pub fn builtin() -> PolicySpec {
+        PolicySpec {
+            action: Some(Action::Block),
+            severity: Some(Severity::High),
+            generate_alert: Some(true),
+            title: Some("{feed}: {value}".to_owned()),
+            description: Some("Imported by iocsync from {feed}".to_owned()),
+            recommended_actions: None,
+            rbac_groups: Some(Vec::new()),
+            category: None,
+            mitre_techniques: Some(Vec::new()),
+            educate_url: None,
+            expire_days: Some(30),
+        }
+    }
+}
+
+/// One feed.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    /// Unique name.
+    pub name: String,
+    /// URL or path as written (resolved by `fetch::Source::parse`).
+    pub source: String,
+    /// Format.
+    pub format: Format,
+    /// CSV value column.
+    pub column: Option<Column>,
+    /// CSV type column.
+    pub type_column: Option<Column>,
+    /// Keep only these types.
+    pub types: Option<BTreeSet<IndicatorType>>,
+    /// Forced type of every value.
+    pub type_hint: Option<TypeHint>,
+    /// Higher wins when two feeds carry the same value.
+    pub priority: i32,
+    /// How long the last good copy may stand in.
+    pub max_age: Duration,
+    /// Undo defanging.
+    pub refang: bool,
+    /// Policy overrides of this feed.
+    pub policy: PolicySpec,
+}
+
+/// Allowlist sources.
+#[derive(Debug, Clone, Default)]
+pub struct AllowlistSpec {
+    /// Literal values (domains, IPs, CIDRs, URLs, hashes).
+    pub values: Vec<String>,
+    /// Text lists or MISP warninglist JSON files (resolved against the config directory).
+    pub files: Vec<PathBuf>,
+    /// Include the built-in Microsoft/resolver/private list.
+    pub builtin: bool,
+}
+
+/// When the daemon runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Schedule {
+    /// A cron expression.
+    Cron(String),
+    /// A fixed interval.
+    Every(Duration),
+}
+
+/// `[daemon]` settings.
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    /// Schedule.
+    pub schedule: Schedule,
+    /// Random delay added to each run, to spread load.
+    pub jitter: Duration,
+    /// Metrics and health listen address.
+    pub listen: std::net::SocketAddr,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Directory relative paths are resolved against.
+    pub base_dir: PathBuf,
+    /// Tenants (one for a `[defender]` block).
+    pub tenants: Vec<Tenant>,
+    /// `[sync]`.
+    pub sync: SyncSettings,
+    /// `[defaults]` over the built-in defaults.
+    pub defaults: PolicySpec,
+    /// Feeds, in file order.
+    pub feeds: Vec<Feed>,
+    /// Global allowlist.
+    pub allowlist: AllowlistSpec,
+    /// Daemon settings.
+    pub daemon: DaemonSettings,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Validates config text as if read from `path` (used for relative paths and messages).
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            // The message and position only: the default rendering quotes the source line, which
+            // could hold a secret someone pasted by mistake.
+            message: match e.span() {
+                Some(span) => {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}: {}", e.message())
+                }
+                None => e.message().to_owned(),
+            },
+        })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
+        let mut v = Validator { problems: Vec::new(), base_dir: base_dir.clone() };
+        let config = v.config(raw, path);
+        if v.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid { path: path.to_owned(), problems: v.problems })
+        }
+    }
+
+    /// The tenants selected by `--tenant` (all when `None`); an unknown name is an error.
+    pub fn select_tenants(&self, name: Option<&str>) -> Result<Vec<&Tenant>, String> {
+        match name {
+            None => Ok(self.tenants.iter().collect()),
+            Some(n) => match self.tenants.iter().find(|t| t.name == n) {
+                Some(t) => Ok(vec![t]),
+                None => Err(format!(
+                    "no tenant named `{n}` in the config (tenants: {})",
+                    self.tenants.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+                )),
+            },
+        }
+    }
+
+    /// The feeds a tenant takes, in config order.
+    pub fn feeds_for<'a>(&'a self, tenant: &'a Tenant) -> impl Iterator<Item = &'a Feed> + 'a {
+        self.feeds.iter().filter(move |f| tenant.feeds.as_ref().is_none_or(|set| set.contains(&f.name)))
+    }
+
+    /// The resolved policy of one feed for one tenant: feed over tenant defaults over `[defaults]`.
+    pub fn feed_policy(&self, tenant: &Tenant, feed: &Feed) -> FeedPolicy {
+        let p = feed.policy.over(&tenant.defaults.over(&self.defaults));
+        let builtin = PolicySpec::builtin();
+        let p = p.over(&builtin);
+        FeedPolicy {
+            feed: feed.name.clone(),
+            action: p.action.unwrap_or(Action::Block),
+            severity: p.severity.unwrap_or(Severity::High),
+            generate_alert: p.generate_alert.unwrap_or(true),
+            title: p.title.unwrap_or_default(),
+            description: p.description.unwrap_or_default(),
+            recommended_actions: p.recommended_actions,
+            rbac_groups: p.rbac_groups.unwrap_or_default(),
+            category: p.category,
+            mitre_techniques: p.mitre_techniques.unwrap_or_default(),
+            educate_url: p.educate_url,
+            expire_days: p.expire_days.unwrap_or(30),
+            priority: feed.priority,
+        }
+    }
+
+    /// Resolves a path from the config against the config file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        resolve(&self.base_dir, p)
+    }
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() { p.to_owned() } else { base.join(p) }
+}
+
+/// Collects problems while turning raw values into validated ones.
+struct Validator {
+    problems: Vec<Problem>,
+    base_dir: PathBuf,
+}
+
+impl Validator {
+    fn problem(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem { key: key.into(), message: message.into() });
+    }
+
+    fn unknown(&mut self, prefix: &str, unknown: &Unknown, known: &[&str]) {
+        for key in unknown.keys() {
+            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            let hint = closest(key, known).map(|k| format!(" (did you mean `{k}`?)")).unwrap_or_default();
+            self.problem(path, format!("unknown key{hint}"));
+        }
+    }
+
+    fn config(&mut self, raw: RawConfig, path: &Path) -> Config {
+        self.unknown(
+            "",
+            &raw.unknown,
+            &["defender", "tenants", "sync", "defaults", "feeds", "allowlist", "daemon"],
+        );
+        let sync = self.sync(raw.sync.unwrap_or_default());
+        let defaults = self.policy("defaults", &raw.defaults.unwrap_or_default(), true);
+        let feeds = self.feeds(raw.feeds.unwrap_or_default());
+        let allowlist = self.allowlist("allowlist", raw.allowlist.unwrap_or_default(), true);
+        let daemon = self.daemon(raw.daemon.unwrap_or_default());
+        let feed_names: BTreeSet<String> = feeds.iter().map(|f| f.name.clone()).collect();
+        for (i, f) in feeds.iter().enumerate() {
+            let days = f.policy.over(&defaults).over(&PolicySpec::builtin()).expire_days.unwrap_or(30);
+            if days <= sync.renew_before_days {
+                self.problem(
+                    format!("feeds[{i}].expire_days"),
+                    format!(
+                        "{days} days is not longer than sync.renew_before_days ({}): every run would renew every indicator",
+                        sync.renew_before_days
+                    ),
+                );
+            }
+        }
+        let mut tenants = Vec::new();
+        match (raw.defender, raw.tenants) {
+            (Some(_), Some(_)) => {
+                self.problem("tenants", "use either one [defender] block or [[tenants]] blocks, not both")
+            }
+            (Some(d), None) => {
+                if let Some(t) = self.tenant("defender", d, &feed_names, false) {
+                    tenants.push(t);
+                }
+            }
+            (None, Some(list)) => {
+                if list.is_empty() {
+                    self.problem("tenants", "no tenant configured");
+                }
+                for (i, t) in list.into_iter().enumerate() {
+                    if let Some(t) = self.tenant(&format!("tenants[{i}]"), t, &feed_names, true) {
+                        if tenants.iter().any(|o: &Tenant| o.name == t.name) {
+                            self.problem(format!("tenants[{i}].name"), format!("duplicate tenant name `{}`", t.name));
+                        }
+                        tenants.push(t);
+                    }
+                }
+            }
+            (None, None) => self.problem(
+                "defender",
+                "missing: add a [defender] block with tenant_id, client_id and client_secret (or `emulator = true` to try iocsync locally)",
+            ),
+        }
+        Config {
+            path: path.to_owned(),
+            base_dir: self.base_dir.clone(),
+            tenants,
+            sync,
+            defaults,
+            feeds,
+            allowlist,
+            daemon,
+        }
+    }
+
+    fn tenant(
+        &mut self,
+        key: &str,
+        raw: RawTenant,
+        feed_names: &BTreeSet<String>,
+        named: bool,
+    ) -> Option<Tenant> {
+        self.unknown(
+            key,
+            &raw.unknown,
+            &[
+                "name",
+                "tenant_id",
+                "client_id",
+                "client_secret",
+                "client_certificate",
+                "cloud",
+                "api_base",
+                "authority",
+                "scope",
+                "emulator",
+                "feeds",
+                "allowlist",
+                "defaults",
+            ],
+        );
+        let emulator = raw.emulator.unwrap_or(false);
+        let name = match (raw.name, named) {
+            (Some(n), _) if !n.trim().is_empty() => n,
+            (_, true) => {
+                self.problem(format!("{key}.name"), "missing: each [[tenants]] block needs a unique name");
+                String::from("?")
+            }
+            (_, false) => String::from("default"),
+        };
+        let tenant_id = match raw.tenant_id {
+            Some(t) => {
+                if !is_guid(&t) && !t.contains('.') && !emulator {
+                    self.problem(
+                        format!("{key}.tenant_id"),
+                        "not a tenant id: expected a GUID or a domain like contoso.onmicrosoft.com",
+                    );
+                }
+                t
+            }
+            None if emulator => iocsync_emulator::DEFAULT_TENANT_ID.to_owned(),
+            None => {
+                self.problem(format!("{key}.tenant_id"), "missing: the Entra tenant id (a GUID)");
+                String::new()
+            }
+        };
+        let client_id = match raw.client_id {
+            Some(c) => {
+                if !is_guid(&c) && !emulator {
+                    self.problem(format!("{key}.client_id"), "not a GUID: the app registration's client id");
+                }
+                c
+            }
+            None if emulator => iocsync_emulator::DEFAULT_CLIENT_ID.to_owned(),
+            None => {
+                self.problem(format!("{key}.client_id"), "missing: the app registration's client id (a GUID)");
+                String::new()
+            }
+        };
+        let credential = match (raw.client_secret, raw.client_certificate) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    format!("{key}.client_secret"),
+                    "give either client_secret or client_certificate, not both",
+                );
+                CredentialSpec::Emulator
+            }
+            (Some(value), None) => {
+                let s: raw::RawSecret = match value {
+                    toml::Value::Table(t) => toml::Value::Table(t).try_into().unwrap_or_default(),
+                    _ => raw::RawSecret::default(),
+                };
+                self.unknown(&format!("{key}.client_secret"), &s.unknown, &["env", "file"]);
+                match (s.env, s.file) {
+                    (Some(e), None) if !e.is_empty() => CredentialSpec::SecretEnv(e),
+                    (None, Some(f)) => CredentialSpec::SecretFile(resolve(&self.base_dir, Path::new(&f))),
+                    _ => {
+                        self.problem(
+                            format!("{key}.client_secret"),
+                            "write { env = \"VAR\" } or { file = \"/path\" }: secrets are never written in the config itself",
+                        );
+                        CredentialSpec::Emulator
+                    }
+                }
+            }
+            (None, Some(c)) => {
+                self.unknown(
+                    &format!("{key}.client_certificate"),
+                    &c.unknown,
+                    &["key_file", "cert_file", "thumbprint"],
+                );
+                match c.key_file {
+                    Some(k) => {
+                        if c.cert_file.is_none() && c.thumbprint.is_none() {
+                            self.problem(
+                                format!("{key}.client_certificate"),
+                                "give cert_file (PEM certificate) or thumbprint (SHA-1 hex) with key_file",
+                            );
+                        }
+                        if let Some(t) = &c.thumbprint
+                            && (t.len() != 40 || !t.chars().all(|c| c.is_ascii_hexdigit()))
+                        {
+                            self.problem(
+                                format!("{key}.client_certificate.thumbprint"),
+                                "expected the certificate's SHA-1 thumbprint as 40 hex characters",
+                            );
+                        }
+                        CredentialSpec::Certificate {
+                            key_file: resolve(&self.base_dir, Path::new(&k)),
+                            cert_file: c.cert_file.map(|f| resolve(&self.base_dir, Path::new(&f))),
+                            thumbprint: c.thumbprint,
+                        }
+                    }
+                    None => {
+                        self.problem(format!("{key}.client_certificate.key_file"), "missing: the PEM private key file");
+                        CredentialSpec::Emulator
+                    }
+                }
+            }
+            (None, None) if emulator => CredentialSpec::Emulator,
+            (None, None) => {
+                self.problem(
+                    format!("{key}.client_secret"),
+                    "missing: client_secret = { env = \"IOCSYNC_CLIENT_SECRET\" } (or { file = ... }, or client_certificate)",
+                );
+                CredentialSpec::Emulator
+            }
+        };
+        let cloud = match raw.cloud.as_deref().unwrap_or("commercial") {
+            "commercial" => CloudName::Commercial,
+            "gcc" => CloudName::Gcc,
+            "gcc-high" => CloudName::GccHigh,
+            "dod" => CloudName::Dod,
+            other => {
+                self.problem(
+                    format!("{key}.cloud"),
+                    format!("unknown cloud `{other}`: expected commercial, gcc, gcc-high or dod"),
+                );
+                CloudName::Commercial
+            }
+        };
+        for (k, v) in [("api_base", &raw.api_base), ("authority", &raw.authority)] {
+            if let Some(v) = v {
+                self.check_base_url(&format!("{key}.{k}"), v);
+            }
+        }
+        let feeds = raw.feeds.map(|list| {
+            for (i, f) in list.iter().enumerate() {
+                if !feed_names.contains(f) {
+                    self.problem(format!("{key}.feeds[{i}]"), format!("no [[feeds]] block is named `{f}`"));
+                }
+            }
+            list.into_iter().collect()
+        });
+        let allowlist = raw
+            .allowlist
+            .map(|a| self.allowlist(&format!("{key}.allowlist"), a, false))
+            .unwrap_or_default();
+        let defaults =
+            raw.defaults.map(|d| self.policy(&format!("{key}.defaults"), &d, true)).unwrap_or_default();
+        Some(Tenant {
+            name,
+            tenant_id,
+            client_id,
+            credential,
+            cloud,
+            api_base: raw.api_base,
+            authority: raw.authority,
+            scope: raw.scope,
+            emulator,
+            feeds,
+            allowlist,
+            defaults,
+        })
+    }
+
+    fn check_base_url(&mut self, key: &str, v: &str) {
+        match url::Url::parse(v) {
+            Ok(u) if u.scheme() == "https" => {}
+            Ok(u) if u.scheme() == "http" && is_loopback_host(&u) => {}
+            Ok(_) => self.problem(key, "must be an https:// URL (http:// only for loopback test servers)"),
+            Err(e) => self.problem(key, format!("not a URL: {e}")),
+        }
+    }
+
+    fn sync(&mut self, raw: raw::RawSync) -> SyncSettings {
+        self.unknown(
+            "sync",
+            &raw.unknown,
+            &[
+                "owner_tag",
+                "capacity",
+                "headroom",
+                "max_delete_fraction",
+                "expire_days",
+                "renew_before_days",
+                "state",
+                "max_feed_bytes",
+                "feed_timeout",
+                "max_shrink_fraction",
+                "max_reject_fraction",
+            ],
+        );
+        if raw.expire_days.is_some() {
+            self.problem(
+                "sync.expire_days",
+                "moved: set expire_days in [defaults] (or per feed); it is a per-indicator policy",
+            );
+        }
+        let owner_tag = raw.owner_tag.unwrap_or_else(|| "iocsync".to_owned());
+        if owner_tag.trim().is_empty() {
+            self.problem("sync.owner_tag", "must not be empty: it marks the indicators iocsync owns");
+        }
+        let capacity = self.count("sync.capacity", raw.capacity, 15_000, 1, 15_000);
+        let headroom = self.count("sync.headroom", raw.headroom, 500, 0, 15_000);
+        if headroom >= capacity {
+            self.problem("sync.headroom", format!("must be below capacity ({capacity})"));
+        }
+        let max_delete_fraction = self.fraction("sync.max_delete_fraction", raw.max_delete_fraction, 0.25);
+        let renew_before_days = self.count("sync.renew_before_days", raw.renew_before_days, 10, 0, 3650) as u32;
+        let max_feed_bytes =
+            self.count("sync.max_feed_bytes", raw.max_feed_bytes, 64 << 20, 1024, 4 << 30) as u64;
+        let feed_timeout =
+            self.duration("sync.feed_timeout", raw.feed_timeout.as_deref(), Duration::from_secs(120));
+        let max_shrink_fraction = self.fraction("sync.max_shrink_fraction", raw.max_shrink_fraction, 0.5);
+        let max_reject_fraction = self.fraction("sync.max_reject_fraction", raw.max_reject_fraction, 0.5);
+        let state = resolve(&self.base_dir, Path::new(raw.state.as_deref().unwrap_or("iocsync.db")));
+        SyncSettings {
+            owner_tag,
+            capacity,
+            headroom,
+            max_delete_fraction,
+            renew_before_days,
+            state,
+            max_feed_bytes,
+            feed_timeout,
+            max_shrink_fraction,
+            max_reject_fraction,
+        }
+    }
+
+    fn count(&mut self, key: &str, v: Option<i64>, default: i64, min: i64, max: i64) -> usize {
+        match v {
+            None => default as usize,
+            Some(n) if (min..=max).contains(&n) => n as usize,
+            Some(n) => {
+                self.problem(key, format!("{n} is out of range: expected {min} to {max}"));
+                default as usize
+            }
+        }
+    }
+
+    fn fraction(&mut self, key: &str, v: Option<f64>, default: f64) -> f64 {
+        match v {
+            None => default,
+            Some(f) if (0.0..=1.0).contains(&f) => f,
+            Some(f) => {
+                self.problem(key, format!("{f} is not a fraction between 0 and 1"));
+                default
+            }
+        }
+    }
+
+    fn duration(&mut self, key: &str, v: Option<&str>, default: Duration) -> Duration {
+        match v {
+            None => default,
+            Some(s) => match humantime::parse_duration(s) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => {
+                    self.problem(key, "must be longer than zero");
+                    default
+                }
+                Err(e) => {
+                    self.problem(key, format!("`{s}` is not a duration like \"48h\" or \"30m\": {e}"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn policy(&mut self, key: &str, raw: &RawPolicy, report_unknown: bool) -> PolicySpec {
+        if report_unknown {
+            self.unknown(key, &raw.unknown, POLICY_KEYS);
+        }
+        let action = raw.action.as_deref().and_then(|a| match a.parse::<Action>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.problem(
+                    format!("{key}.action"),
+                    format!("unknown action `{a}`: expected Allowed, Audit, Warn, Block or BlockAndRemediate"),
+                );
+                None
+            }
+        });
+        let severity = raw.severity.as_deref().and_then(|s| match s.parse::<Severity>() {
+            Ok(s) => Some(s),
+            Err(_) => {
+                self.problem(
+                    format!("{key}.severity"),
+                    format!("unknown severity `{s}`: expected Informational, Low, Medium or High"),
+                );
+                None
+            }
+        });
+        if action == Some(Action::Audit) && raw.generate_alert == Some(false) {
+            self.problem(
+                format!("{key}.generate_alert"),
+                "Defender requires generate_alert = true with action = \"Audit\"",
+            );
+        }
+        for (k, t) in [("title", &raw.title), ("description", &raw.description)] {
+            if let Some(t) = t {
+                if let Some(bad) = unknown_placeholder(t) {
+                    self.problem(
+                        format!("{key}.{k}"),
+                        format!("unknown placeholder `{{{bad}}}`: use {{feed}}, {{value}} or {{type}}"),
+                    );
+                }
+                if t.trim().is_empty() {
+                    self.problem(format!("{key}.{k}"), "must not be empty: Defender requires it");
+                }
+            }
+        }
+        if let Some(u) = &raw.educate_url
+            && url::Url::parse(u).map(|u| u.scheme() != "https" && u.scheme() != "http").unwrap_or(true)
+        {
+            self.problem(format!("{key}.educate_url"), "must be an http(s) URL");
+        }
+        let expire_days = raw.expire_days.map(|d| {
+            if (1..=3650).contains(&d) {
+                d as u32
+            } else {
+                self.problem(format!("{key}.expire_days"), format!("{d} is out of range: expected 1 to 3650"));
+                30
+            }
+        });
+        PolicySpec {
+            action,
+            severity,
+            generate_alert: raw.generate_alert,
+            title: raw.title.clone(),
+            description: raw.description.clone(),
+            recommended_actions: raw.recommended_actions.clone(),
+            rbac_groups: raw.rbac_groups.clone(),
+            category: raw.category.clone(),
+            mitre_techniques: raw.mitre_techniques.clone(),
+            educate_url: raw.educate_url.clone(),
+            expire_days,
+        }
+    }
+
+    fn feeds(&mut self, raw: Vec<RawFeed>) -> Vec<Feed> {
+        let mut out: Vec<Feed> = Vec::new();
+        for (i, f) in raw.into_iter().enumerate() {
+            let key = format!("feeds[{i}]");
+            self.unknown(
+                &key,
+                &f.policy.unknown,
+                &[
+                    "name",
+                    "source",
+                    "format",
+                    "column",
+                    "type_column",
+                    "types",
+                    "type",
+                    "priority",
+                    "max_age",
+                    "refang",
+                    "enabled",
+                    "action",
+                    "severity",
+                    "generate_alert",
+                    "title",
+                    "description",
+                    "recommended_actions",
+                    "rbac_groups",
+                    "category",
+                    "mitre_techniques",
+                    "educate_url",
+                    "expire_days",
+                ],
+            );
+            if f.enabled == Some(false) {
+                continue;
+            }
+            let name = match f.name {
+                Some(n) if is_feed_name(&n) => n,
+                Some(n) => {
+                    self.problem(
+                        format!("{key}.name"),
+                        format!("`{n}` is not a good feed name: use letters, digits, `-`, `_` or `.`"),
+                    );
+                    n
+                }
+                None => {
+                    self.problem(format!("{key}.name"), "missing: each feed needs a unique name");
+                    format!("feed{i}")
+                }
+            };
+            if out.iter().any(|o| o.name == name) {
+                self.problem(format!("{key}.name"), format!("duplicate feed name `{name}`"));
+            }
+            let source = match f.source {
+                Some(s) => {
+                    if s.contains("://") {
+                        match url::Url::parse(&s) {
+                            Ok(u) if u.scheme() == "https" => {}
+                            Ok(u) if u.scheme() == "http" && is_loopback_host(&u) => {}
+                            Ok(u) if u.scheme() == "http" => self.problem(
+                                format!("{key}.source"),
+                                "plain http:// is accepted only for loopback hosts: use https://",
+                            ),
+                            Ok(u) => self.problem(
+                                format!("{key}.source"),
+                                format!("unsupported scheme `{}`: use https:// or a file path", u.scheme()),
+                            ),
+                            Err(e) => self.problem(format!("{key}.source"), format!("not a URL: {e}")),
+                        }
+                    }
+                    s
+                }
+                None => {
+                    self.problem(format!("{key}.source"), "missing: a URL or a file path");
+                    String::new()
+                }
+            };
+            let format = match f.format.as_deref().unwrap_or("auto").parse_format() {
+                Some(fm) => fm,
+                None => {
+                    self.problem(
+                        format!("{key}.format"),
+                        "unknown format: expected auto, text, csv, hosts, stix, misp, taxii or defender-csv",
+                    );
+                    Format::Auto
+                }
+            };
+            let column = f.column.as_ref().and_then(|c| self.column(&format!("{key}.column"), c));
+            let type_column = f.type_column.as_ref().and_then(|c| self.column(&format!("{key}.type_column"), c));
+            if (column.is_some() || type_column.is_some()) && !matches!(format, Format::Csv | Format::Auto) {
+                self.problem(format!("{key}.column"), "column and type_column apply to format = \"csv\" only");
+            }
+            let types = f.types.map(|list| {
+                let mut set = BTreeSet::new();
+                for (j, t) in list.iter().enumerate() {
+                    match t.parse::<IndicatorType>() {
+                        Ok(t) => {
+                            set.insert(t);
+                        }
+                        Err(e) => self.problem(format!("{key}.types[{j}]"), e.to_string()),
+                    }
+                }
+                set
+            });
+            let type_hint = f.type_hint.as_deref().and_then(|t| match t.parse::<TypeHint>() {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    self.problem(format!("{key}.type"), e.to_string());
+                    None
+                }
+            });
+            let priority = match f.priority {
+                None => 0,
+                Some(p) if (-1_000_000..=1_000_000).contains(&p) => p as i32,
+                Some(p) => {
+                    self.problem(format!("{key}.priority"), format!("{p} is out of range (±1,000,000)"));
+                    0
+                }
+            };
+            let max_age =
+                self.duration(&format!("{key}.max_age"), f.max_age.as_deref(), Duration::from_secs(48 * 3600));
+            let policy = self.policy(&key, &f.policy, false);
+            out.push(Feed {
+                name,
+                source,
+                format,
+                column,
+                type_column,
+                types,
+                type_hint,
+                priority,
+                max_age,
+                refang: f.refang.unwrap_or(true),
+                policy,
+            });
+        }
+        out
+    }
+
+    fn column(&mut self, key: &str, v: &toml::Value) -> Option<Column> {
+        match v {
+            toml::Value::String(s) if !s.is_empty() => Some(Column::Name(s.clone())),
+            toml::Value::Integer(i) if *i >= 0 => Some(Column::Index(*i as usize)),
+            _ => {
+                self.problem(key, "expected a header name (string) or a 0-based index (integer)");
+                None
+            }
+        }
+    }
+
+    fn allowlist(&mut self, key: &str, raw: RawAllowlist, global: bool) -> AllowlistSpec {
+        self.unknown(key, &raw.unknown, &["values", "files", "builtin"]);
+        if !global && raw.builtin.is_some() {
+            self.problem(format!("{key}.builtin"), "set builtin in the global [allowlist] only");
+        }
+        AllowlistSpec {
+            values: raw.values.unwrap_or_default(),
+            files: raw
+                .files
+                .unwrap_or_default()
+                .into_iter()
+                .map(|f| resolve(&self.base_dir, Path::new(&f)))
+                .collect(),
+            builtin: raw.builtin.unwrap_or(true),
+        }
+    }
+
+    fn daemon(&mut self, raw: raw::RawDaemon) -> DaemonSettings {
+        self.unknown("daemon", &raw.unknown, &["schedule", "interval", "jitter", "listen"]);
+        let schedule = match (raw.schedule, raw.interval) {
+            (Some(_), Some(_)) => {
+                self.problem("daemon.schedule", "give either schedule (cron) or interval, not both");
+                Schedule::Every(Duration::from_secs(6 * 3600))
+            }
+            (Some(cron), None) => {
+                if let Err(e) = crate::daemon::parse_cron(&cron) {
+                    self.problem("daemon.schedule", format!("`{cron}` is not a cron expression: {e}"));
+                }
+                Schedule::Cron(cron)
+            }
+            (None, Some(i)) => {
+                Schedule::Every(self.duration("daemon.interval", Some(&i), Duration::from_secs(6 * 3600)))
+            }
+            (None, None) => Schedule::Every(Duration::from_secs(6 * 3600)),
+        };
+        let jitter = match raw.jitter.as_deref() {
+            Some("0") | Some("0s") => Duration::ZERO,
+            j => self.duration("daemon.jitter", j, Duration::from_secs(60)),
+        };
+        let listen = match raw.listen.as_deref().unwrap_or("127.0.0.1:9464").parse() {
+            Ok(a) => a,
+            Err(e) => {
+                self.problem("daemon.listen", format!("not an address like 127.0.0.1:9464: {e}"));
+                std::net::SocketAddr::from(([127, 0, 0, 1], 9464))
+            }
+        };
+        DaemonSettings { schedule, jitter, listen }
+    }
+}
+
+const POLICY_KEYS: &[&str] = &[
+    "action",
+    "severity",
+    "generate_alert",
+    "title",
+    "description",
+    "recommended_actions",
+    "rbac_groups",
+    "category",
+    "mitre_techniques",
+    "educate_url",
+    "expire_days",
+];
+
+trait ParseFormat {
+    fn parse_format(&self) -> Option<Format>;
+}
+
+impl ParseFormat for &str {
+    fn parse_format(&self) -> Option<Format> {
+        serde_json::from_value(serde_json::Value::String(self.to_ascii_lowercase())).ok()
+    }
+}
+
+/// True for `http://127.x.y.z`, `http://[::1]` and `http://localhost`.
+pub fn is_loopback_host(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+fn is_guid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && [8, 4, 4, 4, 12].iter().zip(&parts).all(|(n, p)| p.len() == *n)
+        && parts.iter().all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn is_feed_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+fn unknown_placeholder(t: &str) -> Option<String> {
+    let mut rest = t;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        let end = after.find('}')?;
+        let name = &after[..end];
+        if !matches!(name, "feed" | "value" | "type") {
+            return Some(name.to_owned());
+        }
+        rest = &after[end + 1..];
+    }
+    None
+}
+
+/// The known key closest to a misspelt one (edit distance ≤ 2).
+fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    known.iter().map(|k| (edit_distance(key, k), *k)).filter(|(d, _)| *d <= 2).min().map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("/etc/iocsync/iocsync.toml"))
+    }
+
+    #[test]
+    fn starter_config_is_valid() {
+        let c = load(STARTER_CONFIG).unwrap();
+        assert_eq!(c.tenants.len(), 1);
+        assert!(!c.feeds.is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_its_key_path() {
+        let err = load(
+            r#"
+            [defender]
+            tenant_id = "nope"
+            client_id = "also-nope"
+            client_secret = { env = "X" }
+            clud = "gcc"
+            [sync]
+            max_delete_fraction = 1.5
+            [[feeds]]
+            name = "a"
+            source = "http://example.com/list.txt"
+            max_age = "forever"
+            action = "Nuke"
+            [[feeds]]
+            name = "a"
+            source = "feed.txt"
+            "#,
+        )
+        .unwrap_err();
+        let ConfigError::Invalid { problems, .. } = err else { panic!("expected Invalid, got {err}") };
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        for k in [
+            "defender.tenant_id",
+            "defender.client_id",
+            "defender.clud",
+            "sync.max_delete_fraction",
+            "feeds[0].source",
+            "feeds[0].max_age",
+            "feeds[0].action",
+            "feeds[1].name",
+        ] {
+            assert!(keys.contains(&k), "missing problem for {k}: {keys:?}");
+        }
+        let typo = problems.iter().find(|p| p.key == "defender.clud").unwrap();
+        assert!(typo.message.contains("cloud"), "{}", typo.message);
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let c = load(
+            "[defender]\nemulator = true\n[sync]\nstate = \"state/x.db\"\n[allowlist]\nfiles = [\"allow.txt\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.sync.state, PathBuf::from("/etc/iocsync/state/x.db"));
+        assert_eq!(c.allowlist.files, vec![PathBuf::from("/etc/iocsync/allow.txt")]);
+    }
+
+    #[test]
+    fn feed_policy_layers_feed_over_tenant_over_defaults() {
+        let c = load(
+            r#"
+            [[tenants]]
+            name = "a"
+            emulator = true
+            defaults = { severity = "Low" }
+            [[tenants]]
+            name = "b"
+            emulator = true
+            [defaults]
+            action = "Audit"
+            severity = "Medium"
+            expire_days = 7
+            [[feeds]]
+            name = "f"
+            source = "f.txt"
+            title = "custom {value}"
+            "#,
+        )
+        .unwrap();
+        let a = c.feed_policy(&c.tenants[0], &c.feeds[0]);
+        let b = c.feed_policy(&c.tenants[1], &c.feeds[0]);
+        assert_eq!(a.severity, Severity::Low);
+        assert_eq!(b.severity, Severity::Medium);
+        assert_eq!(a.action, Action::Audit);
+        assert_eq!(a.expire_days, 7);
+        assert_eq!(a.title, "custom {value}");
+        assert_eq!(a.description, "Imported by iocsync from {feed}");
+    }
+
+    #[test]
+    fn secrets_cannot_be_written_inline() {
+        let err = load("[defender]\ntenant_id = \"00000000-0000-0000-0000-000000000000\"\nclient_id = \"00000000-0000-0000-0000-000000000000\"\nclient_secret = { value = \"hunter2\" }\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("client_secret"), "{text}");
+        assert!(!text.contains("hunter2"), "the secret leaked into the error: {text}");
+    }
+
+    #[test]
+    fn an_inline_secret_is_refused_without_being_echoed() {
+        for text in [
+            "[defender]\nemulator = true\nclient_secret = \"hunter2-inline\"\n",
+            "[defender]\nemulator = true\nclient_secret = hunter2-inline\n",
+        ] {
+            let err = load(text).unwrap_err().to_string();
+            assert!(!err.contains("hunter2"), "the secret leaked into the error: {err}");
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The commented starter configuration written by `iocsync init`.
+
+/// A complete, valid configuration with every key explained; edit the ids and feeds.
+pub const STARTER_CONFIG: &str = r#"# iocsync configuration. Every key is optional unless marked "required".
+# Check it with `iocsync check`; preview changes with `iocsync plan`; apply with `iocsync sync`.
+
+[defender]
+# Required: your Entra tenant id and the app registration's client id. The app needs the
+# WindowsDefenderATP application permission Ti.ReadWrite.All (or Ti.ReadWrite: then iocsync sees only
+# its own indicators and cannot count other creators' ones against the 15,000 cap).
+tenant_id = "00000000-0000-0000-0000-000000000000"
+client_id = "00000000-0000-0000-0000-000000000000"
+# Required: where the client secret is. Never write the secret itself here.
+client_secret = { env = "IOCSYNC_CLIENT_SECRET" }   # or { file = "/etc/iocsync/secret" } (mode 0600)
+# client_certificate = { key_file = "/etc/iocsync/key.pem", cert_file = "/etc/iocsync/cert.pem" }
+cloud = "commercial"            # commercial | gcc | gcc-high | dod
+# api_base = "https://eu.api.security.microsoft.com"   # regional or test override
+# authority = "https://login.microsoftonline.com"      # test override
+# scope = "https://api.securitycenter.microsoft.com/.default"
+# emulator = true               # try iocsync against a local emulator instead of a tenant
+
+[sync]
+owner_tag = "iocsync"           # sent as `application`; iocsync changes only indicators with its client id AND this tag
+capacity = 15000                # Defender's tenant-wide cap, shared with every other creator
+headroom = 500                  # left free for analysts' manual indicators
+max_delete_fraction = 0.25      # refuse a plan deleting more than this share of owned indicators (override: --force)
+renew_before_days = 10          # renew an indicator still in a feed when its expiry is this close
+state = "iocsync.db"            # state database (feed cache, run history); relative to this file
+
+[defaults]                      # per-feed values override these
+action = "Block"                # Allowed | Audit | Warn | Block | BlockAndRemediate (files and certificates)
+severity = "High"               # Informational | Low | Medium | High
+generate_alert = true
+expire_days = 30                # every indicator expires; iocsync renews it while it stays in a feed
+title = "{feed}: {value}"       # placeholders: {feed} {value} {type}
+description = "Imported by iocsync from {feed}"
+rbac_groups = []                # device-group names; [] = all devices
+
+[[feeds]]
+name = "feodo"
+source = "https://feodotracker.abuse.ch/downloads/ipblocklist.csv"   # https URL or a file path
+format = "csv"                  # auto | text | csv | hosts | stix | misp | taxii | defender-csv
+column = "dst_ip"               # csv: header name or 0-based index
+types = ["IpAddress"]           # optional filter
+priority = 10                   # higher wins when two feeds carry the same value
+max_age = "48h"                 # how long the last good copy stands in when the feed fails
+
+# [[feeds]]
+# name = "bazaar"
+# source = "https://bazaar.abuse.ch/export/txt/sha256/recent/"
+# format = "text"
+# action = "BlockAndRemediate"
+# severity = "Medium"
+
+[allowlist]
+values = []                     # domains (protect subdomains and URLs), IPs, CIDRs, hashes
+files = []                      # text lists or MISP warninglist JSON files
+builtin = true                  # Microsoft service domains, public DNS resolvers, private ranges
+
+[daemon]
+interval = "6h"                 # or schedule = "0 */6 * * *" (cron)
+listen = "127.0.0.1:9464"       # /metrics (Prometheus) and /healthz
+"#;

@@ -1,0 +1,231 @@
+//! Applying a plan through a write port: deletes first (freeing room under the cap), then imports,
+//! in batches of 500. `--dry-run` is the same code path with a port that writes nothing.
+
+use crate::progress;
+use crate::state::{ProvenanceRow, RejectRow};
+use chrono::{DateTime, Utc};
+use iocsync_core::batch::{DELETE_BATCH, IMPORT_BATCH};
+use iocsync_core::model::Desired;
+use iocsync_core::plan::{Existing, Plan};
+use iocsync_core::report::Failed;
+use iocsync_ioc::IndicatorType;
+use iocsync_defender::{DefenderClient, ImportItem, ImportOutcome};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The writes the engine makes to a tenant (the port between the plan and the Defender API).
+pub trait WritePort {
+    /// Creates or updates up to 500 indicators; one outcome per item, in order.
+    fn import(
+        &self,
+        items: &[ImportItem],
+    ) -> impl Future<Output = Result<Vec<ImportOutcome>, iocsync_defender::Error>> + Send;
+    /// Deletes up to 500 indicators by id.
+    fn batch_delete(&self, ids: &[String]) -> impl Future<Output = Result<(), iocsync_defender::Error>> + Send;
+}
+
+/// Writes to the real tenant (or the emulator).
+#[derive(Debug)]
+pub struct LiveWrites<'a>(pub &'a DefenderClient);
+
+impl WritePort for LiveWrites<'_> {
+    async fn import(&self, items: &[ImportItem]) -> Result<Vec<ImportOutcome>, iocsync_defender::Error> {
+        self.0.import(items).await
+    }
+    async fn batch_delete(&self, ids: &[String]) -> Result<(), iocsync_defender::Error> {
+        self.0.batch_delete(ids).await.map(|_| ())
+    }
+}
+
+/// Writes nothing; counts what it would have written (dry-run and `plan`).
+#[derive(Debug, Default)]
+pub struct DryRunWrites {
+    /// Items that would have been imported.
+    pub imported: AtomicU64,
+    /// Ids that would have been deleted.
+    pub deleted: AtomicU64,
+}
+
+impl WritePort for DryRunWrites {
+    async fn import(&self, items: &[ImportItem]) -> Result<Vec<ImportOutcome>, iocsync_defender::Error> {
+        self.imported.fetch_add(items.len() as u64, Ordering::Relaxed);
+        Ok(items
+            .iter()
+            .map(|i| ImportOutcome { indicator: i.indicator_value.clone(), ..ImportOutcome::default() })
+            .collect())
+    }
+    async fn batch_delete(&self, ids: &[String]) -> Result<(), iocsync_defender::Error> {
+        self.deleted.fetch_add(ids.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// What applying a plan did.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyResult {
+    /// Items Defender refused, or that a failed call left unapplied.
+    pub failed: Vec<Failed>,
+    /// Refusals that will not change by retrying (remembered so they are not resent every run).
+    pub permanent_rejects: Vec<RejectRow>,
+    /// Defender ids of imported items, by (type, value, action).
+    pub ids: BTreeMap<(String, String, String), String>,
+    /// False when a call failed and the rest of the plan was not attempted.
+    pub complete: bool,
+    /// The error that stopped the apply, if any.
+    pub error: Option<String>,
+}
+
+impl ApplyResult {
+    /// Nothing applied, nothing failed (the brake held).
+    pub fn nothing() -> ApplyResult {
+        ApplyResult { complete: true, ..ApplyResult::default() }
+    }
+}
+
+/// Applies a plan: deletes (pure deletes and the old side of replaces) first, then imports.
+/// A failed call stops the apply; the next run completes it (Defender is the source of truth).
+pub async fn apply(plan: &Plan, port: &impl WritePort, owner_tag: &str) -> ApplyResult {
+    let mut result = ApplyResult { complete: true, ..ApplyResult::default() };
+    let delete_ids = plan.delete_ids();
+    let bar = progress::batch_bar("deleting", delete_ids.len() as u64);
+    for chunk in delete_ids.chunks(DELETE_BATCH) {
+        if let Err(e) = port.batch_delete(chunk).await {
+            tracing::error!("batch delete failed: {e}");
+            result.complete = false;
+            result.error = Some(format!("batch delete failed: {e}"));
+            bar.finish();
+            return result;
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish();
+
+    let items: Vec<&Desired> = plan.import_items();
+    let bar = progress::batch_bar("importing", items.len() as u64);
+    for (n, chunk) in items.chunks(IMPORT_BATCH).enumerate() {
+        let wire: Vec<ImportItem> = chunk.iter().map(|d| import_item(d, owner_tag)).collect();
+        match port.import(&wire).await {
+            Ok(outcomes) => {
+                for (d, o) in chunk.iter().zip(outcomes.iter()) {
+                    if o.is_failed {
+                        let reason = o.failure_reason.clone().unwrap_or_else(|| "no reason given".to_owned());
+                        result.failed.push(Failed { kind: d.kind, value: d.value.clone(), reason: reason.clone() });
+                        if !is_transient_failure(&reason) {
+                            result.permanent_rejects.push(RejectRow {
+                                indicator_type: d.kind.as_str().to_owned(),
+                                value: d.value.clone(),
+                                action: d.action.as_str().to_owned(),
+                                fingerprint: d.fingerprint(),
+                                reason: "rejected-by-defender".to_owned(),
+                                detail: Some(reason),
+                            });
+                        }
+                    } else if let Some(id) = &o.id {
+                        result.ids.insert(
+                            (d.kind.as_str().to_owned(), d.value.clone(), d.action.as_str().to_owned()),
+                            id.clone(),
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!("import batch {} failed: {e}", n + 1);
+                result.complete = false;
+                result.error = Some(format!("import failed: {e}"));
+                let done = n * IMPORT_BATCH;
+                for d in &items[done..] {
+                    result.failed.push(Failed {
+                        kind: d.kind,
+                        value: d.value.clone(),
+                        reason: "not applied: an earlier import call failed; the next run retries it".to_owned(),
+                    });
+                }
+                bar.finish();
+                return result;
+            }
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish();
+    result
+}
+
+/// A failure that says the tenant is full or busy, not that the value is bad: not remembered.
+fn is_transient_failure(reason: &str) -> bool {
+    let r = reason.to_ascii_lowercase();
+    ["15000", "15,000", "limit", "capacity", "quota", "throttl", "try again", "timeout", "internal"]
+        .iter()
+        .any(|k| r.contains(k))
+}
+
+/// The wire item for one desired indicator; `application` carries the owner tag (create-only).
+pub fn import_item(d: &Desired, owner_tag: &str) -> ImportItem {
+    ImportItem {
+        indicator_value: d.value.clone(),
+        indicator_type: d.kind.as_str().to_owned(),
+        action: iocsync_defender::Action::parse(d.action.as_str()),
+        title: d.title.clone(),
+        description: d.description.clone(),
+        severity: Some(d.severity.as_str().to_owned()),
+        expiration_time: Some(d.expiration),
+        recommended_actions: d.recommended_actions.clone(),
+        generate_alert: Some(d.generate_alert),
+        rbac_group_names: d.rbac_groups.clone(),
+        mitre_techniques: d.mitre_techniques.clone(),
+        educate_url: d.educate_url.clone(),
+        application: Some(owner_tag.to_owned()),
+        ..ImportItem::default()
+    }
+}
+
+/// The provenance to remember after a run: every desired value the plan did not skip and
+/// Defender did not refuse, with its feeds and id; plus the owned rows the plan kept without a
+/// feed this run (protected feeds), with their previous provenance.
+pub fn provenance_rows(
+    plan: &Plan,
+    desired: &[Desired],
+    applied: &ApplyResult,
+    existing: &[Existing],
+    old: &BTreeMap<(String, String), std::collections::BTreeSet<String>>,
+    now: DateTime<Utc>,
+) -> Vec<ProvenanceRow> {
+    let key = |t: &str, v: &str, a: &str| (t.to_owned(), v.to_ascii_lowercase(), a.to_owned());
+    let mut ids: BTreeMap<(String, String, String), String> = existing
+        .iter()
+        .filter_map(|e| Some((key(e.kind?.as_str(), &e.value, e.action?.as_str()), e.id.clone())))
+        .collect();
+    for ((t, v, a), id) in &applied.ids {
+        ids.insert(key(t, v, a), id.clone());
+    }
+    let skipped: std::collections::BTreeSet<(Option<IndicatorType>, String)> =
+        plan.skipped.iter().map(|s| (s.kind, s.value.to_ascii_lowercase())).collect();
+    let failed: std::collections::BTreeSet<(IndicatorType, String)> =
+        applied.failed.iter().map(|f| (f.kind, f.value.to_ascii_lowercase())).collect();
+    let mut rows: Vec<ProvenanceRow> = desired
+        .iter()
+        .filter(|d| !skipped.contains(&(Some(d.kind), d.value.to_ascii_lowercase())))
+        .filter(|d| !failed.contains(&(d.kind, d.value.to_ascii_lowercase())))
+        .map(|d| ProvenanceRow {
+            indicator_type: d.kind.as_str().to_owned(),
+            value: d.value.clone(),
+            action: d.action.as_str().to_owned(),
+            defender_id: ids.get(&key(d.kind.as_str(), &d.value, d.action.as_str())).cloned(),
+            feeds: d.feeds.iter().cloned().collect(),
+            first_seen: now,
+            last_pushed: now,
+        })
+        .collect();
+    for k in &plan.kept {
+        let feeds = old.get(&(k.raw_type.clone(), k.value.clone())).cloned().unwrap_or_default();
+        rows.push(ProvenanceRow {
+            indicator_type: k.raw_type.clone(),
+            value: k.value.clone(),
+            action: k.raw_action.clone(),
+            defender_id: Some(k.id.clone()),
+            feeds,
+            first_seen: now,
+            last_pushed: now,
+        });
+    }
+    rows
+}

@@ -1,0 +1,128 @@
+//! The IO engine around the pure plan: feeds -> policy -> merge -> allowlist -> list tenant ->
+//! plan -> brake -> apply -> report + state. One function per stage; the stages that decide
+//! live in `iocsync-core`, the ones that talk to the world are here.
+
+mod apply;
+mod stages;
+
+pub use apply::{DryRunWrites, LiveWrites, WritePort};
+
+use crate::config::{Config, Tenant};
+use crate::feeds::LoadedFeed;
+use crate::state::StateStore;
+use crate::{Exit, connect};
+use anyhow::Context;
+use chrono::Utc;
+use iocsync_core::report::RunReport;
+use std::sync::{Arc, Mutex};
+
+/// What the user asked of one sync.
+#[derive(Debug, Clone, Default)]
+pub struct SyncRequest {
+    /// Plan and report, no write call.
+    pub dry_run: bool,
+    /// Override the delete brake.
+    pub force: bool,
+}
+
+/// The outcome of syncing one tenant.
+#[derive(Debug)]
+pub struct TenantOutcome {
+    /// The report (JSON shape of DESIGN.md, plus examples per skip reason for the text output).
+    pub report: RunReport,
+    /// The exit status this tenant alone would give.
+    pub exit: Exit,
+    /// An error that stopped this tenant (the others still ran).
+    pub error: Option<String>,
+}
+
+impl TenantOutcome {
+    /// True when the plan has changes to apply (or applied some).
+    pub fn has_changes(&self) -> bool {
+        let c = &self.report.counts;
+        c.create + c.update + c.renew + c.replace + c.delete > 0
+    }
+}
+
+/// The process exit code for a set of tenant outcomes (the worst wins).
+pub fn exit_of(outcomes: &[TenantOutcome], detailed: bool) -> Exit {
+    let worst = outcomes.iter().map(|o| o.exit).max().unwrap_or(Exit::Ok);
+    if worst == Exit::Ok && detailed && outcomes.iter().any(TenantOutcome::has_changes) { Exit::Pending } else { worst }
+}
+
+/// Syncs every selected tenant; one tenant's failure does not stop the others.
+pub async fn sync_all(config: &Config, tenant: Option<&str>, req: &SyncRequest) -> anyhow::Result<Vec<TenantOutcome>> {
+    let tenants = config.select_tenants(tenant).map_err(anyhow::Error::msg)?;
+    let store = open_store(config)?;
+    let mut outcomes = Vec::new();
+    let runs = tenants.into_iter().map(|t| {
+        let store = store.clone();
+        async move { sync_tenant(config, t, &store, req).await }
+    });
+    for outcome in futures::future::join_all(runs).await {
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// Opens (creating if needed) the state database named by the config.
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<Mutex<StateStore>>> {
+    let path = &config.sync.state;
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating the state directory {}", dir.display()))?;
+    }
+    let store =
+        StateStore::open(path).with_context(|| format!("opening the state database {}", path.display()))?;
+    Ok(Arc::new(Mutex::new(store)))
+}
+
+/// Syncs one tenant and records the run; errors become a failed outcome, not a panic or an abort.
+pub async fn sync_tenant(
+    config: &Config,
+    tenant: &Tenant,
+    store: &Arc<Mutex<StateStore>>,
+    req: &SyncRequest,
+) -> TenantOutcome {
+    let started = Utc::now();
+    let run_id = lock(store).begin_run(&tenant.name, req.dry_run, started).ok();
+    let outcome = match stages::run(config, tenant, store, req).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(tenant = %tenant.name, "sync failed: {e:#}");
+            let mut report = RunReport::new(&tenant.name, req.dry_run);
+            report.capacity.limit = config.sync.capacity;
+            TenantOutcome { report, exit: Exit::Error, error: Some(format!("{e:#}")) }
+        }
+    };
+    if let Some(id) = run_id {
+        let status = match (&outcome.error, outcome.exit) {
+            (Some(_), _) => "error",
+            (None, Exit::Brake) => "brake",
+            (None, Exit::Partial) => "partial",
+            (None, _) if req.dry_run => "dry-run",
+            (None, _) => "ok",
+        };
+        let json = serde_json::to_string(&outcome.report).unwrap_or_default();
+        if let Err(e) = lock(store).finish_run(id, status, outcome.exit as i32, &json, Utc::now()) {
+            tracing::warn!("could not record the run in the state database: {e}");
+        }
+    }
+    outcome
+}
+
+/// Locks the state store; a poisoned lock (a panicked holder) still yields the store.
+pub fn lock(store: &Arc<Mutex<StateStore>>) -> std::sync::MutexGuard<'_, StateStore> {
+    store.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Feeds that contribute nothing this run (stale or failed): their indicators must not be deleted.
+pub fn protected_feeds(feeds: &[LoadedFeed]) -> std::collections::BTreeSet<String> {
+    feeds.iter().filter(|f| f.parsed.is_none()).map(|f| f.name.clone()).collect()
+}
+
+/// Convenience for commands that only need a connection.
+pub async fn connect_tenant(config: &Config, tenant: &Tenant) -> anyhow::Result<connect::Connection> {
+    connect::connect(config, tenant).await
+}

@@ -1,0 +1,305 @@
+//! The stages of one tenant's sync, in data-path order.
+
+use super::apply::{self, ApplyResult, DryRunWrites, LiveWrites};
+use super::{SyncRequest, TenantOutcome, lock, protected_feeds};
+use crate::config::{AllowlistSpec, Config, Feed, Tenant};
+use crate::connect;
+use crate::feeds::{self, FeedSpec, FeedStatus, LoadedFeed};
+use crate::fetch::{FetchOptions, Source};
+use crate::state::StateStore;
+use crate::{Exit, progress};
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use iocsync_core::allowlist::Allowlist;
+use iocsync_core::feed_health::HealthRules;
+use iocsync_core::model::{Action, Desired, Skip};
+use iocsync_core::plan::{Existing, Owner, PlanSettings};
+use iocsync_core::report::{ApiCalls, FeedReport, FeedStatus as ReportFeedStatus, RunReport};
+use iocsync_ioc::{IndicatorType, Reason};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+/// Runs every stage for one tenant.
+pub(super) async fn run(
+    config: &Config,
+    tenant: &Tenant,
+    store: &Arc<Mutex<StateStore>>,
+    req: &SyncRequest,
+) -> anyhow::Result<TenantOutcome> {
+    let now = Utc::now();
+    let allowlist = build_allowlist(&config.allowlist, &tenant.allowlist)?;
+    let loaded = load_feeds(config, tenant, store, now).await?;
+    let (desired, skips) = desired_state(config, tenant, &loaded, &allowlist, now);
+
+    let conn = connect::connect(config, tenant).await?;
+    let result = plan_and_apply(config, tenant, store, req, &conn.client, desired, &loaded, now).await;
+    conn.close().await;
+    let (mut report, applied) = result?;
+    report.add_skips(&skips);
+    for f in &loaded {
+        let (status, reason) = match f.status {
+            FeedStatus::Fresh => (ReportFeedStatus::Ok, None),
+            FeedStatus::NotModified => (ReportFeedStatus::NotModified, None),
+            FeedStatus::Fallback { .. } => (ReportFeedStatus::LastGood, None),
+            FeedStatus::Stale { .. } => (ReportFeedStatus::Stale, Some(Reason::FeedStale)),
+            FeedStatus::Failed { .. } => (ReportFeedStatus::Failed, Some(Reason::FeedFailed)),
+        };
+        if let Some(r) = reason {
+            report.add_skips(&[Skip {
+                kind: None,
+                value: f.name.clone(),
+                reason: r,
+                feed: Some(f.name.clone()),
+                detail: f.status.why().map(str::to_owned),
+            }]);
+        }
+        let (accepted, rejected) =
+            f.parsed.as_ref().map(|p| (p.iocs.len() as u64, p.rejections.len() as u64)).unwrap_or((0, 0));
+        report.feeds.push(FeedReport { name: f.name.clone(), status, accepted, rejected });
+    }
+
+    let feeds_degraded = loaded.iter().any(|f| !matches!(f.status, FeedStatus::Fresh | FeedStatus::NotModified));
+    let exit = if report.brake.is_some() {
+        Exit::Brake
+    } else if !report.failed.is_empty() || feeds_degraded || !applied.complete {
+        Exit::Partial
+    } else {
+        Exit::Ok
+    };
+    Ok(TenantOutcome { report, exit, error: applied.error })
+}
+
+/// Builds the allowlist from the built-in list, the global and the tenant's values and files.
+fn build_allowlist(global: &AllowlistSpec, tenant: &AllowlistSpec) -> anyhow::Result<Allowlist> {
+    let mut list = if global.builtin { Allowlist::builtin() } else { Allowlist::default() };
+    for spec in [global, tenant] {
+        for v in &spec.values {
+            list.add_value(v).map_err(|e| anyhow::anyhow!("allowlist value `{v}`: {e}"))?;
+        }
+        for path in &spec.files {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading allowlist file {}", path.display()))?;
+            let trimmed = bytes.iter().position(|b| !b.is_ascii_whitespace()).map(|i| bytes[i]);
+            if trimmed == Some(b'{') {
+                list.add_misp_warninglist(&bytes)
+                    .map_err(|e| anyhow::anyhow!("allowlist file {}: {e}", path.display()))?;
+            } else {
+                let text = String::from_utf8_lossy(&bytes);
+                for problem in list.add_text(&text) {
+                    tracing::warn!(file = %path.display(), "allowlist entry ignored: {problem}");
+                }
+            }
+        }
+    }
+    Ok(list)
+}
+
+/// Fetches and parses every feed of the tenant, with last-good fallback.
+async fn load_feeds(
+    config: &Config,
+    tenant: &Tenant,
+    store: &Arc<Mutex<StateStore>>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<LoadedFeed>> {
+    let opts = FetchOptions {
+        max_bytes: config.sync.max_feed_bytes,
+        total_timeout: config.sync.feed_timeout,
+        ..FetchOptions::default()
+    };
+    let http = crate::fetch::http_client(&opts)?;
+    let rules = HealthRules {
+        max_shrink_fraction: config.sync.max_shrink_fraction,
+        max_reject_fraction: config.sync.max_reject_fraction,
+        ..HealthRules::default()
+    };
+    let observer = progress::fetch_observer();
+    let mut out = Vec::new();
+    for feed in config.feeds_for(tenant) {
+        let spec = feed_spec(config, feed, &rules)?;
+        let loaded = feeds::load_feed(&http, store, &spec, &opts, now, observer.as_ref()).await;
+        out.push(loaded);
+    }
+    Ok(out)
+}
+
+fn feed_spec(config: &Config, feed: &Feed, rules: &HealthRules) -> anyhow::Result<FeedSpec> {
+    let source = Source::parse(&feed.source, &config.base_dir)
+        .with_context(|| format!("feed {}: source {}", feed.name, feed.source))?;
+    Ok(FeedSpec {
+        name: feed.name.clone(),
+        source,
+        format: feed.format,
+        column: feed.column.clone(),
+        type_column: feed.type_column.clone(),
+        type_hint: feed.type_hint,
+        refang: feed.refang,
+        max_age: chrono::Duration::from_std(feed.max_age).unwrap_or(chrono::Duration::hours(48)),
+        health: rules.clone(),
+    })
+}
+
+/// Policy per feed, merge across feeds, then the allowlist: the desired state of the tenant.
+fn desired_state(
+    config: &Config,
+    tenant: &Tenant,
+    loaded: &[LoadedFeed],
+    allowlist: &Allowlist,
+    now: DateTime<Utc>,
+) -> (Vec<Desired>, Vec<Skip>) {
+    let mut skips = Vec::new();
+    let mut per_feed = Vec::new();
+    for (feed, lf) in config.feeds_for(tenant).zip(loaded) {
+        let Some(parsed) = &lf.parsed else {
+            per_feed.push(Vec::new());
+            continue;
+        };
+        for r in &parsed.rejections {
+            skips.push(Skip {
+                kind: None,
+                value: r.value.clone(),
+                reason: r.reason,
+                feed: Some(feed.name.clone()),
+                detail: r.detail.clone().or_else(|| Some(format!("line {}", r.line))),
+            });
+        }
+        let iocs: Vec<_> = match &feed.types {
+            Some(types) => parsed.iocs.iter().filter(|i| types.contains(&i.kind)).cloned().collect(),
+            None => parsed.iocs.clone(),
+        };
+        let policy = config.feed_policy(tenant, feed);
+        let (desired, policy_skips) = iocsync_core::policy::apply_policy(&policy, &iocs, now);
+        skips.extend(policy_skips);
+        per_feed.push(desired);
+    }
+    let (merged, merge_skips) = iocsync_core::merge::merge(per_feed);
+    skips.extend(merge_skips);
+    let (kept, allow_skips) = allowlist.filter(merged);
+    skips.extend(allow_skips);
+    (kept, skips)
+}
+
+/// Lists the tenant, plans, checks the brake and applies through the write port.
+#[allow(clippy::too_many_arguments)]
+async fn plan_and_apply(
+    config: &Config,
+    tenant: &Tenant,
+    store: &Arc<Mutex<StateStore>>,
+    req: &SyncRequest,
+    client: &iocsync_defender::DefenderClient,
+    desired: Vec<Desired>,
+    loaded: &[LoadedFeed],
+    now: DateTime<Utc>,
+) -> anyhow::Result<(RunReport, ApplyResult)> {
+    let history = lock(store).load_api_calls(&tenant.name, &tenant.client_id).unwrap_or_default();
+    client.load_call_history(history.into_iter().filter_map(|(f, at)| stamp(&f, at)).collect()).await;
+
+    let listed = client.list_all().await.context("listing the tenant's indicators")?;
+    let existing: Vec<Existing> = listed.iter().map(to_existing).collect();
+
+    let provenance = {
+        let s = lock(store);
+        let raw = s.provenance(&tenant.name).unwrap_or_default();
+        raw.into_iter()
+            .filter_map(|((t, v), feeds)| t.parse::<IndicatorType>().ok().map(|t| ((t, v), feeds)))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let suppressed = lock(store)
+        .rejects(&tenant.name)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|r| {
+            let t = r.indicator_type.parse::<IndicatorType>().ok()?;
+            let a = r.action.parse::<Action>().ok()?;
+            Some((t, r.value, a, r.fingerprint))
+        })
+        .collect::<BTreeSet<_>>();
+    let settings = PlanSettings {
+        owner: Owner { client_id: tenant.client_id.clone(), tag: config.sync.owner_tag.clone() },
+        capacity: config.sync.capacity,
+        headroom: config.sync.headroom,
+        max_delete_fraction: config.sync.max_delete_fraction,
+        renew_before: chrono::Duration::days(i64::from(config.sync.renew_before_days)),
+        now,
+        force: req.force,
+        sees_foreign: true,
+        protected_feeds: protected_feeds(loaded),
+        provenance,
+        suppressed,
+    };
+    let plan = iocsync_core::plan::plan(desired.clone(), &existing, &settings);
+    let counts = plan.counts();
+    tracing::info!(
+        tenant = %tenant.name,
+        create = counts.create, update = counts.update, renew = counts.renew,
+        replace = counts.replace, delete = counts.delete, unchanged = counts.unchanged,
+        "plan ready"
+    );
+
+    let mut report = RunReport::new(&tenant.name, req.dry_run);
+    report.set_plan(&plan);
+    for note in &plan.notes {
+        tracing::warn!(tenant = %tenant.name, "{note}");
+    }
+
+    let applied = if plan.brake.is_some() {
+        tracing::warn!(tenant = %tenant.name, "{}", plan.brake.as_deref().unwrap_or_default());
+        ApplyResult::nothing()
+    } else if req.dry_run {
+        apply::apply(&plan, &DryRunWrites::default(), &config.sync.owner_tag).await
+    } else {
+        apply::apply(&plan, &LiveWrites(client), &config.sync.owner_tag).await
+    };
+    report.failed = applied.failed.clone();
+
+    if !req.dry_run && plan.brake.is_none() {
+        let mut s = lock(store);
+        for rej in &applied.permanent_rejects {
+            if let Err(e) = s.record_reject(&tenant.name, rej, now) {
+                tracing::warn!("could not remember a rejected value: {e}");
+            }
+        }
+        let old = s.provenance(&tenant.name).unwrap_or_default();
+        let rows = apply::provenance_rows(&plan, &desired, &applied, &existing, &old, now);
+        if let Err(e) = s.replace_provenance(&tenant.name, &rows) {
+            tracing::warn!("could not save provenance: {e}");
+        }
+    }
+    let stats = client.stats();
+    report.api_calls =
+        ApiCalls { token: stats.token, list: stats.list, import: stats.import, batch_delete: stats.batch_delete };
+    report.throttled = stats.throttled;
+    let calls: Vec<(String, i64)> =
+        client.export_call_history().await.into_iter().map(|c| (c.family.as_str().to_owned(), c.at_ms)).collect();
+    if let Err(e) = lock(store).save_api_calls(&tenant.name, &tenant.client_id, &calls, now.timestamp_millis()) {
+        tracing::warn!("could not save the API call history: {e}");
+    }
+    Ok((report, applied))
+}
+
+fn stamp(family: &str, at_ms: i64) -> Option<iocsync_core::pacing::CallStamp> {
+    Some(iocsync_core::pacing::CallStamp { family: family.parse().ok()?, at_ms })
+}
+
+/// Converts a listed indicator into the plan's view of it.
+pub(crate) fn to_existing(i: &iocsync_defender::Indicator) -> Existing {
+    Existing {
+        id: i.id.clone(),
+        raw_type: i.indicator_type.clone(),
+        kind: i.indicator_type.parse::<IndicatorType>().ok(),
+        value: i.indicator_value.clone(),
+        action: Action::from_tenant(i.action.as_str()),
+        raw_action: i.action.as_str().to_owned(),
+        created_by: i.created_by.clone(),
+        application: i.application.clone(),
+        severity: i.severity.as_deref().and_then(|s| s.parse().ok()),
+        title: i.title.clone().unwrap_or_default(),
+        description: i.description.clone().unwrap_or_default(),
+        recommended_actions: i.recommended_actions.clone(),
+        rbac_groups: i.rbac_group_names.clone(),
+        generate_alert: i.generate_alert.unwrap_or(false),
+        category: i.category.as_ref().map(|c| c.to_string().trim_matches('"').to_owned()),
+        mitre_techniques: i.mitre_techniques.clone(),
+        educate_url: i.educate_url.clone(),
+        expiration: i.expiration_time,
+    }
+}

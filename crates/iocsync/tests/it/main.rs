@@ -1,0 +1,9 @@
+//! Integration tests of the iocsync app crate (one test binary): the real binary driven against
+//! the emulator on 127.0.0.1:0, plus the state store and feed fetching.
+
+mod broken_feed;
+mod cli;
+mod fetch;
+mod harness;
+mod state;
+mod sync;

@@ -1,0 +1,271 @@
+//! `iocsync sync` and `plan` driven against the emulator: the "must show" list.
+
+use crate::harness::{CLIENT_ID, Env, EnvOptions, SECRET, all_files, public_ips, text_feed};
+use iocsync_emulator::{EndpointFamily, Role, SeedIndicator};
+
+const BASE: &str = "[sync]\nstate = \"state/iocsync.db\"\nheadroom = 500\n";
+
+fn feed_block(name: &str, file: &str, extra: &str) -> String {
+    format!("[[feeds]]\nname = \"{name}\"\nsource = \"{file}\"\nformat = \"text\"\n{extra}\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_sync_creates_everything_in_batches_and_second_sync_writes_nothing() {
+    let env = Env::start(EnvOptions::default()).await;
+    let ips = public_ips(1_234, 0);
+    env.write("ips.txt", &text_feed(&ips));
+    env.config(&format!("{BASE}{}", feed_block("ips", "ips.txt", "")));
+
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["counts"]["create"], 1_234);
+    let owned = env.owned();
+    assert_eq!(owned.len(), 1_234);
+    assert!(owned.iter().all(|i| i.expiration_time.is_some()), "every indicator expires");
+    assert!(owned.iter().all(|i| i.application.as_deref() == Some("iocsync")));
+    // ceil(1234 / 500) = 3 import calls, no deletes.
+    assert_eq!(env.calls_of(EndpointFamily::Import), 3);
+    assert_eq!(report["api_calls"]["import"], 3);
+    assert_eq!(env.calls_of(EndpointFamily::BatchDelete), 0);
+
+    env.emu.clear_calls();
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["counts"]["unchanged"], 1_234);
+    assert_eq!(env.write_calls(), 0, "a run with nothing to change makes no write call");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removal_severity_action_and_renewal_are_reconciled() {
+    let env = Env::start(EnvOptions::default()).await;
+    let ips = public_ips(40, 1000);
+    env.write("a.txt", &text_feed(&ips));
+    env.config(&format!("{BASE}{}", feed_block("a", "a.txt", "severity = \"High\"")));
+    let (code, _) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0);
+    let before = env.owned();
+    let id_of = |v: &str, list: &[iocsync_emulator::wire::Indicator]| {
+        list.iter().find(|i| i.indicator_value == v).map(|i| i.id.clone())
+    };
+
+    // A value removed from the feed is deleted (1 of 40: under the brake).
+    env.write("a.txt", &text_feed(&ips[1..]));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["counts"]["delete"], 1);
+    assert!(id_of(&ips[0], &env.owned()).is_none());
+
+    // A changed severity is updated in place: same id, new severity.
+    env.config(&format!("{BASE}{}", feed_block("a", "a.txt", "severity = \"Low\"")));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["counts"]["update"], 39);
+    let after = env.owned();
+    assert_eq!(id_of(&ips[5], &after), id_of(&ips[5], &before));
+    assert!(after.iter().all(|i| i.severity == "Low"));
+
+    // A changed action is replaced: the old indicator is gone, a new id carries the new action.
+    env.config(&format!("{BASE}{}", feed_block("a", "a.txt", "severity = \"Low\"\naction = \"Audit\"")));
+    let (code, report) = env.run_json(&["sync", "--force"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["counts"]["replace"], 39);
+    let replaced = env.owned();
+    assert_eq!(replaced.len(), 39);
+    assert!(replaced.iter().all(|i| i.action == "Audit" && i.generate_alert));
+    assert_ne!(id_of(&ips[5], &replaced), id_of(&ips[5], &after));
+
+    // Expiry: first shorten it to 5 days (an update: the desired expiry is earlier). With a 4-day
+    // renewal window, 5 days left is outside it: unchanged. A 6-day window (and a 30-day expiry)
+    // puts them inside: renewed.
+    let cfg = |expire: u32, renew: u32| {
+        format!(
+            "[sync]\nstate = \"state/iocsync.db\"\nrenew_before_days = {renew}\n{}",
+            feed_block("a", "a.txt", &format!("severity = \"Low\"\naction = \"Audit\"\nexpire_days = {expire}"))
+        )
+    };
+    env.config(&cfg(5, 4));
+    let (_, report) = env.run_json(&["sync"]).await;
+    assert_eq!(report["counts"]["update"], 39, "{report}");
+    let (_, report) = env.run_json(&["sync"]).await;
+    assert_eq!(report["counts"]["renew"], 0, "{report}");
+    assert_eq!(report["counts"]["unchanged"], 39);
+    env.config(&cfg(30, 6));
+    let (_, report) = env.run_json(&["sync"]).await;
+    assert_eq!(report["counts"]["renew"], 39, "{report}");
+    let renewed = env.owned();
+    let min_exp = renewed.iter().filter_map(|i| i.expiration_time.clone()).min().unwrap();
+    let in_29_days = (chrono::Utc::now() + chrono::Duration::days(29)).to_rfc3339();
+    assert!(min_exp > in_29_days, "renewed expiry {min_exp} should be ~30 days out");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_indicators_are_never_modified_or_deleted() {
+    let env = Env::start(EnvOptions::default()).await;
+    let ips = public_ips(10, 2000);
+    // The portal holds ips[0] with the same action, and ips[1] under another action.
+    let same = env.emu.seed(SeedIndicator::portal("IpAddress", &ips[0], "Block", "analyst@contoso.com"));
+    let other = env.emu.seed(SeedIndicator::portal("IpAddress", &ips[1], "Allowed", "analyst@contoso.com"));
+    // Another app holds an unrelated value; iocsync must not delete it although no feed has it.
+    let app = env.emu.seed(SeedIndicator::app("DomainName", "evil-example.com", "Block", "9f9f9f9f-0000-4000-8000-000000000000", "misp2defender"));
+    // Same client id but another owner tag (an older script on the same app): not owned either.
+    let same_app = env.emu.seed(SeedIndicator::app("IpAddress", &ips[2], "Block", CLIENT_ID, "legacy-script"));
+    let snapshot = |id: &str| env.emu.indicators().into_iter().find(|i| i.id == id).expect("still there");
+    let before: Vec<_> = [&same, &other, &app, &same_app].iter().map(|id| snapshot(id)).collect();
+
+    env.write("a.txt", &text_feed(&ips));
+    env.config(&format!("{BASE}{}", feed_block("a", "a.txt", "")));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["skipped"]["foreign-indicator"], 2, "{report}");
+    assert_eq!(report["counts"]["create"], 8);
+    assert_eq!(report["capacity"]["foreign"], 4);
+
+    // Empty the feed and force: still no foreign indicator is touched.
+    env.write("a.txt", "# nothing\n");
+    let (_, report) = env.run_json(&["sync", "--force"]).await;
+    assert_eq!(report["counts"]["delete"], 8, "{report}");
+    let after: Vec<_> = [&same, &other, &app, &same_app].iter().map(|id| snapshot(id)).collect();
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(b.last_update_time, a.last_update_time, "foreign indicator {} was modified", b.id);
+        assert_eq!(b.last_updated_by, a.last_updated_by);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_with_only_ti_readwrite_works() {
+    let env = Env::start(EnvOptions { role: Role::ReadWrite, ..EnvOptions::default() }).await;
+    env.emu.seed(SeedIndicator::portal("IpAddress", "45.99.99.99", "Block", "analyst@contoso.com"));
+    let ips = public_ips(20, 3000);
+    env.write("a.txt", &text_feed(&ips));
+    env.config(&format!("{BASE}{}", feed_block("a", "a.txt", "")));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["counts"]["create"], 20);
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(report["counts"]["unchanged"], 20);
+    assert_eq!(env.emu.indicators().len(), 21);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_brake_refuses_a_60_percent_delete_without_force() {
+    let env = Env::start(EnvOptions::default()).await;
+    let ips = public_ips(100, 4000);
+    env.write("a.txt", &text_feed(&ips));
+    env.config(&format!("{BASE}{}", feed_block("a", "a.txt", "")));
+    assert_eq!(env.run_json(&["sync"]).await.0, 0);
+
+    env.write("a.txt", &text_feed(&ips[60..]));
+    env.emu.clear_calls();
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 4, "{report}");
+    assert!(report["brake"].as_str().unwrap().contains("--force"), "{report}");
+    assert_eq!(env.write_calls(), 0);
+    assert_eq!(env.owned().len(), 100);
+
+    let (code, report) = env.run_json(&["sync", "--force"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(env.owned().len(), 40);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_free_room_is_used_next_to_14000_foreign_indicators() {
+    let env = Env::start(EnvOptions::default()).await;
+    env.emu.seed_many(
+        public_ips(14_000, 100_000)
+            .iter()
+            .map(|ip| SeedIndicator::portal("IpAddress", ip, "Block", "analyst@contoso.com")),
+    );
+    let ips = public_ips(1_000, 5000);
+    env.write("a.txt", &text_feed(&ips));
+    env.config(&format!("[sync]\nstate = \"state/iocsync.db\"\ncapacity = 15000\nheadroom = 500\n{}", feed_block("a", "a.txt", "")));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["counts"]["create"], 500);
+    assert_eq!(report["skipped"]["over-capacity"], 500);
+    assert_eq!(report["capacity"]["foreign"], 14_000);
+    assert_eq!(report["capacity"]["owned_after"], 500);
+    assert_eq!(env.owned().len(), 500);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_and_dry_run_make_no_write_call() {
+    let env = Env::start(EnvOptions::default()).await;
+    env.write("a.txt", &text_feed(&public_ips(30, 6000)));
+    env.config(&format!("{BASE}{}", feed_block("a", "a.txt", "")));
+    let (code, report) = env.run_json(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(code, 2, "{report}");
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["counts"]["create"], 30);
+    let (code, report) = env.run_json(&["sync", "--dry-run"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["counts"]["create"], 30);
+    assert_eq!(env.write_calls(), 0);
+    assert!(env.owned().is_empty());
+    env.run_json(&["sync"]).await;
+    let (code, _) = env.run_json(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(code, 0, "nothing pending after a sync");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_json_report_has_the_design_keys() {
+    let env = Env::start(EnvOptions::default()).await;
+    env.write("a.txt", &text_feed(&["45.1.2.3".to_owned(), "10.0.0.1".to_owned()]));
+    env.config(&format!("{BASE}{}", feed_block("a", "a.txt", "")));
+    let (_, report) = env.run_json(&["sync"]).await;
+    let obj = report.as_object().unwrap();
+    for k in ["tenant", "dry_run", "counts", "skipped", "capacity", "feeds", "api_calls", "throttled", "failed", "brake"] {
+        assert!(obj.contains_key(k), "missing key {k}: {report}");
+    }
+    for k in ["create", "update", "renew", "replace", "delete", "unchanged"] {
+        assert!(report["counts"].get(k).is_some(), "counts.{k}");
+    }
+    for k in ["limit", "foreign", "owned_before", "owned_after"] {
+        assert!(report["capacity"].get(k).is_some(), "capacity.{k}");
+    }
+    for k in ["token", "list", "import", "batch_delete"] {
+        assert!(report["api_calls"].get(k).is_some(), "api_calls.{k}");
+    }
+    let feed = &report["feeds"][0];
+    for k in ["name", "status", "accepted", "rejected"] {
+        assert!(feed.get(k).is_some(), "feeds[].{k}");
+    }
+    assert_eq!(report["skipped"]["private-address"], 1);
+    assert!(report["brake"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_secret_appears_nowhere() {
+    let env = Env::start(EnvOptions::default()).await;
+    env.write("a.txt", &text_feed(&public_ips(5, 7000)));
+    env.config(&format!("{BASE}{}", feed_block("a", "a.txt", "")));
+    let log = env.path("run.log");
+    let log_arg = log.to_str().unwrap().to_owned();
+    let mut outputs = Vec::new();
+    for args in [vec!["-vv", "--log-file", &log_arg, "sync"], vec!["--output", "json", "sync"], vec!["check"], vec!["history"]] {
+        let out = env.run(&args).await;
+        outputs.push(out.stdout);
+        outputs.push(out.stderr);
+    }
+    // A wrong secret must not echo the one given either.
+    let out = {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
+        cmd.arg("--config").arg(env.path("iocsync.toml")).args(["-vv", "sync"]);
+        cmd.env("IOCSYNC_TEST_SECRET", "Wrong-Secret-Value-0000");
+        tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
+    };
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("Wrong-Secret-Value"));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Wrong-Secret-Value"));
+    for o in &outputs {
+        assert!(!String::from_utf8_lossy(o).contains(SECRET), "secret in output: {}", String::from_utf8_lossy(o));
+    }
+    assert!(log.exists());
+    for (path, bytes) in all_files(env.dir.path()) {
+        if path.ends_with("iocsync.toml") {
+            continue;
+        }
+        let hay = String::from_utf8_lossy(&bytes);
+        assert!(!hay.contains(SECRET), "secret found in {}", path.display());
+    }
+}
