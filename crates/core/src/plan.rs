@@ -413,13 +413,18 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
     // Owned indexes: exact key (canonical action names only) and by value (any action).
     let mut exact: BTreeMap<ExactKey, Vec<&Existing>> = BTreeMap::new();
     let mut by_value: BTreeMap<ValueKey, Vec<&Existing>> = BTreeMap::new();
+    // (type, match value) of each owned row, `None` for unknown types or actions.
+    let mut owned_keys: Vec<Option<ValueKey>> = Vec::with_capacity(owned.len());
     for e in &owned {
         if let (Some(k), Some(a)) = (e.kind, e.action) {
             let mv = match_value(k, &e.value);
             if !Action::is_legacy_name(&e.raw_action) {
                 exact.entry((k, mv.clone(), a)).or_default().push(e);
             }
-            by_value.entry((k, mv)).or_default().push(e);
+            by_value.entry((k, mv.clone())).or_default().push(e);
+            owned_keys.push(Some((k, mv)));
+        } else {
+            owned_keys.push(None);
         }
     }
 
@@ -476,24 +481,21 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
             None => true,
         }
     };
-    let is_dup_extra = |e: &Existing| -> bool {
-        match (e.kind, e.action) {
-            (Some(k), Some(a)) if !Action::is_legacy_name(&e.raw_action) => exact
-                .get(&(k, match_value(k, &e.value), a))
-                .is_some_and(|rows| rows.first().is_some_and(|first| first.id != e.id)),
-            _ => false,
-        }
-    };
+    // Extra owned copies of one exact key (left by a crash): all but the lowest id.
+    let dup_extra: BTreeSet<&str> =
+        exact.values().flat_map(|rows| rows.iter().skip(1).map(|e| e.id.as_str())).collect();
     let mut kept_ids: BTreeSet<&str> = BTreeSet::new();
-    for e in &owned {
-        match (e.kind, e.action) {
-            (Some(k), Some(_)) => {
-                let mv = match_value(k, &e.value);
-                if !cand_values.contains(&(k, mv.clone())) && !is_dup_extra(e) && is_protected(e, k, &mv) {
+    for (e, vk) in owned.iter().zip(&owned_keys) {
+        match vk {
+            Some(vk) => {
+                if !cand_values.contains(vk)
+                    && !dup_extra.contains(e.id.as_str())
+                    && is_protected(e, vk.0, &vk.1)
+                {
                     kept_ids.insert(&e.id);
                 }
             }
-            _ => {
+            None => {
                 kept_ids.insert(&e.id);
             }
         }
@@ -565,7 +567,7 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
         if kept_ids.contains(e.id.as_str()) {
             kept.push(e.to_ref());
         } else {
-            if is_dup_extra(e) {
+            if dup_extra.contains(e.id.as_str()) {
                 duplicate_deletes += 1;
             }
             deletes.push(e.to_ref());

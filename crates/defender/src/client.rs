@@ -488,22 +488,18 @@ impl DefenderClient {
                 ("client_id", inner.client_id.clone()),
                 ("scope", inner.scope.clone()),
             ];
-            let secret_holder: SecretString = match &inner.credential {
-                PreparedCredential::Secret(s) => s.clone(),
-                PreparedCredential::Certificate(ck) => {
-                    ck.assertion(&inner.client_id, &inner.token_url, chrono::Utc::now().timestamp())?
-                }
-            };
             match &inner.credential {
-                PreparedCredential::Secret(_) => {
-                    form.push(("client_secret", secret_holder.expose_secret().to_owned()))
+                PreparedCredential::Secret(secret) => {
+                    form.push(("client_secret", secret.expose_secret().to_owned()));
                 }
-                PreparedCredential::Certificate(_) => {
+                PreparedCredential::Certificate(ck) => {
+                    let assertion =
+                        ck.assertion(&inner.client_id, &inner.token_url, chrono::Utc::now().timestamp())?;
                     form.push((
                         "client_assertion_type",
                         "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
                     ));
-                    form.push(("client_assertion", secret_holder.expose_secret().to_owned()));
+                    form.push(("client_assertion", assertion.expose_secret().to_owned()));
                 }
             }
             Counters::bump(&inner.counters.token);

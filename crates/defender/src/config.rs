@@ -12,7 +12,8 @@ use url::{Host, Url};
 use crate::error::Error;
 
 /// Microsoft cloud the tenant lives in; sets the token authority, the API host and the scope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Cloud {
     /// Commercial (worldwide) cloud.
     #[default]
@@ -254,6 +255,7 @@ mod tests {
         assert_eq!(Cloud::Commercial.scope(), "https://api.securitycenter.microsoft.com/.default");
         for c in [Cloud::Commercial, Cloud::Gcc, Cloud::GccHigh, Cloud::Dod] {
             assert_eq!(c.as_str().parse::<Cloud>().unwrap(), c);
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
         }
     }
 

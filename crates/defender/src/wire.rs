@@ -186,8 +186,8 @@ impl Indicator {
 }
 
 /// One item of an import (`POST /api/indicators/import`): the writable fields.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct ImportItem {
     /// The value.
     pub indicator_value: String,
@@ -203,7 +203,11 @@ pub struct ImportItem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub application: Option<String>,
     /// Expiry, sent at second precision.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_time")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_time",
+        deserialize_with = "lenient_time"
+    )]
     pub expiration_time: Option<DateTime<Utc>>,
     /// Severity.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -71,7 +71,10 @@ pub(crate) fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
             return Some(t.and_utc());
         }
     }
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
 }
 
 #[cfg(test)]

@@ -97,7 +97,8 @@ impl ClientCredential {
 pub fn parse_client_spec(s: &str) -> Result<ClientCredential, String> {
     let mut parts = s.splitn(3, ':');
     let id = parts.next().unwrap_or_default().trim();
-    let secret = parts.next().ok_or_else(|| format!("client spec must be ID:SECRET[:ROLE], got no ':' in {id:?}"))?;
+    let secret =
+        parts.next().ok_or_else(|| format!("client spec must be ID:SECRET[:ROLE], got no ':' in {id:?}"))?;
     if id.is_empty() {
         return Err("client spec must be ID:SECRET[:ROLE]; the ID is empty".to_owned());
     }
@@ -252,7 +253,10 @@ mod tests {
         let c = parse_client_spec("app1:s3cr:et").unwrap_err();
         assert!(c.contains("unknown role"), "{c}");
         let c = parse_client_spec("app1:secret").unwrap();
-        assert_eq!((c.client_id.as_str(), c.secret.as_deref(), c.role), ("app1", Some("secret"), Role::ReadWriteAll));
+        assert_eq!(
+            (c.client_id.as_str(), c.secret.as_deref(), c.role),
+            ("app1", Some("secret"), Role::ReadWriteAll)
+        );
         let c = parse_client_spec("app2:pw:Ti.ReadWrite").unwrap();
         assert_eq!(c.role, Role::ReadWrite);
         assert!(parse_client_spec("app3").is_err());

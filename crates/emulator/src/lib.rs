@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    Behaviour, BatchDeleteMode, ClientCredential, EmulatorConfig, ForeignDeleteStatus, PastExpiration, Role,
+    BatchDeleteMode, Behaviour, ClientCredential, EmulatorConfig, ForeignDeleteStatus, PastExpiration, Role,
     parse_client_spec,
 };
 pub use fault::{Fault, FaultRule, Trigger};
@@ -87,7 +87,9 @@ pub struct CallRecord {
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
     /// The emulator only serves loopback; a different listen address was requested.
-    #[error("refusing to listen on {0}: the emulator only serves loopback addresses (use 127.0.0.1:PORT or [::1]:PORT)")]
+    #[error(
+        "refusing to listen on {0}: the emulator only serves loopback addresses (use 127.0.0.1:PORT or [::1]:PORT)"
+    )]
     NonLoopback(SocketAddr),
     /// Binding the listen socket failed.
     #[error("cannot listen on {addr}: {source} (is the port in use? use port 0 for any free port)")]

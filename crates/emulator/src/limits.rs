@@ -74,7 +74,10 @@ impl RateLimits {
         if !(factor.is_finite() && factor > 0.0) {
             return self;
         }
-        let s = |w: Window| Window { limit: w.limit, length: w.length.div_f64(factor).max(Duration::from_millis(1)) };
+        let s = |w: Window| Window {
+            limit: w.limit,
+            length: w.length.div_f64(factor).max(Duration::from_millis(1)),
+        };
         let f = |l: FamilyLimits| FamilyLimits { per_minute: s(l.per_minute), per_hour: s(l.per_hour) };
         Self {
             list: f(self.list),

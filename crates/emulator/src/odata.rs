@@ -112,9 +112,11 @@ impl Field {
     fn list(self, i: &Indicator) -> Vec<String> {
         match self {
             Self::RbacGroupNames => i.rbac_group_names.clone(),
-            Self::RbacGroupIds => {
-                i.rbac_group_ids.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect()
-            }
+            Self::RbacGroupIds => i
+                .rbac_group_ids
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -173,7 +175,9 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             }
             c if c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '.' | '+') => {
                 let start = i;
-                while i < chars.len() && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '-' | ':' | '.' | '+')) {
+                while i < chars.len()
+                    && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '-' | ':' | '.' | '+'))
+                {
                     i += 1;
                 }
                 out.push(Tok::Ident(chars[start..i].iter().collect()));
@@ -379,7 +383,10 @@ mod tests {
         ] {
             parse(f).unwrap_or_else(|e| panic!("{f}: {e}"));
         }
-        assert_eq!(parse("title eq 'it''s'").unwrap(), Expr::Cmp(Field::Title, Op::Eq, Lit::Str("it's".into())));
+        assert_eq!(
+            parse("title eq 'it''s'").unwrap(),
+            Expr::Cmp(Field::Title, Op::Eq, Lit::Str("it's".into()))
+        );
     }
 
     #[test]

@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
-use crate::config::{BatchDeleteMode, Behaviour, ClientCredential, EmulatorConfig, ForeignDeleteStatus, Role};
+use crate::config::{
+    BatchDeleteMode, Behaviour, ClientCredential, EmulatorConfig, ForeignDeleteStatus, Role,
+};
 use crate::fault::{Fault, Faults};
 use crate::limits::Limiter;
 use crate::store::{Caller, SeedIndicator, Store};
@@ -27,7 +29,8 @@ use crate::{CallRecord, Emulator, EmulatorError, EndpointFamily};
 const MAX_BODY: usize = 32 * 1024 * 1024;
 const MAX_BATCH: usize = 500;
 const MAX_TOP: usize = 10_000;
-const ODATA_CONTENT_TYPE: &str = "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8";
+const ODATA_CONTENT_TYPE: &str =
+    "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8";
 
 /// Shared server state.
 pub(crate) struct App {
@@ -63,7 +66,9 @@ pub(crate) async fn start(config: EmulatorConfig) -> Result<Emulator, EmulatorEr
         return Err(EmulatorError::Config("page_size must be at least 1".into()));
     }
     let store = match &config.state_file {
-        Some(path) => Store::load(path).map_err(|message| EmulatorError::State { path: path.clone(), message })?,
+        Some(path) => {
+            Store::load(path).map_err(|message| EmulatorError::State { path: path.clone(), message })?
+        }
         None => Store::new(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -236,7 +241,9 @@ fn route(method: &Method, path: &str) -> Route {
             Method::POST => Route::Submit,
             _ => Route::MethodNotAllowed("GET, POST"),
         },
-        [ind, op] if ind.eq_ignore_ascii_case("indicators") && op.eq_ignore_ascii_case("import") => post_only(Route::Import),
+        [ind, op] if ind.eq_ignore_ascii_case("indicators") && op.eq_ignore_ascii_case("import") => {
+            post_only(Route::Import)
+        }
         [ind, op] if ind.eq_ignore_ascii_case("indicators") && op.eq_ignore_ascii_case("batchdelete") => {
             post_only(Route::BatchDelete)
         }
@@ -317,7 +324,14 @@ async fn handle(
     if drop_after { dropped(resp.status()) } else { resp }
 }
 
-fn handle_route(app: &App, route: Route, uri: &http::Uri, headers: &HeaderMap, body: &Bytes, rec: &mut CallRecord) -> Response {
+fn handle_route(
+    app: &App,
+    route: Route,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+    rec: &mut CallRecord,
+) -> Response {
     let base = request_base(app, headers);
     if let Route::Token { tenant, v2 } = &route {
         return token(app, tenant, *v2, body, &base, rec);
@@ -360,7 +374,10 @@ fn request_base(app: &App, headers: &HeaderMap) -> String {
     headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']')))
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']'))
+        })
         .map_or_else(|| app.base_url.clone(), |h| format!("http://{h}"))
 }
 
@@ -383,11 +400,13 @@ fn odata_json<T: Serialize>(value: &T) -> Response {
 }
 
 pub(crate) fn api_error(e: &ApiError) -> Response {
-    let body = json!({"error": {"code": e.code, "message": e.message, "target": uuid::Uuid::new_v4().to_string()}});
+    let body =
+        json!({"error": {"code": e.code, "message": e.message, "target": uuid::Uuid::new_v4().to_string()}});
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = odata(status, body.to_string().into_bytes());
     if status == StatusCode::UNAUTHORIZED {
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
     }
     r
 }
@@ -512,7 +531,9 @@ fn list(app: &App, caller: &Caller, uri: &http::Uri, base: &str) -> Result<Respo
             continue;
         }
         if seen.contains(&k) {
-            return Err(odata_err(format!("Query option '{k}' was specified more than once; it must be specified at most once.")));
+            return Err(odata_err(format!(
+                "Query option '{k}' was specified more than once; it must be specified at most once."
+            )));
         }
         seen.push(k.clone());
         match k.as_ref() {
@@ -520,18 +541,24 @@ fn list(app: &App, caller: &Caller, uri: &http::Uri, base: &str) -> Result<Respo
             "$top" => {
                 let n: usize = v.trim().parse().map_err(|_| odata_err(format!("Invalid value '{v}' for $top query option found. The $top query option requires a non-negative integer value.")))?;
                 if n > MAX_TOP {
-                    return Err(odata_err(format!("The limit of '{MAX_TOP}' for Top query has been exceeded. The value from the incoming request is '{n}'.")));
+                    return Err(odata_err(format!(
+                        "The limit of '{MAX_TOP}' for Top query has been exceeded. The value from the incoming request is '{n}'."
+                    )));
                 }
                 top = Some(n);
             }
             "$skip" => {
                 skip = v.trim().parse().map_err(|_| odata_err(format!("Invalid value '{v}' for $skip query option found. The $skip query option requires a non-negative integer value.")))?;
             }
-            other => return Err(odata_err(format!("Query option '{other}' is not supported by this endpoint."))),
+            other => {
+                return Err(odata_err(format!("Query option '{other}' is not supported by this endpoint.")));
+            }
         }
     }
     let filter = match &filter_raw {
-        Some(f) => Some(crate::odata::parse(f).map_err(|e| odata_err(format!("Invalid filter clause: {e}.")))?),
+        Some(f) => {
+            Some(crate::odata::parse(f).map_err(|e| odata_err(format!("Invalid filter clause: {e}.")))?)
+        }
         None => None,
     };
     let store = lock(&app.store);
@@ -575,7 +602,8 @@ fn not_found(id: &str) -> ApiError {
 
 fn get(app: &App, caller: &Caller, id: &str, base: &str) -> Result<Response, ApiError> {
     let store = lock(&app.store);
-    let ind = parse_id(id).and_then(|n| store.get(n)).filter(|i| caller.sees(i)).ok_or_else(|| not_found(id))?;
+    let ind =
+        parse_id(id).and_then(|n| store.get(n)).filter(|i| caller.sees(i)).ok_or_else(|| not_found(id))?;
     Ok(entity(base, ind))
 }
 
@@ -583,7 +611,8 @@ fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Err(ApiError::bad("InvalidRequestBody", "The request body is empty; send a JSON object."));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad("InvalidRequestBody", format!("The request body is not valid JSON: {e}.")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad("InvalidRequestBody", format!("The request body is not valid JSON: {e}.")))
 }
 
 fn submit(app: &App, caller: &Caller, body: &Bytes, base: &str) -> Result<Response, ApiError> {
@@ -596,23 +625,42 @@ fn submit(app: &App, caller: &Caller, body: &Bytes, base: &str) -> Result<Respon
     Ok(entity(base, &up.indicator))
 }
 
-fn import(app: &App, caller: &Caller, body: &Bytes, base: &str, rec: &mut CallRecord) -> Result<Response, ApiError> {
+fn import(
+    app: &App,
+    caller: &Caller,
+    body: &Bytes,
+    base: &str,
+    rec: &mut CallRecord,
+) -> Result<Response, ApiError> {
     let v = parse_body(body)?;
     let Value::Object(obj) = &v else {
-        return Err(ApiError::bad("InvalidRequestBody", "The request body must be a JSON object {\"Indicators\": [...]}."));
+        return Err(ApiError::bad(
+            "InvalidRequestBody",
+            "The request body must be a JSON object {\"Indicators\": [...]}.",
+        ));
     };
     check_keys(obj, &["Indicators"], &[], "ImportIndicatorsRequest")?;
     let items = match obj.get("Indicators") {
-        None | Some(Value::Null) => return Err(ApiError::bad("MissingRequiredParameter", "Parameter Indicators is missing")),
+        None | Some(Value::Null) => {
+            return Err(ApiError::bad("MissingRequiredParameter", "Parameter Indicators is missing"));
+        }
         Some(Value::Array(a)) => a,
-        Some(_) => return Err(ApiError::bad("InvalidRequestBody", "Property 'Indicators' must be an array.")),
+        Some(_) => {
+            return Err(ApiError::bad("InvalidRequestBody", "Property 'Indicators' must be an array."));
+        }
     };
     rec.batch_size = Some(items.len());
     if items.is_empty() {
-        return Err(ApiError::bad("BadRequest", "The Indicators list is empty; send between 1 and 500 indicators."));
+        return Err(ApiError::bad(
+            "BadRequest",
+            "The Indicators list is empty; send between 1 and 500 indicators.",
+        ));
     }
     if items.len() > MAX_BATCH {
-        return Err(ApiError::bad("MaximumBatchSizeExceeded", format!("Maximum batch size exceeded. Received: {}, allowed: {MAX_BATCH}", items.len())));
+        return Err(ApiError::bad(
+            "MaximumBatchSizeExceeded",
+            format!("Maximum batch size exceeded. Received: {}, allowed: {MAX_BATCH}", items.len()),
+        ));
     }
     let behaviour = app.behaviour();
     let now = app.now();
@@ -624,8 +672,15 @@ fn import(app: &App, caller: &Caller, body: &Bytes, base: &str, rec: &mut CallRe
             let outcome = parse_indicator(item, &behaviour, now)
                 .and_then(|input| store.upsert(input, caller, now, app.capacity, &behaviour));
             results.push(match outcome {
-                Ok(up) => ImportResult { id: Some(up.indicator.id), indicator, is_failed: false, failure_reason: None },
-                Err(e) => ImportResult { id: None, indicator, is_failed: true, failure_reason: Some(e.message) },
+                Ok(up) => ImportResult {
+                    id: Some(up.indicator.id),
+                    indicator,
+                    is_failed: false,
+                    failure_reason: None,
+                },
+                Err(e) => {
+                    ImportResult { id: None, indicator, is_failed: true, failure_reason: Some(e.message) }
+                }
             });
         }
     }
@@ -645,7 +700,9 @@ fn foreign_error(app: &App, id: &str) -> ApiError {
         ForeignDeleteStatus::Forbidden => ApiError::new(
             403,
             "Forbidden",
-            format!("Indicator {id} was created by another application; Ti.ReadWrite only allows changing your own indicators."),
+            format!(
+                "Indicator {id} was created by another application; Ti.ReadWrite only allows changing your own indicators."
+            ),
         ),
         ForeignDeleteStatus::NotFound => not_found(id),
     }
@@ -666,30 +723,56 @@ fn delete(app: &App, caller: &Caller, id: &str) -> Result<Response, ApiError> {
     Ok(r)
 }
 
-fn batch_delete(app: &App, caller: &Caller, body: &Bytes, rec: &mut CallRecord) -> Result<Response, ApiError> {
+fn batch_delete(
+    app: &App,
+    caller: &Caller,
+    body: &Bytes,
+    rec: &mut CallRecord,
+) -> Result<Response, ApiError> {
     let v = parse_body(body)?;
     let Value::Object(obj) = &v else {
-        return Err(ApiError::bad("InvalidRequestBody", "The request body must be a JSON object {\"IndicatorIds\": [...]}."));
+        return Err(ApiError::bad(
+            "InvalidRequestBody",
+            "The request body must be a JSON object {\"IndicatorIds\": [...]}.",
+        ));
     };
     check_keys(obj, &["IndicatorIds"], &[], "BatchDeleteRequest")?;
     let items = match obj.get("IndicatorIds") {
-        None | Some(Value::Null) => return Err(ApiError::bad("MissingRequiredParameter", "Parameter IndicatorIds is missing")),
+        None | Some(Value::Null) => {
+            return Err(ApiError::bad("MissingRequiredParameter", "Parameter IndicatorIds is missing"));
+        }
         Some(Value::Array(a)) => a,
-        Some(_) => return Err(ApiError::bad("InvalidRequestBody", "Property 'IndicatorIds' must be an array of strings.")),
+        Some(_) => {
+            return Err(ApiError::bad(
+                "InvalidRequestBody",
+                "Property 'IndicatorIds' must be an array of strings.",
+            ));
+        }
     };
     rec.batch_size = Some(items.len());
     if items.is_empty() {
-        return Err(ApiError::bad("BadRequest", "The IndicatorIds list is empty; send between 1 and 500 ids."));
+        return Err(ApiError::bad(
+            "BadRequest",
+            "The IndicatorIds list is empty; send between 1 and 500 ids.",
+        ));
     }
     if items.len() > MAX_BATCH {
-        return Err(ApiError::bad("MaximumBatchSizeExceeded", format!("Maximum batch size exceeded. Received: {}, allowed: {MAX_BATCH}", items.len())));
+        return Err(ApiError::bad(
+            "MaximumBatchSizeExceeded",
+            format!("Maximum batch size exceeded. Received: {}, allowed: {MAX_BATCH}", items.len()),
+        ));
     }
     let mut ids = Vec::with_capacity(items.len());
     for item in items {
         let Some(s) = item.as_str() else {
-            return Err(ApiError::bad("InvalidRequestBody", format!("IndicatorIds must be strings; got {item}.")));
+            return Err(ApiError::bad(
+                "InvalidRequestBody",
+                format!("IndicatorIds must be strings; got {item}."),
+            ));
         };
-        let n = parse_id(s).ok_or_else(|| ApiError::bad("InvalidInput", format!("Indicator id '{s}' is invalid: ids are decimal integers.")))?;
+        let n = parse_id(s).ok_or_else(|| {
+            ApiError::bad("InvalidInput", format!("Indicator id '{s}' is invalid: ids are decimal integers."))
+        })?;
         ids.push((s.to_owned(), n));
     }
     let mode = app.behaviour().batch_delete;
@@ -706,9 +789,11 @@ fn batch_delete(app: &App, caller: &Caller, body: &Bytes, rec: &mut CallRecord) 
     }
     let problem = if let Some(f) = foreign.first() {
         Some(match foreign_error(app, f) {
-            ApiError { status: 404, .. } => {
-                ApiError::new(404, "ResourceNotFound", format!("Indicators not found: {}.", [foreign.clone(), missing.clone()].concat().join(", ")))
-            }
+            ApiError { status: 404, .. } => ApiError::new(
+                404,
+                "ResourceNotFound",
+                format!("Indicators not found: {}.", [foreign.clone(), missing.clone()].concat().join(", ")),
+            ),
             e => e,
         })
     } else if !missing.is_empty() {
@@ -746,7 +831,10 @@ mod tests {
         assert_eq!(route(&Method::DELETE, "/api/indicators/12"), Route::Delete("12".into()));
         assert_eq!(route(&Method::PUT, "/api/indicators/12"), Route::MethodNotAllowed("GET, DELETE"));
         assert_eq!(route(&Method::GET, "/api/indicators/import"), Route::MethodNotAllowed("POST"));
-        assert_eq!(route(&Method::POST, "/t/oauth2/v2.0/token"), Route::Token { tenant: "t".into(), v2: true });
+        assert_eq!(
+            route(&Method::POST, "/t/oauth2/v2.0/token"),
+            Route::Token { tenant: "t".into(), v2: true }
+        );
         assert_eq!(route(&Method::GET, "/t/oauth2/token"), Route::MethodNotAllowed("POST"));
         assert_eq!(route(&Method::GET, "/api/machines"), Route::NotFound);
     }

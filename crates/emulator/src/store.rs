@@ -6,7 +6,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::clock::{format_ts7, format_ts_secs, parse_ts};
+use crate::clock::{format_ts_secs, format_ts7, parse_ts};
 use crate::config::{Behaviour, Role};
 use crate::validate::{ApiError, IndicatorInput};
 use crate::wire::Indicator;
@@ -158,8 +158,12 @@ impl Store {
     /// Removes indicators whose expiration passed more than `lag` ago. Returns how many were removed.
     pub(crate) fn purge_expired(&mut self, now: DateTime<Utc>, lag: std::time::Duration) -> usize {
         let lag = chrono::Duration::from_std(lag).unwrap_or_default();
-        let gone: Vec<u64> =
-            self.rows.iter().filter(|(_, s)| s.expires.is_some_and(|e| e + lag <= now)).map(|(id, _)| *id).collect();
+        let gone: Vec<u64> = self
+            .rows
+            .iter()
+            .filter(|(_, s)| s.expires.is_some_and(|e| e + lag <= now))
+            .map(|(id, _)| *id)
+            .collect();
         for id in &gone {
             self.remove(*id);
         }
@@ -188,10 +192,9 @@ impl Store {
         behaviour: &Behaviour,
     ) -> Result<Upserted, ApiError> {
         let key: Key = (input.itype.clone(), input.value.clone(), input.action.clone());
-        let existing = self
-            .by_key
-            .get(&key)
-            .and_then(|ids| ids.iter().copied().find(|id| self.rows.get(id).is_some_and(|s| caller.sees(&s.ind))));
+        let existing = self.by_key.get(&key).and_then(|ids| {
+            ids.iter().copied().find(|id| self.rows.get(id).is_some_and(|s| caller.sees(&s.ind)))
+        });
         let expiration_time = input.expiration.map(format_ts_secs);
         let (source, source_type) = if behaviour.include_source_fields {
             (Some(caller.display_name.clone()), Some("AadApp".to_owned()))
@@ -295,11 +298,13 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::new()),
             Err(e) => return Err(e.to_string()),
         };
-        let state: StateFile = serde_json::from_slice(&bytes).map_err(|e| format!("not valid emulator state JSON: {e}"))?;
+        let state: StateFile =
+            serde_json::from_slice(&bytes).map_err(|e| format!("not valid emulator state JSON: {e}"))?;
         let mut store = Self::new();
         let mut max_id = 0;
         for ind in state.indicators {
-            let id: u64 = ind.id.parse().map_err(|_| format!("indicator id {:?} is not a decimal integer", ind.id))?;
+            let id: u64 =
+                ind.id.parse().map_err(|_| format!("indicator id {:?} is not a decimal integer", ind.id))?;
             max_id = max_id.max(id);
             let expires = input_expiry(&ind);
             store.by_key.entry(key_of(&ind)).or_default().push(id);

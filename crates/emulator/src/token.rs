@@ -91,34 +91,59 @@ impl Tokens {
     }
 
     /// Handles one token request; returns the JSON body on success.
-    pub(crate) fn issue(&self, req: &TokenRequest<'_>, clients: &[ClientCredential]) -> Result<Value, EntraFailure> {
+    pub(crate) fn issue(
+        &self,
+        req: &TokenRequest<'_>,
+        clients: &[ClientCredential],
+    ) -> Result<Value, EntraFailure> {
         let form = req.form;
         if !req.tenant_ok {
             return Err(fail(
                 400,
                 "invalid_request",
                 90002,
-                format!("AADSTS90002: Tenant '{}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.", req.tenant),
+                format!(
+                    "AADSTS90002: Tenant '{}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.",
+                    req.tenant
+                ),
             ));
         }
         match form.get("grant_type").map(String::as_str) {
             Some("client_credentials") => {}
             None => {
-                return Err(fail(400, "invalid_request", 900144, "AADSTS900144: The request body must contain the following parameter: 'grant_type'."));
+                return Err(fail(
+                    400,
+                    "invalid_request",
+                    900144,
+                    "AADSTS900144: The request body must contain the following parameter: 'grant_type'.",
+                ));
             }
             Some(other) => {
-                return Err(fail(400, "unsupported_grant_type", 70003, format!("AADSTS70003: The app requested an unsupported grant type '{other}'.")));
+                return Err(fail(
+                    400,
+                    "unsupported_grant_type",
+                    70003,
+                    format!("AADSTS70003: The app requested an unsupported grant type '{other}'."),
+                ));
             }
         }
         let Some(client_id) = form.get("client_id").filter(|s| !s.is_empty()) else {
-            return Err(fail(400, "invalid_request", 900144, "AADSTS900144: The request body must contain the following parameter: 'client_id'."));
+            return Err(fail(
+                400,
+                "invalid_request",
+                900144,
+                "AADSTS900144: The request body must contain the following parameter: 'client_id'.",
+            ));
         };
         let Some(client) = clients.iter().find(|c| &c.client_id == client_id) else {
             return Err(fail(
                 400,
                 "unauthorized_client",
                 700016,
-                format!("AADSTS700016: Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant.", req.tenant),
+                format!(
+                    "AADSTS700016: Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant.",
+                    req.tenant
+                ),
             ));
         };
         self.authenticate_client(client, req)?;
@@ -129,7 +154,13 @@ impl Tokens {
         let token = mint_jwt(&audience, req.tenant, client, now, expires);
         self.issued.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(
             token.clone(),
-            TokenInfo { client_id: client.client_id.clone(), role: client.role, audience: audience.clone(), expires, revoked: false },
+            TokenInfo {
+                client_id: client.client_id.clone(),
+                role: client.role,
+                audience: audience.clone(),
+                expires,
+                revoked: false,
+            },
         );
         let secs = lifetime.as_secs();
         Ok(if req.v2 {
@@ -147,36 +178,65 @@ impl Tokens {
         })
     }
 
-    fn authenticate_client(&self, client: &ClientCredential, req: &TokenRequest<'_>) -> Result<(), EntraFailure> {
+    fn authenticate_client(
+        &self,
+        client: &ClientCredential,
+        req: &TokenRequest<'_>,
+    ) -> Result<(), EntraFailure> {
         let form = req.form;
         if let Some(assertion) = form.get("client_assertion") {
             if form.get("client_assertion_type").map(String::as_str)
                 != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
             {
-                return Err(fail(400, "invalid_request", 50027, "AADSTS50027: client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer."));
+                return Err(fail(
+                    400,
+                    "invalid_request",
+                    50027,
+                    "AADSTS50027: client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer.",
+                ));
             }
             return verify_assertion(assertion, client, req);
         }
         match (form.get("client_secret"), &client.secret) {
-            (Some(given), Some(expected)) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(()),
+            (Some(given), Some(expected)) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => {
+                Ok(())
+            }
             (Some(_), _) => Err(fail(
                 401,
                 "invalid_client",
                 7000215,
-                format!("AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.", client.client_id),
+                format!(
+                    "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
+                    client.client_id
+                ),
             )),
-            (None, _) => Err(fail(401, "invalid_client", 7000218, "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")),
+            (None, _) => Err(fail(
+                401,
+                "invalid_client",
+                7000218,
+                "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+            )),
         }
     }
 
     /// Validates `Authorization: Bearer ...` by lookup.
-    pub(crate) fn validate(&self, header: Option<&str>, now: DateTime<Utc>) -> Result<TokenInfo, BearerError> {
+    pub(crate) fn validate(
+        &self,
+        header: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<TokenInfo, BearerError> {
         let Some(h) = header else {
-            return Err(BearerError::Unauthorized("Authorization header is missing. Send 'Authorization: Bearer <token>'.".into()));
+            return Err(BearerError::Unauthorized(
+                "Authorization header is missing. Send 'Authorization: Bearer <token>'.".into(),
+            ));
         };
         let token = match h.split_once(' ') {
             Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
-            _ => return Err(BearerError::Unauthorized("Authorization header must use the Bearer scheme.".into())),
+            _ => {
+                return Err(BearerError::Unauthorized(
+                    "Authorization header must use the Bearer scheme.".into(),
+                ));
+            }
         };
         let info = self
             .issued
@@ -186,9 +246,15 @@ impl Tokens {
             .cloned()
             .ok_or_else(|| BearerError::Unauthorized("The access token is invalid.".into()))?;
         if info.revoked || info.expires <= now {
-            return Err(BearerError::Unauthorized("The access token has expired. Request a new token.".into()));
+            return Err(BearerError::Unauthorized(
+                "The access token has expired. Request a new token.".into(),
+            ));
         }
-        if !API_AUDIENCES.contains(&info.audience.as_str()) && !info.audience.starts_with("http://127.0.0.1") && !info.audience.starts_with("http://[::1]") && !info.audience.starts_with("http://localhost") {
+        if !API_AUDIENCES.contains(&info.audience.as_str())
+            && !info.audience.starts_with("http://127.0.0.1")
+            && !info.audience.starts_with("http://[::1]")
+            && !info.audience.starts_with("http://localhost")
+        {
             return Err(BearerError::Unauthorized(format!(
                 "The access token audience '{}' is not valid for this API; request scope https://api.securitycenter.microsoft.com/.default.",
                 info.audience
@@ -214,7 +280,12 @@ fn resource_audience(req: &TokenRequest<'_>) -> Result<String, EntraFailure> {
     };
     if req.v2 {
         let Some(scope) = req.form.get("scope").filter(|s| !s.trim().is_empty()) else {
-            return Err(fail(400, "invalid_request", 900144, "AADSTS900144: The request body must contain the following parameter: 'scope'."));
+            return Err(fail(
+                400,
+                "invalid_request",
+                900144,
+                "AADSTS900144: The request body must contain the following parameter: 'scope'.",
+            ));
         };
         let scope = scope.trim();
         match scope.strip_suffix("/.default") {
@@ -223,12 +294,19 @@ fn resource_audience(req: &TokenRequest<'_>) -> Result<String, EntraFailure> {
                 400,
                 "invalid_scope",
                 70011,
-                format!("AADSTS70011: The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."),
+                format!(
+                    "AADSTS70011: The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."
+                ),
             )),
         }
     } else {
         let Some(resource) = req.form.get("resource").filter(|s| !s.trim().is_empty()) else {
-            return Err(fail(400, "invalid_request", 900144, "AADSTS900144: The request body must contain the following parameter: 'resource'."));
+            return Err(fail(
+                400,
+                "invalid_request",
+                900144,
+                "AADSTS900144: The request body must contain the following parameter: 'resource'.",
+            ));
         };
         if known(resource) {
             Ok(resource.trim().trim_end_matches('/').to_owned())
@@ -237,13 +315,22 @@ fn resource_audience(req: &TokenRequest<'_>) -> Result<String, EntraFailure> {
                 400,
                 "invalid_resource",
                 500011,
-                format!("AADSTS500011: The resource principal named {resource} was not found in the tenant named {}.", req.tenant),
+                format!(
+                    "AADSTS500011: The resource principal named {resource} was not found in the tenant named {}.",
+                    req.tenant
+                ),
             ))
         }
     }
 }
 
-fn mint_jwt(aud: &str, tid: &str, client: &ClientCredential, now: DateTime<Utc>, exp: DateTime<Utc>) -> String {
+fn mint_jwt(
+    aud: &str,
+    tid: &str,
+    client: &ClientCredential,
+    now: DateTime<Utc>,
+    exp: DateTime<Utc>,
+) -> String {
     let header = json!({"typ": "JWT", "alg": "RS256", "kid": "iocsync-emulator"});
     let roles: Vec<&str> = client.role.claim().into_iter().collect();
     let claims = json!({
@@ -273,13 +360,23 @@ fn bad_assertion(code: u32, msg: impl Into<String>) -> EntraFailure {
 }
 
 /// Verifies an RS256 client assertion: signature (PKCS#1 v1.5 SHA-256), x5t, aud, iss/sub, nbf/exp.
-fn verify_assertion(assertion: &str, client: &ClientCredential, req: &TokenRequest<'_>) -> Result<(), EntraFailure> {
+fn verify_assertion(
+    assertion: &str,
+    client: &ClientCredential,
+    req: &TokenRequest<'_>,
+) -> Result<(), EntraFailure> {
     use rsa::pkcs1::DecodeRsaPublicKey as _;
     use rsa::pkcs8::DecodePublicKey as _;
     use rsa::signature::Verifier as _;
 
     let Some(pem) = client.certificate_public_key_pem.as_deref() else {
-        return Err(bad_assertion(700027, format!("AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application {}.", client.client_id)));
+        return Err(bad_assertion(
+            700027,
+            format!(
+                "AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application {}.",
+                client.client_id
+            ),
+        ));
     };
     let parts: Vec<&str> = assertion.split('.').collect();
     let [h, p, s] = parts.as_slice() else {
@@ -289,7 +386,8 @@ fn verify_assertion(assertion: &str, client: &ClientCredential, req: &TokenReque
         let bytes = URL_SAFE_NO_PAD
             .decode(x)
             .map_err(|_| bad_assertion(50027, "AADSTS50027: JWT token is invalid or malformed."))?;
-        serde_json::from_slice(&bytes).map_err(|_| bad_assertion(50027, "AADSTS50027: JWT token is invalid or malformed."))
+        serde_json::from_slice(&bytes)
+            .map_err(|_| bad_assertion(50027, "AADSTS50027: JWT token is invalid or malformed."))
     };
     let header = decode(h)?;
     let claims = decode(p)?;
@@ -298,28 +396,47 @@ fn verify_assertion(assertion: &str, client: &ClientCredential, req: &TokenReque
     }
     if let Some(expected) = client.certificate_thumbprint_x5t.as_deref() {
         if header.get("x5t").and_then(Value::as_str) != Some(expected) {
-            return Err(bad_assertion(700027, format!("AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application {}. (x5t mismatch)", client.client_id)));
+            return Err(bad_assertion(
+                700027,
+                format!(
+                    "AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application {}. (x5t mismatch)",
+                    client.client_id
+                ),
+            ));
         }
     }
     let key = rsa::RsaPublicKey::from_public_key_pem(pem)
         .or_else(|_| rsa::RsaPublicKey::from_pkcs1_pem(pem))
-        .map_err(|_| bad_assertion(700027, "AADSTS700027: The registered certificate key could not be read."))?;
-    let sig_bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad_assertion(50027, "AADSTS50027: JWT token is invalid or malformed."))?;
-    let sig = rsa::pkcs1v15::Signature::try_from(sig_bytes.as_slice())
-        .map_err(|_| bad_assertion(700027, "AADSTS700027: Client assertion contains an invalid signature."))?;
+        .map_err(|_| {
+            bad_assertion(700027, "AADSTS700027: The registered certificate key could not be read.")
+        })?;
+    let sig_bytes = URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| bad_assertion(50027, "AADSTS50027: JWT token is invalid or malformed."))?;
+    let sig = rsa::pkcs1v15::Signature::try_from(sig_bytes.as_slice()).map_err(|_| {
+        bad_assertion(700027, "AADSTS700027: Client assertion contains an invalid signature.")
+    })?;
     let verifier = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key);
     let signed = &assertion[..h.len() + 1 + p.len()];
-    verifier
-        .verify(signed.as_bytes(), &sig)
-        .map_err(|_| bad_assertion(700027, "AADSTS700027: Client assertion contains an invalid signature."))?;
+    verifier.verify(signed.as_bytes(), &sig).map_err(|_| {
+        bad_assertion(700027, "AADSTS700027: Client assertion contains an invalid signature.")
+    })?;
     let aud = claims.get("aud").and_then(Value::as_str).unwrap_or_default();
     if !req.endpoint_urls.iter().any(|u| u == aud) {
-        return Err(bad_assertion(700016, format!("AADSTS700016: Invalid audience '{aud}' in the client assertion; expected the token endpoint URL.")));
+        return Err(bad_assertion(
+            700016,
+            format!(
+                "AADSTS700016: Invalid audience '{aud}' in the client assertion; expected the token endpoint URL."
+            ),
+        ));
     }
     let iss = claims.get("iss").and_then(Value::as_str);
     let sub = claims.get("sub").and_then(Value::as_str);
     if iss != Some(client.client_id.as_str()) || sub != Some(client.client_id.as_str()) {
-        return Err(bad_assertion(700021, "AADSTS700021: Client assertion iss and sub must both equal the client id."));
+        return Err(bad_assertion(
+            700021,
+            "AADSTS700021: Client assertion iss and sub must both equal the client id.",
+        ));
     }
     if claims.get("jti").and_then(Value::as_str).is_none_or(str::is_empty) {
         return Err(bad_assertion(50027, "AADSTS50027: Client assertion has no jti claim."));
@@ -328,12 +445,20 @@ fn verify_assertion(assertion: &str, client: &ClientCredential, req: &TokenReque
     let skew = 300;
     match claims.get("exp").and_then(Value::as_i64) {
         Some(exp) if exp + skew > now => {}
-        Some(_) => return Err(bad_assertion(700024, "AADSTS700024: Client assertion is not within its valid time range (expired).")),
+        Some(_) => {
+            return Err(bad_assertion(
+                700024,
+                "AADSTS700024: Client assertion is not within its valid time range (expired).",
+            ));
+        }
         None => return Err(bad_assertion(50027, "AADSTS50027: Client assertion has no exp claim.")),
     }
     if let Some(nbf) = claims.get("nbf").and_then(Value::as_i64) {
         if nbf - skew > now {
-            return Err(bad_assertion(700024, "AADSTS700024: Client assertion is not within its valid time range (not yet valid)."));
+            return Err(bad_assertion(
+                700024,
+                "AADSTS700024: Client assertion is not within its valid time range (not yet valid).",
+            ));
         }
     }
     Ok(())

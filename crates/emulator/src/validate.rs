@@ -69,7 +69,8 @@ const SERVER_OWNED: &[&str] = &[
 /// The creatable indicator types.
 pub(crate) const TYPES: &[&str] =
     &["FileSha1", "FileSha256", "FileMd5", "CertificateThumbprint", "IpAddress", "DomainName", "Url"];
-const ACTIONS: &[&str] = &["Allowed", "Audit", "Warn", "Block", "BlockAndRemediate", "Alert", "AlertAndBlock"];
+const ACTIONS: &[&str] =
+    &["Allowed", "Audit", "Warn", "Block", "BlockAndRemediate", "Alert", "AlertAndBlock"];
 const SEVERITIES: &[&str] = &["Informational", "Low", "Medium", "High"];
 
 /// A validated write request for one indicator.
@@ -102,7 +103,12 @@ pub(crate) struct IndicatorInput {
 }
 
 /// Checks that every key is known with the exact case; wrong case or unknown => `InvalidRequestBody`.
-pub(crate) fn check_keys(obj: &Map<String, Value>, known: &[&str], ignored: &[&str], entity: &str) -> Result<(), ApiError> {
+pub(crate) fn check_keys(
+    obj: &Map<String, Value>,
+    known: &[&str],
+    ignored: &[&str],
+    entity: &str,
+) -> Result<(), ApiError> {
     for key in obj.keys() {
         if key.starts_with('@') || known.contains(&key.as_str()) || ignored.contains(&key.as_str()) {
             continue;
@@ -115,7 +121,9 @@ pub(crate) fn check_keys(obj: &Map<String, Value>, known: &[&str], ignored: &[&s
         }
         return Err(ApiError::bad(
             "InvalidRequestBody",
-            format!("The property '{key}' does not exist on type '{entity}'. Make sure to only use property names that are defined by the type."),
+            format!(
+                "The property '{key}' does not exist on type '{entity}'. Make sure to only use property names that are defined by the type."
+            ),
         ));
     }
     Ok(())
@@ -145,7 +153,9 @@ fn str_list(obj: &Map<String, Value>, key: &str) -> Result<Vec<String>, ApiError
     match obj.get(key) {
         None | Some(Value::Null) => Ok(Vec::new()),
         // The docs type some lists as comma-separated strings; accept that form too.
-        Some(Value::String(s)) => Ok(s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()),
+        Some(Value::String(s)) => {
+            Ok(s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        }
         Some(Value::Array(a)) => a
             .iter()
             .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| type_err(key, "an array of strings")))
@@ -166,7 +176,11 @@ fn enum_value(value: &str, allowed: &[&str], key: &str) -> Result<(), ApiError> 
 }
 
 /// Parses and validates one indicator body (E3 body or one E4 item).
-pub(crate) fn parse_indicator(v: &Value, b: &Behaviour, now: DateTime<Utc>) -> Result<IndicatorInput, ApiError> {
+pub(crate) fn parse_indicator(
+    v: &Value,
+    b: &Behaviour,
+    now: DateTime<Utc>,
+) -> Result<IndicatorInput, ApiError> {
     let Value::Object(obj) = v else {
         return Err(ApiError::bad("InvalidRequestBody", "The request body must be a JSON object."));
     };
@@ -224,7 +238,10 @@ pub(crate) fn parse_indicator(v: &Value, b: &Behaviour, now: DateTime<Utc>) -> R
     let description = description.ok_or_else(|| missing("description"))?;
 
     if itype == "WebCategory" {
-        return Err(ApiError::bad("InvalidInput", "Indicator type WebCategory cannot be created through the API."));
+        return Err(ApiError::bad(
+            "InvalidInput",
+            "Indicator type WebCategory cannot be created through the API.",
+        ));
     }
     enum_value(&itype, TYPES, "indicatorType")?;
     enum_value(&action, ACTIONS, "action")?;
@@ -242,7 +259,10 @@ pub(crate) fn parse_indicator(v: &Value, b: &Behaviour, now: DateTime<Utc>) -> R
         None => None,
         Some(s) => {
             let t = crate::clock::parse_ts(&s).ok_or_else(|| {
-                ApiError::bad("InvalidRequestBody", format!("expirationTime '{s}' is not a valid ISO 8601 UTC date-time."))
+                ApiError::bad(
+                    "InvalidRequestBody",
+                    format!("expirationTime '{s}' is not a valid ISO 8601 UTC date-time."),
+                )
             })?;
             // Stored and echoed at second precision.
             let t = DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t);
@@ -290,7 +310,10 @@ pub(crate) fn validate_value(itype: &str, value: &str, b: &Behaviour) -> Result<
         if is_hex(value, len) {
             Ok(())
         } else {
-            Err(ApiError::bad("InvalidHashValue", format!("{name} value '{value}' is invalid: expected {len} hex characters.")))
+            Err(ApiError::bad(
+                "InvalidHashValue",
+                format!("{name} value '{value}' is invalid: expected {len} hex characters."),
+            ))
         }
     };
     match itype {
@@ -306,7 +329,8 @@ pub(crate) fn validate_value(itype: &str, value: &str, b: &Behaviour) -> Result<
 }
 
 fn validate_ip(value: &str, b: &Behaviour) -> Result<(), ApiError> {
-    let invalid = |why: &str| ApiError::bad("InvalidIpAddress", format!("IP address {value} is invalid. {why}"));
+    let invalid =
+        |why: &str| ApiError::bad("InvalidIpAddress", format!("IP address {value} is invalid. {why}"));
     if value.contains('/') {
         return Err(invalid("CIDR ranges are not supported; submit single addresses."));
     }
@@ -352,7 +376,8 @@ fn is_private_v4(v4: Ipv4Addr, documentation_private: bool) -> bool {
 }
 
 fn validate_domain(value: &str) -> Result<(), ApiError> {
-    let invalid = |why: &str| ApiError::bad("InvalidDomainName", format!("Domain name {value} is invalid. {why}"));
+    let invalid =
+        |why: &str| ApiError::bad("InvalidDomainName", format!("Domain name {value} is invalid. {why}"));
     if value.contains("://") || value.contains('/') {
         return Err(invalid("Submit a bare domain name without scheme or path."));
     }
@@ -398,14 +423,18 @@ fn is_file(itype: &str) -> bool {
 
 /// The action x type matrix (spec §7) with the uncertain cells switchable.
 pub(crate) fn check_action(itype: &str, action: &str, b: &Behaviour) -> Result<(), ApiError> {
-    let refuse = || ApiError::bad("InvalidInput", format!("Action {action} is not supported for indicator type {itype}."));
+    let refuse = || {
+        ApiError::bad("InvalidInput", format!("Action {action} is not supported for indicator type {itype}."))
+    };
     if matches!(action, "Alert" | "AlertAndBlock") {
         return if b.accept_legacy_actions {
             Ok(())
         } else {
             Err(ApiError::bad(
                 "InvalidInput",
-                format!("Action {action} is deprecated; use Audit (with generateAlert=true) or BlockAndRemediate."),
+                format!(
+                    "Action {action} is deprecated; use Audit (with generateAlert=true) or BlockAndRemediate."
+                ),
             ))
         };
     }
@@ -473,7 +502,11 @@ mod tests {
         assert_eq!(code(&base("DomainName", "a.example", "BlockAndRemediate")), "InvalidInput");
         assert_eq!(code(&base("CertificateThumbprint", &"a".repeat(40), "Block")), "InvalidInput");
         assert_eq!(code(&base("FileMd5", &"a".repeat(32), "Alert")), "InvalidInput");
-        let b = Behaviour { block_and_remediate_on_url: true, accept_legacy_actions: true, ..Behaviour::default() };
+        let b = Behaviour {
+            block_and_remediate_on_url: true,
+            accept_legacy_actions: true,
+            ..Behaviour::default()
+        };
         parse_indicator(&base("Url", "https://a.example/", "BlockAndRemediate"), &b, now()).unwrap();
         parse_indicator(&base("FileMd5", &"a".repeat(32), "Alert"), &b, now()).unwrap();
         let nowarn = Behaviour { warn_on_files: false, ..Behaviour::default() };

@@ -70,6 +70,13 @@ pub enum Command {
     Emulator(EmulatorArgs),
     /// Write a commented starter config.
     Init(InitArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
 }
 
 /// Tenant selection, shared by the commands that talk to Defender.

@@ -36,6 +36,15 @@ pub async fn connect(config: &Config, tenant: &Tenant) -> anyhow::Result<Connect
     client_config.api_base = tenant.api_base.clone();
     client_config.authority = tenant.authority.clone();
     client_config.scope = tenant.scope.clone();
+    if tenant.time_scale > 1.0 {
+        let s = tenant.time_scale;
+        client_config.limits = iocsync_defender::PacingLimits::documented().scaled(s);
+        let r = &mut client_config.retry;
+        r.initial_backoff = r.initial_backoff.div_f64(s);
+        r.max_backoff = r.max_backoff.div_f64(s);
+        r.max_elapsed = r.max_elapsed.div_f64(s).max(std::time::Duration::from_secs(10));
+        r.max_retry_after = r.max_retry_after.div_f64(s).max(std::time::Duration::from_secs(2));
+    }
     let mut emulator = None;
     if tenant.emulator {
         let state_file = emulator_state_file(config, tenant);
@@ -46,6 +55,7 @@ pub async fn connect(config: &Config, tenant: &Tenant) -> anyhow::Result<Connect
         let emu_config = iocsync_emulator::EmulatorConfig {
             tenant_id: tenant.tenant_id.clone(),
             state_file: Some(state_file),
+            rate_limits: iocsync_emulator::RateLimits::documented().scaled(tenant.time_scale),
             ..iocsync_emulator::EmulatorConfig::default()
         };
         let emu = iocsync_emulator::start(emu_config).await.context("starting the embedded emulator")?;

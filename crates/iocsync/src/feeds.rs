@@ -243,7 +243,9 @@ async fn load_document(
     observer: &dyn FetchObserver,
 ) -> LoadedFeed {
     let cached = match with_store(store, |s| s.feed_cache(&spec.name)) {
-        Ok(c) => c,
+        // A good document is never empty: an empty body is a MISP feed's row (the feed's
+        // format changed in the config) and is no last good copy of this document.
+        Ok(c) => c.filter(|c| !c.body.is_empty()),
         Err(e) => {
             tracing::warn!(feed = %spec.name, error = %e, "cannot read the feed cache; fetching without it");
             None
@@ -411,8 +413,13 @@ async fn load_misp_feed(
             (None, BTreeMap::new())
         }
     };
-    // The cached events are the last good copy only together with their feed_cache row.
-    let cached_events = if cached.is_some() { cached_events } else { BTreeMap::new() };
+    // The cached events are the last good copy only together with their feed_cache row, and a
+    // good MISP feed has at least one event (an eventless row is from a document feed).
+    let (cached, cached_events) = if cached.is_some() && !cached_events.is_empty() {
+        (cached, cached_events)
+    } else {
+        (None, BTreeMap::new())
+    };
     let named = Named { name: &spec.name, inner: observer };
     let why = match fetch::fetch_misp_feed(http, &spec.source, &cached_events, opts, &named).await {
         Err(e) => fetch_reason(&e),
@@ -430,6 +437,9 @@ async fn load_misp_feed(
                     match health {
                         Health::Good => {
                             let saved = with_store(store, |s| {
+                                if unchanged {
+                                    return s.touch_feed(&spec.name, now).map(drop);
+                                }
                                 s.replace_misp_events(&spec.name, &got.events)?;
                                 s.save_good_feed(&CachedFeed {
                                     feed: spec.name.clone(),

@@ -127,12 +127,13 @@ pub fn redact_url(url: &Url) -> String {
         let _ = u.set_password(None);
         let _ = u.set_username("***");
     }
-    if u.query().is_some() {
+    let is_secret = |k: &str| SECRET_PARAMS.iter().any(|s| k.eq_ignore_ascii_case(s));
+    if u.query_pairs().any(|(k, _)| is_secret(&k)) {
         let pairs: Vec<(String, String)> = u
             .query_pairs()
             .map(|(k, v)| {
-                let secret = SECRET_PARAMS.iter().any(|s| k.eq_ignore_ascii_case(s));
-                (k.into_owned(), if secret { "***".to_owned() } else { v.into_owned() })
+                let v = if is_secret(&k) { "***".to_owned() } else { v.into_owned() };
+                (k.into_owned(), v)
             })
             .collect();
         u.query_pairs_mut().clear().extend_pairs(pairs);
@@ -230,7 +231,9 @@ pub enum FetchError {
         status: StatusCode,
     },
     /// The body (transferred or decompressed) is larger than the cap.
-    #[error("{origin} is larger than the {limit}-byte limit; raise the feed's size cap if it is legitimate")]
+    #[error(
+        "{origin} is larger than the {limit}-byte limit; raise `sync.max_feed_bytes` if it is legitimate"
+    )]
     TooLarge {
         /// The (redacted) source.
         origin: String,
@@ -238,7 +241,7 @@ pub enum FetchError {
         limit: u64,
     },
     /// The request took longer than the total timeout.
-    #[error("{origin} did not finish within {}s", after.as_secs())]
+    #[error("{origin} did not finish within {}s; raise `sync.feed_timeout` if the source is just slow", after.as_secs_f64())]
     Timeout {
         /// The (redacted) source.
         origin: String,
@@ -273,6 +276,9 @@ pub enum FetchError {
         /// The decoder's message.
         detail: String,
     },
+    /// The HTTP client could not be built (TLS backend initialisation).
+    #[error("cannot build the HTTP client for feeds: {0}")]
+    Client(String),
     /// A MISP feed `manifest.json` that is not a map of event uuids.
     #[error("{origin} is not a MISP feed manifest: {detail}")]
     Manifest {
@@ -298,6 +304,7 @@ impl FetchError {
             | FetchError::InsecureUrl { .. }
             | FetchError::TooLarge { .. }
             | FetchError::Gzip { .. }
+            | FetchError::Client(_)
             | FetchError::Manifest { .. } => false,
         }
     }
@@ -337,11 +344,7 @@ pub fn http_client(opts: &FetchOptions) -> Result<reqwest::Client, FetchError> {
         .redirect(policy)
         .gzip(true)
         .build()
-        .map_err(|e| FetchError::Network {
-            url: String::new(),
-            detail: format!("cannot build the HTTP client: {}", error_chain(&e.without_url())),
-            transient: false,
-        })
+        .map_err(|e| FetchError::Client(error_chain(&e.without_url())))
 }
 
 /// Fetches one feed. Sends `validators` as a conditional GET (URLs only); enforces the size
@@ -354,25 +357,36 @@ pub async fn fetch(
     observer: &dyn FetchObserver,
 ) -> Result<Fetched, FetchError> {
     let label = source.to_string();
-    let result = match source {
-        Source::Path(path) => read_file(path, &label, opts, observer)
-            .await
-            .map(|bytes| Fetched::Body { bytes, validators: Validators::default() }),
-        Source::Url(url) => {
-            match tokio::time::timeout(opts.total_timeout, get(http, url, validators, opts, observer)).await {
-                Ok(r) => r,
-                Err(_) => Err(FetchError::Timeout { origin: label.clone(), after: opts.total_timeout }),
-            }
+    // The total timeout covers files too (a FIFO or a hung network mount must not hang a run).
+    let work = async {
+        match source {
+            Source::Path(path) => read_file(path, &label, opts, observer)
+                .await
+                .map(|bytes| Fetched::Body { bytes, validators: Validators::default() }),
+            Source::Url(url) => get(http, url, validators, opts, observer).await,
         }
     };
+    let result = tokio::time::timeout(opts.total_timeout, work)
+        .await
+        .unwrap_or_else(|_| Err(FetchError::Timeout { origin: label.clone(), after: opts.total_timeout }));
     observer.finished(&label);
     match result? {
-        Fetched::Body { bytes, validators } => {
-            Ok(Fetched::Body { bytes: maybe_gunzip(bytes, &label, opts.max_bytes)?, validators })
+        Fetched::Body { bytes, validators } if bytes.starts_with(&GZIP_MAGIC) => {
+            // Decompressing up to the cap takes a while: keep it off the async worker threads.
+            let cap = opts.max_bytes;
+            let joined = tokio::task::spawn_blocking(move || maybe_gunzip(bytes, &label, cap)).await;
+            let bytes = joined.map_err(|e| FetchError::Gzip {
+                origin: source.to_string(),
+                detail: format!("decompression task failed: {e}"),
+            })??;
+            Ok(Fetched::Body { bytes, validators })
         }
-        Fetched::NotModified => Ok(Fetched::NotModified),
+        other => Ok(other),
     }
 }
+
+/// The first two bytes of a gzip stream.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 async fn get(
     http: &reqwest::Client,
@@ -461,7 +475,7 @@ async fn read_file(
 
 /// Decompresses `data` if it starts with the gzip magic, capping the decompressed size.
 fn maybe_gunzip(data: Vec<u8>, label: &str, cap: u64) -> Result<Vec<u8>, FetchError> {
-    if !data.starts_with(&[0x1f, 0x8b]) {
+    if !data.starts_with(&GZIP_MAGIC) {
         return Ok(data);
     }
     let mut out = Vec::new();

@@ -138,6 +138,20 @@ async fn execute(cli: Cli) -> anyhow::Result<Exit> {
             output::history(format, &runs);
             Ok(Exit::Ok)
         }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "iocsync", &mut buf);
+            output::raw(&buf);
+            Ok(Exit::Ok)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut buf)?;
+            output::raw(&buf);
+            Ok(Exit::Ok)
+        }
         Command::Daemon => {
             let config = config::Config::load(&g.config)?;
             daemon::run(config).await?;

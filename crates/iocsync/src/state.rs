@@ -233,7 +233,16 @@ impl StateStore {
     /// Opens (creating with mode 0600 on unix) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StateError> {
         let open_err = |detail: String| StateError::Open { path: path.to_path_buf(), detail };
-        create_private(path).map_err(|e| open_err(e.to_string()))?;
+        create_private(path).map_err(|e| {
+            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+            match parent {
+                Some(dir) if !dir.is_dir() => open_err(format!(
+                    "{e}; the directory {} does not exist: create it or change `sync.state`",
+                    dir.display()
+                )),
+                _ => open_err(e.to_string()),
+            }
+        })?;
         let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_err(e.to_string()))?;
         // WAL: readers (e.g. `iocsync history`) never block the daemon's writes.
@@ -567,7 +576,7 @@ impl StateStore {
 
     /// Replaces the provenance of `tenant` with `rows` in one transaction (after a successful
     /// apply). A row already present keeps its earlier `first_seen`.
-    pub fn replace_provenance(&mut self, tenant: &str, rows: &[ProvenanceRow]) -> Result<(), StateError> {
+    pub fn replace_provenance(&self, tenant: &str, rows: &[ProvenanceRow]) -> Result<(), StateError> {
         let tx = self.conn.unchecked_transaction()?;
         let first_seen: BTreeMap<(String, String, String), String> = {
             let mut stmt = tx.prepare(

@@ -8,9 +8,8 @@ use crate::common::*;
 #[tokio::test]
 async fn documented_cap_counts_portal_rows() {
     let env = env().await;
-    let seeds = (0..15_000u32).map(|n| {
-        SeedIndicator::portal("FileMd5", &md5(n), "Block", "analyst@contoso.example")
-    });
+    let seeds =
+        (0..15_000u32).map(|n| SeedIndicator::portal("FileMd5", &md5(n), "Block", "analyst@contoso.example"));
     assert_eq!(env.emu.seed_many(seeds).len(), 15_000);
     let r = env.post("/api/indicators", &ip(1)).await;
     assert_eq!((r.status, r.code().as_str()), (400, "BadRequest"));
@@ -29,7 +28,8 @@ async fn import_overflow_items_fail_and_upserts_do_not_count() {
     let mut update = ip(1);
     update["severity"] = json!("Low");
     let r = env.import(vec![ip(10), ip(11), update, ip(12)]).await.json();
-    let failed: Vec<bool> = r["value"].as_array().unwrap().iter().map(|i| i["isFailed"].as_bool().unwrap()).collect();
+    let failed: Vec<bool> =
+        r["value"].as_array().unwrap().iter().map(|i| i["isFailed"].as_bool().unwrap()).collect();
     assert_eq!(failed, vec![false, true, false, true]);
     assert!(r["value"][1]["failureReason"].as_str().unwrap().contains("maximum number"));
     assert_eq!(env.emu.indicators().len(), 5);

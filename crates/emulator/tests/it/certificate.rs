@@ -15,14 +15,24 @@ const X5T: &str = "c29tZS10aHVtYnByaW50LW9mLXRoZS1jZXJ0";
 fn sign(header: &Value, claims: &Value) -> String {
     let key = rsa::RsaPrivateKey::from_pkcs1_pem(include_str!("fixtures/test_client_key.pem")).unwrap();
     let signing = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key);
-    let msg = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let msg = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
     let sig = signing.sign(msg.as_bytes()).to_bytes();
     format!("{msg}.{}", URL_SAFE_NO_PAD.encode(sig))
 }
 
 async fn cert_env(pub_pem: &str) -> Env {
     let (mut cfg, clock) = config();
-    cfg.clients.push(ClientCredential::with_certificate(CERT_APP, pub_pem, Some(X5T), Role::ReadWriteAll, "Cert-App"));
+    cfg.clients.push(ClientCredential::with_certificate(
+        CERT_APP,
+        pub_pem,
+        Some(X5T),
+        Role::ReadWriteAll,
+        "Cert-App",
+    ));
     env_with((cfg, clock)).await
 }
 
@@ -71,7 +81,10 @@ async fn bad_assertions_are_rejected() {
     let a = sign(&json!({"alg": "RS256", "x5t": "other"}), &claims(&env, None, 600));
     assert_eq!(request(&env, &a).await.0, 401);
     // Wrong audience.
-    let a = sign(&header, &claims(&env, Some("https://login.microsoftonline.com/x/oauth2/v2.0/token".into()), 600));
+    let a = sign(
+        &header,
+        &claims(&env, Some("https://login.microsoftonline.com/x/oauth2/v2.0/token".into()), 600),
+    );
     assert_eq!(request(&env, &a).await.0, 401);
     // Expired.
     let a = sign(&header, &claims(&env, None, -3600));

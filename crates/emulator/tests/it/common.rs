@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use iocsync_emulator::{
-    ClientCredential, Emulator, EmulatorConfig, ManualClock, RateLimits, Role, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
+    ClientCredential, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Emulator, EmulatorConfig, ManualClock,
+    RateLimits, Role,
 };
 use serde_json::{Value, json};
 
@@ -19,7 +20,11 @@ pub fn t0() -> chrono::DateTime<chrono::Utc> {
 /// A config with a manual clock, no rate limits, and three clients (all, own-only, no role).
 pub fn config() -> (EmulatorConfig, Arc<ManualClock>) {
     let clock = ManualClock::new(t0());
-    let mut cfg = EmulatorConfig { clock: clock.clone(), rate_limits: RateLimits::unlimited(), ..EmulatorConfig::default() };
+    let mut cfg = EmulatorConfig {
+        clock: clock.clone(),
+        rate_limits: RateLimits::unlimited(),
+        ..EmulatorConfig::default()
+    };
     cfg.clients.push(ClientCredential::with_secret(OWN_APP, OWN_SECRET, Role::ReadWrite, "Own-App"));
     cfg.clients.push(ClientCredential::with_secret(NOROLE_APP, "norole", Role::None, "No-Role"));
     (cfg, clock)
@@ -47,7 +52,12 @@ pub async fn token_for(http: &reqwest::Client, emu: &Emulator, id: &str, secret:
     let url = format!("{}/{}/oauth2/v2.0/token", emu.base_url(), emu.tenant_id());
     let resp = http
         .post(url)
-        .form(&[("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret), ("scope", SCOPE)])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+            ("scope", SCOPE),
+        ])
         .send()
         .await
         .unwrap();
@@ -76,7 +86,13 @@ impl Env {
         format!("{}{path}", self.emu.base_url())
     }
 
-    pub async fn call_as(&self, token: &str, method: reqwest::Method, path: &str, body: Option<&Value>) -> Resp {
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Resp {
         let mut rb = self.http.request(method, self.url(path)).bearer_auth(token);
         if let Some(b) = body {
             rb = rb.json(b);

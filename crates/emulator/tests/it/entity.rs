@@ -5,16 +5,45 @@ use serde_json::json;
 use crate::common::*;
 
 const KEYS: &[&str] = &[
-    "id", "indicatorValue", "indicatorType", "action", "createdBy", "severity", "category", "application",
-    "educateUrl", "bypassDurationHours", "title", "description", "recommendedActions", "creationTimeDateTimeUtc",
-    "expirationTime", "lastUpdateTime", "lastUpdatedBy", "rbacGroupNames", "rbacGroupIds", "notificationId",
-    "notificationBody", "version", "mitreTechniques", "historicalDetection", "lookBackPeriod", "generateAlert",
-    "additionalInfo", "createdByDisplayName", "externalId", "createdBySource", "certificateInfo",
+    "id",
+    "indicatorValue",
+    "indicatorType",
+    "action",
+    "createdBy",
+    "severity",
+    "category",
+    "application",
+    "educateUrl",
+    "bypassDurationHours",
+    "title",
+    "description",
+    "recommendedActions",
+    "creationTimeDateTimeUtc",
+    "expirationTime",
+    "lastUpdateTime",
+    "lastUpdatedBy",
+    "rbacGroupNames",
+    "rbacGroupIds",
+    "notificationId",
+    "notificationBody",
+    "version",
+    "mitreTechniques",
+    "historicalDetection",
+    "lookBackPeriod",
+    "generateAlert",
+    "additionalInfo",
+    "createdByDisplayName",
+    "externalId",
+    "createdBySource",
+    "certificateInfo",
 ];
 
 fn is_ts7(s: &str) -> bool {
     // 2025-06-01T12:00:00.0000000Z
-    s.len() == 28 && s.ends_with('Z') && s.as_bytes()[19] == b'.' && s[20..27].bytes().all(|b| b.is_ascii_digit())
+    s.len() == 28
+        && s.ends_with('Z')
+        && s.as_bytes()[19] == b'.'
+        && s[20..27].bytes().all(|b| b.is_ascii_digit())
 }
 
 #[tokio::test]

@@ -5,6 +5,13 @@ use serde_json::json;
 
 use crate::common::*;
 
+/// Tokens outlive the clock jumps of these tests.
+async fn long_env() -> Env {
+    let (mut cfg, clock) = config();
+    cfg.token_lifetime = std::time::Duration::from_secs(86_400);
+    env_with((cfg, clock)).await
+}
+
 fn expiring(n: u32, at: &str) -> serde_json::Value {
     let mut b = ip(n);
     b["expirationTime"] = json!(at);
@@ -13,7 +20,7 @@ fn expiring(n: u32, at: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn expired_rows_leave_the_list() {
-    let env = env().await;
+    let env = long_env().await;
     let r = env.post("/api/indicators", &expiring(1, "2025-06-01T13:00:00Z")).await;
     let id = r.json()["id"].as_str().unwrap().to_owned();
     env.post("/api/indicators", &ip(2)).await;
@@ -27,8 +34,11 @@ async fn expired_rows_leave_the_list() {
 
 #[tokio::test]
 async fn cleanup_lag_keeps_them_listed_for_a_while() {
-    let env = env().await;
-    env.emu.set_behaviour(Behaviour { expiry_cleanup_lag: std::time::Duration::from_secs(3600), ..Behaviour::default() });
+    let env = long_env().await;
+    env.emu.set_behaviour(Behaviour {
+        expiry_cleanup_lag: std::time::Duration::from_secs(3600),
+        ..Behaviour::default()
+    });
     env.post("/api/indicators", &expiring(1, "2025-06-01T13:00:00Z")).await;
     env.clock.advance(chrono::Duration::minutes(90));
     assert_eq!(env.get("/api/indicators").await.json()["value"].as_array().unwrap().len(), 1);
@@ -38,7 +48,7 @@ async fn cleanup_lag_keeps_them_listed_for_a_while() {
 
 #[tokio::test]
 async fn past_expiration_accept_or_reject() {
-    let env = env().await;
+    let env = long_env().await;
     let r = env.post("/api/indicators", &expiring(1, "2025-01-01T00:00:00Z")).await;
     assert_eq!(r.status, 200);
     assert_eq!(env.get("/api/indicators").await.json()["value"].as_array().unwrap().len(), 0);

@@ -46,7 +46,8 @@ async fn dropped_connection_is_a_client_error() {
     let env = env().await;
     env.emu.inject(rule(EndpointFamily::Import, Fault::Drop, Trigger::Nth(1)));
     let err = raw_import(&env, 1).await.unwrap_err();
-    assert!(err.is_body() || err.is_request() || err.is_decode(), "{err:?}");
+    // Observed: hyper IncompleteMessage ("connection closed before message completed") at send().
+    assert!(err.is_request() || err.is_body(), "expected a connection-level error, got {err:?}");
     assert!(env.emu.indicators().is_empty(), "Drop must not commit");
     env.emu.inject(rule(EndpointFamily::Import, Fault::DropAfterCommit, Trigger::Nth(1)));
     assert!(raw_import(&env, 2).await.is_err());
@@ -60,7 +61,11 @@ async fn malformed_and_delay() {
     let body = raw_import(&env, 1).await.unwrap();
     assert!(serde_json::from_slice::<serde_json::Value>(&body).is_err());
     assert!(env.emu.indicators().is_empty());
-    env.emu.inject(rule(EndpointFamily::List, Fault::Delay(std::time::Duration::from_millis(20)), Trigger::Always));
+    env.emu.inject(rule(
+        EndpointFamily::List,
+        Fault::Delay(std::time::Duration::from_millis(20)),
+        Trigger::Always,
+    ));
     assert_eq!(env.get("/api/indicators").await.status, 200);
 }
 
@@ -77,7 +82,11 @@ async fn token_faults_and_seeded_probability() {
         let (mut cfg, clock) = config();
         cfg.fault_seed = 42;
         let e = env_with((cfg, clock)).await;
-        e.emu.inject(FaultRule { family: None, fault: Fault::Status(500), trigger: Trigger::Probability(0.5) });
+        e.emu.inject(FaultRule {
+            family: None,
+            fault: Fault::Status(500),
+            trigger: Trigger::Probability(0.5),
+        });
         let mut p = Vec::new();
         for _ in 0..20 {
             p.push(e.get("/api/indicators").await.status);

@@ -43,7 +43,14 @@ async fn filter_subset() {
     assert_eq!(filter(&env, "generateAlert eq true").await, [m.as_str()]);
     assert_eq!(filter(&env, "application eq 'feedx'").await, ["evil.example"]);
     assert_eq!(filter(&env, "rbacGroupNames eq 'Servers'").await, ["8.0.0.1"]);
-    assert_eq!(filter(&env, "(severity eq 'Low' or severity eq 'High') and not_a_field eq 1").await.len(), 0);
+    assert_eq!(
+        filter(&env, "(severity eq 'Low' or severity eq 'High') and indicatorType ne 'DomainName'").await,
+        ["8.0.0.1"]
+    );
+    assert_eq!(
+        filter(&env, "severity eq 'Low' or severity eq 'High' and indicatorType ne 'DomainName'").await.len(),
+        2
+    );
 }
 
 #[tokio::test]

@@ -26,7 +26,9 @@ async fn import_30_per_minute_with_retry_after() {
     // Other families and other apps have their own windows.
     assert_eq!(env.get("/api/indicators").await.status, 200);
     let own = token_for(&env.http, &env.emu, OWN_APP, OWN_SECRET).await;
-    let r = env.call_as(&own, Method::POST, "/api/indicators/import", Some(&json!({"Indicators": [ip(500)]}))).await;
+    let r = env
+        .call_as(&own, Method::POST, "/api/indicators/import", Some(&json!({"Indicators": [ip(500)]})))
+        .await;
     assert_eq!(r.status, 200);
     let throttled: Vec<_> = env.emu.calls().into_iter().filter(|c| c.throttled).collect();
     assert_eq!(throttled.len(), 2);

@@ -21,7 +21,8 @@ async fn state_survives_restart_and_ids_are_not_reused() {
     let listed = env.emu.indicators();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].indicator_value, "8.0.0.1");
-    let new_id: u64 = env.post("/api/indicators", &ip(3)).await.json()["id"].as_str().unwrap().parse().unwrap();
+    let new_id: u64 =
+        env.post("/api/indicators", &ip(3)).await.json()["id"].as_str().unwrap().parse().unwrap();
     assert!(new_id > second.parse().unwrap(), "id {new_id} reused");
     env.emu.shutdown().await;
 }

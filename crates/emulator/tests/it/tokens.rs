@@ -21,7 +21,12 @@ async fn v2_token_has_numeric_expiry_and_jwt_shape() {
     let (s, v) = token_req(
         &env,
         &v2(&env),
-        &[("grant_type", "client_credentials"), ("client_id", DEFAULT_CLIENT_ID), ("client_secret", DEFAULT_CLIENT_SECRET), ("scope", SCOPE)],
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", DEFAULT_CLIENT_ID),
+            ("client_secret", DEFAULT_CLIENT_SECRET),
+            ("scope", SCOPE),
+        ],
     )
     .await;
     assert_eq!(s, 200);
@@ -32,7 +37,8 @@ async fn v2_token_has_numeric_expiry_and_jwt_shape() {
     assert_eq!(parts.len(), 3);
     use base64::Engine as _;
     let claims: Value =
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[1]).unwrap())
+            .unwrap();
     assert_eq!(claims["aud"], "https://api.securitycenter.microsoft.com");
     assert_eq!(claims["appid"], DEFAULT_CLIENT_ID);
     assert_eq!(claims["tid"], env.emu.tenant_id());
@@ -72,7 +78,8 @@ async fn entra_errors() {
     let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&'static str, &'static str)> {
         base.iter().copied().chain(extra.iter().copied()).collect()
     };
-    let (s, v) = token_req(&env, &path, &with(&[("client_id", DEFAULT_CLIENT_ID), ("client_secret", "wrong")])).await;
+    let (s, v) =
+        token_req(&env, &path, &with(&[("client_id", DEFAULT_CLIENT_ID), ("client_secret", "wrong")])).await;
     assert_eq!((s, v["error"].as_str().unwrap()), (401, "invalid_client"));
     assert_eq!(v["error_codes"][0], 7000215);
     for k in ["error_description", "timestamp", "trace_id", "correlation_id"] {
@@ -84,10 +91,18 @@ async fn entra_errors() {
     let (s, v) = token_req(
         &env,
         &path,
-        &[("grant_type", "client_credentials"), ("client_id", DEFAULT_CLIENT_ID), ("client_secret", DEFAULT_CLIENT_SECRET), ("scope", "https://unknown.example/.default")],
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", DEFAULT_CLIENT_ID),
+            ("client_secret", DEFAULT_CLIENT_SECRET),
+            ("scope", "https://unknown.example/.default"),
+        ],
     )
     .await;
-    assert_eq!((s, v["error"].as_str().unwrap(), v["error_codes"][0].as_u64().unwrap()), (400, "invalid_scope", 70011));
+    assert_eq!(
+        (s, v["error"].as_str().unwrap(), v["error_codes"][0].as_u64().unwrap()),
+        (400, "invalid_scope", 70011)
+    );
     let (s, v) = token_req(
         &env,
         "/99999999-0000-0000-0000-000000000000/oauth2/v2.0/token",
@@ -95,7 +110,8 @@ async fn entra_errors() {
     )
     .await;
     assert_eq!((s, v["error_codes"][0].as_u64().unwrap()), (400, 90002));
-    let (s, v) = token_req(&env, &path, &[("grant_type", "password"), ("client_id", DEFAULT_CLIENT_ID)]).await;
+    let (s, v) =
+        token_req(&env, &path, &[("grant_type", "password"), ("client_id", DEFAULT_CLIENT_ID)]).await;
     assert_eq!((s, v["error"].as_str().unwrap()), (400, "unsupported_grant_type"));
 }
 
@@ -134,7 +150,12 @@ async fn wrong_audience_and_no_role() {
     let (s, v) = token_req(
         &env,
         &v2(&env),
-        &[("grant_type", "client_credentials"), ("client_id", DEFAULT_CLIENT_ID), ("client_secret", DEFAULT_CLIENT_SECRET), ("scope", "https://graph.microsoft.com/.default")],
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", DEFAULT_CLIENT_ID),
+            ("client_secret", DEFAULT_CLIENT_SECRET),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ],
     )
     .await;
     assert_eq!(s, 200);

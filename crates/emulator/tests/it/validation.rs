@@ -26,15 +26,31 @@ async fn submit_error_codes_per_type() {
         (ind("DomainName", "evil.example", "BlockAndRemediate"), "InvalidInput"),
         (ind("CertificateThumbprint", &"a".repeat(40), "Audit"), "InvalidInput"),
         (ind("FileMd5", &"a".repeat(32), "Audit"), "BadRequest"),
-        (json!({"indicatorValue": "8.8.8.8", "indicatorType": "IpAddress", "Action": "Block", "title": "t", "description": "d"}), "InvalidRequestBody"),
-        (json!({"indicatorValue": "8.8.8.8", "indicatorType": "IpAddress", "title": "t", "description": "d"}), "MissingRequiredParameter"),
-        (json!({"indicatorValue": "8.8.8.8", "indicatorType": "IpAddress", "action": "Block", "title": "t", "description": "d", "externalID": "x"}), "InvalidRequestBody"),
+        (
+            json!({"indicatorValue": "8.8.8.8", "indicatorType": "IpAddress", "Action": "Block", "title": "t", "description": "d"}),
+            "InvalidRequestBody",
+        ),
+        (
+            json!({"indicatorValue": "8.8.8.8", "indicatorType": "IpAddress", "title": "t", "description": "d"}),
+            "MissingRequiredParameter",
+        ),
+        (
+            json!({"indicatorValue": "8.8.8.8", "indicatorType": "IpAddress", "action": "Block", "title": "t", "description": "d", "externalID": "x"}),
+            "InvalidRequestBody",
+        ),
         (json!([1, 2]), "InvalidRequestBody"),
     ] {
         let r = env.post("/api/indicators", &body).await;
         assert_eq!((r.status, r.code()), (400, code.to_owned()), "{body}");
     }
-    let r = env.http.post(env.url("/api/indicators")).bearer_auth(&env.token).body("{not json").send().await.unwrap();
+    let r = env
+        .http
+        .post(env.url("/api/indicators"))
+        .bearer_auth(&env.token)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert!(env.emu.indicators().is_empty());
 }
@@ -62,10 +78,15 @@ async fn accepted_values_and_audit_with_alert() {
 async fn import_failure_reasons() {
     let env = env().await;
     let r = env
-        .import(vec![ind("FileSha1", "abc", "Block"), ind("IpAddress", "10.0.0.1", "Block"), ind("IpAddress", "8.8.4.4", "Block")])
+        .import(vec![
+            ind("FileSha1", "abc", "Block"),
+            ind("IpAddress", "10.0.0.1", "Block"),
+            ind("IpAddress", "8.8.4.4", "Block"),
+        ])
         .await
         .json();
-    let reasons: Vec<Option<&str>> = r["value"].as_array().unwrap().iter().map(|i| i["failureReason"].as_str()).collect();
+    let reasons: Vec<Option<&str>> =
+        r["value"].as_array().unwrap().iter().map(|i| i["failureReason"].as_str()).collect();
     assert!(reasons[0].unwrap().contains("SHA-1"));
     assert!(reasons[1].unwrap().contains("external"));
     assert_eq!(reasons[2], None);

@@ -9,7 +9,12 @@ use crate::common::*;
 #[tokio::test]
 async fn own_only_role() {
     let env = env().await;
-    let portal = env.emu.seed(SeedIndicator::portal("DomainName", "portal.example", "Block", "analyst@contoso.example"));
+    let portal = env.emu.seed(SeedIndicator::portal(
+        "DomainName",
+        "portal.example",
+        "Block",
+        "analyst@contoso.example",
+    ));
     let own = token_for(&env.http, &env.emu, OWN_APP, OWN_SECRET).await;
     let r = env.call_as(&own, Method::POST, "/api/indicators", Some(&ip(3))).await;
     assert_eq!(r.status, 200);
@@ -17,7 +22,8 @@ async fn own_only_role() {
     assert_eq!(r.json()["createdByDisplayName"], "Own-App");
 
     let listed = env.call_as(&own, Method::GET, "/api/indicators", None).await.json();
-    let ids: Vec<&str> = listed["value"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        listed["value"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
     assert_eq!(ids, vec![mine.as_str()]);
     assert_eq!(env.call_as(&own, Method::GET, &format!("/api/indicators/{portal}"), None).await.status, 404);
 
@@ -25,7 +31,12 @@ async fn own_only_role() {
     let r = env.call_as(&own, Method::DELETE, &format!("/api/indicators/{portal}"), None).await;
     assert_eq!((r.status, r.code().as_str()), (403, "Forbidden"));
     let r = env
-        .call_as(&own, Method::POST, "/api/indicators/BatchDelete", Some(&json!({"IndicatorIds": [mine, portal]})))
+        .call_as(
+            &own,
+            Method::POST,
+            "/api/indicators/BatchDelete",
+            Some(&json!({"IndicatorIds": [mine, portal]})),
+        )
         .await;
     assert_eq!(r.status, 403);
     assert_eq!(env.emu.indicators().len(), 2);
@@ -33,7 +44,8 @@ async fn own_only_role() {
     // The all-role sees both.
     assert_eq!(env.get("/api/indicators").await.json()["value"].as_array().unwrap().len(), 2);
 
-    env.emu.set_behaviour(Behaviour { foreign_delete: ForeignDeleteStatus::NotFound, ..Behaviour::default() });
+    env.emu
+        .set_behaviour(Behaviour { foreign_delete: ForeignDeleteStatus::NotFound, ..Behaviour::default() });
     let r = env.call_as(&own, Method::DELETE, &format!("/api/indicators/{portal}"), None).await;
     assert_eq!(r.status, 404);
 }

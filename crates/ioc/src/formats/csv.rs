@@ -61,8 +61,14 @@ pub(crate) fn split_header_line(line: &str) -> Vec<String> {
 }
 
 /// Streams the records of a CSV body with the line each starts on; `#` lines are skipped.
+///
+/// Line numbers are computed from the record's byte offset (the `csv` crate's own line counter
+/// is off by one after CRLF and counts from before skipped comment lines).
 pub(crate) struct Rows<'a> {
     reader: ::csv::Reader<&'a [u8]>,
+    body: &'a [u8],
+    /// Byte offset and 1-based line of the last computed position (offsets only grow).
+    at: (usize, u64),
     done: bool,
 }
 
@@ -81,7 +87,7 @@ impl<'a> Rows<'a> {
             .comment(Some(b'#'))
             .trim(::csv::Trim::All)
             .from_reader(body);
-        Rows { reader, done: false }
+        Rows { reader, body, at: (0, 1), done: false }
     }
 
     /// The next non-empty record and its 1-based starting line.
@@ -93,13 +99,37 @@ impl<'a> Rows<'a> {
                     if rec.iter().all(<[u8]>::is_empty) {
                         continue;
                     }
-                    let line = rec.position().map_or(0, ::csv::Position::line);
+                    let offset = rec.position().map_or(0, ::csv::Position::byte);
+                    let line = self.line_at(usize::try_from(offset).unwrap_or(usize::MAX));
                     return Some((line, rec));
                 }
                 Ok(false) | Err(_) => self.done = true,
             }
         }
         None
+    }
+}
+
+impl Rows<'_> {
+    /// The line of the first record byte at or after `offset`, skipping line ends and `#` lines.
+    fn line_at(&mut self, offset: usize) -> u64 {
+        let body = self.body;
+        let mut pos = offset.min(body.len());
+        loop {
+            match body.get(pos) {
+                Some(b'\r' | b'\n') => pos += 1,
+                Some(b'#') => match body[pos..].iter().position(|&b| b == b'\n') {
+                    Some(nl) => pos += nl + 1,
+                    None => pos = body.len(),
+                },
+                _ => break,
+            }
+        }
+        let (from, line) = self.at;
+        let (from, line) = if pos >= from { (from, line) } else { (0, 1) };
+        let line = line + body[from..pos].iter().filter(|&&b| b == b'\n').count() as u64;
+        self.at = (pos, line);
+        line
     }
 }
 

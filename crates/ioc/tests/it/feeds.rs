@@ -122,7 +122,8 @@ fn tweetfeed_misp_manifest_and_events() {
     // (uuid, attributes, domain, md5, sha256, ip-dst, url accepted, duplicates, rejected)
     // ba5bae2f: 130 urls of which `http://jokermav.online` and `.../` are one -> 1 duplicate.
     // ec185261: 73 urls, `http://198.51.100.1:443` is documentation -> reserved-address.
-    let expected: [(&str, u64, u64, u64, u64, u64, u64, u64, u64); 7] = [
+    type Row = (&'static str, u64, u64, u64, u64, u64, u64, u64, u64);
+    let expected: [Row; 7] = [
         ("c4a04a92-3722-5f53-8c25-9b3742fc79c4", 294, 134, 9, 6, 10, 135, 0, 0),
         ("cbaa3579-deb7-524b-accb-765151c0ce58", 465, 204, 2, 20, 23, 216, 0, 0),
         ("ba5bae2f-de28-5149-a1c6-2b89b55c9b51", 299, 87, 2, 17, 63, 129, 1, 0),

@@ -55,7 +55,7 @@ fn ip() -> impl Strategy<Value = String> {
     prop_oneof![
         any::<u32>().prop_map(|n| Ipv4Addr::from(n).to_string()),
         any::<u128>().prop_map(|n| Ipv6Addr::from(n).to_string()),
-        any::<u32>().prop_map(|n| Ipv6Addr::from(Ipv4Addr::from(n).to_ipv6_mapped()).to_string()),
+        any::<u32>().prop_map(|n| Ipv4Addr::from(n).to_ipv6_mapped().to_string()),
         (any::<u32>(), 0u32..40).prop_map(|(n, l)| format!("{}/{l}", Ipv4Addr::from(n))),
         (any::<u32>(), 0u32..70_000).prop_map(|(n, p)| format!("{}:{p}", Ipv4Addr::from(n))),
         (any::<u128>(), 0u32..70_000).prop_map(|(n, p)| format!("[{}]:{p}", Ipv6Addr::from(n))),

@@ -114,6 +114,9 @@ pub struct Tenant {
     pub scope: Option<String>,
     /// Run against the embedded emulator instead of a real tenant.
     pub emulator: bool,
+    /// Divides pacing windows and retry delays (tests and benchmarks against an emulator started
+    /// with the same `--time-scale`); 1 for a real tenant.
+    pub time_scale: f64,
     /// Names of the feeds this tenant takes (all when `None`).
     pub feeds: Option<BTreeSet<String>>,
     /// Extra allowlist entries for this tenant.
@@ -477,6 +480,7 @@ impl Validator {
                 "authority",
                 "scope",
                 "emulator",
+                "time_scale",
                 "feeds",
                 "allowlist",
                 "defaults",
@@ -607,6 +611,27 @@ impl Validator {
                 self.check_base_url(&format!("{key}.{k}"), v);
             }
         }
+        let time_scale = match raw.time_scale {
+            None => 1.0,
+            Some(s) if !(s.is_finite() && (1.0..=10_000.0).contains(&s)) => {
+                self.problem(format!("{key}.time_scale"), "must be a number from 1 to 10000");
+                1.0
+            }
+            Some(s) => {
+                let loopback = raw
+                    .api_base
+                    .as_deref()
+                    .and_then(|u| url::Url::parse(u).ok())
+                    .is_some_and(|u| is_loopback_host(&u));
+                if s > 1.0 && !emulator && !loopback {
+                    self.problem(
+                        format!("{key}.time_scale"),
+                        "only for the emulator (emulator = true or a loopback api_base): a real tenant enforces the documented limits",
+                    );
+                }
+                s
+            }
+        };
         let feeds = raw.feeds.map(|list| {
             for (i, f) in list.iter().enumerate() {
                 if !feed_names.contains(f) {
@@ -631,6 +656,7 @@ impl Validator {
             authority: raw.authority,
             scope: raw.scope,
             emulator,
+            time_scale,
             feeds,
             allowlist,
             defaults,
@@ -1168,7 +1194,7 @@ mod tests {
             [defaults]
             action = "Audit"
             severity = "Medium"
-            expire_days = 7
+            expire_days = 14
             [[feeds]]
             name = "f"
             source = "f.txt"
@@ -1181,7 +1207,7 @@ mod tests {
         assert_eq!(a.severity, Severity::Low);
         assert_eq!(b.severity, Severity::Medium);
         assert_eq!(a.action, Action::Audit);
-        assert_eq!(a.expire_days, 7);
+        assert_eq!(a.expire_days, 14);
         assert_eq!(a.title, "custom {value}");
         assert_eq!(a.description, "Imported by iocsync from {feed}");
     }

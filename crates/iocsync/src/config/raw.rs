@@ -54,6 +54,7 @@ pub struct RawTenant {
     pub authority: Option<String>,
     pub scope: Option<String>,
     pub emulator: Option<bool>,
+    pub time_scale: Option<f64>,
     /// Subset of feed names for this tenant (all when absent).
     pub feeds: Option<Vec<String>>,
     pub allowlist: Option<RawAllowlist>,

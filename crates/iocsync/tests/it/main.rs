@@ -2,8 +2,11 @@
 //! the emulator on 127.0.0.1:0, plus the state store and feed fetching.
 
 mod broken_feed;
+mod chaos;
 mod cli;
+mod crash;
 mod fetch;
 mod harness;
+mod hostile;
 mod state;
 mod sync;

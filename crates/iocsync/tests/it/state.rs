@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use iocsync::fetch::Validators;
-use iocsync::state::{CachedFeed, MIGRATIONS, ProvenanceRow, RejectRow, StateError, StateStore};
+use iocsync::state::{
+    CachedFeed, MIGRATIONS, ProvenanceRow, RejectRecord, RejectRow, StateError, StateStore,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 fn t(secs: i64) -> DateTime<Utc> {
@@ -179,7 +181,7 @@ fn rejects_round_trip() {
     let got = s.reject_records("prod").unwrap();
     assert_eq!(
         got,
-        vec![RejectRecord { reject: r.clone(), first_seen: t(0), last_seen: t(50) }],
+        vec![RejectRecord { reject: r, first_seen: t(0), last_seen: t(50) }],
         "fingerprint replaced, first_seen kept"
     );
     assert!(s.rejects("lab").unwrap().is_empty());
