@@ -188,12 +188,14 @@ pub struct Pacer {
     limits: PacingLimits,
     /// Per family, stamps in ascending order.
     history: BTreeMap<CallFamily, VecDeque<i64>>,
+    /// Per family, no call before this time (set from a server's `Retry-After`; not persisted).
+    blocked_until: BTreeMap<CallFamily, i64>,
 }
 
 impl Pacer {
     /// A pacer with no history.
     pub fn new(limits: PacingLimits) -> Self {
-        Pacer { limits, history: BTreeMap::new() }
+        Pacer { limits, history: BTreeMap::new(), blocked_until: BTreeMap::new() }
     }
 
     /// The limits this pacer enforces.
@@ -204,15 +206,16 @@ impl Pacer {
     /// Earliest time (>= `now_ms`) at which a call of `family` may start without any of its
     /// windows holding more than its limit.
     pub fn next_allowed(&self, family: CallFamily, now_ms: i64) -> i64 {
+        let windows = self.limits.windows(family);
+        if windows.iter().any(|w| w.limit == 0) {
+            // A zero limit can never be satisfied; report "never" rather than spin.
+            return i64::MAX;
+        }
+        let mut at = now_ms.max(self.blocked_until.get(&family).copied().unwrap_or(i64::MIN));
         let Some(stamps) = self.history.get(&family) else {
-            return now_ms;
+            return at;
         };
-        let mut at = now_ms;
-        for w in self.limits.windows(family) {
-            if w.limit == 0 {
-                // A zero limit can never be satisfied; report "never" rather than spin.
-                return i64::MAX;
-            }
+        for w in windows {
             let limit = w.limit as usize;
             let m = stamps.len();
             if m < limit {
@@ -264,6 +267,13 @@ impl Pacer {
             let new_pos = stamps.partition_point(|&s| s <= finished_ms);
             stamps.insert(new_pos, finished_ms);
         }
+    }
+
+    /// Allow no call of `family` before `until_ms` (the server said so with a 429 `Retry-After`),
+    /// so every task sharing this pacer backs off, not only the one that was throttled.
+    pub fn block_until(&mut self, family: CallFamily, until_ms: i64) {
+        let e = self.blocked_until.entry(family).or_insert(until_ms);
+        *e = (*e).max(until_ms);
     }
 
     /// Forget stamps that can no longer affect any window at `now_ms`.
@@ -378,9 +388,21 @@ mod tests {
     }
 
     #[test]
+    fn block_until_holds_back_a_family_only() {
+        let mut p = Pacer::new(PacingLimits::unlimited());
+        p.block_until(CallFamily::Import, 5_000);
+        p.block_until(CallFamily::Import, 3_000);
+        assert_eq!(p.next_allowed(CallFamily::Import, 1_000), 5_000);
+        assert_eq!(p.try_acquire(CallFamily::Import, 4_999), Err(5_000));
+        assert_eq!(p.try_acquire(CallFamily::List, 1_000), Ok(()));
+        assert_eq!(p.try_acquire(CallFamily::Import, 5_000), Ok(()));
+    }
+
+    #[test]
     fn zero_limit_never_allows() {
         let mut p =
             Pacer::new(PacingLimits::unlimited().with_family(CallFamily::Get, vec![Window::new(0, 100)]));
+        assert_eq!(p.next_allowed(CallFamily::Get, 5), i64::MAX);
         p.record(CallFamily::Get, 0);
         assert_eq!(p.next_allowed(CallFamily::Get, 5), i64::MAX);
     }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use iocsync_core::pacing::{CallFamily, CallStamp, Pacer};
 use reqwest::Method;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use secrecy::zeroize::Zeroize as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio::sync::Mutex;
 use url::Url;
@@ -176,8 +177,12 @@ impl DefenderClient {
     }
 
     /// Merge call stamps persisted by an earlier run, so its calls count against the windows.
+    /// Stamps in the future (a clock that was ahead) are clamped to now, so they cannot stall
+    /// the client for longer than one window.
     pub async fn load_call_history(&self, stamps: Vec<CallStamp>) {
-        self.inner.pacer.lock().await.load(stamps);
+        let now = now_ms();
+        let clamped = stamps.into_iter().map(|s| CallStamp { family: s.family, at_ms: s.at_ms.min(now) });
+        self.inner.pacer.lock().await.load(clamped);
     }
 
     /// Get a token now (or confirm the cached one is fresh): proves the credentials work.
@@ -505,7 +510,9 @@ impl DefenderClient {
             Counters::bump(&inner.counters.token);
             let sent =
                 inner.http.post(&inner.token_url).header(ACCEPT, "application/json").form(&form).send().await;
-            drop(form);
+            for (_, value) in &mut form {
+                value.zeroize();
+            }
             let (err, retry_after) = match read_reply(sent).await {
                 Ok(reply) if reply.status == 200 => {
                     match serde_json::from_slice::<TokenResponse>(&reply.body) {
@@ -557,10 +564,11 @@ impl DefenderClient {
         let mut refreshed = false;
         loop {
             attempt += 1;
-            let (token, generation) = self.token().await?;
             let wait_start = Instant::now();
             let slot = self.pace(family).await?;
             paced += wait_start.elapsed();
+            // After pacing, so a long wait for the hourly window cannot outlive the token.
+            let (token, generation) = self.token().await?;
             self.count(family);
             let mut req = self
                 .inner
@@ -604,7 +612,13 @@ impl DefenderClient {
                         }
                         429 => {
                             Counters::bump(&self.inner.counters.throttled);
-                            (api_error(&reply), retry_after_of(&reply.headers))
+                            let wait = retry_after_of(&reply.headers);
+                            if let Some(d) = wait.map(|d| d.min(self.inner.retry.max_retry_after)) {
+                                let until =
+                                    now_ms().saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                                self.inner.pacer.lock().await.block_until(family, until);
+                            }
+                            (api_error(&reply), wait)
                         }
                         408 | 500 | 502 | 503 | 504 => (api_error(&reply), retry_after_of(&reply.headers)),
                         _ => match handle(&reply) {
@@ -656,7 +670,11 @@ impl DefenderClient {
                 return Err(Error::config(format!("the pacing limits allow no {family} call at all")));
             }
             let wait = u64::try_from(until.saturating_sub(now)).unwrap_or(0).max(1);
-            tracing::debug!(%family, wait_ms = wait, "pacing: waiting for a free slot");
+            if wait >= 5_000 {
+                tracing::info!(%family, wait_s = wait / 1_000, "pacing: waiting for the documented rate limit window");
+            } else {
+                tracing::debug!(%family, wait_ms = wait, "pacing: waiting for a free slot");
+            }
             tokio::time::sleep(Duration::from_millis(wait)).await;
         }
     }

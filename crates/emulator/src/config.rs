@@ -174,6 +174,21 @@ pub struct Behaviour {
     pub import_odata_context: bool,
     /// `Ti.ReadWrite` caller deleting another creator's indicator (default 403).
     pub foreign_delete: ForeignDeleteStatus,
+    /// Upsert matches values case-insensitively (§6 [UNCERTAIN]; default false: exact, as submitted).
+    pub case_insensitive_match: bool,
+    /// Device-group scope (`rbacGroupNames`) is part of the upsert key (§6 [UNCERTAIN]; default false).
+    pub rbac_in_match_key: bool,
+    /// Known device-group names; `Some` => unknown `rbacGroupNames` get 400 `InvalidInput` (§5 [UNCERTAIN];
+    /// default `None`: any name accepted).
+    pub known_device_groups: Option<Vec<String>>,
+    /// 401 from bearer validation has an empty body (only `WWW-Authenticate`) instead of the JSON envelope
+    /// (§10 [UNCERTAIN]; default false).
+    pub unauthorized_empty_body: bool,
+    /// `@odata.nextLink` carries an opaque `$skiptoken` instead of `$skip` (§3 E1 [UNCERTAIN]; default false).
+    pub next_link_skip_token: bool,
+    /// Deleted indicators keep counting toward the cap for this long (§3 E6 [OBS]: integrations pause
+    /// ~20 s after big deletes; default 0 = freed at once).
+    pub capacity_release_lag: Duration,
 }
 
 impl Default for Behaviour {
@@ -190,6 +205,12 @@ impl Default for Behaviour {
             expiry_cleanup_lag: Duration::ZERO,
             import_odata_context: false,
             foreign_delete: ForeignDeleteStatus::Forbidden,
+            case_insensitive_match: false,
+            rbac_in_match_key: false,
+            known_device_groups: None,
+            unauthorized_empty_body: false,
+            next_link_skip_token: false,
+            capacity_release_lag: Duration::ZERO,
         }
     }
 }

@@ -162,7 +162,8 @@ impl App {
     pub(crate) fn save_state(&self) -> std::io::Result<()> {
         let Some(path) = &self.state_file else { return Ok(()) };
         let _guard = lock(&self.save_lock);
-        let json = lock(&self.store).to_json().map_err(std::io::Error::other)?;
+        let snapshot = lock(&self.store).snapshot();
+        let json = snapshot.to_json().map_err(std::io::Error::other)?;
         write_atomic(path, &json)
     }
 
@@ -340,7 +341,18 @@ fn handle_route(
     let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let info = match app.tokens.validate(auth, app.now()) {
         Ok(info) => info,
-        Err(BearerError::Unauthorized(m)) => return api_error(&ApiError::new(401, "Unauthorized", m)),
+        Err(BearerError::Unauthorized(m)) => {
+            if app.behaviour().unauthorized_empty_body {
+                let mut r = Response::new(Body::empty());
+                *r.status_mut() = StatusCode::UNAUTHORIZED;
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+                return r;
+            }
+            return api_error(&ApiError::new(401, "Unauthorized", m));
+        }
         Err(BearerError::Forbidden(m)) => return api_error(&ApiError::new(403, "Forbidden", m)),
     };
     rec.client_id = Some(info.client_id.clone());
@@ -550,6 +562,10 @@ fn list(app: &App, caller: &Caller, uri: &http::Uri, base: &str) -> Result<Respo
             "$skip" => {
                 skip = v.trim().parse().map_err(|_| odata_err(format!("Invalid value '{v}' for $skip query option found. The $skip query option requires a non-negative integer value.")))?;
             }
+            "$skiptoken" => {
+                skip = decode_skip_token(&v)
+                    .ok_or_else(|| odata_err(format!("Invalid value '{v}' for $skiptoken.")))?;
+            }
             other => {
                 return Err(odata_err(format!("Query option '{other}' is not supported by this endpoint.")));
             }
@@ -583,10 +599,26 @@ fn list(app: &App, caller: &Caller, uri: &http::Uri, base: &str) -> Result<Respo
         if let Some(t) = top {
             q.push(format!("$top={}", t - page_len));
         }
-        q.push(format!("$skip={}", skip + page_len));
+        if app.behaviour().next_link_skip_token {
+            q.push(format!("$skiptoken={}", encode_skip_token(skip + page_len)));
+        } else {
+            q.push(format!("$skip={}", skip + page_len));
+        }
         format!("{base}{}?{}", uri.path(), q.join("&"))
     });
     Ok(odata_json(&ListBody { context: format!("{base}/api/$metadata#Indicators"), value: page, next_link }))
+}
+
+/// Opaque paging token (base64url of `skip:N`), used when `next_link_skip_token` is on.
+fn encode_skip_token(skip: usize) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("skip:{skip}"))
+}
+
+fn decode_skip_token(token: &str) -> Option<usize> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.trim()).ok()?;
+    std::str::from_utf8(&raw).ok()?.strip_prefix("skip:")?.parse().ok()
 }
 
 fn parse_id(id: &str) -> Option<u64> {
@@ -715,7 +747,7 @@ fn delete(app: &App, caller: &Caller, id: &str) -> Result<Response, ApiError> {
     if !caller.sees(ind) {
         return Err(foreign_error(app, id));
     }
-    store.delete(n);
+    store.delete(n, app.now());
     drop(store);
     app.mutated();
     let mut r = Response::new(Body::empty());
@@ -802,8 +834,9 @@ fn batch_delete(
         None
     };
     if problem.is_none() || mode == BatchDeleteMode::Partial {
+        let now = app.now();
         for n in &present {
-            store.delete(*n);
+            store.delete(*n, now);
         }
         drop(store);
         if !present.is_empty() {

@@ -102,8 +102,10 @@ struct Stored {
 
 type Key = (String, String, String);
 
+/// Index key: values are lower-cased so the case-insensitive switch can use the same index; exact
+/// matching re-checks the value.
 fn key_of(ind: &Indicator) -> Key {
-    (ind.indicator_type.clone(), ind.indicator_value.clone(), ind.action.clone())
+    (ind.indicator_type.clone(), ind.indicator_value.to_lowercase(), ind.action.clone())
 }
 
 /// Persisted form of the store.
@@ -112,6 +114,16 @@ fn key_of(ind: &Indicator) -> Key {
 struct StateFile {
     next_id: u64,
     indicators: Vec<Indicator>,
+}
+
+/// A point-in-time copy of the store for the state file.
+#[derive(Debug)]
+pub(crate) struct StateSnapshot(StateFile);
+
+impl StateSnapshot {
+    pub(crate) fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(&self.0)
+    }
 }
 
 /// Result of an upsert.
@@ -125,11 +137,13 @@ pub(crate) struct Store {
     rows: BTreeMap<u64, Stored>,
     by_key: HashMap<Key, Vec<u64>>,
     next_id: u64,
+    /// When API deletes happened, for `Behaviour::capacity_release_lag`.
+    recent_deletes: std::collections::VecDeque<DateTime<Utc>>,
 }
 
 impl Store {
     pub(crate) fn new() -> Self {
-        Self { rows: BTreeMap::new(), by_key: HashMap::new(), next_id: 1 }
+        Self { rows: BTreeMap::new(), by_key: HashMap::new(), next_id: 1, recent_deletes: Default::default() }
     }
 
     fn insert(&mut self, ind: Indicator) -> Indicator {
@@ -178,8 +192,20 @@ impl Store {
         self.rows.values().map(|s| &s.ind)
     }
 
-    pub(crate) fn delete(&mut self, id: u64) -> Option<Indicator> {
-        self.remove(id)
+    /// Deletes through the API at `now` (the slot is released after `capacity_release_lag`).
+    pub(crate) fn delete(&mut self, id: u64, now: DateTime<Utc>) -> Option<Indicator> {
+        let removed = self.remove(id)?;
+        self.recent_deletes.push_back(now);
+        Some(removed)
+    }
+
+    /// Rows plus recently deleted ones still holding a slot.
+    fn used_slots(&mut self, now: DateTime<Utc>, lag: std::time::Duration) -> usize {
+        let lag = chrono::Duration::from_std(lag).unwrap_or_default();
+        while self.recent_deletes.front().is_some_and(|t| *t + lag <= now) {
+            self.recent_deletes.pop_front();
+        }
+        self.rows.len() + self.recent_deletes.len()
     }
 
     /// Submit-or-update on (type, value, action) among the rows the caller can see.
@@ -191,9 +217,14 @@ impl Store {
         capacity: usize,
         behaviour: &Behaviour,
     ) -> Result<Upserted, ApiError> {
-        let key: Key = (input.itype.clone(), input.value.clone(), input.action.clone());
+        let key: Key = (input.itype.clone(), input.value.to_lowercase(), input.action.clone());
+        let matches = |s: &Indicator| {
+            caller.sees(s)
+                && (behaviour.case_insensitive_match || s.indicator_value == input.value)
+                && (!behaviour.rbac_in_match_key || s.rbac_group_names == input.rbac_group_names)
+        };
         let existing = self.by_key.get(&key).and_then(|ids| {
-            ids.iter().copied().find(|id| self.rows.get(id).is_some_and(|s| caller.sees(&s.ind)))
+            ids.iter().copied().find(|id| self.rows.get(id).is_some_and(|s| matches(&s.ind)))
         });
         let expiration_time = input.expiration.map(format_ts_secs);
         let (source, source_type) = if behaviour.include_source_fields {
@@ -225,7 +256,7 @@ impl Store {
             stored.ind = ind.clone();
             return Ok(Upserted { indicator: ind });
         }
-        if self.rows.len() >= capacity {
+        if self.used_slots(now, behaviour.capacity_release_lag) >= capacity {
             return Err(ApiError::bad(
                 "BadRequest",
                 format!(
@@ -287,9 +318,9 @@ impl Store {
         self.insert(ind).id
     }
 
-    pub(crate) fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let state = StateFile { next_id: self.next_id, indicators: self.iter().cloned().collect() };
-        serde_json::to_vec(&state)
+    /// A copy of the persistent state, taken under the lock and serialized outside it.
+    pub(crate) fn snapshot(&self) -> StateSnapshot {
+        StateSnapshot(StateFile { next_id: self.next_id, indicators: self.iter().cloned().collect() })
     }
 
     pub(crate) fn load(path: &Path) -> Result<Self, String> {

@@ -12,11 +12,24 @@ fn main() {
     }
     let p = iocsync_ioc::parse(&bytes, &opts).unwrap();
     let mut acc: BTreeMap<String, u64> = BTreeMap::new();
-    for i in &p.iocs { *acc.entry(i.kind.to_string()).or_default() += 1; }
+    for i in &p.iocs {
+        *acc.entry(i.kind.to_string()).or_default() += 1;
+    }
     let mut rej: BTreeMap<String, u64> = BTreeMap::new();
-    for r in &p.rejections { *rej.entry(r.reason.to_string()).or_default() += 1; }
-    println!("sniff={:?} lines={} dup={} accepted={:?} rejected={:?}", iocsync_ioc::formats::sniff(&bytes), p.lines, p.duplicates, acc, rej);
+    for r in &p.rejections {
+        *rej.entry(r.reason.to_string()).or_default() += 1;
+    }
+    println!(
+        "sniff={:?} lines={} dup={} accepted={:?} rejected={:?}",
+        iocsync_ioc::formats::sniff(&bytes),
+        p.lines,
+        p.duplicates,
+        acc,
+        rej
+    );
     if std::env::var("SHOW").is_ok() {
-        for r in &p.rejections { println!("R {} {} {:?} {:?}", r.line, r.reason, r.value, r.detail); }
+        for r in &p.rejections {
+            println!("R {} {} {:?} {:?}", r.line, r.reason, r.value, r.detail);
+        }
     }
 }

@@ -67,7 +67,9 @@ impl fmt::Display for IndicatorType {
 
 /// Error for an unknown type name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown indicator type `{0}` (expected one of: ip, domain, url, md5, sha1, sha256, cert, or a Defender indicatorType name)")]
+#[error(
+    "unknown indicator type `{0}` (expected one of: ip, domain, url, md5, sha1, sha256, cert, or a Defender indicatorType name)"
+)]
 pub struct UnknownType(pub String);
 
 impl FromStr for IndicatorType {

@@ -1,10 +1,9 @@
 //! Normalisation and validation of one value into the form Defender stores, or a reason code.
 //!
 //! Decisions (documented here because they are visible in reports):
-//! - **Refang** applies to the scheme and host part only (everything before the first `/`, `?`
-//!   or `#` after an optional scheme separator). A URL path and query are kept exactly as the feed
-//!   wrote them, because Defender matches URLs by prefix; this also makes normalisation
-//!   idempotent.
+//! - **Refang** (when on) applies to the whole value, repeated until nothing changes, so tools
+//!   that defang every dot (`hxxps://evil[.]com/a[.]php`) are undone in the path too, and the
+//!   result is stable (normalisation is idempotent). With refang off, values are taken literally.
 //! - **IP addresses** are parsed strictly (std parser: no octal, hex or short forms, no leading
 //!   zeros). `ip:port` and `[v6]:port` drop the port; `/32` and `/128` become the address; a wider
 //!   CIDR is `cidr-not-supported`; IPv4-mapped IPv6 becomes IPv4; IPv6 prints in compressed form.
@@ -17,7 +16,7 @@
 //!   `evil.com`): a Defender domain indicator already covers every subdomain.
 //! - **URLs**: `http`/`https` only; scheme and host lower-cased; user info dropped (the host is
 //!   what is contacted); explicit port kept (leading zeros dropped); path and query kept as
-//!   written, with spaces, control and non-ASCII bytes percent-encoded; fragment dropped; an empty
+//!   written (no `url`-crate re-encoding or dot-segment removal: Defender matches by prefix), with spaces, control and non-ASCII bytes percent-encoded; fragment dropped; an empty
 //!   path becomes `/`. A public-suffix host is `public-suffix` only for a URL with no path or
 //!   query (`https://github.io/`); with a path the URL is narrow enough to push. A scheme-less `host/path` becomes `http://host/path`; `/path/only` is
 //!   `invalid-value`. The host is checked like a domain or an IP (so a private IP host is
@@ -42,7 +41,7 @@ pub fn normalize(
     hint: Option<TypeHint>,
     refang: bool,
 ) -> Result<(IndicatorType, String), (Reason, Option<String>)> {
-    let value = if refang { refang_head(raw.trim()) } else { Cow::Borrowed(raw.trim()) };
+    let value = if refang { refang_fixpoint(raw.trim())? } else { Cow::Borrowed(raw.trim()) };
     let v = value.trim();
     if v.is_empty() {
         return Err(invalid("empty value"));
@@ -58,9 +57,7 @@ pub fn normalize(
                 Some(r) => r.and_then(accept_ip),
                 None => Err(invalid("not an IP address")),
             },
-            IndicatorType::DomainName => {
-                normalize_domain(v).map(|d| (IndicatorType::DomainName, d))
-            }
+            IndicatorType::DomainName => normalize_domain(v).map(|d| (IndicatorType::DomainName, d)),
             IndicatorType::Url => normalize_url(v).map(|u| (IndicatorType::Url, u)),
         },
         None => detect(v),
@@ -116,21 +113,17 @@ pub fn url_host(url: &str) -> Option<&str> {
     Some(authority.split_once(':').map_or(authority, |(h, _)| h))
 }
 
-/// Refang only the scheme and host part of `raw`, keeping path and query as written.
-fn refang_head(raw: &str) -> Cow<'_, str> {
-    let sep_end = ["://", "[://]", "[:]//"]
-        .iter()
-        .filter_map(|s| raw.find(s).filter(|&i| is_scheme(&raw[..i])).map(|i| i + s.len()))
-        .min()
-        .unwrap_or(0);
-    let end = raw[sep_end..].find(['/', '?', '#']).map_or(raw.len(), |i| sep_end + i);
-    match crate::refang::refang(&raw[..end]) {
-        Cow::Borrowed(_) => Cow::Borrowed(raw),
-        Cow::Owned(mut head) => {
-            head.push_str(&raw[end..]);
-            Cow::Owned(head)
+/// Refang until nothing changes (at most a few passes, so nested defangs like `[[.]]` are
+/// resolved and the result is stable); deeper nesting is refused.
+fn refang_fixpoint(raw: &str) -> Result<Cow<'_, str>, Refusal> {
+    let mut cur = crate::refang::refang(raw);
+    for _ in 0..4 {
+        match crate::refang::refang(&cur) {
+            Cow::Borrowed(_) => return Ok(cur),
+            Cow::Owned(next) => cur = Cow::Owned(next),
         }
     }
+    Err(invalid("defanging nested too deeply"))
 }
 
 /// Whether `s` is a URI scheme name (`[A-Za-z][A-Za-z0-9+.-]*`).
@@ -367,7 +360,10 @@ fn normalize_host_name(v: &str, allow_suffix: bool) -> Result<String, Refusal> {
         return Err(invalid(format!("unknown top-level domain `.{last}`")));
     }
     if !allow_suffix && suffix.as_bytes().len() == ascii.len() {
-        return Err((Reason::PublicSuffix, Some(format!("`{ascii}` is a public suffix, not a registrable domain"))));
+        return Err((
+            Reason::PublicSuffix,
+            Some(format!("`{ascii}` is a public suffix, not a registrable domain")),
+        ));
     }
     Ok(ascii.into_owned())
 }
@@ -381,10 +377,7 @@ fn normalize_url(v: &str) -> Result<String, Refusal> {
             } else if scheme.eq_ignore_ascii_case("https") {
                 ("https", rest)
             } else {
-                return Err(invalid(format!(
-                    "URL scheme `{}` is not http or https",
-                    truncate(scheme, 32)
-                )));
+                return Err(invalid(format!("URL scheme `{}` is not http or https", truncate(scheme, 32))));
             }
         }
         None => {
@@ -568,7 +561,9 @@ mod tests {
         assert_eq!(ok("http://user:pw@evil.com/x").1, "http://evil.com/x");
         assert_eq!(ok("http://[2606:4700::1111]:80/x").1, "http://[2606:4700::1111]:80/x");
         assert_eq!(ok("http://evil.com/a b/%41").1, "http://evil.com/a%20b/%41");
-        assert_eq!(ok("http://evil.com/[.]x").1, "http://evil.com/[.]x");
+        assert_eq!(ok("hxxp://evil[.]com/a[.]php").1, "http://evil.com/a.php");
+        assert_eq!(ok("evil[[.]]com").1, "evil.com");
+        assert_eq!(normalize("http://evil.com/[.]x", None, false).unwrap().1, "http://evil.com/[.]x");
         assert_eq!(reason("/path/only"), Reason::InvalidValue);
         assert_eq!(reason("ftp://evil.com/x"), Reason::InvalidValue);
         let url = Some(TypeHint::Exact(IndicatorType::Url));
@@ -577,7 +572,10 @@ mod tests {
         assert_eq!(reason("http://192.168.1.1/x"), Reason::PrivateAddress);
         assert_eq!(reason("http://co.uk/"), Reason::PublicSuffix);
         assert_eq!(reason("https://github.io"), Reason::PublicSuffix);
-        assert_eq!(ok("https://s3.us-east-1.amazonaws.com/b/f.html").1, "https://s3.us-east-1.amazonaws.com/b/f.html");
+        assert_eq!(
+            ok("https://s3.us-east-1.amazonaws.com/b/f.html").1,
+            "https://s3.us-east-1.amazonaws.com/b/f.html"
+        );
         assert_eq!(url_host("http://[2606:4700::1111]:80/x"), Some("2606:4700::1111"));
         assert_eq!(url_host("https://evil.com:8443/x"), Some("evil.com"));
     }

@@ -85,16 +85,24 @@ impl Reason {
     /// One-line description, used by the README table and `--help` texts.
     pub fn description(self) -> &'static str {
         match self {
-            Reason::InvalidValue => "not a valid IP, domain, URL, hash or thumbprint (or not of the declared type)",
-            Reason::CidrNotSupported => "a CIDR range wider than one address; Defender takes single addresses",
-            Reason::PrivateAddress => "private, loopback, link-local, CGNAT, multicast, unspecified or ULA address",
+            Reason::InvalidValue => {
+                "not a valid IP, domain, URL, hash or thumbprint (or not of the declared type)"
+            }
+            Reason::CidrNotSupported => {
+                "a CIDR range wider than one address; Defender takes single addresses"
+            }
+            Reason::PrivateAddress => {
+                "private, loopback, link-local, CGNAT, multicast, unspecified or ULA address"
+            }
             Reason::ReservedAddress => "reserved or documentation address range",
             Reason::PublicSuffix => "a public suffix (e.g. co.uk) with no registrable domain",
             Reason::Allowlisted => "on the built-in, user or warninglist allowlist",
             Reason::UnsupportedType => "a type Defender indicators cannot hold (e.g. filename, email)",
             Reason::ActionNotAllowed => "the action is not allowed for this indicator type",
             Reason::Duplicate => "the same type and value was seen earlier",
-            Reason::OverCapacity => "left out: the tenant cap minus foreign indicators and headroom is reached",
+            Reason::OverCapacity => {
+                "left out: the tenant cap minus foreign indicators and headroom is reached"
+            }
             Reason::RejectedByDefender => "Defender refused the value on import",
             Reason::FeedStale => "the feed failed and its last good copy is older than max_age",
             Reason::FeedFailed => "the feed failed and has no usable last good copy",

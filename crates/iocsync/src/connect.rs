@@ -125,7 +125,8 @@ pub fn credential(spec: &CredentialSpec) -> anyhow::Result<Credential> {
 
 /// Reads a file holding a secret, refusing one that its group or others may read.
 fn read_private_file(path: &Path) -> anyhow::Result<String> {
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read secret file {}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read secret file {}", path.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

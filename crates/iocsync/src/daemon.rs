@@ -122,6 +122,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
+    let req = SyncRequest::default();
     loop {
         let wait = next_delay(&config.daemon.schedule, config.daemon.jitter, Utc::now());
         tracing::info!(in_secs = wait.as_secs(), "next run scheduled");
@@ -129,12 +130,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             () = &mut shutdown => break,
             () = tokio::time::sleep(wait) => {}
         }
-        let run = run_once(&config, &state);
+        let run = run_once(&config, &state, &req);
         tokio::pin!(run);
         tokio::select! {
             () = &mut run => {}
             () = &mut shutdown => {
-                tracing::info!("stop requested: finishing the current run");
+                tracing::info!("stop requested: finishing the batch in flight");
+                req.stop.request();
                 run.await;
                 break;
             }
@@ -145,7 +147,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_once(config: &Config, state: &Shared) {
+async fn run_once(config: &Config, state: &Shared, req: &SyncRequest) {
     let started = std::time::Instant::now();
     lock_state(state).runs += 1;
     let _lock = match RunLock::acquire(&config.sync.state) {
@@ -155,7 +157,7 @@ async fn run_once(config: &Config, state: &Shared) {
             return;
         }
     };
-    let outcomes = match engine::sync_all(config, None, &SyncRequest::default()).await {
+    let outcomes = match engine::sync_all(config, None, req).await {
         Ok(o) => o,
         Err(e) => {
             tracing::error!("run failed: {e:#}");
@@ -198,7 +200,9 @@ fn rand_below(n: u64) -> u64 {
     if n == 0 {
         return 0;
     }
-    let nanos = u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos());
+    let nanos = u64::from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos(),
+    );
     nanos.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) % n
 }
 
@@ -238,7 +242,12 @@ pub fn render_metrics(s: &DaemonState) -> String {
             let _ = writeln!(out, "{name}{labels} {v}");
         }
     };
-    family("iocsync_runs_total", "counter", "Sync runs started by this daemon.", vec![(String::new(), s.runs as f64)]);
+    family(
+        "iocsync_runs_total",
+        "counter",
+        "Sync runs started by this daemon.",
+        vec![(String::new(), s.runs as f64)],
+    );
     let Some(last) = &s.last else { return out };
     let outs = &last.outcomes;
     let t = |o: &TenantOutcome| format!("tenant=\"{}\"", escape(&o.report.tenant));
@@ -258,7 +267,10 @@ pub fn render_metrics(s: &DaemonState) -> String {
         "iocsync_last_success_timestamp_seconds",
         "gauge",
         "Unix time of the tenant's last successful run.",
-        s.last_success.iter().map(|(k, v)| (format!("{{tenant=\"{}\"}}", escape(k)), v.timestamp() as f64)).collect(),
+        s.last_success
+            .iter()
+            .map(|(k, v)| (format!("{{tenant=\"{}\"}}", escape(k)), v.timestamp() as f64))
+            .collect(),
     );
     family(
         "iocsync_capacity_limit",
@@ -271,7 +283,9 @@ pub fn render_metrics(s: &DaemonState) -> String {
         "gauge",
         "Indicators in the tenant after the last run (foreign + owned).",
         outs.iter()
-            .map(|o| (format!("{{{}}}", t(o)), (o.report.capacity.foreign + o.report.capacity.owned_after) as f64))
+            .map(|o| {
+                (format!("{{{}}}", t(o)), (o.report.capacity.foreign + o.report.capacity.owned_after) as f64)
+            })
             .collect(),
     );
     family(
@@ -310,7 +324,9 @@ pub fn render_metrics(s: &DaemonState) -> String {
     let mut calls = Vec::new();
     for o in outs {
         let a = &o.report.api_calls;
-        for (k, v) in [("token", a.token), ("list", a.list), ("import", a.import), ("batch_delete", a.batch_delete)] {
+        for (k, v) in
+            [("token", a.token), ("list", a.list), ("import", a.import), ("batch_delete", a.batch_delete)]
+        {
             calls.push((format!("{{{},endpoint=\"{k}\"}}", t(o)), v as f64));
         }
     }
@@ -325,12 +341,22 @@ pub fn render_metrics(s: &DaemonState) -> String {
     for o in outs {
         for f in &o.report.feeds {
             feeds.push((
-                format!("{{{},feed=\"{}\",status=\"{}\"}}", t(o), escape(&f.name), escape(&crate::output::status_name(&f.status))),
+                format!(
+                    "{{{},feed=\"{}\",status=\"{}\"}}",
+                    t(o),
+                    escape(&f.name),
+                    escape(&crate::output::status_name(&f.status))
+                ),
                 f.accepted as f64,
             ));
         }
     }
-    family("iocsync_feed_accepted", "gauge", "Values accepted per feed in the last run, by feed status.", feeds);
+    family(
+        "iocsync_feed_accepted",
+        "gauge",
+        "Values accepted per feed in the last run, by feed status.",
+        feeds,
+    );
     out
 }
 

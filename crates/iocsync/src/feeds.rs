@@ -52,6 +52,11 @@ impl FeedSpec {
         o
     }
 
+    /// Whether this is a TAXII 2.1 collection read incrementally (`format = "taxii"` over a URL).
+    pub fn is_taxii_feed(&self) -> bool {
+        self.format == Format::Taxii && matches!(self.source, Source::Url(_))
+    }
+
     /// Whether this is a MISP feed (a `manifest.json` plus one file per event) rather than one document.
     pub fn is_misp_feed(&self) -> bool {
         if self.format != Format::Misp {
@@ -169,6 +174,8 @@ pub async fn load_feed(
 ) -> LoadedFeed {
     let loaded = if spec.is_misp_feed() {
         load_misp_feed(http, store, spec, opts, now, observer).await
+    } else if spec.is_taxii_feed() {
+        load_taxii(http, store, spec, opts, now, observer).await
     } else {
         load_document(http, store, spec, opts, now, observer).await
     };
@@ -189,13 +196,14 @@ pub async fn load_feed(
     loaded
 }
 
-/// Runs `f` on the locked store; a poisoned lock or a database error becomes a message.
+/// Runs `f` on the locked store; a database error becomes a message. A poisoned lock still
+/// yields the store: SQLite rolled back whatever the panicking holder left unfinished.
 fn with_store<T>(
     store: &Mutex<StateStore>,
-    f: impl FnOnce(&mut StateStore) -> Result<T, StateError>,
+    f: impl FnOnce(&StateStore) -> Result<T, StateError>,
 ) -> Result<T, String> {
-    let mut guard = store.lock().map_err(|_| "state database lock poisoned".to_owned())?;
-    f(&mut guard).map_err(|e| e.to_string())
+    let guard = store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    f(&guard).map_err(|e| e.to_string())
 }
 
 /// Parses off the async threads (large feeds take a noticeable time); gives the body back.
@@ -263,7 +271,8 @@ async fn load_document(
                     "the server answered 304 Not Modified but there is no cached copy".into(),
                 );
             };
-            let (_, parsed) = parse_blocking(c.body.clone(), spec.parse_options(now)).await;
+            let bytes = c.bytes;
+            let (_, parsed) = parse_blocking(c.body, spec.parse_options(now)).await;
             return match parsed {
                 Ok(parsed) => {
                     if let Err(e) = with_store(store, |s| s.touch_feed(&spec.name, now)) {
@@ -273,7 +282,7 @@ async fn load_document(
                         name: spec.name.clone(),
                         status: FeedStatus::NotModified,
                         parsed: Some(parsed),
-                        bytes: c.bytes,
+                        bytes,
                         fetched_at: Some(now),
                     }
                 }
@@ -505,6 +514,142 @@ async fn load_misp_feed(
     }
 }
 
+/// The state cursor holding a TAXII feed's `added_after` (per feed and collection URL).
+pub fn taxii_cursor_key(spec: &FeedSpec) -> String {
+    format!("taxii:{}:{}", spec.name, spec.source)
+}
+
+/// A TAXII collection: fetch only objects added after the stored cursor, merge them into the
+/// last good copy (newer versions by `id` replace older ones, so revocations apply), judge the
+/// result; the cursor advances only together with a good copy.
+async fn load_taxii(
+    http: &reqwest::Client,
+    store: &Mutex<StateStore>,
+    spec: &FeedSpec,
+    opts: &FetchOptions,
+    now: DateTime<Utc>,
+    observer: &dyn FetchObserver,
+) -> LoadedFeed {
+    let key = taxii_cursor_key(spec);
+    let (cached, cursor) = match with_store(store, |s| Ok((s.feed_cache(&spec.name)?, s.cursor(&key)?))) {
+        Ok((c, k)) => (c.filter(|c| !c.body.is_empty()), k),
+        Err(e) => {
+            tracing::warn!(feed = %spec.name, error = %e, "cannot read the feed cache; fetching without it");
+            (None, None)
+        }
+    };
+    // Without a last good copy to merge into, read the whole collection.
+    let added_after = cursor.as_deref().filter(|_| cached.is_some());
+    let named = Named { name: &spec.name, inner: observer };
+    let why = match fetch::fetch_taxii(http, &spec.source, added_after, opts, &named).await {
+        Err(e) => fetch_reason(&e),
+        Ok(got) => {
+            let base = cached.as_ref().filter(|_| added_after.is_some()).map(|c| c.body.as_slice());
+            match merge_taxii(base, got.objects) {
+                Err(e) => e,
+                Ok((body, changed)) => {
+                    let unchanged = base.is_some() && !changed;
+                    let (body, parsed) = parse_blocking(body, spec.parse_options(now)).await;
+                    match parsed {
+                        Err(e) => format!("cannot parse the collection: {e}"),
+                        Ok(parsed) => {
+                            let current = stats(&body, &parsed);
+                            let last_good = cached.as_ref().map(cached_stats);
+                            let health = if unchanged {
+                                Health::Good
+                            } else {
+                                feed_health::judge(&current, last_good.as_ref(), &spec.health)
+                            };
+                            match health {
+                                Health::Good => {
+                                    let saved = with_store(store, |s| {
+                                        if unchanged {
+                                            s.touch_feed(&spec.name, now)?;
+                                        } else {
+                                            s.save_good_feed(&CachedFeed {
+                                                feed: spec.name.clone(),
+                                                source: spec.source.to_string(),
+                                                body: body.clone(),
+                                                validators: fetch::Validators::default(),
+                                                fetched_at: now,
+                                                good_at: now,
+                                                bytes: current.bytes,
+                                                accepted: current.accepted,
+                                                rejected: current.rejected,
+                                            })?;
+                                        }
+                                        match &got.added_last {
+                                            Some(last) => s.set_cursor(&key, last),
+                                            None => Ok(()),
+                                        }
+                                    });
+                                    if let Err(e) = saved {
+                                        tracing::warn!(feed = %spec.name, error = %e, "cannot save the TAXII feed's last good copy");
+                                    }
+                                    tracing::debug!(feed = %spec.name, pages = got.pages, "TAXII collection fetched");
+                                    return LoadedFeed {
+                                        name: spec.name.clone(),
+                                        status: if unchanged {
+                                            FeedStatus::NotModified
+                                        } else {
+                                            FeedStatus::Fresh
+                                        },
+                                        parsed: Some(parsed),
+                                        bytes: body.len() as u64,
+                                        fetched_at: Some(now),
+                                    };
+                                }
+                                Health::Suspect(why) => why,
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    fall_back(spec, cached, why, now).await
+}
+
+/// Merges TAXII objects into a stored envelope `{"objects": [...]}` by STIX `id`: a new
+/// version (later or equal `modified`) replaces the stored one. Returns the merged envelope
+/// and whether anything changed.
+fn merge_taxii(base: Option<&[u8]>, new: Vec<serde_json::Value>) -> Result<(Vec<u8>, bool), String> {
+    fn key(o: &serde_json::Value) -> String {
+        match o.get("id").and_then(serde_json::Value::as_str) {
+            Some(id) => id.to_owned(),
+            None => format!("~{o}"),
+        }
+    }
+    fn version(o: &serde_json::Value) -> Option<DateTime<chrono::FixedOffset>> {
+        let t = o.get("modified").or_else(|| o.get("created"))?.as_str()?;
+        DateTime::parse_from_rfc3339(t).ok()
+    }
+    let mut by_id: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    if let Some(base) = base {
+        let doc: serde_json::Value = serde_json::from_slice(base)
+            .map_err(|e| format!("the cached copy of the collection is unreadable: {e}"))?;
+        for o in doc.get("objects").and_then(serde_json::Value::as_array).into_iter().flatten() {
+            by_id.insert(key(o), o.clone());
+        }
+    }
+    let mut changed = false;
+    for o in new {
+        let k = key(&o);
+        let replace = match by_id.get(&k) {
+            None => true,
+            Some(old) => *old != o && version(&o) >= version(old),
+        };
+        if replace {
+            by_id.insert(k, o);
+            changed = true;
+        }
+    }
+    let objects: Vec<serde_json::Value> = by_id.into_values().collect();
+    let body = serde_json::to_vec(&serde_json::json!({ "objects": objects }))
+        .map_err(|e| format!("cannot store the collection: {e}"))?;
+    Ok((body, changed))
+}
+
 /// Parses every event of a MISP feed as one MISP document each and merges the results,
 /// keeping the first occurrence of each (type, value) across events.
 async fn parse_events(
@@ -594,6 +739,27 @@ mod tests {
         assert!(!st.contributes());
         assert_eq!(FeedStatus::Failed { why: "x".into() }.as_str(), "failed");
         assert!(!FeedStatus::Fresh.is_degraded());
+    }
+
+    #[test]
+    fn taxii_merge_replaces_by_id_and_version() {
+        use serde_json::json;
+        let a1 = json!({"id": "indicator--a", "modified": "2026-08-01T00:00:00Z", "pattern": "1"});
+        let b1 = json!({"id": "indicator--b", "modified": "2026-08-01T00:00:00Z", "pattern": "2"});
+        let (base, changed) = merge_taxii(None, vec![a1.clone(), b1.clone()]).unwrap();
+        assert!(changed);
+        // Same objects again: unchanged.
+        let (same, changed) = merge_taxii(Some(&base), vec![a1.clone()]).unwrap();
+        assert!(!changed);
+        assert_eq!(same, base);
+        // A newer version of a replaces it; an older version of b is ignored.
+        let a2 = json!({"id": "indicator--a", "modified": "2026-08-02T00:00:00Z", "revoked": true});
+        let b0 = json!({"id": "indicator--b", "modified": "2026-07-01T00:00:00Z", "pattern": "old"});
+        let (merged, changed) = merge_taxii(Some(&base), vec![a2.clone(), b0]).unwrap();
+        assert!(changed);
+        let doc: serde_json::Value = serde_json::from_slice(&merged).unwrap();
+        assert_eq!(doc["objects"], json!([a2, b1]));
+        assert!(merge_taxii(Some(b"not json"), vec![]).is_err());
     }
 
     #[test]

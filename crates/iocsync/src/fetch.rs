@@ -223,7 +223,7 @@ pub enum FetchError {
         url: String,
     },
     /// A non-2xx (and non-304) HTTP status.
-    #[error("{url} answered HTTP {status}")]
+    #[error("{url} answered HTTP {status}{}", status_hint(*status))]
     Status {
         /// The (redacted) URL.
         url: String,
@@ -276,6 +276,14 @@ pub enum FetchError {
         /// The decoder's message.
         detail: String,
     },
+    /// A TAXII server answer that is not a usable envelope, or paging that does not end.
+    #[error("{origin} is not a usable TAXII 2.1 collection: {detail}")]
+    Taxii {
+        /// The (redacted) source.
+        origin: String,
+        /// What was wrong.
+        detail: String,
+    },
     /// The HTTP client could not be built (TLS backend initialisation).
     #[error("cannot build the HTTP client for feeds: {0}")]
     Client(String),
@@ -287,6 +295,17 @@ pub enum FetchError {
         /// What was wrong.
         detail: String,
     },
+}
+
+/// What an operator should check for a failing HTTP status.
+fn status_hint(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 | 403 => " (access refused: check the feed's URL, key or licence)",
+        404 | 410 => " (not found: check the feed's URL)",
+        429 => " (rate-limited by the feed server: fetch it less often)",
+        500..=599 => " (server error: usually temporary)",
+        _ => "",
+    }
 }
 
 impl FetchError {
@@ -305,6 +324,7 @@ impl FetchError {
             | FetchError::TooLarge { .. }
             | FetchError::Gzip { .. }
             | FetchError::Client(_)
+            | FetchError::Taxii { .. }
             | FetchError::Manifest { .. } => false,
         }
     }
@@ -363,7 +383,7 @@ pub async fn fetch(
             Source::Path(path) => read_file(path, &label, opts, observer)
                 .await
                 .map(|bytes| Fetched::Body { bytes, validators: Validators::default() }),
-            Source::Url(url) => get(http, url, validators, opts, observer).await,
+            Source::Url(url) => get(http, url, validators, None, opts, observer).await.map(|(f, _)| f),
         }
     };
     let result = tokio::time::timeout(opts.total_timeout, work)
@@ -388,16 +408,21 @@ pub async fn fetch(
 /// The first two bytes of a gzip stream.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
+/// One GET with the size cap enforced while streaming; returns the response headers too.
 async fn get(
     http: &reqwest::Client,
     url: &Url,
     validators: Option<&Validators>,
+    accept: Option<&str>,
     opts: &FetchOptions,
     observer: &dyn FetchObserver,
-) -> Result<Fetched, FetchError> {
+) -> Result<(Fetched, reqwest::header::HeaderMap), FetchError> {
     check_url(url)?;
     let shown = redact_url(url);
     let mut req = http.get(url.clone()).timeout(opts.total_timeout);
+    if let Some(accept) = accept {
+        req = req.header(reqwest::header::ACCEPT, accept);
+    }
     if let Some(v) = validators {
         if let Some(etag) = &v.etag {
             req = req.header(IF_NONE_MATCH, etag);
@@ -411,7 +436,7 @@ async fn get(
     check_url(resp.url())?;
     let status = resp.status();
     if status == StatusCode::NOT_MODIFIED {
-        return Ok(Fetched::NotModified);
+        return Ok((Fetched::NotModified, resp.headers().clone()));
     }
     if !status.is_success() {
         return Err(FetchError::Status { url: shown, status });
@@ -437,7 +462,7 @@ async fn get(
         buf.extend_from_slice(&chunk);
         observer.progress(&shown, buf.len() as u64, total);
     }
-    Ok(Fetched::Body { bytes: buf, validators: got })
+    Ok((Fetched::Body { bytes: buf, validators: got }, resp.headers().clone()))
 }
 
 async fn read_file(
@@ -675,6 +700,154 @@ async fn misp_feed_inner(
         events.insert(uuid, (ts, body));
     }
     Ok(MispFeedFetch { events, fetched, manifest_bytes: manifest.len() as u64 })
+}
+
+// ---- TAXII 2.1 collections -------------------------------------------------------------------
+
+/// Media type of TAXII 2.1 requests and responses.
+pub const TAXII_MEDIA_TYPE: &str = "application/taxii+json;version=2.1";
+
+/// Response header naming the newest `date_added` of the returned objects.
+const TAXII_DATE_ADDED_LAST: &str = "x-taxii-date-added-last";
+
+/// Upper bound on pages of one TAXII fetch (a server whose paging never ends is an error).
+const TAXII_MAX_PAGES: usize = 10_000;
+
+/// The objects of a TAXII collection added after a cursor, over every page.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaxiiFetch {
+    /// STIX objects in server order.
+    pub objects: Vec<serde_json::Value>,
+    /// Pages read.
+    pub pages: usize,
+    /// Newest `X-TAXII-Date-Added-Last` seen: the `added_after` of the next run.
+    pub added_last: Option<String>,
+    /// Bytes received over all pages.
+    pub bytes: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    objects: Vec<serde_json::Value>,
+    #[serde(default)]
+    more: bool,
+    #[serde(default)]
+    next: Option<serde_json::Value>,
+}
+
+/// Reads a TAXII 2.1 collection's objects endpoint (`.../collections/{id}/objects/`) page by
+/// page (`next`, or `added_after` when the server gives no `next`), from `added_after` on. The
+/// size cap applies to the total over all pages, the total timeout to the whole walk.
+pub async fn fetch_taxii(
+    http: &reqwest::Client,
+    source: &Source,
+    added_after: Option<&str>,
+    opts: &FetchOptions,
+    observer: &dyn FetchObserver,
+) -> Result<TaxiiFetch, FetchError> {
+    let label = source.to_string();
+    let Source::Url(url) = source else {
+        return Err(FetchError::InvalidSource {
+            origin: label,
+            detail: "a TAXII collection is an https URL ending in /collections/{id}/objects/".into(),
+        });
+    };
+    let result =
+        tokio::time::timeout(opts.total_timeout, taxii_pages(http, url, added_after, opts, observer, &label))
+            .await
+            .unwrap_or_else(|_| {
+                Err(FetchError::Timeout { origin: label.clone(), after: opts.total_timeout })
+            });
+    observer.finished(&label);
+    result
+}
+
+async fn taxii_pages(
+    http: &reqwest::Client,
+    url: &Url,
+    added_after: Option<&str>,
+    opts: &FetchOptions,
+    observer: &dyn FetchObserver,
+    label: &str,
+) -> Result<TaxiiFetch, FetchError> {
+    let bad = |detail: String| FetchError::Taxii { origin: label.to_owned(), detail };
+    let mut out = TaxiiFetch::default();
+    let mut after = added_after.map(str::to_owned);
+    let mut next: Option<String> = None;
+    loop {
+        let mut page_url = url.clone();
+        let mut extra = Vec::new();
+        if let Some(a) = &after {
+            extra.push(("added_after", a.as_str()));
+        }
+        if let Some(n) = &next {
+            extra.push(("next", n.as_str()));
+        }
+        if !extra.is_empty() {
+            page_url.query_pairs_mut().extend_pairs(extra);
+        }
+        let page_opts = FetchOptions { max_bytes: opts.max_bytes.saturating_sub(out.bytes), ..opts.clone() };
+        let (fetched, headers) = get(http, &page_url, None, Some(TAXII_MEDIA_TYPE), &page_opts, &NoProgress)
+            .await
+            .map_err(|e| match e {
+                FetchError::TooLarge { .. } => {
+                    FetchError::TooLarge { origin: label.to_owned(), limit: opts.max_bytes }
+                }
+                other => other,
+            })?;
+        let Fetched::Body { bytes, .. } = fetched else {
+            return Err(bad("answered 304 to an unconditional request".into()));
+        };
+        out.pages += 1;
+        out.bytes += bytes.len() as u64;
+        observer.progress(label, out.bytes, None);
+        // An empty body is an empty page (some servers answer 204-like 200s).
+        let env: Envelope = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Envelope { objects: Vec::new(), more: false, next: None }
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| bad(format!("page {}: {e}", out.pages)))?
+        };
+        let got_objects = !env.objects.is_empty();
+        out.objects.extend(env.objects);
+        let last = headers.get(TAXII_DATE_ADDED_LAST).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        if let Some(last) = &last {
+            if out.added_last.as_ref().is_none_or(|cur| later(last, cur)) {
+                out.added_last = Some(last.clone());
+            }
+        }
+        if !env.more {
+            return Ok(out);
+        }
+        if out.pages >= TAXII_MAX_PAGES {
+            return Err(bad(format!("more than {TAXII_MAX_PAGES} pages")));
+        }
+        let next_token = match env.next {
+            Some(serde_json::Value::String(s)) => Some(s),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        match next_token {
+            Some(token) if next.as_ref() != Some(&token) => next = Some(token),
+            Some(_) => return Err(bad("the server repeated the same `next` token".into())),
+            // No `next`: page by moving `added_after` to the newest object seen.
+            None => match last {
+                Some(last) if got_objects && after.as_ref() != Some(&last) => after = Some(last),
+                _ => return Err(bad(
+                    "`more` is true but there is neither a `next` token nor a newer X-TAXII-Date-Added-Last"
+                        .into(),
+                )),
+            },
+        }
+    }
+}
+
+/// Whether timestamp `a` is later than `b` (RFC 3339; falls back to text order).
+fn later(a: &str, b: &str) -> bool {
+    match (chrono::DateTime::parse_from_rfc3339(a), chrono::DateTime::parse_from_rfc3339(b)) {
+        (Ok(a), Ok(b)) => a > b,
+        _ => a > b,
+    }
 }
 
 #[cfg(test)]

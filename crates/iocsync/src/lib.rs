@@ -96,14 +96,15 @@ async fn execute(cli: Cli) -> anyhow::Result<Exit> {
         Command::Sync(args) => {
             let config = config::Config::load(&g.config)?;
             let _lock = if args.dry_run { None } else { Some(daemon::RunLock::acquire(&config.sync.state)?) };
-            let req = engine::SyncRequest { dry_run: args.dry_run, force: args.force };
+            let req = engine::SyncRequest { dry_run: args.dry_run, force: args.force, ..Default::default() };
+            req.stop.on_signal();
             let outcomes = engine::sync_all(&config, args.tenant.tenant.as_deref(), &req).await?;
             output::sync(format, &outcomes);
             Ok(engine::exit_of(&outcomes, false))
         }
         Command::Plan(args) => {
             let config = config::Config::load(&g.config)?;
-            let req = engine::SyncRequest { dry_run: true, force: false };
+            let req = engine::SyncRequest { dry_run: true, ..Default::default() };
             let outcomes = engine::sync_all(&config, args.tenant.tenant.as_deref(), &req).await?;
             output::sync(format, &outcomes);
             Ok(engine::exit_of(&outcomes, args.detailed_exitcode))

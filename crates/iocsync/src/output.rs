@@ -223,7 +223,8 @@ pub fn list(format: OutputFormat, r: &ListReport) {
         return json(r);
     }
     let mut s = String::new();
-    let _ = writeln!(s, "tenant {}: {} indicators shown ({} in tenant)", r.tenant, r.indicators.len(), r.total);
+    let _ =
+        writeln!(s, "tenant {}: {} indicators shown ({} in tenant)", r.tenant, r.indicators.len(), r.total);
     for i in &r.indicators {
         let _ = writeln!(
             s,

@@ -38,3 +38,17 @@ async fn import_overflow_items_fail_and_upserts_do_not_count() {
     assert_eq!(env.post("/api/indicators", &again).await.status, 200);
     assert_eq!(env.post("/api/indicators", &ip(13)).await.status, 400);
 }
+
+#[tokio::test]
+async fn deleted_slots_can_be_held_for_a_while() {
+    let (mut cfg, clock) = config();
+    cfg.capacity = 2;
+    cfg.behaviour.capacity_release_lag = std::time::Duration::from_secs(20);
+    let env = env_with((cfg, clock)).await;
+    let r = env.import(vec![ip(1), ip(2)]).await.json();
+    let id = r["value"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(env.post("/api/indicators/BatchDelete", &json!({"IndicatorIds": [id]})).await.status, 204);
+    assert_eq!(env.post("/api/indicators", &ip(3)).await.status, 400, "slot not yet released");
+    env.clock.advance(chrono::Duration::seconds(20));
+    assert_eq!(env.post("/api/indicators", &ip(3)).await.status, 200);
+}

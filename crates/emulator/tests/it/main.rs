@@ -10,6 +10,7 @@ mod expiry;
 mod faults;
 mod import;
 mod list_odata;
+mod perf_tmp;
 mod ratelimit;
 mod routes;
 mod state_file;

@@ -57,3 +57,58 @@ async fn import_odata_context_switch() {
     env.emu.set_behaviour(Behaviour { import_odata_context: true, ..Behaviour::default() });
     assert!(env.import(vec![ip(1)]).await.json()["@odata.context"].is_string());
 }
+
+#[tokio::test]
+async fn match_key_switches() {
+    let env = env().await;
+    let lower = json!({"indicatorValue": md5(0xabc), "indicatorType": "FileMd5", "action": "Block", "title": "t", "description": "d"});
+    let mut upper = lower.clone();
+    upper["indicatorValue"] = json!(md5(0xabc).to_uppercase());
+    let a = env.post("/api/indicators", &lower).await.json()["id"].clone();
+    let b = env.post("/api/indicators", &upper).await.json()["id"].clone();
+    assert_ne!(a, b, "exact-case matching by default");
+    env.emu.set_behaviour(Behaviour { case_insensitive_match: true, ..Behaviour::default() });
+    let c = env.post("/api/indicators", &upper).await.json()["id"].clone();
+    assert!(c == a || c == b, "{a} {b} {c}");
+    assert_eq!(env.emu.indicators().len(), 2);
+
+    let mut scoped = ip(1);
+    let first = env.post("/api/indicators", &scoped).await.json()["id"].clone();
+    scoped["rbacGroupNames"] = json!(["Servers"]);
+    assert_eq!(env.post("/api/indicators", &scoped).await.json()["id"], first);
+    env.emu.set_behaviour(Behaviour { rbac_in_match_key: true, ..Behaviour::default() });
+    scoped["rbacGroupNames"] = json!(["Laptops"]);
+    assert_ne!(env.post("/api/indicators", &scoped).await.json()["id"], first);
+}
+
+#[tokio::test]
+async fn device_groups_unauthorized_body_and_skip_token() {
+    let (mut cfg, clock) = config();
+    cfg.page_size = 2;
+    let env = env_with((cfg, clock)).await;
+    env.emu.set_behaviour(Behaviour {
+        known_device_groups: Some(vec!["Servers".into()]),
+        unauthorized_empty_body: true,
+        next_link_skip_token: true,
+        ..Behaviour::default()
+    });
+    let mut b = ip(1);
+    b["rbacGroupNames"] = json!(["Nope"]);
+    let r = env.post("/api/indicators", &b).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "InvalidInput"));
+    b["rbacGroupNames"] = json!(["Servers"]);
+    assert_eq!(env.post("/api/indicators", &b).await.status, 200);
+
+    let r = env.call_as("garbage", reqwest::Method::GET, "/api/indicators", None).await;
+    assert_eq!(r.status, 401);
+    assert!(r.text.is_empty());
+    assert!(r.headers.contains_key("www-authenticate"));
+
+    env.import((2..=5).map(ip).collect()).await;
+    let v = env.get("/api/indicators").await.json();
+    let next = v["@odata.nextLink"].as_str().unwrap().to_owned();
+    assert!(next.contains("$skiptoken=") && !next.contains("$skip="), "{next}");
+    let r = env.http.get(&next).bearer_auth(&env.token).send().await.unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["value"][0]["indicatorValue"], "8.0.0.3");
+}

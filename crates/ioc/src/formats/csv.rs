@@ -179,11 +179,7 @@ fn looks_like_header_word(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphabetic() || matches!(c, '_' | '-' | ' '))
 }
 
-fn resolve(
-    first: Option<&ByteRecord>,
-    body: &[u8],
-    opts: &ParseOptions,
-) -> Result<Layout, FormatError> {
+fn resolve(first: Option<&ByteRecord>, body: &[u8], opts: &ParseOptions) -> Result<Layout, FormatError> {
     let first_header: Vec<String> = first
         .map(|r| r.iter().map(|f| norm_header(&String::from_utf8_lossy(f))).collect())
         .unwrap_or_default();

@@ -57,7 +57,8 @@ pub fn parse(input: &[u8], opts: &ParseOptions) -> Result<Parsed, FormatError> {
             None => None,
             Some(Some(t)) => Some(t),
             Some(None) => {
-                let detail = format!("expirationTime `{}` is not an ISO 8601 time", expiration.unwrap_or_default());
+                let detail =
+                    format!("expirationTime `{}` is not an ISO 8601 time", expiration.unwrap_or_default());
                 out.reject(Reason::InvalidValue, &value, line, Some(detail));
                 continue;
             }

@@ -129,7 +129,9 @@ fn attribute(attr: &Value, line: u64, out: &mut Collector) {
     };
     let composite = |out: &mut Collector, hint, part: Option<&str>| match part {
         Some(p) => out.value(p, hint, line),
-        None => out.reject(Reason::InvalidValue, &value, line, Some(format!("`{ty}` value needs two `|` parts"))),
+        None => {
+            out.reject(Reason::InvalidValue, &value, line, Some(format!("`{ty}` value needs two `|` parts")))
+        }
     };
     match ty {
         "ip-src" | "ip-dst" => out.value(&value, exact(IndicatorType::IpAddress), line),
@@ -152,7 +154,10 @@ fn attribute(attr: &Value, line: u64, out: &mut Collector) {
             Reason::UnsupportedType,
             &value,
             line,
-            Some(format!("MISP type `{}` has no Defender indicator type", crate::normalize::truncate(other, 64))),
+            Some(format!(
+                "MISP type `{}` has no Defender indicator type",
+                crate::normalize::truncate(other, 64)
+            )),
         ),
     }
 }

@@ -273,7 +273,12 @@ pub(crate) struct Collector {
 impl Collector {
     /// A collector using the options' refang flag and forced type.
     pub(crate) fn new(opts: &ParseOptions) -> Self {
-        Collector { parsed: Parsed::default(), seen: HashSet::new(), refang: opts.refang, hint: opts.type_hint }
+        Collector {
+            parsed: Parsed::default(),
+            seen: HashSet::new(),
+            refang: opts.refang,
+            hint: opts.type_hint,
+        }
     }
 
     /// Normalise `raw` with `hint` (or the forced type) and record it as accepted or rejected.

@@ -268,7 +268,9 @@ impl Parser {
                 let values = match self.next() {
                     Some(Tok::Op("=")) => vec![self.literal()?],
                     Some(Tok::Word(w)) if w.eq_ignore_ascii_case("IN") => self.set()?,
-                    Some(Tok::Op(op)) => return perr(format!("operator `{op}` is not supported (only = and IN)")),
+                    Some(Tok::Op(op)) => {
+                        return perr(format!("operator `{op}` is not supported (only = and IN)"));
+                    }
                     Some(Tok::Word(w)) => {
                         return perr(format!("operator `{w}` is not supported (only = and IN)"));
                     }
@@ -421,7 +423,9 @@ fn parse_objects(objects: &[Value], opts: &ParseOptions) -> Parsed {
                 };
                 match obj.get("value").and_then(Value::as_str) {
                     Some(v) => out.value(v, Some(TypeHint::Exact(kind)), line),
-                    None => out.reject(Reason::InvalidValue, ty, line, Some("observable without `value`".into())),
+                    None => {
+                        out.reject(Reason::InvalidValue, ty, line, Some("observable without `value`".into()))
+                    }
                 }
             }
             "file" | "x509-certificate" => {
@@ -458,7 +462,12 @@ fn indicator(obj: &Value, line: u64, now: DateTime<Utc>, out: &mut Collector) {
             }
             Some(t) => valid_until = Some(t.with_timezone(&Utc)),
             None => {
-                out.reject(Reason::InvalidValue, shown, line, Some("valid_until is not an RFC 3339 time".into()));
+                out.reject(
+                    Reason::InvalidValue,
+                    shown,
+                    line,
+                    Some("valid_until is not an RFC 3339 time".into()),
+                );
                 return;
             }
         }
@@ -495,10 +504,16 @@ mod tests {
 
     #[test]
     fn subset() {
-        assert_eq!(kinds("[ipv4-addr:value = '1.2.3.4']"), vec![(IndicatorType::IpAddress, "1.2.3.4".into())]);
+        assert_eq!(
+            kinds("[ipv4-addr:value = '1.2.3.4']"),
+            vec![(IndicatorType::IpAddress, "1.2.3.4".into())]
+        );
         assert_eq!(kinds("[file:hashes.'SHA-256' = 'ab']")[0].0, IndicatorType::FileSha256);
         assert_eq!(kinds("[file:hashes.md5 = 'ab']")[0].0, IndicatorType::FileMd5);
-        assert_eq!(kinds("[x509-certificate:hashes.'SHA-1' = 'ab']")[0].0, IndicatorType::CertificateThumbprint);
+        assert_eq!(
+            kinds("[x509-certificate:hashes.'SHA-1' = 'ab']")[0].0,
+            IndicatorType::CertificateThumbprint
+        );
         assert_eq!(kinds("[url:value = 'it\\'s\\\\']")[0].1, "it's\\");
         assert_eq!(kinds("[domain-name:value IN ('a.com', 'b.com')]").len(), 2);
         assert_eq!(kinds("[domain-name:value = 'a.com'] OR ([url:value = 'http://b.com/'])").len(), 2);

@@ -53,8 +53,7 @@ fn looks_like_url(field: &str) -> bool {
 /// The value of one (comment-free) text line.
 pub(crate) fn line_value(t: &str) -> &str {
     let field = t.split_whitespace().next().unwrap_or("");
-    let field =
-        if looks_like_url(field) { field } else { field.split([',', ';']).next().unwrap_or(field) };
+    let field = if looks_like_url(field) { field } else { field.split([',', ';']).next().unwrap_or(field) };
     field.trim_matches(|c| c == '"' || c == '\'' || c == '`')
 }
 

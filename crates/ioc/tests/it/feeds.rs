@@ -105,7 +105,13 @@ fn tweetfeed_urls() {
     // public suffix but that URL has a path, so it is kept (see normalize docs).
     // 5495 = 5486 + 4 + 5.
     let p = parse("tweetfeed/blocklists/urls.txt", Format::Text);
-    check(&p, 5504, &[("Url", 5486)], &[("invalid-value", 2), ("private-address", 2), ("reserved-address", 1)], 4);
+    check(
+        &p,
+        5504,
+        &[("Url", 5486)],
+        &[("invalid-value", 2), ("private-address", 2), ("reserved-address", 1)],
+        4,
+    );
     // The raw non-ASCII host (dotless i) becomes punycode.
     assert!(p.iocs.iter().any(|i| i.value.starts_with("http://xn--asjdoasdjsadsda-")));
 }
@@ -169,8 +175,11 @@ fn tweetfeed_stix_today() {
     check(&p, 61, &[("DomainName", 28), ("FileSha256", 1), ("IpAddress", 1), ("Url", 29)], &[], 0);
     assert_eq!(p.iocs[0].line, 3, "line is the object's ordinal; the first indicator is object 3");
     // The same day as MISP event 67317f07: the same 59 values.
-    let m = iocsync_ioc::parse(&feed("tweetfeed/misp/67317f07-5461-555f-9491-d7685196f614.json"), &opts(Format::Misp))
-        .unwrap();
+    let m = iocsync_ioc::parse(
+        &feed("tweetfeed/misp/67317f07-5461-555f-9491-d7685196f614.json"),
+        &opts(Format::Misp),
+    )
+    .unwrap();
     let mut a: Vec<_> = p.iocs.iter().map(|i| (i.kind, i.value.clone())).collect();
     let mut b: Vec<_> = m.iocs.iter().map(|i| (i.kind, i.value.clone())).collect();
     a.sort();
@@ -219,7 +228,13 @@ fn eset_asylum_ambuscade_adoc() {
     // non-blank lines): `=`, `The`, `==` x2, `[options="header"]` x2 -> invalid-value, and the
     // blog URL on line 4 is accepted as a URL (the allowlist is where such a value is stopped).
     let p = parse("eset-malware-ioc/asylum_ambuscade.README.adoc", Format::Text);
-    check(&p, 136, &[("DomainName", 2), ("FileSha1", 29), ("IpAddress", 88), ("Url", 1)], &[("invalid-value", 35)], 0);
+    check(
+        &p,
+        136,
+        &[("DomainName", 2), ("FileSha1", 29), ("IpAddress", 88), ("Url", 1)],
+        &[("invalid-value", 35)],
+        0,
+    );
     assert!(p.iocs.iter().any(|i| i.kind == IndicatorType::DomainName && i.value == "snowzet.com"));
     assert!(p.iocs.iter().any(|i| i.value == "5.39.222.150"));
 }

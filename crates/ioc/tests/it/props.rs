@@ -19,16 +19,39 @@ fn assert_idempotent(raw: &str) -> Result<(), TestCaseError> {
 
 fn domain() -> impl Strategy<Value = String> {
     let label = "[a-zA-Z0-9_][a-zA-Z0-9_-]{0,12}|xn--[a-z0-9]{2,8}|[äöüßéıя]{1,4}[a-z]{0,3}";
-    let tld = prop::sample::select(vec!["com", "net", "org", "co.uk", "de", "xyz", "github.io", "рф", "onion", "local"]);
-    (prop::collection::vec(label, 1..4), tld, prop::bool::ANY, prop::bool::ANY).prop_map(|(labels, tld, star, dot)| {
-        format!("{}{}.{}{}", if star { "*." } else { "" }, labels.join("."), tld, if dot { "." } else { "" })
-    })
+    let tld = prop::sample::select(vec![
+        "com",
+        "net",
+        "org",
+        "co.uk",
+        "de",
+        "xyz",
+        "github.io",
+        "рф",
+        "onion",
+        "local",
+    ]);
+    (prop::collection::vec(label, 1..4), tld, prop::bool::ANY, prop::bool::ANY).prop_map(
+        |(labels, tld, star, dot)| {
+            format!(
+                "{}{}.{}{}",
+                if star { "*." } else { "" },
+                labels.join("."),
+                tld,
+                if dot { "." } else { "" }
+            )
+        },
+    )
 }
 
 fn url() -> impl Strategy<Value = String> {
-    let scheme = prop::sample::select(vec!["http://", "https://", "HTTP://", "hxxps://", "hXXp[://]", "", "ftp://"]);
-    let host = prop_oneof![domain(), any::<u32>().prop_map(|n| Ipv4Addr::from(n).to_string()),
-        any::<u128>().prop_map(|n| format!("[{}]", Ipv6Addr::from(n)))];
+    let scheme =
+        prop::sample::select(vec!["http://", "https://", "HTTP://", "hxxps://", "hXXp[://]", "", "ftp://"]);
+    let host = prop_oneof![
+        domain(),
+        any::<u32>().prop_map(|n| Ipv4Addr::from(n).to_string()),
+        any::<u128>().prop_map(|n| format!("[{}]", Ipv6Addr::from(n)))
+    ];
     let port = prop::option::of(0u32..70_000);
     let path = "(/[a-zA-Z0-9._~%!$&'()*+,;=:@\\[\\] -]{0,12}){0,3}";
     let query = prop::option::of("[a-zA-Z0-9=&%/:.?-]{0,16}");

@@ -28,7 +28,10 @@ fn ok(kind: IndicatorType, v: &str) -> Result<(IndicatorType, String), Reason> {
 #[test]
 fn crlf_lines() {
     let p = parse("8.8.8.8\r\nevil.com\r\n", Format::Text);
-    assert_eq!(values(&p), vec![(IndicatorType::IpAddress, "8.8.8.8", 1), (IndicatorType::DomainName, "evil.com", 2)]);
+    assert_eq!(
+        values(&p),
+        vec![(IndicatorType::IpAddress, "8.8.8.8", 1), (IndicatorType::DomainName, "evil.com", 2)]
+    );
     assert_eq!(p.lines, 2);
 }
 
@@ -59,7 +62,10 @@ fn comments_and_fields() {
                  d41d8cd98f00b204e9800998ecf8427e;comment\nhttp://evil.com/a,b;c\n9.9.9.9\t12\n";
     let p = parse(input, Format::Text);
     let v: Vec<&str> = p.iocs.iter().map(|i| i.value.as_str()).collect();
-    assert_eq!(v, ["8.8.8.8", "1.1.1.1", "d41d8cd98f00b204e9800998ecf8427e", "http://evil.com/a,b;c", "9.9.9.9"]);
+    assert_eq!(
+        v,
+        ["8.8.8.8", "1.1.1.1", "d41d8cd98f00b204e9800998ecf8427e", "http://evil.com/a,b;c", "9.9.9.9"]
+    );
 }
 
 #[test]
@@ -90,7 +96,10 @@ fn ipv4_mapped_ipv6() {
 fn uppercase_and_mixed_case_hashes() {
     let md5 = "D41D8CD98F00B204E9800998ECF8427E";
     assert_eq!(norm(md5), ok(IndicatorType::FileMd5, "d41d8cd98f00b204e9800998ecf8427e"));
-    assert_eq!(norm("E42a8cefd41D8CD98F00B204E9800998"), ok(IndicatorType::FileMd5, "e42a8cefd41d8cd98f00b204e9800998"));
+    assert_eq!(
+        norm("E42a8cefd41D8CD98F00B204E9800998"),
+        ok(IndicatorType::FileMd5, "e42a8cefd41d8cd98f00b204e9800998")
+    );
     let sha256 = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
     assert_eq!(norm(sha256), ok(IndicatorType::FileSha256, &sha256.to_ascii_lowercase()));
     let sha1 = "2B42fd41A1C8AC12221857DD2DF93164A71B95D7";
@@ -171,11 +180,28 @@ fn strict_ipv4() {
 
 #[test]
 fn reserved_and_private_ranges() {
-    for ip in ["10.1.1.1", "172.16.0.1", "192.168.0.1", "127.0.0.1", "169.254.1.1", "100.64.0.1", "224.0.0.1", "0.0.0.0"]
-    {
+    for ip in [
+        "10.1.1.1",
+        "172.16.0.1",
+        "192.168.0.1",
+        "127.0.0.1",
+        "169.254.1.1",
+        "100.64.0.1",
+        "224.0.0.1",
+        "0.0.0.0",
+    ] {
         assert_eq!(norm(ip), Err(Reason::PrivateAddress), "{ip}");
     }
-    for ip in ["0.1.2.3", "192.0.0.8", "192.0.2.1", "198.18.0.1", "198.51.100.7", "203.0.113.9", "240.0.0.1", "64:ff9b::1"] {
+    for ip in [
+        "0.1.2.3",
+        "192.0.0.8",
+        "192.0.2.1",
+        "198.18.0.1",
+        "198.51.100.7",
+        "203.0.113.9",
+        "240.0.0.1",
+        "64:ff9b::1",
+    ] {
         assert_eq!(norm(ip), Err(Reason::ReservedAddress), "{ip}");
     }
     for ip in ["fc00::1", "fe80::1", "ff02::1", "::1", "::"] {
@@ -187,7 +213,10 @@ fn reserved_and_private_ranges() {
 fn urls() {
     assert_eq!(norm("/path/only"), Err(Reason::InvalidValue));
     assert_eq!(norm("evil.com/path?q=1#frag"), ok(IndicatorType::Url, "http://evil.com/path?q=1"));
-    assert_eq!(norm("HTTPS://EVIL.com:8443/CaseKept"), ok(IndicatorType::Url, "https://evil.com:8443/CaseKept"));
+    assert_eq!(
+        norm("HTTPS://EVIL.com:8443/CaseKept"),
+        ok(IndicatorType::Url, "https://evil.com:8443/CaseKept")
+    );
     assert_eq!(norm("ftp://evil.com/x"), Err(Reason::InvalidValue));
     assert_eq!(norm("http://10.0.0.1/x"), Err(Reason::PrivateAddress));
     assert_eq!(norm("http://[fd00::1]/x"), Err(Reason::PrivateAddress));
@@ -203,7 +232,10 @@ fn stix_values(pattern: &str) -> Vec<(IndicatorType, String)> {
 #[test]
 fn stix_or_between_observations() {
     let v = stix_values("[ipv4-addr:value = '8.8.8.8'] OR [domain-name:value = 'evil.com']");
-    assert_eq!(v, vec![(IndicatorType::IpAddress, "8.8.8.8".into()), (IndicatorType::DomainName, "evil.com".into())]);
+    assert_eq!(
+        v,
+        vec![(IndicatorType::IpAddress, "8.8.8.8".into()), (IndicatorType::DomainName, "evil.com".into())]
+    );
 }
 
 #[test]
@@ -215,14 +247,20 @@ fn stix_in_set() {
 
 #[test]
 fn stix_and_on_two_hashes_of_one_file() {
-    let v = stix_values("[file:hashes.MD5 = 'd41d8cd98f00b204e9800998ecf8427e' AND file:hashes.'SHA-1' = '2b42fd41a1c8ac12221857dd2df93164a71b95d7']");
-    assert_eq!(v.iter().map(|(k, _)| *k).collect::<Vec<_>>(), vec![IndicatorType::FileMd5, IndicatorType::FileSha1]);
+    let v = stix_values(
+        "[file:hashes.MD5 = 'd41d8cd98f00b204e9800998ecf8427e' AND file:hashes.'SHA-1' = '2b42fd41a1c8ac12221857dd2df93164a71b95d7']",
+    );
+    assert_eq!(
+        v.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        vec![IndicatorType::FileMd5, IndicatorType::FileSha1]
+    );
     assert!(stix::parse_pattern("[file:hashes.MD5 = 'a' AND file:name = 'x.exe']").is_err());
 }
 
 #[test]
 fn stix_followedby_is_unsupported() {
-    let err = stix::parse_pattern("[ipv4-addr:value = '8.8.8.8'] FOLLOWEDBY [ipv4-addr:value = '1.1.1.1']").unwrap_err();
+    let err = stix::parse_pattern("[ipv4-addr:value = '8.8.8.8'] FOLLOWEDBY [ipv4-addr:value = '1.1.1.1']")
+        .unwrap_err();
     assert!(err.0.contains("FOLLOWEDBY"), "{err}");
     let bundle = r#"{"type":"bundle","objects":[{"type":"indicator","pattern_type":"stix",
         "pattern":"[ipv4-addr:value = '8.8.8.8'] FOLLOWEDBY [ipv4-addr:value = '1.1.1.1']"},
@@ -248,7 +286,8 @@ fn stix_revoked_expired_and_future_validity() {
     );
     let p = parse(&bundle, Format::Stix);
     assert_eq!(p.lines, 6);
-    let details: Vec<_> = p.rejections.iter().map(|r| (r.reason, r.line, r.detail.clone().unwrap())).collect();
+    let details: Vec<_> =
+        p.rejections.iter().map(|r| (r.reason, r.line, r.detail.clone().unwrap())).collect();
     assert_eq!(details.len(), 2);
     assert_eq!((details[0].0, details[0].1), (Reason::InvalidValue, 1));
     assert!(details[0].2.contains("revoked"));
@@ -306,7 +345,11 @@ fn misp_composite_types_and_to_ids() {
         vec![
             (IndicatorType::DomainName, "evil.com", 1),
             (IndicatorType::IpAddress, "8.8.8.8", 1),
-            (IndicatorType::FileSha256, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", 2),
+            (
+                IndicatorType::FileSha256,
+                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                2
+            ),
             (IndicatorType::IpAddress, "9.9.9.9", 4),
             (IndicatorType::FileMd5, "d41d8cd98f00b204e9800998ecf8427e", 7),
         ]
@@ -334,7 +377,10 @@ fn misp_rest_wrapper_and_list() {
 fn misp_manifest() {
     let m = br#"{"b":{"info":"B","timestamp":"20"},"a":{"info":"A","timestamp":10,"date":"2026-01-01"}}"#;
     let e = misp::parse_manifest(m).unwrap();
-    assert_eq!(e.iter().map(|e| (e.uuid.as_str(), e.timestamp)).collect::<Vec<_>>(), vec![("a", 10), ("b", 20)]);
+    assert_eq!(
+        e.iter().map(|e| (e.uuid.as_str(), e.timestamp)).collect::<Vec<_>>(),
+        vec![("a", 10), ("b", 20)]
+    );
     assert_eq!(e[0].date.as_deref(), Some("2026-01-01"));
     assert!(misp::parse_manifest(br#"{"a":{"info":"A"}}"#).is_err());
     assert!(misp::parse_manifest(b"[]").is_err());
@@ -356,7 +402,8 @@ fn csv_commented_header_quotes_and_footer() {
 
 #[test]
 fn csv_type_column_and_missing_column() {
-    let input = "value,kind\n8.8.8.8,ip\nevil.com,domain\nfoo,email\nD41D8CD98F00B204E9800998ECF8427E,md5\n8.8.4.4\n";
+    let input =
+        "value,kind\n8.8.8.8,ip\nevil.com,domain\nfoo,email\nD41D8CD98F00B204E9800998ECF8427E,md5\n8.8.4.4\n";
     let mut o = opts(Format::Csv);
     o.column = Some(Column::Name("Value".into()));
     o.type_column = Some(Column::Name("kind".into()));

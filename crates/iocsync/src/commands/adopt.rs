@@ -44,7 +44,8 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> anyhow::Result<AdoptRepor
             .into_iter()
             .filter(|i| i.created_by.as_deref() == Some(args.created_by.as_str()))
             .filter(|i| {
-                !(i.created_by.as_deref() == Some(tenant.client_id.as_str()) && i.application.as_deref() == Some(tag))
+                !(i.created_by.as_deref() == Some(tenant.client_id.as_str())
+                    && i.application.as_deref() == Some(tag))
             })
             .filter(|i| match &args.title_prefix {
                 Some(p) => i.title.as_deref().is_some_and(|t| t.starts_with(p.as_str())),
@@ -112,7 +113,9 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> anyhow::Result<AdoptRepor
                 Err(e) => {
                     for item in &items {
                         report.failed += 1;
-                        report.failures.push(format!("{} {}: {e}", item.indicator_type, item.indicator_value));
+                        report
+                            .failures
+                            .push(format!("{} {}: {e}", item.indicator_type, item.indicator_value));
                     }
                 }
             }

@@ -75,7 +75,8 @@ async fn check_one(config: &Config, tenant: &Tenant) -> TenantCheck {
             c.steps.push(Step { what: "list the tenant's indicators".into(), ok: false });
             anyhow::anyhow!("{e}")
         })?;
-        c.steps.push(Step { what: format!("list the tenant's indicators ({} visible)", all.len()), ok: true });
+        c.steps
+            .push(Step { what: format!("list the tenant's indicators ({} visible)", all.len()), ok: true });
         let owned = all
             .iter()
             .filter(|i| {

@@ -8,6 +8,7 @@ pub fn run(path: &Path, force: bool) -> anyhow::Result<PathBuf> {
     if path.exists() && !force {
         bail!("{} already exists: pass --force to overwrite it", path.display());
     }
-    std::fs::write(path, crate::config::STARTER_CONFIG).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(path, crate::config::STARTER_CONFIG)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(path.to_owned())
 }

@@ -72,7 +72,13 @@ pub async fn run(config: &Config, args: &ListArgs) -> anyhow::Result<ListReport>
     } else if !args.all {
         rows.retain(|r| r.owned);
     }
-    rows.sort_by(|a, b| (&a.kind, a.value.to_ascii_lowercase(), &a.action).cmp(&(&b.kind, b.value.to_ascii_lowercase(), &b.action)));
+    rows.sort_by(|a, b| {
+        (&a.kind, a.value.to_ascii_lowercase(), &a.action).cmp(&(
+            &b.kind,
+            b.value.to_ascii_lowercase(),
+            &b.action,
+        ))
+    });
     Ok(ListReport { tenant: tenant.name.clone(), total, indicators: rows })
 }
 

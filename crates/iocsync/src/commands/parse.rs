@@ -4,7 +4,7 @@ use crate::cli::ParseArgs;
 use crate::fetch::{self, FetchOptions, NoProgress, Source};
 use anyhow::{Context, bail};
 use iocsync_ioc::formats::Column;
-use iocsync_ioc::{Format, Ioc, Parsed, ParseOptions, Reason, Rejection, TypeHint};
+use iocsync_ioc::{Format, Ioc, ParseOptions, Parsed, Reason, Rejection, TypeHint};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -65,7 +65,11 @@ impl ParseReport {
         let indicators = parsed
             .iocs
             .into_iter()
-            .map(|Ioc { kind, value, line, .. }| ParsedIndicator { kind: kind.as_str().to_owned(), value, line })
+            .map(|Ioc { kind, value, line, .. }| ParsedIndicator {
+                kind: kind.as_str().to_owned(),
+                value,
+                line,
+            })
             .collect();
         ParseReport {
             source,
@@ -130,7 +134,9 @@ pub async fn run(args: &ParseArgs) -> anyhow::Result<ParseReport> {
     } else {
         let body = match fetch::fetch(&http, &source, None, &fetch_opts, &NoProgress).await? {
             fetch::Fetched::Body { bytes, .. } => bytes,
-            fetch::Fetched::NotModified => bail!("the server answered 304 Not Modified to an unconditional request"),
+            fetch::Fetched::NotModified => {
+                bail!("the server answered 304 Not Modified to an unconditional request")
+            }
         };
         let used = if format == Format::Auto { iocsync_ioc::formats::sniff(&body) } else { format };
         opts.format = used;

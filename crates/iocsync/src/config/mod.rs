@@ -186,7 +186,10 @@ impl PolicySpec {
             generate_alert: self.generate_alert.or(under.generate_alert),
             title: self.title.clone().or_else(|| under.title.clone()),
             description: self.description.clone().or_else(|| under.description.clone()),
-            recommended_actions: self.recommended_actions.clone().or_else(|| under.recommended_actions.clone()),
+            recommended_actions: self
+                .recommended_actions
+                .clone()
+                .or_else(|| under.recommended_actions.clone()),
             rbac_groups: self.rbac_groups.clone().or_else(|| under.rbac_groups.clone()),
             category: self.category.clone().or_else(|| under.category.clone()),
             mitre_techniques: self.mitre_techniques.clone().or_else(|| under.mitre_techniques.clone()),
@@ -520,7 +523,10 @@ impl Validator {
             }
             None if emulator => iocsync_emulator::DEFAULT_CLIENT_ID.to_owned(),
             None => {
-                self.problem(format!("{key}.client_id"), "missing: the app registration's client id (a GUID)");
+                self.problem(
+                    format!("{key}.client_id"),
+                    "missing: the app registration's client id (a GUID)",
+                );
                 String::new()
             }
         };
@@ -579,7 +585,10 @@ impl Validator {
                         }
                     }
                     None => {
-                        self.problem(format!("{key}.client_certificate.key_file"), "missing: the PEM private key file");
+                        self.problem(
+                            format!("{key}.client_certificate.key_file"),
+                            "missing: the PEM private key file",
+                        );
                         CredentialSpec::Emulator
                     }
                 }
@@ -640,10 +649,8 @@ impl Validator {
             }
             list.into_iter().collect()
         });
-        let allowlist = raw
-            .allowlist
-            .map(|a| self.allowlist(&format!("{key}.allowlist"), a, false))
-            .unwrap_or_default();
+        let allowlist =
+            raw.allowlist.map(|a| self.allowlist(&format!("{key}.allowlist"), a, false)).unwrap_or_default();
         let defaults =
             raw.defaults.map(|d| self.policy(&format!("{key}.defaults"), &d, true)).unwrap_or_default();
         Some(Tenant {
@@ -706,7 +713,8 @@ impl Validator {
             self.problem("sync.headroom", format!("must be below capacity ({capacity})"));
         }
         let max_delete_fraction = self.fraction("sync.max_delete_fraction", raw.max_delete_fraction, 0.25);
-        let renew_before_days = self.count("sync.renew_before_days", raw.renew_before_days, 10, 0, 3650) as u32;
+        let renew_before_days =
+            self.count("sync.renew_before_days", raw.renew_before_days, 10, 0, 3650) as u32;
         let max_feed_bytes =
             self.count("sync.max_feed_bytes", raw.max_feed_bytes, 64 << 20, 1024, 4 << 30) as u64;
         let feed_timeout =
@@ -776,7 +784,9 @@ impl Validator {
             Err(_) => {
                 self.problem(
                     format!("{key}.action"),
-                    format!("unknown action `{a}`: expected Allowed, Audit, Warn, Block or BlockAndRemediate"),
+                    format!(
+                        "unknown action `{a}`: expected Allowed, Audit, Warn, Block or BlockAndRemediate"
+                    ),
                 );
                 None
             }
@@ -819,7 +829,10 @@ impl Validator {
             if (1..=3650).contains(&d) {
                 d as u32
             } else {
-                self.problem(format!("{key}.expire_days"), format!("{d} is out of range: expected 1 to 3650"));
+                self.problem(
+                    format!("{key}.expire_days"),
+                    format!("{d} is out of range: expected 1 to 3650"),
+                );
                 30
             }
         });
@@ -925,9 +938,13 @@ impl Validator {
                 }
             };
             let column = f.column.as_ref().and_then(|c| self.column(&format!("{key}.column"), c));
-            let type_column = f.type_column.as_ref().and_then(|c| self.column(&format!("{key}.type_column"), c));
+            let type_column =
+                f.type_column.as_ref().and_then(|c| self.column(&format!("{key}.type_column"), c));
             if (column.is_some() || type_column.is_some()) && !matches!(format, Format::Csv | Format::Auto) {
-                self.problem(format!("{key}.column"), "column and type_column apply to format = \"csv\" only");
+                self.problem(
+                    format!("{key}.column"),
+                    "column and type_column apply to format = \"csv\" only",
+                );
             }
             let types = f.types.map(|list| {
                 let mut set = BTreeSet::new();
@@ -956,8 +973,11 @@ impl Validator {
                     0
                 }
             };
-            let max_age =
-                self.duration(&format!("{key}.max_age"), f.max_age.as_deref(), Duration::from_secs(48 * 3600));
+            let max_age = self.duration(
+                &format!("{key}.max_age"),
+                f.max_age.as_deref(),
+                Duration::from_secs(48 * 3600),
+            );
             let policy = self.policy(&key, &f.policy, false);
             out.push(Feed {
                 name,

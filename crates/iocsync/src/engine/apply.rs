@@ -8,8 +8,8 @@ use iocsync_core::batch::{DELETE_BATCH, IMPORT_BATCH};
 use iocsync_core::model::Desired;
 use iocsync_core::plan::{Existing, Plan};
 use iocsync_core::report::Failed;
-use iocsync_ioc::IndicatorType;
 use iocsync_defender::{DefenderClient, ImportItem, ImportOutcome};
+use iocsync_ioc::IndicatorType;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -21,7 +21,10 @@ pub trait WritePort {
         items: &[ImportItem],
     ) -> impl Future<Output = Result<Vec<ImportOutcome>, iocsync_defender::Error>> + Send;
     /// Deletes up to 500 indicators by id.
-    fn batch_delete(&self, ids: &[String]) -> impl Future<Output = Result<(), iocsync_defender::Error>> + Send;
+    fn batch_delete(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<(), iocsync_defender::Error>> + Send;
 }
 
 /// Writes to the real tenant (or the emulator).
@@ -84,11 +87,19 @@ impl ApplyResult {
 
 /// Applies a plan: deletes (pure deletes and the old side of replaces) first, then imports.
 /// A failed call stops the apply; the next run completes it (Defender is the source of truth).
-pub async fn apply(plan: &Plan, port: &impl WritePort, owner_tag: &str) -> ApplyResult {
+pub async fn apply(
+    plan: &Plan,
+    port: &impl WritePort,
+    owner_tag: &str,
+    stop: &super::StopFlag,
+) -> ApplyResult {
     let mut result = ApplyResult { complete: true, ..ApplyResult::default() };
     let delete_ids = plan.delete_ids();
     let bar = progress::batch_bar("deleting", delete_ids.len() as u64);
     for chunk in delete_ids.chunks(DELETE_BATCH) {
+        if stop.is_requested() {
+            return stopped(result, &bar, &plan.import_items());
+        }
         if let Err(e) = port.batch_delete(chunk).await {
             tracing::error!("batch delete failed: {e}");
             result.complete = false;
@@ -103,13 +114,20 @@ pub async fn apply(plan: &Plan, port: &impl WritePort, owner_tag: &str) -> Apply
     let items: Vec<&Desired> = plan.import_items();
     let bar = progress::batch_bar("importing", items.len() as u64);
     for (n, chunk) in items.chunks(IMPORT_BATCH).enumerate() {
+        if stop.is_requested() {
+            return stopped(result, &bar, &items[n * IMPORT_BATCH..]);
+        }
         let wire: Vec<ImportItem> = chunk.iter().map(|d| import_item(d, owner_tag)).collect();
         match port.import(&wire).await {
             Ok(outcomes) => {
                 for (d, o) in chunk.iter().zip(outcomes.iter()) {
                     if o.is_failed {
                         let reason = o.failure_reason.clone().unwrap_or_else(|| "no reason given".to_owned());
-                        result.failed.push(Failed { kind: d.kind, value: d.value.clone(), reason: reason.clone() });
+                        result.failed.push(Failed {
+                            kind: d.kind,
+                            value: d.value.clone(),
+                            reason: reason.clone(),
+                        });
                         if !is_transient_failure(&reason) {
                             result.permanent_rejects.push(RejectRow {
                                 indicator_type: d.kind.as_str().to_owned(),
@@ -137,7 +155,8 @@ pub async fn apply(plan: &Plan, port: &impl WritePort, owner_tag: &str) -> Apply
                     result.failed.push(Failed {
                         kind: d.kind,
                         value: d.value.clone(),
-                        reason: "not applied: an earlier import call failed; the next run retries it".to_owned(),
+                        reason: "not applied: an earlier import call failed; the next run retries it"
+                            .to_owned(),
                     });
                 }
                 bar.finish();
@@ -147,6 +166,22 @@ pub async fn apply(plan: &Plan, port: &impl WritePort, owner_tag: &str) -> Apply
         bar.inc(chunk.len() as u64);
     }
     bar.finish();
+    result
+}
+
+/// Ends an apply interrupted by a stop request: what was not sent is reported as not applied.
+fn stopped(mut result: ApplyResult, bar: &indicatif::ProgressBar, left: &[&Desired]) -> ApplyResult {
+    bar.finish();
+    result.complete = false;
+    result.error =
+        Some("stopped by a signal before the plan was fully applied; the next run completes it".to_owned());
+    for d in left {
+        result.failed.push(Failed {
+            kind: d.kind,
+            value: d.value.clone(),
+            reason: "not applied: stopped by a signal; the next run applies it".to_owned(),
+        });
+    }
     result
 }
 

@@ -23,6 +23,37 @@ pub struct SyncRequest {
     pub dry_run: bool,
     /// Override the delete brake.
     pub force: bool,
+    /// Set by SIGTERM/ctrl-c: the apply stops after the batch in flight; the next run completes it.
+    pub stop: StopFlag,
+}
+
+/// A shared "stop after the current batch" request.
+#[derive(Debug, Clone, Default)]
+pub struct StopFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl StopFlag {
+    /// Asks every run sharing this flag to stop after its current batch.
+    pub fn request(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether a stop was requested.
+    pub fn is_requested(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Sets the flag when the process gets SIGTERM or ctrl-c (spawned on the current runtime).
+    pub fn on_signal(&self) {
+        let flag = self.clone();
+        tokio::spawn(async move {
+            crate::daemon::shutdown_signal().await;
+            tracing::warn!("stop requested: finishing the batch in flight, then stopping (again to abort)");
+            flag.request();
+            crate::daemon::shutdown_signal().await;
+            tracing::error!("second stop request: aborting");
+            std::process::exit(130);
+        });
+    }
 }
 
 /// The outcome of syncing one tenant.
@@ -47,11 +78,19 @@ impl TenantOutcome {
 /// The process exit code for a set of tenant outcomes (the worst wins).
 pub fn exit_of(outcomes: &[TenantOutcome], detailed: bool) -> Exit {
     let worst = outcomes.iter().map(|o| o.exit).max().unwrap_or(Exit::Ok);
-    if worst == Exit::Ok && detailed && outcomes.iter().any(TenantOutcome::has_changes) { Exit::Pending } else { worst }
+    if worst == Exit::Ok && detailed && outcomes.iter().any(TenantOutcome::has_changes) {
+        Exit::Pending
+    } else {
+        worst
+    }
 }
 
 /// Syncs every selected tenant; one tenant's failure does not stop the others.
-pub async fn sync_all(config: &Config, tenant: Option<&str>, req: &SyncRequest) -> anyhow::Result<Vec<TenantOutcome>> {
+pub async fn sync_all(
+    config: &Config,
+    tenant: Option<&str>,
+    req: &SyncRequest,
+) -> anyhow::Result<Vec<TenantOutcome>> {
     let tenants = config.select_tenants(tenant).map_err(anyhow::Error::msg)?;
     let store = open_store(config)?;
     let mut outcomes = Vec::new();
@@ -71,7 +110,8 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<Mutex<StateStore>>> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating the state directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the state directory {}", dir.display()))?;
     }
     let store =
         StateStore::open(path).with_context(|| format!("opening the state database {}", path.display()))?;

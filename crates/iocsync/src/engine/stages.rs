@@ -58,7 +58,8 @@ pub(super) async fn run(
         report.feeds.push(FeedReport { name: f.name.clone(), status, accepted, rejected });
     }
 
-    let feeds_degraded = loaded.iter().any(|f| !matches!(f.status, FeedStatus::Fresh | FeedStatus::NotModified));
+    let feeds_degraded =
+        loaded.iter().any(|f| !matches!(f.status, FeedStatus::Fresh | FeedStatus::NotModified));
     let exit = if report.brake.is_some() {
         Exit::Brake
     } else if !report.failed.is_empty() || feeds_degraded || !applied.complete {
@@ -245,14 +246,14 @@ async fn plan_and_apply(
         tracing::warn!(tenant = %tenant.name, "{}", plan.brake.as_deref().unwrap_or_default());
         ApplyResult::nothing()
     } else if req.dry_run {
-        apply::apply(&plan, &DryRunWrites::default(), &config.sync.owner_tag).await
+        apply::apply(&plan, &DryRunWrites::default(), &config.sync.owner_tag, &req.stop).await
     } else {
-        apply::apply(&plan, &LiveWrites(client), &config.sync.owner_tag).await
+        apply::apply(&plan, &LiveWrites(client), &config.sync.owner_tag, &req.stop).await
     };
     report.failed = applied.failed.clone();
 
     if !req.dry_run && plan.brake.is_none() {
-        let mut s = lock(store);
+        let s = lock(store);
         for rej in &applied.permanent_rejects {
             if let Err(e) = s.record_reject(&tenant.name, rej, now) {
                 tracing::warn!("could not remember a rejected value: {e}");
@@ -265,12 +266,22 @@ async fn plan_and_apply(
         }
     }
     let stats = client.stats();
-    report.api_calls =
-        ApiCalls { token: stats.token, list: stats.list, import: stats.import, batch_delete: stats.batch_delete };
+    report.api_calls = ApiCalls {
+        token: stats.token,
+        list: stats.list,
+        import: stats.import,
+        batch_delete: stats.batch_delete,
+    };
     report.throttled = stats.throttled;
-    let calls: Vec<(String, i64)> =
-        client.export_call_history().await.into_iter().map(|c| (c.family.as_str().to_owned(), c.at_ms)).collect();
-    if let Err(e) = lock(store).save_api_calls(&tenant.name, &tenant.client_id, &calls, now.timestamp_millis()) {
+    let calls: Vec<(String, i64)> = client
+        .export_call_history()
+        .await
+        .into_iter()
+        .map(|c| (c.family.as_str().to_owned(), c.at_ms))
+        .collect();
+    if let Err(e) =
+        lock(store).save_api_calls(&tenant.name, &tenant.client_id, &calls, now.timestamp_millis())
+    {
         tracing::warn!("could not save the API call history: {e}");
     }
     Ok((report, applied))

@@ -15,7 +15,16 @@ fn shared(path: &str) -> String {
 #[test]
 fn parse_prints_the_design_json_shape() {
     let out = iocsync()
-        .args(["--output", "json", "parse", &shared("abusech-feodotracker/ipblocklist.csv"), "--format", "csv", "--column", "dst_ip"])
+        .args([
+            "--output",
+            "json",
+            "parse",
+            &shared("abusech-feodotracker/ipblocklist.csv"),
+            "--format",
+            "csv",
+            "--column",
+            "dst_ip",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -69,7 +78,8 @@ fn every_config_problem_is_listed_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("iocsync.toml");
     std::fs::write(&cfg, "[defender]\nemulator = true\n[sync]\ncapacity = 99999\nheadroon = 3\n[[feeds]]\nsource = \"ftp://x\"\n").unwrap();
-    let out = iocsync().args(["--config", cfg.to_str().unwrap(), "--output", "json", "plan"]).output().unwrap();
+    let out =
+        iocsync().args(["--config", cfg.to_str().unwrap(), "--output", "json", "plan"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let msg = v["error"].as_str().unwrap();

@@ -490,6 +490,7 @@ mod feeds {
             ("html page", Route::ok(html)),
             ("empty body", Route::ok("")),
             ("90% shrink", Route::ok(domains(0, 10))),
+            ("mostly rejects", Route::ok(format!("{}{}", domains(0, 100), "not a value!\n".repeat(200)))),
         ];
         for (what, broken) in cases {
             let srv = Server::start().await;
@@ -628,5 +629,57 @@ mod feeds {
         let third = load(&s, &st, now() + Duration::hours(1)).await;
         assert_eq!(third.status.as_str(), "fallback", "{:?}", third.status);
         assert_eq!(third.parsed.unwrap().iocs.len(), first.parsed.unwrap().iocs.len());
+    }
+
+    fn shared(rel: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/feeds/")).join(rel)
+    }
+
+    /// A body that is not the format at all (FormatError) falls back too.
+    #[tokio::test]
+    async fn unparseable_download_falls_back() {
+        let srv = Server::start().await;
+        let stix = std::fs::read(shared("tweetfeed/stix/today.json")).unwrap();
+        srv.route("/stix", Route::ok(stix));
+        let st = store();
+        let s = spec("stix", srv.source("/stix"), Format::Stix);
+        let good = load(&s, &st, now()).await;
+        assert_eq!(good.status, FeedStatus::Fresh, "{:?}", good.status);
+        assert!(values(&good).len() > 50, "{}", values(&good).len());
+
+        srv.route("/stix", Route::ok("{\"type\": \"bundle\", \"objects\": [ truncated"));
+        let l = load(&s, &st, now()).await;
+        assert_eq!(l.status.as_str(), "fallback", "{:?}", l.status);
+        assert!(l.status.why().unwrap().contains("parse"), "{:?}", l.status);
+        assert_eq!(values(&l), values(&good));
+    }
+
+    /// A real feed file through a path source: abuse.ch Feodo CSV, 750 rows, 728 unique IPs.
+    #[tokio::test]
+    async fn real_csv_file_loads_fresh() {
+        let st = store();
+        let mut s = spec("feodo", Source::Path(shared("abusech-feodotracker/ipblocklist.csv")), Format::Csv);
+        s.column = Some(iocsync_ioc::formats::Column::Name("dst_ip".into()));
+        let l = load(&s, &st, now()).await;
+        assert_eq!(l.status, FeedStatus::Fresh, "{:?}", l.status);
+        assert_eq!(values(&l).len(), 728);
+        assert_eq!(l.bytes, 59710);
+        let c = st.lock().unwrap().feed_cache("feodo").unwrap().unwrap();
+        assert_eq!(c.accepted, 728);
+        assert!(c.validators.is_empty());
+    }
+
+    /// A cache row of another kind of feed (MISP feed -> document) is no last good copy:
+    /// the feed fails instead of "falling back" to nothing (which would delete its indicators).
+    #[tokio::test]
+    async fn cache_of_another_feed_kind_is_not_a_last_good_copy() {
+        let st = store();
+        let misp = spec("f", Source::Path(misp_dir()), Format::Misp);
+        assert_eq!(load(&misp, &st, now()).await.status, FeedStatus::Fresh);
+        let srv = Server::start().await;
+        srv.route("/f", Route::status(500, "down"));
+        let l = load(&spec("f", srv.source("/f"), Format::Text), &st, now()).await;
+        assert_eq!(l.status.as_str(), "failed", "{:?}", l.status);
+        assert!(l.parsed.is_none());
     }
 }

@@ -102,7 +102,10 @@ impl Env {
             .filter(|c| {
                 matches!(
                     c.family,
-                    EndpointFamily::Import | EndpointFamily::Submit | EndpointFamily::Delete | EndpointFamily::BatchDelete
+                    EndpointFamily::Import
+                        | EndpointFamily::Submit
+                        | EndpointFamily::Delete
+                        | EndpointFamily::BatchDelete
                 )
             })
             .count()
@@ -116,7 +119,9 @@ impl Env {
 
 /// `n` distinct public IPv4 addresses (in 45.0.0.0/8, outside every reserved range).
 pub fn public_ips(n: usize, offset: usize) -> Vec<String> {
-    (offset..offset + n).map(|i| format!("45.{}.{}.{}", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff)).collect()
+    (offset..offset + n)
+        .map(|i| format!("45.{}.{}.{}", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff))
+        .collect()
 }
 
 /// A text feed of lines.

@@ -5,6 +5,7 @@ mod broken_feed;
 mod chaos;
 mod cli;
 mod crash;
+mod daemon;
 mod fetch;
 mod harness;
 mod hostile;

@@ -66,6 +66,15 @@ fn not_a_database_is_an_error() {
     assert!(err.to_string().contains(&path.display().to_string()), "{err}");
 }
 
+#[test]
+fn missing_directory_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such-dir").join("state.db");
+    let err = StateStore::open(&path).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("does not exist") && msg.contains("sync.state"), "{msg}");
+}
+
 #[cfg(unix)]
 #[test]
 fn database_file_is_private() {
@@ -75,6 +84,10 @@ fn database_file_is_private() {
     s.set_cursor("k", "v").unwrap();
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+    // SQLite gives its WAL side files the database file's mode.
+    let wal = path.with_file_name("state.db-wal");
+    assert!(wal.exists(), "WAL mode is on");
+    assert_eq!(std::fs::metadata(&wal).unwrap().permissions().mode() & 0o777, 0o600);
     drop(s);
     // An existing file with loose permissions is tightened.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();

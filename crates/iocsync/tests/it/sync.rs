@@ -80,7 +80,11 @@ async fn removal_severity_action_and_renewal_are_reconciled() {
     let cfg = |expire: u32, renew: u32| {
         format!(
             "[sync]\nstate = \"state/iocsync.db\"\nrenew_before_days = {renew}\n{}",
-            feed_block("a", "a.txt", &format!("severity = \"Low\"\naction = \"Audit\"\nexpire_days = {expire}"))
+            feed_block(
+                "a",
+                "a.txt",
+                &format!("severity = \"Low\"\naction = \"Audit\"\nexpire_days = {expire}")
+            )
         )
     };
     env.config(&cfg(5, 4));
@@ -106,9 +110,16 @@ async fn foreign_indicators_are_never_modified_or_deleted() {
     let same = env.emu.seed(SeedIndicator::portal("IpAddress", &ips[0], "Block", "analyst@contoso.com"));
     let other = env.emu.seed(SeedIndicator::portal("IpAddress", &ips[1], "Allowed", "analyst@contoso.com"));
     // Another app holds an unrelated value; iocsync must not delete it although no feed has it.
-    let app = env.emu.seed(SeedIndicator::app("DomainName", "evil-example.com", "Block", "9f9f9f9f-0000-4000-8000-000000000000", "misp2defender"));
+    let app = env.emu.seed(SeedIndicator::app(
+        "DomainName",
+        "evil-example.com",
+        "Block",
+        "9f9f9f9f-0000-4000-8000-000000000000",
+        "misp2defender",
+    ));
     // Same client id but another owner tag (an older script on the same app): not owned either.
-    let same_app = env.emu.seed(SeedIndicator::app("IpAddress", &ips[2], "Block", CLIENT_ID, "legacy-script"));
+    let same_app =
+        env.emu.seed(SeedIndicator::app("IpAddress", &ips[2], "Block", CLIENT_ID, "legacy-script"));
     let snapshot = |id: &str| env.emu.indicators().into_iter().find(|i| i.id == id).expect("still there");
     let before: Vec<_> = [&same, &other, &app, &same_app].iter().map(|id| snapshot(id)).collect();
 
@@ -120,10 +131,12 @@ async fn foreign_indicators_are_never_modified_or_deleted() {
     assert_eq!(report["counts"]["create"], 8);
     assert_eq!(report["capacity"]["foreign"], 4);
 
-    // Empty the feed and force: still no foreign indicator is touched.
-    env.write("a.txt", "# nothing\n");
+    // Replace the feed by one other value and force: still no foreign indicator is touched.
+    env.write("a.txt", &text_feed(&["45.200.200.200".to_owned()]));
+    env.config(&format!("{BASE}max_shrink_fraction = 0.95\n{}", feed_block("a", "a.txt", "")));
     let (_, report) = env.run_json(&["sync", "--force"]).await;
     assert_eq!(report["counts"]["delete"], 8, "{report}");
+    assert_eq!(report["counts"]["create"], 1, "{report}");
     let after: Vec<_> = [&same, &other, &app, &same_app].iter().map(|id| snapshot(id)).collect();
     for (b, a) in before.iter().zip(&after) {
         assert_eq!(b.last_update_time, a.last_update_time, "foreign indicator {} was modified", b.id);
@@ -152,7 +165,9 @@ async fn the_brake_refuses_a_60_percent_delete_without_force() {
     let env = Env::start(EnvOptions::default()).await;
     let ips = public_ips(100, 4000);
     env.write("a.txt", &text_feed(&ips));
-    env.config(&format!("{BASE}{}", feed_block("a", "a.txt", "")));
+    // Let the feed shrink by 60% without the feed-health check standing in first.
+    let config = format!("{BASE}max_shrink_fraction = 0.9\n{}", feed_block("a", "a.txt", ""));
+    env.config(&config);
     assert_eq!(env.run_json(&["sync"]).await.0, 0);
 
     env.write("a.txt", &text_feed(&ips[60..]));
@@ -178,7 +193,10 @@ async fn only_the_free_room_is_used_next_to_14000_foreign_indicators() {
     );
     let ips = public_ips(1_000, 5000);
     env.write("a.txt", &text_feed(&ips));
-    env.config(&format!("[sync]\nstate = \"state/iocsync.db\"\ncapacity = 15000\nheadroom = 500\n{}", feed_block("a", "a.txt", "")));
+    env.config(&format!(
+        "[sync]\nstate = \"state/iocsync.db\"\ncapacity = 15000\nheadroom = 500\n{}",
+        feed_block("a", "a.txt", "")
+    ));
     let (code, report) = env.run_json(&["sync"]).await;
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["counts"]["create"], 500);
@@ -214,7 +232,18 @@ async fn the_json_report_has_the_design_keys() {
     env.config(&format!("{BASE}{}", feed_block("a", "a.txt", "")));
     let (_, report) = env.run_json(&["sync"]).await;
     let obj = report.as_object().unwrap();
-    for k in ["tenant", "dry_run", "counts", "skipped", "capacity", "feeds", "api_calls", "throttled", "failed", "brake"] {
+    for k in [
+        "tenant",
+        "dry_run",
+        "counts",
+        "skipped",
+        "capacity",
+        "feeds",
+        "api_calls",
+        "throttled",
+        "failed",
+        "brake",
+    ] {
         assert!(obj.contains_key(k), "missing key {k}: {report}");
     }
     for k in ["create", "update", "renew", "replace", "delete", "unchanged"] {
@@ -242,7 +271,12 @@ async fn the_secret_appears_nowhere() {
     let log = env.path("run.log");
     let log_arg = log.to_str().unwrap().to_owned();
     let mut outputs = Vec::new();
-    for args in [vec!["-vv", "--log-file", &log_arg, "sync"], vec!["--output", "json", "sync"], vec!["check"], vec!["history"]] {
+    for args in [
+        vec!["-vv", "--log-file", &log_arg, "sync"],
+        vec!["--output", "json", "sync"],
+        vec!["check"],
+        vec!["history"],
+    ] {
         let out = env.run(&args).await;
         outputs.push(out.stdout);
         outputs.push(out.stderr);
@@ -258,7 +292,11 @@ async fn the_secret_appears_nowhere() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("Wrong-Secret-Value"));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("Wrong-Secret-Value"));
     for o in &outputs {
-        assert!(!String::from_utf8_lossy(o).contains(SECRET), "secret in output: {}", String::from_utf8_lossy(o));
+        assert!(
+            !String::from_utf8_lossy(o).contains(SECRET),
+            "secret in output: {}",
+            String::from_utf8_lossy(o)
+        );
     }
     assert!(log.exists());
     for (path, bytes) in all_files(env.dir.path()) {

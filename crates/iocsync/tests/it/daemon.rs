@@ -1,0 +1,194 @@
+//! `iocsync daemon` and several tenants: scheduled runs, /healthz and /metrics, SIGTERM after
+//! the batch in flight, one failing tenant not stopping the others.
+
+use crate::harness::{CLIENT_ID, Env, EnvOptions, SECRET, public_ips, text_feed};
+use iocsync_emulator::{EndpointFamily, Fault, FaultRule, Trigger};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn spawn_daemon(env: &Env) -> Child {
+    Command::new(assert_cmd::cargo::cargo_bin!("iocsync"))
+        .arg("--config")
+        .arg(env.path("iocsync.toml"))
+        .arg("daemon")
+        .env("IOCSYNC_TEST_SECRET", SECRET)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("daemon starts")
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success();
+    assert!(ok, "kill -TERM failed");
+}
+
+/// Waits (bounded) for the child to exit and returns its code.
+async fn wait_exit(mut child: Child, limit: Duration) -> Option<i32> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("daemon did not exit within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `url` until `ok(body)` holds (bounded).
+async fn poll(url: &str, limit: Duration, ok: impl Fn(&str) -> bool) -> String {
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = http.get(url).send().await
+            && let Ok(body) = r.text().await
+            && ok(&body)
+        {
+            return body;
+        }
+        assert!(start.elapsed() < limit, "{url} never satisfied the condition within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_runs_on_its_interval_serves_metrics_and_stops_on_sigterm() {
+    let env = Env::start(EnvOptions::default()).await;
+    let port = free_port();
+    env.write("a.txt", &text_feed(&public_ips(25, 20_000)));
+    env.config(&format!(
+        "[sync]\nstate = \"state/iocsync.db\"\n[daemon]\ninterval = \"1s\"\njitter = \"0s\"\nlisten = \"127.0.0.1:{port}\"\n[[feeds]]\nname = \"a\"\nsource = \"a.txt\"\nformat = \"text\"\n"
+    ));
+    let child = spawn_daemon(&env);
+    let health = poll(&format!("http://127.0.0.1:{port}/healthz"), Duration::from_secs(40), |b| {
+        serde_json::from_str::<serde_json::Value>(b)
+            .ok()
+            .and_then(|v| v["runs"].as_u64())
+            .is_some_and(|runs| runs >= 4)
+    })
+    .await;
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
+    // At least 3 finished runs (the 4th has started); every run lists the tenant once.
+    assert!(env.calls_of(EndpointFamily::List) >= 3);
+    assert_eq!(env.owned().len(), 25);
+    assert_eq!(env.calls_of(EndpointFamily::Import), 1, "later runs have nothing to write");
+
+    let metrics =
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap().text().await.unwrap();
+    for line in [
+        "iocsync_indicators_owned{tenant=\"default\"} 25",
+        "iocsync_capacity_limit{tenant=\"default\"} 15000",
+        "iocsync_capacity_used{tenant=\"default\"} 25",
+        "iocsync_capacity_free{tenant=\"default\"} 14975",
+        "iocsync_last_run_success{tenant=\"default\"} 1",
+        "iocsync_last_run_changes{tenant=\"default\",change=\"unchanged\"} 25",
+        "iocsync_last_run_changes{tenant=\"default\",change=\"failed\"} 0",
+        "iocsync_last_run_api_calls{tenant=\"default\",endpoint=\"import\"} 0",
+        "iocsync_feed_accepted{tenant=\"default\",feed=\"a\",status=\"ok\"} 25",
+    ] {
+        assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
+    }
+    for family in [
+        "iocsync_last_success_timestamp_seconds",
+        "iocsync_run_duration_seconds",
+        "iocsync_last_run_throttled",
+    ] {
+        assert!(metrics.contains(&format!("# TYPE {family} gauge")), "missing {family}");
+    }
+
+    sigterm(&child);
+    assert_eq!(wait_exit(child, Duration::from_secs(20)).await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_in_the_middle_of_a_run_exits_0_after_the_batch_in_flight() {
+    let env = Env::start(EnvOptions::default()).await;
+    env.emu.inject(FaultRule::new(
+        Some(EndpointFamily::Import),
+        Fault::Delay(Duration::from_millis(700)),
+        Trigger::Always,
+    ));
+    let port = free_port();
+    env.write("a.txt", &text_feed(&public_ips(2_000, 30_000)));
+    env.config(&format!(
+        "[sync]\nstate = \"state/iocsync.db\"\n[daemon]\ninterval = \"1s\"\njitter = \"0s\"\nlisten = \"127.0.0.1:{port}\"\n[[feeds]]\nname = \"a\"\nsource = \"a.txt\"\nformat = \"text\"\n"
+    ));
+    let child = spawn_daemon(&env);
+    let start = Instant::now();
+    while env.owned().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(40), "the first batch never landed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sigterm(&child);
+    assert_eq!(wait_exit(child, Duration::from_secs(20)).await, Some(0));
+    let owned = env.owned().len();
+    assert_eq!(owned % 500, 0, "only whole batches land: {owned}");
+    assert!(owned < 2_000, "the run stopped early ({owned} of 2000)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_with_a_wrong_secret_does_not_stop_the_other() {
+    let env = Env::start(EnvOptions::default()).await;
+    let base = env.emu.base_url();
+    let tenant = env.emu.tenant_id().to_owned();
+    env.write("a.txt", &text_feed(&public_ips(12, 40_000)));
+    let tenants = format!(
+        "[[tenants]]\nname = \"good\"\ntenant_id = \"{tenant}\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = {{ env = \"IOCSYNC_TEST_SECRET\" }}\napi_base = \"{base}\"\nauthority = \"{base}\"\n\n\
+         [[tenants]]\nname = \"bad\"\ntenant_id = \"{tenant}\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = {{ env = \"IOCSYNC_WRONG_SECRET\" }}\napi_base = \"{base}\"\nauthority = \"{base}\"\n\n\
+         [sync]\nstate = \"state/iocsync.db\"\n[[feeds]]\nname = \"a\"\nsource = \"a.txt\"\nformat = \"text\"\n"
+    );
+    env.write("iocsync.toml", &tenants);
+    let out = {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
+        cmd.arg("--config").arg(env.path("iocsync.toml")).args(["--output", "json", "sync"]);
+        cmd.env("IOCSYNC_TEST_SECRET", SECRET).env("IOCSYNC_WRONG_SECRET", "not-the-secret");
+        tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
+    };
+    assert_eq!(out.status.code(), Some(1), "the worst tenant decides the exit code");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let good = v["tenants"].as_array().unwrap().iter().find(|t| t["tenant"] == "good").unwrap();
+    let bad = v["tenants"].as_array().unwrap().iter().find(|t| t["tenant"] == "bad").unwrap();
+    assert_eq!(good["counts"]["create"], 12, "{v}");
+    assert!(good.get("error").is_none());
+    assert!(
+        bad["error"].as_str().unwrap().contains("invalid_client")
+            || bad["error"].as_str().unwrap().contains("401"),
+        "{bad}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("not-the-secret"));
+    assert_eq!(env.owned().len(), 12);
+
+    // The daemon's metrics show the failing tenant.
+    let port = free_port();
+    env.write(
+        "iocsync.toml",
+        &format!("{tenants}[daemon]\ninterval = \"1s\"\njitter = \"0s\"\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let child = Command::new(assert_cmd::cargo::cargo_bin!("iocsync"))
+        .arg("--config")
+        .arg(env.path("iocsync.toml"))
+        .arg("daemon")
+        .env("IOCSYNC_TEST_SECRET", SECRET)
+        .env("IOCSYNC_WRONG_SECRET", "not-the-secret")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = poll(&format!("http://127.0.0.1:{port}/metrics"), Duration::from_secs(30), |b| {
+        b.contains("iocsync_last_run_success{tenant=\"bad\"}")
+    })
+    .await;
+    assert!(metrics.contains("iocsync_last_run_success{tenant=\"bad\"} 0"), "{metrics}");
+    assert!(metrics.contains("iocsync_last_run_success{tenant=\"good\"} 1"), "{metrics}");
+    sigterm(&child);
+    assert_eq!(wait_exit(child, Duration::from_secs(20)).await, Some(0));
+}
