@@ -749,7 +749,7 @@ mod tests {
         let (base, changed) = merge_taxii(None, vec![a1.clone(), b1.clone()]).unwrap();
         assert!(changed);
         // Same objects again: unchanged.
-        let (same, changed) = merge_taxii(Some(&base), vec![a1.clone()]).unwrap();
+        let (same, changed) = merge_taxii(Some(&base), vec![a1]).unwrap();
         assert!(!changed);
         assert_eq!(same, base);
         // A newer version of a replaces it; an older version of b is ignored.

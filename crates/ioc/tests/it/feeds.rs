@@ -238,3 +238,34 @@ fn eset_asylum_ambuscade_adoc() {
     assert!(p.iocs.iter().any(|i| i.kind == IndicatorType::DomainName && i.value == "snowzet.com"));
     assert!(p.iocs.iter().any(|i| i.value == "5.39.222.150"));
 }
+
+#[test]
+fn misp_warninglists_are_readable_json() {
+    // Allowlists, not feeds (the core allowlist reads them); here only: valid JSON with the
+    // entry counts of `python3 -c "json.load(open(f))['list']"`, and the hostnames normalise.
+    for (file, kind, n) in [
+        ("amazon-aws.list.json", "cidr", 3847),
+        ("common-ioc-false-positive.list.json", "string", 69),
+        ("rfc1918.list.json", "cidr", 3),
+        ("tranco10k.list.json", "hostname", 10_000),
+    ] {
+        let v: serde_json::Value = serde_json::from_slice(&feed(&format!("misp-warninglists/{file}"))).unwrap();
+        assert_eq!(v["type"], kind, "{file}");
+        let list = v["list"].as_array().unwrap();
+        assert_eq!(list.len(), n, "{file}");
+        if kind == "hostname" {
+            let typed = Some(iocsync_ioc::TypeHint::Exact(IndicatorType::DomainName));
+            // Every refused name is a public suffix of the PSL private section (akamai.net,
+            // blogspot.com, github.io, duckdns.org, ...): the allowlist must not normalise its
+            // entries with `normalize` (it would drop them); a feed value equal to one of them is
+            // rightly `public-suffix` (blocking it would block every customer of that service).
+            let refused: Vec<_> = list
+                .iter()
+                .filter_map(|d| d.as_str())
+                .filter_map(|d| iocsync_ioc::normalize::normalize(d, typed, false).err())
+                .collect();
+            assert!(refused.iter().all(|(r, _)| *r == Reason::PublicSuffix));
+            assert_eq!(refused.len(), 102, "public suffixes per psl 2.1.247");
+        }
+    }
+}

@@ -1,1 +1,167 @@
+//! Crash test: `iocsync sync` is SIGKILLed at seeded random points while it applies a plan (the
+//! emulator slows every import and BatchDelete so the apply can be interrupted). After each kill
+//! the next run (not killed) must open the state database, converge to the exact desired state
+//! without duplicates and without touching foreign indicators, and the run after it must make no
+//! write call. The desired set moves between trials (adds and removes), so deletes are
+//! interrupted too.
 
+use crate::chaos::{Key, assert_tenant, chaos_config, chaos_env, desired_keys, foreign, seed_foreign};
+use crate::harness::{Env, SECRET, text_feed};
+use iocsync_emulator::{EndpointFamily, Fault, FaultRule, Trigger};
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A tiny seeded PRNG (SplitMix64): the kill points are reproducible from [`SEED`] without a
+/// `rand` dev-dependency on the app crate.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `lo..hi` (hi exclusive, hi > lo).
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
+    /// Uniform in `[lo, hi)`.
+    fn unit(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (self.next() >> 11) as f64 / (1u64 << 53) as f64 * (hi - lo)
+    }
+}
+
+const TRIALS: usize = 20;
+const SEED: u64 = 0x10c5_c0de;
+
+fn slow_writes(env: &Env, ms: u64) {
+    for family in [EndpointFamily::Import, EndpointFamily::BatchDelete] {
+        env.emu.inject(FaultRule::new(Some(family), Fault::Delay(Duration::from_millis(ms)), Trigger::Always));
+    }
+}
+
+fn sync_command(env: &Env) -> Command {
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
+    cmd.arg("--config").arg(env.path("iocsync.toml")).args(["--output", "json", "sync", "--force"]);
+    cmd.env("IOCSYNC_TEST_SECRET", SECRET).env_remove("RUST_LOG").env("NO_COLOR", "1");
+    cmd.current_dir(env.dir.path()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd
+}
+
+/// The desired window of the pool for one trial: a moving [start, end) so every trial adds and removes.
+fn window(rng: &mut SplitMix, pool: &[String]) -> Vec<String> {
+    let start = rng.range(0, 300) as usize;
+    let len = rng.range(600, 1_001) as usize;
+    pool[start..(start + len).min(pool.len())].to_vec()
+}
+
+/// What one trial observed.
+#[derive(Debug, Default)]
+struct Tally {
+    /// The child was still running when it was killed.
+    killed_running: usize,
+    /// The killed run had made at least one write call and the recovery run still had work.
+    killed_mid_apply: usize,
+    /// The recovery run found deletes to complete.
+    recovery_deleted: usize,
+    /// Runs left `running` in the history by a kill.
+    left_running: usize,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_at_seeded_random_points_is_completed_by_the_next_run() {
+    let env = chaos_env().await;
+    let pool = crate::harness::public_ips(1_300, 60_000);
+    let blocked = seed_foreign(&env, &pool);
+    let foreign_before = foreign(&env);
+    env.config(&chaos_config("feed.txt"));
+    let mut rng = SplitMix(SEED);
+
+    // Calibrate: an uninterrupted run with the same slow writes, so the kill points cover the
+    // whole apply on any machine (slow CI or fast laptop).
+    let first = window(&mut rng, &pool);
+    env.write("feed.txt", &text_feed(&first));
+    slow_writes(&env, 120);
+    let t0 = Instant::now();
+    let status = tokio::task::spawn_blocking({
+        let mut cmd = sync_command(&env);
+        move || cmd.status().unwrap()
+    })
+    .await
+    .unwrap();
+    let full = t0.elapsed();
+    assert_eq!(status.code(), Some(0), "calibration run failed");
+    env.emu.clear_faults();
+    assert_tenant(&env, &desired_keys(&first, &blocked), &foreign_before, "calibration");
+
+    let mut tally = Tally::default();
+    for trial in 0..TRIALS {
+        let label = format!("trial {trial}");
+        let values = window(&mut rng, &pool);
+        let desired: BTreeSet<Key> = desired_keys(&values, &blocked);
+        env.write("feed.txt", &text_feed(&values));
+        env.emu.clear_calls();
+        slow_writes(&env, rng.range(80, 161));
+        let kill_after = full.mul_f64(rng.unit(0.05, 1.1));
+
+        let mut child = sync_command(&env).spawn().unwrap();
+        let child = tokio::task::spawn_blocking(move || {
+            std::thread::sleep(kill_after);
+            let running = child.try_wait().unwrap().is_none();
+            // SIGKILL on unix: no destructor, no flush, the lock file and SQLite transaction abandoned.
+            child.kill().unwrap();
+            child.wait().unwrap();
+            running
+        });
+        let running = child.await.unwrap();
+        tally.killed_running += usize::from(running);
+        let killed_writes = env.write_calls();
+        env.emu.clear_faults();
+
+        // The state database must open after the kill (WAL recovery), and show the killed run.
+        {
+            let store = iocsync::state::StateStore::open(&env.path("state/iocsync.db"))
+                .unwrap_or_else(|e| panic!("{label}: the state database does not open after SIGKILL: {e}"));
+            let runs = store.runs(None, 1).unwrap();
+            if running && runs.first().is_some_and(|r| r.status == "running") {
+                assert!(runs[0].finished_at.is_none() && runs[0].exit_code.is_none());
+                tally.left_running += 1;
+            }
+        }
+
+        // The next run is not killed: it converges in one go.
+        env.emu.clear_calls();
+        let (code, report) = env.run_json(&["sync", "--force"]).await;
+        assert_eq!(code, 0, "{label}: the run after a kill must succeed: {report}");
+        let work = ["create", "update", "renew", "replace", "delete"]
+            .iter()
+            .map(|k| report["counts"][k].as_u64().unwrap())
+            .sum::<u64>();
+        if running && killed_writes > 0 && work > 0 {
+            tally.killed_mid_apply += 1;
+        }
+        tally.recovery_deleted += usize::from(report["counts"]["delete"].as_u64().unwrap() > 0);
+        assert_tenant(&env, &desired, &foreign_before, &label);
+        {
+            let store = iocsync::state::StateStore::open(&env.path("state/iocsync.db")).unwrap();
+            assert_eq!(store.runs(None, 1).unwrap()[0].status, "ok", "{label}");
+        }
+
+        // And the run after that has nothing to do.
+        env.emu.clear_calls();
+        let (code, report) = env.run_json(&["sync"]).await;
+        assert_eq!(code, 0, "{label}: {report}");
+        assert_eq!(env.write_calls(), 0, "{label}: a converged tenant needs no write call: {report}");
+        assert_eq!(report["counts"]["unchanged"], desired.len() as u64, "{label}: {report}");
+    }
+    // The seeded kill points really interrupted applies (not only runs that had finished or not
+    // started writing), including interrupted deletes completed by the next run.
+    assert!(tally.killed_running >= TRIALS / 2, "{tally:?}");
+    assert!(tally.killed_mid_apply >= 3, "too few kills landed inside an apply: {tally:?}");
+    assert!(tally.recovery_deleted >= 1, "no interrupted delete was completed: {tally:?}");
+    // Every kill that landed after the run was recorded left it `running` in the history.
+    assert!(tally.left_running >= tally.killed_mid_apply, "{tally:?}");
+}

@@ -27,6 +27,9 @@ enum Route {
     Endless(Arc<AtomicU64>),
     /// Never answers.
     Hang,
+    /// A TAXII 2.1 objects endpoint over (date_added, object) pairs, 2 objects a page, paged
+    /// with `next` (an offset), filtered by `added_after`.
+    Taxii(Arc<Mutex<Vec<(String, serde_json::Value)>>>),
 }
 
 impl Route {
@@ -74,11 +77,34 @@ impl Server {
 
 async fn handle(State(srv): State<Server>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
-    srv.log.lock().unwrap().push((path.clone(), req.headers().clone()));
+    let logged = req.uri().path_and_query().map_or(path.clone(), |p| p.as_str().to_owned());
+    srv.log.lock().unwrap().push((logged, req.headers().clone()));
     let route = srv.routes.lock().unwrap().get(&path).cloned();
     match route {
         None => (StatusCode::NOT_FOUND, "no such feed").into_response(),
         Some(Route::Hang) => std::future::pending().await,
+        Some(Route::Taxii(objects)) => {
+            let query: HashMap<String, String> =
+                url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                    .into_owned()
+                    .collect();
+            let after = query.get("added_after").cloned().unwrap_or_default();
+            let offset: usize = query.get("next").map_or(0, |n| n.parse().unwrap());
+            let matching: Vec<(String, serde_json::Value)> =
+                objects.lock().unwrap().iter().filter(|(added, _)| *added > after).cloned().collect();
+            let page: Vec<_> = matching.iter().skip(offset).take(2).cloned().collect();
+            let more = offset + page.len() < matching.len();
+            let mut env = serde_json::json!({ "more": more, "objects": page.iter().map(|(_, o)| o.clone()).collect::<Vec<_>>() });
+            if more {
+                env["next"] = serde_json::json!((offset + page.len()).to_string());
+            }
+            let mut resp = Response::new(Body::from(serde_json::to_vec(&env).unwrap()));
+            resp.headers_mut().insert("content-type", fetch::TAXII_MEDIA_TYPE.parse().unwrap());
+            if let Some((last, _)) = page.last() {
+                resp.headers_mut().insert("x-taxii-date-added-last", last.parse().unwrap());
+            }
+            resp
+        }
         Some(Route::Endless(counter)) => {
             let chunk = Bytes::from(vec![b'a'; 64 * 1024]);
             let stream = futures::stream::iter(0..16 * 1024).map(move |_| {
@@ -414,10 +440,12 @@ mod feeds {
     use super::{Route, Server, client, misp_dir, opts, serve_misp};
     use chrono::{DateTime, Duration, TimeZone, Utc};
     use iocsync::feeds::{FeedSpec, FeedStatus, HealthRules, LoadedFeed, load_feed};
+    use iocsync::fetch;
     use iocsync::fetch::{NoProgress, Source, Validators};
     use iocsync::state::{CachedFeed, StateStore};
     use iocsync_ioc::Format;
     use std::collections::BTreeSet;
+    use std::sync::Arc;
     use std::sync::Mutex;
 
     fn now() -> DateTime<Utc> {
@@ -681,5 +709,92 @@ mod feeds {
         let l = load(&spec("f", srv.source("/f"), Format::Text), &st, now()).await;
         assert_eq!(l.status.as_str(), "failed", "{:?}", l.status);
         assert!(l.parsed.is_none());
+    }
+
+    fn indicator(n: u32, domain: &str, modified: &str, revoked: bool) -> serde_json::Value {
+        serde_json::json!({
+            "type": "indicator",
+            "spec_version": "2.1",
+            "id": format!("indicator--00000000-0000-4000-8000-{n:012}"),
+            "created": "2026-08-01T00:00:00.000Z",
+            "modified": modified,
+            "pattern": format!("[domain-name:value = '{domain}']"),
+            "pattern_type": "stix",
+            "valid_from": "2026-08-01T00:00:00Z",
+            "revoked": revoked,
+        })
+    }
+
+    /// A TAXII collection is paged, then read incrementally with `added_after`; a revoked
+    /// new version replaces the old one.
+    #[tokio::test]
+    async fn taxii_collection_is_read_incrementally() {
+        let srv = Server::start().await;
+        let t0 = "2026-08-01T00:00:00.000Z";
+        let objects: Vec<(String, serde_json::Value)> = (1..=5)
+            .map(|i| {
+                (format!("2026-08-01T00:00:0{i}.000Z"), indicator(i, &format!("malware-{i}.xyz"), t0, false))
+            })
+            .collect();
+        let objects = Arc::new(Mutex::new(objects));
+        let path = "/taxii2/api/collections/c1/objects/";
+        srv.route(path, Route::Taxii(objects.clone()));
+        let st = store();
+        let s = spec("tx", srv.source(path), Format::Taxii);
+        assert!(s.is_taxii_feed());
+
+        let first = load(&s, &st, now()).await;
+        assert_eq!(first.status, FeedStatus::Fresh, "{:?}", first.status);
+        assert_eq!(values(&first), values_of_range(1, 5));
+        let reqs = srv.requests();
+        assert_eq!(reqs.len(), 3, "5 objects in pages of 2");
+        assert_eq!(reqs[0].1.get("accept").unwrap(), fetch::TAXII_MEDIA_TYPE);
+        assert!(reqs[2].0.ends_with("next=4"), "{}", reqs[2].0);
+        let cursor = iocsync::feeds::taxii_cursor_key(&s);
+        assert_eq!(st.lock().unwrap().cursor(&cursor).unwrap().as_deref(), Some("2026-08-01T00:00:05.000Z"));
+
+        // Nothing new: one request with added_after, status not-modified.
+        srv.clear_log();
+        let second = load(&s, &st, now()).await;
+        assert_eq!(second.status, FeedStatus::NotModified, "{:?}", second.status);
+        assert_eq!(values(&second), values_of_range(1, 5));
+        let reqs = srv.requests();
+        assert_eq!(reqs.len(), 1);
+        assert!(reqs[0].0.contains("added_after=2026-08-01T00%3A00%3A05.000Z"), "{}", reqs[0].0);
+
+        // One new indicator and a revoked version of indicator 2.
+        objects
+            .lock()
+            .unwrap()
+            .push(("2026-08-02T00:00:01.000Z".into(), indicator(6, "malware-6.xyz", t0, false)));
+        objects.lock().unwrap().push((
+            "2026-08-02T00:00:02.000Z".into(),
+            indicator(2, "malware-2.xyz", "2026-08-02T00:00:00.000Z", true),
+        ));
+        srv.clear_log();
+        let third = load(&s, &st, now()).await;
+        assert_eq!(third.status, FeedStatus::Fresh, "{:?}", third.status);
+        let expected: BTreeSet<String> = [1, 3, 4, 5, 6].iter().map(|i| format!("malware-{i}.xyz")).collect();
+        assert_eq!(values(&third), expected);
+        assert_eq!(srv.requests().len(), 1);
+        assert_eq!(st.lock().unwrap().cursor(&cursor).unwrap().as_deref(), Some("2026-08-02T00:00:02.000Z"));
+    }
+
+    /// A TAXII server whose paging never advances is an error, not a hang.
+    #[tokio::test]
+    async fn taxii_paging_that_repeats_is_refused() {
+        let srv = Server::start().await;
+        srv.route(
+            "/c/objects/",
+            Route::ok(
+                r#"{"more": true, "next": "same", "objects": [{"type":"indicator","id":"indicator--x"}]}"#,
+            ),
+        );
+        let err = fetch::fetch_taxii(&client(), &srv.source("/c/objects/"), None, &opts(), &NoProgress)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, iocsync::fetch::FetchError::Taxii { .. }), "{err}");
+        assert!(err.to_string().contains("same `next`"), "{err}");
+        assert_eq!(srv.requests().len(), 2);
     }
 }

@@ -4,6 +4,7 @@
 mod broken_feed;
 mod chaos;
 mod cli;
+mod commands;
 mod crash;
 mod daemon;
 mod fetch;
