@@ -2,6 +2,16 @@
 //!
 //! This crate is pure: no IO, no async runtime, no HTTP. Everything takes bytes or strings and
 //! returns values, so it can be tested exhaustively and fuzzed.
+//!
+//! Entry points:
+//! - [`parse`] (`formats::parse`): one feed document -> [`Parsed`] (accepted [`Ioc`]s, first
+//!   occurrence only, [`Rejection`]s with reason codes and lines, duplicate count);
+//!   [`formats::sniff`] guesses the format for `Format::Auto`.
+//! - [`normalize::normalize`]: one raw value -> `(IndicatorType, normalised value)` or a reason;
+//!   [`normalize::ip_class`], [`normalize::registrable_domain`], [`normalize::domain_within`] and
+//!   [`normalize::url_host`] serve the allowlist.
+//! - [`formats::misp::parse_manifest`]: the event list of a MISP feed directory;
+//!   [`formats::stix::parse_pattern`]: the STIX pattern subset on its own.
 
 pub mod formats;
 pub mod kind;

@@ -35,7 +35,7 @@ pub type Refusal = (Reason, Option<String>);
 /// Normalise `raw` into Defender's form, detecting the type unless `hint` forces one.
 ///
 /// Returns the indicator type and normalised value, or the reason (and a detail) it is refused.
-/// `refang` undoes `hxxp`/`[.]`-style defanging in the scheme and host part first.
+/// `refang` first undoes `hxxp`/`[.]`-style defanging (see [`crate::refang`]).
 pub fn normalize(
     raw: &str,
     hint: Option<TypeHint>,

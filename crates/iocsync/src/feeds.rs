@@ -15,6 +15,7 @@ use iocsync_ioc::{Format, FormatError, ParseOptions, Parsed, TypeHint};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
+/// Re-exported: the thresholds a [`FeedSpec`] is judged by.
 pub use iocsync_core::feed_health::HealthRules;
 
 /// One configured feed: where it comes from, how to parse it and how to judge it.

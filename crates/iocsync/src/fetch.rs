@@ -23,8 +23,8 @@ pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// How many MISP event files are downloaded at once.
 const MISP_CONCURRENCY: usize = 4;
 
-/// Where a feed comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a feed comes from. `Debug` and `Display` redact URL credentials.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Source {
     /// A local file (or, for MISP feeds, a directory holding `manifest.json`).
     Path(PathBuf),
@@ -65,6 +65,15 @@ impl Source {
     /// Whether this is a local path.
     pub fn is_path(&self) -> bool {
         matches!(self, Source::Path(_))
+    }
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Path(p) => f.debug_tuple("Path").field(p).finish(),
+            Source::Url(u) => f.debug_tuple("Url").field(&redact_url(u)).finish(),
+        }
     }
 }
 

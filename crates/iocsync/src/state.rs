@@ -131,8 +131,8 @@ pub enum StateError {
     },
 }
 
-/// The last good copy of one feed and its HTTP validators.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The last good copy of one feed and its HTTP validators. `Debug` shows the body's size only.
+#[derive(Clone, PartialEq, Eq)]
 pub struct CachedFeed {
     /// Feed name from the config.
     pub feed: String,
@@ -152,6 +152,22 @@ pub struct CachedFeed {
     pub accepted: u64,
     /// Rejected values when it was parsed.
     pub rejected: u64,
+}
+
+impl std::fmt::Debug for CachedFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedFeed")
+            .field("feed", &self.feed)
+            .field("source", &self.source)
+            .field("body", &format_args!("<{} bytes>", self.body.len()))
+            .field("validators", &self.validators)
+            .field("fetched_at", &self.fetched_at)
+            .field("good_at", &self.good_at)
+            .field("bytes", &self.bytes)
+            .field("accepted", &self.accepted)
+            .field("rejected", &self.rejected)
+            .finish()
+    }
 }
 
 /// One row of the run history.

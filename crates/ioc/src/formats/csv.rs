@@ -217,21 +217,24 @@ fn resolve(first: Option<&ByteRecord>, body: &[u8], opts: &ParseOptions) -> Resu
             }
         }
     };
-    let kind = match &opts.type_column {
-        None => None,
-        Some(Column::Index(i)) => Some(*i),
-        Some(Column::Name(name)) => {
-            let h = header
-                .as_deref()
-                .or(comment_header.as_deref())
-                .filter(|h| find(h, name).is_some())
-                .or_else(|| Some(first_header.as_slice()).filter(|h| find(h, name).is_some()));
-            match h.and_then(|h| find(h, name)) {
-                Some(i) => Some(i),
-                None => return Err(FormatError::MissingColumn(name.clone(), columns_list(&first_header))),
-            }
-        }
+    let missing = |name: &String| FormatError::MissingColumn(name.clone(), columns_list(&first_header));
+    let (kind, kind_in_first) = match &opts.type_column {
+        None => (None, false),
+        Some(Column::Index(i)) => (Some(*i), false),
+        // The type column must be in the header that holds the value column, if there is one.
+        Some(Column::Name(name)) => match &header {
+            Some(h) => (Some(find(h, name).ok_or_else(|| missing(name))?), skip_first),
+            None => match find(&first_header, name) {
+                Some(i) => (Some(i), true),
+                None => {
+                    let i =
+                        comment_header.as_deref().and_then(|h| find(h, name)).ok_or_else(|| missing(name))?;
+                    (Some(i), false)
+                }
+            },
+        },
     };
+    let skip_first = skip_first || kind_in_first;
     Ok(Layout { value, kind, skip_first })
 }
 

@@ -130,7 +130,8 @@ fn attribute(attr: &Value, line: u64, out: &mut Collector) {
     let composite = |out: &mut Collector, hint, part: Option<&str>| match part {
         Some(p) => out.value(p, hint, line),
         None => {
-            out.reject(Reason::InvalidValue, &value, line, Some(format!("`{ty}` value needs two `|` parts")))
+            let detail = format!("`{ty}` value needs two `|` parts");
+            out.reject(Reason::InvalidValue, &value, line, Some(detail));
         }
     };
     match ty {

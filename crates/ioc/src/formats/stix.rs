@@ -424,7 +424,8 @@ fn parse_objects(objects: &[Value], opts: &ParseOptions) -> Parsed {
                 match obj.get("value").and_then(Value::as_str) {
                     Some(v) => out.value(v, Some(TypeHint::Exact(kind)), line),
                     None => {
-                        out.reject(Reason::InvalidValue, ty, line, Some("observable without `value`".into()))
+                        let detail = Some("observable without `value`".to_owned());
+                        out.reject(Reason::InvalidValue, ty, line, detail);
                     }
                 }
             }

@@ -249,7 +249,8 @@ fn misp_warninglists_are_readable_json() {
         ("rfc1918.list.json", "cidr", 3),
         ("tranco10k.list.json", "hostname", 10_000),
     ] {
-        let v: serde_json::Value = serde_json::from_slice(&feed(&format!("misp-warninglists/{file}"))).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&feed(&format!("misp-warninglists/{file}"))).unwrap();
         assert_eq!(v["type"], kind, "{file}");
         let list = v["list"].as_array().unwrap();
         assert_eq!(list.len(), n, "{file}");

@@ -417,6 +417,21 @@ fn csv_type_column_and_missing_column() {
 }
 
 #[test]
+fn csv_value_by_index_type_by_name() {
+    let mut o = opts(Format::Csv);
+    o.column = Some(Column::Index(1));
+    o.type_column = Some(Column::Name("kind".into()));
+    let p =
+        iocsync_ioc::parse(b"kind,value\nip,8.8.8.8\nsha1,2B42FD41A1C8AC12221857DD2DF93164A71B95D7\n", &o)
+            .unwrap();
+    assert_eq!(
+        values(&p).iter().map(|(k, _, l)| (*k, *l)).collect::<Vec<_>>(),
+        vec![(IndicatorType::IpAddress, 2), (IndicatorType::FileSha1, 3)]
+    );
+    assert!(p.rejections.is_empty());
+}
+
+#[test]
 fn csv_short_row() {
     let mut o = opts(Format::Csv);
     o.column = Some(Column::Index(1));

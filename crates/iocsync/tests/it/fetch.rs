@@ -300,6 +300,7 @@ async fn credentials_in_urls_are_redacted() {
     url.set_password(Some("hunter2-pass")).unwrap();
     let src = Source::parse(url.as_str(), Path::new("/")).unwrap();
     assert!(!src.to_string().contains("hunter2-pass"));
+    assert!(!format!("{src:?}").contains("hunter2-pass"), "{src:?}");
     let err = fetch::fetch(&client(), &src, None, &opts(), &NoProgress).await.unwrap_err();
     let msg = format!("{err} {err:?}");
     assert!(msg.contains("404"), "{msg}");

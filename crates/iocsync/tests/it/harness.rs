@@ -20,11 +20,12 @@ pub struct Env {
 pub struct EnvOptions {
     pub role: Role,
     pub capacity: usize,
+    pub behaviour: iocsync_emulator::Behaviour,
 }
 
 impl Default for EnvOptions {
     fn default() -> Self {
-        EnvOptions { role: Role::ReadWriteAll, capacity: 15_000 }
+        EnvOptions { role: Role::ReadWriteAll, capacity: 15_000, behaviour: iocsync_emulator::Behaviour::default() }
     }
 }
 
@@ -34,6 +35,7 @@ impl Env {
         let config = EmulatorConfig {
             clients: vec![ClientCredential::with_secret(CLIENT_ID, SECRET, opts.role, "iocsync-test")],
             capacity: opts.capacity,
+            behaviour: opts.behaviour,
             ..EmulatorConfig::default()
         };
         let emu = iocsync_emulator::start(config).await.expect("emulator starts");

@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod crash;
 mod daemon;
+mod examples;
 mod fetch;
 mod harness;
 mod hostile;

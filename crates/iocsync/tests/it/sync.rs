@@ -307,3 +307,38 @@ async fn the_secret_appears_nowhere() {
         assert!(!hay.contains(SECRET), "secret found in {}", path.display());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn permanent_rejects_are_remembered_and_resent_only_when_the_metadata_changes() {
+    let behaviour =
+        iocsync_emulator::Behaviour { known_device_groups: Some(vec!["Servers".to_owned()]), ..Default::default() };
+    let env = Env::start(EnvOptions { behaviour, ..EnvOptions::default() }).await;
+    let ips = public_ips(3, 8000);
+    env.write("a.txt", &text_feed(&ips));
+    env.write("b.txt", &text_feed(&public_ips(2, 8100)));
+    let cfg = |groups: &str| {
+        format!(
+            "{BASE}{}{}",
+            feed_block("a", "a.txt", &format!("rbac_groups = [\"{groups}\"]")),
+            feed_block("b", "b.txt", "rbac_groups = [\"Servers\"]")
+        )
+    };
+    env.config(&cfg("Laptops"));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 3, "refused items make a partial run: {report}");
+    assert_eq!(report["failed"].as_array().unwrap().len(), 3, "{report}");
+    assert_eq!(report["failed"][0]["type"], "IpAddress");
+    assert_eq!(env.owned().len(), 2);
+
+    env.emu.clear_calls();
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["skipped"]["rejected-by-defender"], 3, "{report}");
+    assert_eq!(env.write_calls(), 0, "remembered rejects are not resent");
+
+    env.config(&cfg("Servers"));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["counts"]["create"], 3, "changed metadata is sent again: {report}");
+    assert_eq!(env.owned().len(), 5);
+}
