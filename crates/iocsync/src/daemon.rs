@@ -305,6 +305,18 @@ pub fn render_metrics(s: &DaemonState) -> String {
         "Indicators iocsync owns after the last run.",
         outs.iter().map(|o| (format!("{{{}}}", t(o)), o.report.capacity.owned_after as f64)).collect(),
     );
+    family(
+        "iocsync_indicators_owned_by_type",
+        "gauge",
+        "Indicators iocsync owns after the last run, by indicator type and action.",
+        outs.iter()
+            .flat_map(|o| {
+                o.owned_by.iter().map(move |((ty, action), n)| {
+                    (format!("{{{},type=\"{}\",action=\"{}\"}}", t(o), escape(ty), escape(action)), *n as f64)
+                })
+            })
+            .collect(),
+    );
     let mut changes = Vec::new();
     for o in outs {
         let c = &o.report.counts;
@@ -356,6 +368,18 @@ pub fn render_metrics(s: &DaemonState) -> String {
         "gauge",
         "Values accepted per feed in the last run, by feed status.",
         feeds,
+    );
+    family(
+        "iocsync_feed_age_seconds",
+        "gauge",
+        "Age of the feed content used in the last run (absent when the feed contributed nothing).",
+        outs.iter()
+            .flat_map(|o| {
+                o.feed_ages.iter().filter_map(move |(name, age)| {
+                    age.map(|a| (format!("{{{},feed=\"{}\"}}", t(o), escape(name)), a as f64))
+                })
+            })
+            .collect(),
     );
     out
 }

@@ -121,6 +121,9 @@ pub enum StateError {
     /// A query failed (disk full, locked for longer than the busy timeout, corrupt file, ...).
     #[error("state database error: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// `finish_run` for a run id that was never begun.
+    #[error("no run with id {0} in the state database")]
+    NoSuchRun(i64),
     /// A stored value could not be decoded (e.g. a timestamp edited by hand).
     #[error("state database holds an unreadable value in {what}: {detail}")]
     Corrupt {
@@ -485,7 +488,7 @@ impl StateStore {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// Records the end of run `id`. Errors with `QueryReturnedNoRows` if no such run exists.
+    /// Records the end of run `id` ([`StateError::NoSuchRun`] if it was never begun).
     pub fn finish_run(
         &self,
         id: i64,
@@ -499,7 +502,7 @@ impl StateStore {
             params![id, status, exit_code, report_json, fmt_ts(finished_at)],
         )?;
         if n == 0 {
-            return Err(StateError::Sql(rusqlite::Error::QueryReturnedNoRows));
+            return Err(StateError::NoSuchRun(id));
         }
         Ok(())
     }

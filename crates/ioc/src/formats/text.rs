@@ -7,9 +7,10 @@
 //! tolerated; a line that is not UTF-8 is rejected `invalid-value`.
 //!
 //! Table rows (lines starting with `|`, as in AsciiDoc/Markdown IoC appendices) yield their
-//! back-ticked cells only: the other cells are prose (file names, dates, detection names), and a
-//! row without back-ticks (a header or `|===`) yields nothing. Prose lines outside tables are
-//! treated like any line, so they usually end up rejected `invalid-value`.
+//! back-ticked cells when they have any (the other cells are prose: file names, dates, detection
+//! names); a row without back-ticks yields the cells that are valid values and ignores the rest
+//! (headers, `|---|` and `|===` rules, prose). Prose lines outside tables are treated like any
+//! line, so they usually end up rejected `invalid-value`.
 
 use super::{Collector, ParseOptions, Parsed, strip_bom};
 
@@ -57,6 +58,25 @@ pub(crate) fn line_value(t: &str) -> &str {
     field.trim_matches(|c| c == '"' || c == '\'' || c == '`')
 }
 
+/// A table row: back-ticked cells are values (rejected when invalid: the author marked them as
+/// literals); in a row without back-ticks, cells that normalise are taken and the rest (headers,
+/// `|---|` rules, prose) is ignored.
+fn table_row(row: &str, line: u64, out: &mut Collector) {
+    if row.contains('`') {
+        for cell in row.split('`').skip(1).step_by(2) {
+            if !cell.trim().is_empty() {
+                out.value(cell, None, line);
+            }
+        }
+        return;
+    }
+    for cell in row.split('|').map(str::trim).filter(|c| !c.is_empty()) {
+        if let Ok((kind, value)) = crate::normalize::normalize(cell, out.hint, out.refang) {
+            out.accept(crate::Ioc::new(kind, value, line));
+        }
+    }
+}
+
 /// Parse a text list. Never fails.
 pub fn parse(input: &[u8], opts: &ParseOptions) -> Parsed {
     let mut out = Collector::new(opts);
@@ -73,11 +93,7 @@ pub fn parse(input: &[u8], opts: &ParseOptions) -> Parsed {
         };
         let trimmed = line.trim();
         if trimmed.starts_with('|') {
-            for cell in trimmed.split('`').skip(1).step_by(2) {
-                if !cell.trim().is_empty() {
-                    out.value(cell, None, n);
-                }
-            }
+            table_row(trimmed, n, &mut out);
             continue;
         }
         let t = strip_comment(trimmed);

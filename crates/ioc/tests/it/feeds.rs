@@ -270,3 +270,31 @@ fn misp_warninglists_are_readable_json() {
         }
     }
 }
+
+#[test]
+fn auto_sniffs_every_feed() {
+    // `format = "auto"` must pick the format (and for CSV the column) a person would configure.
+    for (path, format) in [
+        ("stamparm-ipsum/ipsum.txt", Format::Text),
+        ("criticalpathsecurity/avanzato_c2.txt", Format::Text),
+        ("blocklistproject/malware.ip", Format::Text),
+        ("blocklistproject/ransomware.txt", Format::Hosts),
+        ("abusech-feodotracker/ipblocklist.csv", Format::Csv),
+        ("abusech-malwarebazaar/sha256_recent.txt", Format::Text),
+        ("abusech-urlhaus/urlhaus.csv", Format::Csv),
+        ("tweetfeed/blocklists/urls.txt", Format::Text),
+        ("tweetfeed/misp/c4a04a92-3722-5f53-8c25-9b3742fc79c4.json", Format::Misp),
+        ("tweetfeed/stix/today.json", Format::Stix),
+        ("oasis-cti-stix2/indicators-for-C2-with-COA.json", Format::Stix),
+        ("neo23x0-signature-base/hash-iocs.txt", Format::Text),
+        ("neo23x0-signature-base/c2-iocs.txt", Format::Text),
+        ("eset-malware-ioc/nukesped_lazarus.samples.sha256", Format::Text),
+        ("eset-malware-ioc/asylum_ambuscade.README.adoc", Format::Text),
+    ] {
+        let bytes = feed(path);
+        assert_eq!(formats::sniff(&bytes), format, "{path}");
+        let auto = iocsync_ioc::parse(&bytes, &opts(Format::Auto)).unwrap();
+        let explicit = iocsync_ioc::parse(&bytes, &opts(format)).unwrap();
+        assert_eq!(auto, explicit, "{path}");
+    }
+}

@@ -69,6 +69,17 @@ fn comments_and_fields() {
 }
 
 #[test]
+fn table_rows() {
+    let input = "| IP | Note |\n|---|---|\n| 8.8.8.8 | C2 server |\n| `evil[.]com` | `bad.exe` | 9.9.9.9 |\n|===\n";
+    let p = parse(input, Format::Text);
+    let v: Vec<_> = values(&p).into_iter().map(|(_, v, l)| (v, l)).collect();
+    // Row 4 has back-ticks: only those cells count (9.9.9.9 is prose there), `bad.exe` is rejected.
+    assert_eq!(v, vec![("8.8.8.8", 3), ("evil.com", 4)]);
+    let r: Vec<_> = p.rejections.iter().map(|r| (r.value.as_str(), r.line)).collect();
+    assert_eq!(r, vec![("bad.exe", 4)]);
+}
+
+#[test]
 fn non_utf8_line_is_rejected_with_its_line() {
     let p = iocsync_ioc::parse(b"8.8.8.8\n\xff\xfe.com\n1.1.1.1\n", &opts(Format::Text)).unwrap();
     assert_eq!(p.iocs.len(), 2);

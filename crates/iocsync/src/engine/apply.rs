@@ -213,6 +213,27 @@ pub fn import_item(d: &Desired, owner_tag: &str) -> ImportItem {
     }
 }
 
+/// Owned indicators once the plan is applied, by (indicatorType, action): unchanged and kept rows,
+/// updates and renews, plus creates and replacements that Defender did not refuse.
+pub fn owned_by_type_and_action(plan: &Plan, applied: &ApplyResult) -> BTreeMap<(String, String), u64> {
+    let failed: std::collections::BTreeSet<(IndicatorType, String)> =
+        applied.failed.iter().map(|f| (f.kind, f.value.to_ascii_lowercase())).collect();
+    let mut out: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut add = |t: &str, a: &str| *out.entry((t.to_owned(), a.to_owned())).or_insert(0) += 1;
+    for r in plan.unchanged.iter().chain(&plan.kept) {
+        add(&r.raw_type, &r.raw_action);
+    }
+    for c in plan.updates.iter().chain(&plan.renews) {
+        add(c.desired.kind.as_str(), c.desired.action.as_str());
+    }
+    for d in plan.creates.iter().chain(plan.replaces.iter().map(|r| &r.new)) {
+        if !failed.contains(&(d.kind, d.value.to_ascii_lowercase())) {
+            add(d.kind.as_str(), d.action.as_str());
+        }
+    }
+    out
+}
+
 /// The provenance to remember after a run: every desired value the plan did not skip and
 /// Defender did not refuse, with its feeds and id; plus the owned rows the plan kept without a
 /// feed this run (protected feeds), with their previous provenance.

@@ -65,6 +65,10 @@ pub struct TenantOutcome {
     pub exit: Exit,
     /// An error that stopped this tenant (the others still ran).
     pub error: Option<String>,
+    /// Owned indicators after the run, by (indicatorType, action) (for metrics).
+    pub owned_by: std::collections::BTreeMap<(String, String), u64>,
+    /// Age in seconds of the content each feed contributed (None: nothing usable).
+    pub feed_ages: Vec<(String, Option<i64>)>,
 }
 
 impl TenantOutcome {
@@ -133,7 +137,13 @@ pub async fn sync_tenant(
             tracing::error!(tenant = %tenant.name, "sync failed: {e:#}");
             let mut report = RunReport::new(&tenant.name, req.dry_run);
             report.capacity.limit = config.sync.capacity;
-            TenantOutcome { report, exit: Exit::Error, error: Some(format!("{e:#}")) }
+            TenantOutcome {
+                report,
+                exit: Exit::Error,
+                error: Some(format!("{e:#}")),
+                owned_by: Default::default(),
+                feed_ages: Vec::new(),
+            }
         }
     };
     if let Some(id) = run_id {

@@ -151,6 +151,28 @@ pub(crate) async fn assert_quiet(env: &Env, desired: usize, label: &str) {
     assert_eq!(env.write_calls(), 0, "{label}: a converged tenant needs no write call: {report}");
 }
 
+/// A tiny seeded PRNG (SplitMix64): kill points and garbage are reproducible from a seed without a `rand`
+/// dev-dependency on the app crate.
+pub(crate) struct SplitMix(pub(crate) u64);
+
+impl SplitMix {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `lo..hi` (hi exclusive, hi > lo).
+    pub(crate) fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
+    /// Uniform in `[lo, hi)`.
+    pub(crate) fn unit(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (self.next() >> 11) as f64 / (1u64 << 53) as f64 * (hi - lo)
+    }
+}
+
 /// What one faulted phase produced.
 struct Phase {
     runs: usize,

@@ -5,34 +5,12 @@
 //! write call. The desired set moves between trials (adds and removes), so deletes are
 //! interrupted too.
 
-use crate::chaos::{Key, assert_tenant, chaos_config, chaos_env, desired_keys, foreign, seed_foreign};
+use crate::chaos::{Key, SplitMix, assert_tenant, chaos_config, chaos_env, desired_keys, foreign, seed_foreign};
 use crate::harness::{Env, SECRET, text_feed};
 use iocsync_emulator::{EndpointFamily, Fault, FaultRule, Trigger};
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A tiny seeded PRNG (SplitMix64): the kill points are reproducible from [`SEED`] without a
-/// `rand` dev-dependency on the app crate.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `lo..hi` (hi exclusive, hi > lo).
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
-    /// Uniform in `[lo, hi)`.
-    fn unit(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (self.next() >> 11) as f64 / (1u64 << 53) as f64 * (hi - lo)
-    }
-}
 
 const TRIALS: usize = 20;
 const SEED: u64 = 0x10c5_c0de;

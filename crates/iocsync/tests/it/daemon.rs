@@ -94,6 +94,8 @@ async fn the_daemon_runs_on_its_interval_serves_metrics_and_stops_on_sigterm() {
         "iocsync_last_run_changes{tenant=\"default\",change=\"failed\"} 0",
         "iocsync_last_run_api_calls{tenant=\"default\",endpoint=\"import\"} 0",
         "iocsync_feed_accepted{tenant=\"default\",feed=\"a\",status=\"ok\"} 25",
+        "iocsync_indicators_owned_by_type{tenant=\"default\",type=\"IpAddress\",action=\"Block\"} 25",
+        "iocsync_feed_age_seconds{tenant=\"default\",feed=\"a\"}",
     ] {
         assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
     }

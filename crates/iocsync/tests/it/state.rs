@@ -124,7 +124,7 @@ fn run_history_round_trip() {
     assert_eq!(last.started_at, t(20));
     assert_eq!(last.finished_at, Some(t(25)));
     assert_eq!(last.report_json.as_deref(), Some(r#"{"x":1}"#));
-    assert!(s.finish_run(9999, "ok", 0, "{}", t(0)).is_err());
+    assert!(matches!(s.finish_run(9999, "ok", 0, "{}", t(0)), Err(StateError::NoSuchRun(9999))));
 }
 
 fn prov(kind: &str, value: &str, action: &str, feeds: &[&str], at: i64) -> ProvenanceRow {
