@@ -2,7 +2,7 @@
 //! existing indicators, and allowlist filtering of 15,000 values against Tranco 10k + AWS ranges.
 
 use chrono::{Duration, TimeZone, Utc};
-use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, black_box, criterion_group, criterion_main};
 use iocsync_core::{Allowlist, Existing, FeedPolicy, Owner, PlanSettings, Severity, apply_policy, plan};
 use iocsync_ioc::{IndicatorType, Ioc};
 
@@ -63,12 +63,20 @@ fn bench_plan(c: &mut Criterion) {
         p.creates.len() == 7_500 && p.deletes.len() == 7_500 && !p.updates.is_empty() && !p.renews.is_empty()
     );
     c.bench_function("plan 15k desired vs 15k existing", |b| {
-        b.iter(|| plan(black_box(desired.clone()), black_box(&existing), &s));
+        b.iter_batched(
+            || desired.clone(),
+            |d| plan(black_box(d), black_box(&existing), &s),
+            BatchSize::LargeInput,
+        );
     });
     s.capacity = 15_000;
     s.headroom = 500;
     c.bench_function("plan 15k vs 15k, cap 15,000 - 500 headroom", |b| {
-        b.iter(|| plan(black_box(desired.clone()), black_box(&existing), &s));
+        b.iter_batched(
+            || desired.clone(),
+            |d| plan(black_box(d), black_box(&existing), &s),
+            BatchSize::LargeInput,
+        );
     });
     c.bench_function("apply_policy 15k values", |b| {
         let input = iocs(0..15_000);

@@ -1,7 +1,8 @@
 //! The plan: a pure diff of what iocsync wants (merged, allowlisted [`Desired`]s) against what the
 //! tenant holds ([`Existing`] rows), with ownership, capacity and the delete brake applied.
 //!
-//! Same input, same output: every list is sorted, and no hash-map order reaches the result.
+//! Same input, same output: every list is sorted; hash maps serve lookups only, and no hash-map
+//! order reaches the result.
 
 use crate::model::{Action, Desired, Severity, Skip};
 use crate::report::{Capacity, Counts};
@@ -9,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use iocsync_ioc::{IndicatorType, Reason};
 use serde::Serialize;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 /// Who iocsync is in the tenant: what Defender records as `createdBy` and what iocsync sends as
@@ -397,7 +398,7 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
     }
 
     // Foreign (type, value, action) held: importing the same key would update their indicator.
-    let mut foreign_keys: BTreeMap<ExactKey, &Existing> = BTreeMap::new();
+    let mut foreign_keys: HashMap<ExactKey, &Existing> = HashMap::new();
     for e in &foreign {
         if let (Some(k), Some(a)) = (e.kind, e.action) {
             let key = (k, match_value(k, &e.value), a);
@@ -411,8 +412,8 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
     }
 
     // Owned indexes: exact key (canonical action names only) and by value (any action).
-    let mut exact: BTreeMap<ExactKey, Vec<&Existing>> = BTreeMap::new();
-    let mut by_value: BTreeMap<ValueKey, Vec<&Existing>> = BTreeMap::new();
+    let mut exact: HashMap<ExactKey, Vec<&Existing>> = HashMap::new();
+    let mut by_value: HashMap<ValueKey, Vec<&Existing>> = HashMap::new();
     // (type, match value) of each owned row, `None` for unknown types or actions.
     let mut owned_keys: Vec<Option<ValueKey>> = Vec::with_capacity(owned.len());
     for e in &owned {
@@ -431,7 +432,7 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
     // Desired: one per (type, value), best-ranked first; then suppression and foreign checks.
     let mut desired = desired;
     desired.sort_by(rank_cmp);
-    let mut seen: BTreeSet<ValueKey> = BTreeSet::new();
+    let mut seen: HashSet<ValueKey> = HashSet::new();
     let mut candidates: Vec<Candidate> = Vec::with_capacity(desired.len());
     for d in desired {
         let mv = match_value(d.kind, &d.value);
@@ -468,7 +469,7 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
         let (_, mv, _) = ekey;
         candidates.push(Candidate { d, mv, no_send });
     }
-    let cand_values: BTreeSet<ValueKey> = candidates.iter().map(|c| (c.d.kind, c.mv.clone())).collect();
+    let cand_values: HashSet<ValueKey> = candidates.iter().map(|c| (c.d.kind, c.mv.clone())).collect();
 
     // Rows that stay whatever happens: unknown kind/action, and protected rows not desired.
     let is_protected = |e: &Existing, k: IndicatorType, mv: &str| -> bool {
@@ -482,9 +483,9 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
         }
     };
     // Extra owned copies of one exact key (left by a crash): all but the lowest id.
-    let dup_extra: BTreeSet<&str> =
+    let dup_extra: HashSet<&str> =
         exact.values().flat_map(|rows| rows.iter().skip(1).map(|e| e.id.as_str())).collect();
-    let mut kept_ids: BTreeSet<&str> = BTreeSet::new();
+    let mut kept_ids: HashSet<&str> = HashSet::new();
     for (e, vk) in owned.iter().zip(&owned_keys) {
         match vk {
             Some(vk) => {
@@ -528,7 +529,7 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
     let mut renews = Vec::new();
     let mut replaces = Vec::new();
     let mut unchanged = Vec::new();
-    let mut consumed: BTreeSet<&str> = BTreeSet::new();
+    let mut consumed: HashSet<&str> = HashSet::new();
     let renew_at = s.now + s.renew_before;
     for c in selected {
         let Candidate { d, mv, no_send } = c;

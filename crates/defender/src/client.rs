@@ -534,7 +534,7 @@ impl DefenderClient {
                 }
                 Ok(reply) => {
                     if reply.status == 429 {
-                        Counters::bump(&inner.counters.throttled);
+                        inner.counters.throttled(None);
                     }
                     (entra_error(&reply), retry_after_of(&reply.headers))
                 }
@@ -611,7 +611,7 @@ impl DefenderClient {
                             .with_request_id(e.request_id().map(str::to_owned)));
                         }
                         429 => {
-                            Counters::bump(&self.inner.counters.throttled);
+                            self.inner.counters.throttled(Some(family));
                             let wait = retry_after_of(&reply.headers);
                             if let Some(d) = wait.map(|d| d.min(self.inner.retry.max_retry_after)) {
                                 let until =

@@ -17,6 +17,6 @@ pub use client::{BatchDeleteOutcome, DefenderClient, MAX_BATCH, PAGE_SIZE};
 pub use config::{ClientConfig, Cloud, Credential, RetryPolicy};
 pub use error::{Error, ErrorKind};
 pub use iocsync_core::pacing::{CallFamily, CallStamp, PacingLimits};
-pub use stats::CallStats;
+pub use stats::{CallStats, ThrottledBy};
 pub use token::thumbprint_from_certificate_pem;
 pub use wire::{Action, ImportItem, ImportOutcome, Indicator};

@@ -19,6 +19,23 @@ pub struct CallStats {
     pub get: u64,
     /// 429 answers received (from any endpoint).
     pub throttled: u64,
+    /// 429 answers by endpoint family: token, list, import, batch_delete, get (in that order).
+    pub throttled_by: ThrottledBy,
+}
+
+/// 429 answers per endpoint family.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ThrottledBy {
+    /// Token endpoint.
+    pub token: u64,
+    /// List.
+    pub list: u64,
+    /// Import.
+    pub import: u64,
+    /// BatchDelete.
+    pub batch_delete: u64,
+    /// Get one (and anything else).
+    pub get: u64,
 }
 
 #[derive(Debug, Default)]
@@ -29,11 +46,29 @@ pub(crate) struct Counters {
     pub(crate) batch_delete: AtomicU64,
     pub(crate) get: AtomicU64,
     pub(crate) throttled: AtomicU64,
+    pub(crate) throttled_token: AtomicU64,
+    pub(crate) throttled_list: AtomicU64,
+    pub(crate) throttled_import: AtomicU64,
+    pub(crate) throttled_batch_delete: AtomicU64,
+    pub(crate) throttled_other: AtomicU64,
 }
 
 impl Counters {
     pub(crate) fn bump(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a 429 in the total and under its family (`None`: the token endpoint).
+    pub(crate) fn throttled(&self, family: Option<crate::CallFamily>) {
+        use crate::CallFamily as F;
+        Self::bump(&self.throttled);
+        Self::bump(match family {
+            None => &self.throttled_token,
+            Some(F::List) => &self.throttled_list,
+            Some(F::Import) => &self.throttled_import,
+            Some(F::BatchDelete) => &self.throttled_batch_delete,
+            Some(_) => &self.throttled_other,
+        });
     }
 
     pub(crate) fn snapshot(&self) -> CallStats {
@@ -44,6 +79,13 @@ impl Counters {
             batch_delete: self.batch_delete.load(Ordering::Relaxed),
             get: self.get.load(Ordering::Relaxed),
             throttled: self.throttled.load(Ordering::Relaxed),
+            throttled_by: ThrottledBy {
+                token: self.throttled_token.load(Ordering::Relaxed),
+                list: self.throttled_list.load(Ordering::Relaxed),
+                import: self.throttled_import.load(Ordering::Relaxed),
+                batch_delete: self.throttled_batch_delete.load(Ordering::Relaxed),
+                get: self.throttled_other.load(Ordering::Relaxed),
+            },
         }
     }
 }

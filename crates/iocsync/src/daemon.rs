@@ -349,6 +349,25 @@ pub fn render_metrics(s: &DaemonState) -> String {
         "429 responses in the last run.",
         outs.iter().map(|o| (format!("{{{}}}", t(o)), o.report.throttled as f64)).collect(),
     );
+    let mut throttled = Vec::new();
+    for o in outs {
+        let b = &o.throttled_by;
+        for (k, v) in [
+            ("token", b.token),
+            ("list", b.list),
+            ("import", b.import),
+            ("batch_delete", b.batch_delete),
+            ("other", b.get),
+        ] {
+            throttled.push((format!("{{{},endpoint=\"{k}\"}}", t(o)), v as f64));
+        }
+    }
+    family(
+        "iocsync_last_run_throttled_by_endpoint",
+        "gauge",
+        "429 responses in the last run by endpoint.",
+        throttled,
+    );
     let mut feeds = Vec::new();
     for o in outs {
         for f in &o.report.feeds {

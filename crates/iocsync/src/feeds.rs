@@ -315,7 +315,7 @@ async fn load_document(
         }
         Err(e) => fetch_reason(&e),
     };
-    fall_back(spec, cached, why, now).await
+    fall_back(spec, cached.map(LastGood::Document), why, now).await
 }
 
 /// Saves a good download (or only refreshes the timestamps when the body did not change).
@@ -366,17 +366,22 @@ fn failed(spec: &FeedSpec, why: String) -> LoadedFeed {
     }
 }
 
+/// The last good copy of a feed: one document, or a MISP feed's events.
+enum LastGood {
+    /// A document feed's cached body.
+    Document(CachedFeed),
+    /// A MISP feed's cache row and its events.
+    Misp(CachedFeed, BTreeMap<String, (i64, Vec<u8>)>),
+}
+
 /// The fresh copy is unusable: use the last good one if it is young enough.
-async fn fall_back(
-    spec: &FeedSpec,
-    cached: Option<CachedFeed>,
-    why: String,
-    now: DateTime<Utc>,
-) -> LoadedFeed {
-    let Some(c) = cached else {
+async fn fall_back(spec: &FeedSpec, last: Option<LastGood>, why: String, now: DateTime<Utc>) -> LoadedFeed {
+    let Some(last) = last else {
         return failed(spec, format!("{why}; no last good copy"));
     };
-    let age = now.signed_duration_since(c.good_at);
+    let (LastGood::Document(c) | LastGood::Misp(c, _)) = &last;
+    let good_at = c.good_at;
+    let age = now.signed_duration_since(good_at);
     if age > spec.max_age {
         return LoadedFeed {
             name: spec.name.clone(),
@@ -389,19 +394,27 @@ async fn fall_back(
             },
             parsed: None,
             bytes: 0,
-            fetched_at: Some(c.good_at),
+            fetched_at: Some(good_at),
         };
     }
-    let (_, parsed) = parse_blocking(c.body, spec.parse_options(now)).await;
+    let parsed = match last {
+        LastGood::Document(c) => {
+            let bytes = c.bytes;
+            parse_blocking(c.body, spec.parse_options(now)).await.1.map(|p| (p, bytes))
+        }
+        LastGood::Misp(_, events) => {
+            parse_events(events, spec.parse_options(now)).await.1.map(|(p, st)| (p, st.bytes))
+        }
+    };
     match parsed {
-        Ok(parsed) => LoadedFeed {
+        Ok((parsed, bytes)) => LoadedFeed {
             name: spec.name.clone(),
             status: FeedStatus::Fallback {
                 why: format!("{why}; using the last good copy from {} ago", human(age)),
             },
             parsed: Some(parsed),
-            bytes: c.bytes,
-            fetched_at: Some(c.good_at),
+            bytes,
+            fetched_at: Some(good_at),
         },
         Err(e) => failed(spec, format!("{why}; the last good copy no longer parses: {e}")),
     }
@@ -435,7 +448,9 @@ async fn load_misp_feed(
         Err(e) => fetch_reason(&e),
         Ok(got) => {
             let unchanged = cached.is_some() && got.fetched == 0 && got.events.len() == cached_events.len();
-            match parse_events(got.events.clone(), spec.parse_options(now)).await {
+            let event_count = got.events.len();
+            let (events, parsed) = parse_events(got.events, spec.parse_options(now)).await;
+            match parsed {
                 Err(e) => format!("cannot parse the download: {e}"),
                 Ok((parsed, current)) => {
                     let last_good = cached.as_ref().map(cached_stats);
@@ -450,7 +465,7 @@ async fn load_misp_feed(
                                 if unchanged {
                                     return s.touch_feed(&spec.name, now).map(drop);
                                 }
-                                s.replace_misp_events(&spec.name, &got.events)?;
+                                s.replace_misp_events(&spec.name, &events)?;
                                 s.save_good_feed(&CachedFeed {
                                     feed: spec.name.clone(),
                                     source: spec.source.to_string(),
@@ -466,7 +481,7 @@ async fn load_misp_feed(
                             if let Err(e) = saved {
                                 tracing::warn!(feed = %spec.name, error = %e, "cannot save the MISP feed's events");
                             }
-                            tracing::debug!(feed = %spec.name, events = got.events.len(), downloaded = got.fetched, "MISP feed fetched");
+                            tracing::debug!(feed = %spec.name, events = event_count, downloaded = got.fetched, "MISP feed fetched");
                             return LoadedFeed {
                                 name: spec.name.clone(),
                                 status: if unchanged { FeedStatus::NotModified } else { FeedStatus::Fresh },
@@ -481,38 +496,8 @@ async fn load_misp_feed(
             }
         }
     };
-    // Fallback: the cached events are the last good set.
-    let Some(c) = cached else {
-        return failed(spec, format!("{why}; no last good copy"));
-    };
-    let age = now.signed_duration_since(c.good_at);
-    if age > spec.max_age {
-        return LoadedFeed {
-            name: spec.name.clone(),
-            status: FeedStatus::Stale {
-                why: format!(
-                    "{why}; the last good copy is {} old, older than max_age {}",
-                    human(age),
-                    human(spec.max_age)
-                ),
-            },
-            parsed: None,
-            bytes: 0,
-            fetched_at: Some(c.good_at),
-        };
-    }
-    match parse_events(cached_events, spec.parse_options(now)).await {
-        Ok((parsed, st)) => LoadedFeed {
-            name: spec.name.clone(),
-            status: FeedStatus::Fallback {
-                why: format!("{why}; using the last good copy from {} ago", human(age)),
-            },
-            parsed: Some(parsed),
-            bytes: st.bytes,
-            fetched_at: Some(c.good_at),
-        },
-        Err(e) => failed(spec, format!("{why}; the last good copy no longer parses: {e}")),
-    }
+    // The cached events are the last good set.
+    fall_back(spec, cached.map(|c| LastGood::Misp(c, cached_events)), why, now).await
 }
 
 /// The state cursor holding a TAXII feed's `added_after` (per feed and collection URL).
@@ -608,7 +593,7 @@ async fn load_taxii(
             }
         }
     };
-    fall_back(spec, cached, why, now).await
+    fall_back(spec, cached.map(LastGood::Document), why, now).await
 }
 
 /// Merges TAXII objects into a stored envelope `{"objects": [...]}` by STIX `id`: a new
@@ -653,14 +638,20 @@ fn merge_taxii(base: Option<&[u8]>, new: Vec<serde_json::Value>) -> Result<(Vec<
 
 /// Parses every event of a MISP feed as one MISP document each and merges the results,
 /// keeping the first occurrence of each (type, value) across events.
+/// Gives the events back, like [`parse_blocking`].
 async fn parse_events(
     events: BTreeMap<String, (i64, Vec<u8>)>,
     mut opts: ParseOptions,
-) -> Result<(Parsed, FeedStats), FormatError> {
+) -> (BTreeMap<String, (i64, Vec<u8>)>, Result<(Parsed, FeedStats), FormatError>) {
     opts.format = Format::Misp;
-    let joined = tokio::task::spawn_blocking(move || merge_events(&events, &opts)).await;
+    let joined = tokio::task::spawn_blocking(move || {
+        let r = merge_events(&events, &opts);
+        (events, r)
+    })
+    .await;
     joined.unwrap_or_else(|e| {
-        Err(FormatError::Malformed { format: "misp", detail: format!("parser task failed: {e}") })
+        let err = FormatError::Malformed { format: "misp", detail: format!("parser task failed: {e}") };
+        (BTreeMap::new(), Err(err))
     })
 }
 

@@ -192,7 +192,7 @@ fn resolve(first: Option<&ByteRecord>, body: &[u8], opts: &ParseOptions) -> Resu
             comment_header.as_ref().filter(|h| find(h, name).is_some()).map(|h| (h.clone(), false))
         }
     };
-    let columns_list = |h: &[String]| h.join(", ");
+    let columns_list = |h: &[String]| crate::normalize::truncate(&h.join(", "), 512).to_owned();
     let (value, header, skip_first) = match &opts.column {
         Some(Column::Name(name)) => match pick(name) {
             Some((h, skip)) => (find(&h, name).unwrap_or(0), Some(h), skip),

@@ -310,9 +310,12 @@ impl Collector {
         }
     }
 
-    /// Record a rejection (the raw value is truncated).
+    /// Record a rejection (the raw value and the detail are truncated).
     pub(crate) fn reject(&mut self, reason: Reason, raw: &str, line: u64, detail: Option<String>) {
         let value = truncate(raw.trim(), MAX_REJECTED_VALUE).to_owned();
+        let detail = detail.map(|d| {
+            if d.len() > 2 * MAX_REJECTED_VALUE { truncate(&d, 2 * MAX_REJECTED_VALUE).to_owned() } else { d }
+        });
         self.parsed.rejections.push(Rejection { reason, value, line, detail });
     }
 

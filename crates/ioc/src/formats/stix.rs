@@ -40,6 +40,11 @@ fn perr<T>(msg: impl Into<String>) -> Result<T, PatternError> {
     Err(PatternError(msg.into()))
 }
 
+/// At most 64 bytes of a pattern fragment in an error message.
+fn short(s: &str) -> &str {
+    crate::normalize::truncate(s, 64)
+}
+
 /// Maximum nesting of parentheses in a pattern (deeper input is refused, never overflows).
 const MAX_DEPTH: usize = 32;
 
@@ -261,7 +266,7 @@ impl Parser {
                 if path.ends_with('.') {
                     match self.next() {
                         Some(Tok::Str(s)) => path.push_str(&s),
-                        _ => return perr(format!("incomplete object path `{path}`")),
+                        _ => return perr(format!("incomplete object path `{}`", short(&path))),
                     }
                 }
                 let (object, kind) = map_path(&path)?;
@@ -272,7 +277,7 @@ impl Parser {
                         return perr(format!("operator `{op}` is not supported (only = and IN)"));
                     }
                     Some(Tok::Word(w)) => {
-                        return perr(format!("operator `{w}` is not supported (only = and IN)"));
+                        return perr(format!("operator `{}` is not supported (only = and IN)", short(&w)));
                     }
                     _ => return perr("expected a comparison operator"),
                 };
@@ -308,7 +313,7 @@ impl Parser {
 /// Map an object path to the indicator type it names.
 fn map_path(path: &str) -> Result<(String, IndicatorType), PatternError> {
     let Some((object, prop)) = path.split_once(':') else {
-        return perr(format!("`{path}` is not an object path"));
+        return perr(format!("`{}` is not an object path", short(path)));
     };
     let object = object.to_ascii_lowercase();
     let kind = match (object.as_str(), prop) {
@@ -329,7 +334,7 @@ fn map_path(path: &str) -> Result<(String, IndicatorType), PatternError> {
     };
     match kind {
         Some(k) => Ok((object, k)),
-        None => perr(format!("object path `{path}` is not supported")),
+        None => perr(format!("object path `{}` is not supported", short(path))),
     }
 }
 

@@ -70,7 +70,8 @@ fn comments_and_fields() {
 
 #[test]
 fn table_rows() {
-    let input = "| IP | Note |\n|---|---|\n| 8.8.8.8 | C2 server |\n| `evil[.]com` | `bad.exe` | 9.9.9.9 |\n|===\n";
+    let input =
+        "| IP | Note |\n|---|---|\n| 8.8.8.8 | C2 server |\n| `evil[.]com` | `bad.exe` | 9.9.9.9 |\n|===\n";
     let p = parse(input, Format::Text);
     let v: Vec<_> = values(&p).into_iter().map(|(_, v, l)| (v, l)).collect();
     // Row 4 has back-ticks: only those cells count (9.9.9.9 is prose there), `bad.exe` is rejected.

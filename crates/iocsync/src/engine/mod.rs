@@ -69,6 +69,8 @@ pub struct TenantOutcome {
     pub owned_by: std::collections::BTreeMap<(String, String), u64>,
     /// Age in seconds of the content each feed contributed (None: nothing usable).
     pub feed_ages: Vec<(String, Option<i64>)>,
+    /// 429 answers by endpoint (for metrics).
+    pub throttled_by: iocsync_defender::ThrottledBy,
 }
 
 impl TenantOutcome {
@@ -143,6 +145,7 @@ pub async fn sync_tenant(
                 error: Some(format!("{e:#}")),
                 owned_by: Default::default(),
                 feed_ages: Vec::new(),
+                throttled_by: Default::default(),
             }
         }
     };

@@ -34,7 +34,7 @@ pub(super) async fn run(
     let conn = connect::connect(config, tenant).await?;
     let result = plan_and_apply(config, tenant, store, req, &conn.client, desired, &loaded, now).await;
     conn.close().await;
-    let (mut report, applied, owned_by) = result?;
+    let (mut report, applied, owned_by, throttled_by) = result?;
     let feed_ages = loaded
         .iter()
         .map(|f| (f.name.clone(), f.fetched_at.filter(|_| f.parsed.is_some()).map(|t| (now - t).num_seconds())))
@@ -71,7 +71,7 @@ pub(super) async fn run(
     } else {
         Exit::Ok
     };
-    Ok(TenantOutcome { report, exit, error: applied.error, owned_by, feed_ages })
+    Ok(TenantOutcome { report, exit, error: applied.error, owned_by, feed_ages, throttled_by })
 }
 
 /// Builds the allowlist from the built-in list, the global and the tenant's values and files.
@@ -194,7 +194,7 @@ async fn plan_and_apply(
     desired: Vec<Desired>,
     loaded: &[LoadedFeed],
     now: DateTime<Utc>,
-) -> anyhow::Result<(RunReport, ApplyResult, BTreeMap<(String, String), u64>)> {
+) -> anyhow::Result<(RunReport, ApplyResult, BTreeMap<(String, String), u64>, iocsync_defender::ThrottledBy)> {
     let history = lock(store).load_api_calls(&tenant.name, &tenant.client_id).unwrap_or_default();
     client.load_call_history(history.into_iter().filter_map(|(f, at)| stamp(&f, at)).collect()).await;
 
@@ -289,7 +289,7 @@ async fn plan_and_apply(
         tracing::warn!("could not save the API call history: {e}");
     }
     let owned_by = apply::owned_by_type_and_action(&plan, &applied);
-    Ok((report, applied, owned_by))
+    Ok((report, applied, owned_by, stats.throttled_by))
 }
 
 fn stamp(family: &str, at_ms: i64) -> Option<iocsync_core::pacing::CallStamp> {

@@ -96,6 +96,7 @@ async fn the_daemon_runs_on_its_interval_serves_metrics_and_stops_on_sigterm() {
         "iocsync_feed_accepted{tenant=\"default\",feed=\"a\",status=\"ok\"} 25",
         "iocsync_indicators_owned_by_type{tenant=\"default\",type=\"IpAddress\",action=\"Block\"} 25",
         "iocsync_feed_age_seconds{tenant=\"default\",feed=\"a\"}",
+        "iocsync_last_run_throttled_by_endpoint{tenant=\"default\",endpoint=\"import\"} 0",
     ] {
         assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
     }
