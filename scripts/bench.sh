@@ -4,6 +4,7 @@
 #
 #   scripts/bench.sh                 # everything (~15 min on 2 cores)
 #   SKIP_E2E=1 scripts/bench.sh      # parse + plan only
+#   ONLY=parse|criterion|e2e scripts/bench.sh   # one section; SKIP_BUILD=1 reuses target/release/iocsync
 #
 # Knobs: RUNS (default 5, runs per parse measurement), FEEDS (default ../shared/feeds),
 # E2E_SCALE (default 600), E2E_RUNS (default 5), E2E_CLASSIC_RUNS (default 3),
@@ -36,7 +37,11 @@ echo "rustc: $(rustc --version)  python: $(python3 --version 2>&1)"
 echo
 
 echo "== build (release, once)"
-cargo build --release -p iocsync 2>&1 | tail -n 1
+if [[ -n ${SKIP_BUILD:-} && -x $BIN ]]; then
+  echo "SKIP_BUILD set: reusing $BIN ($(date -u -r "$BIN" +%Y-%m-%dT%H:%M:%SZ))"
+else
+  cargo build --release -p iocsync 2>&1 | tail -n 1
+fi
 if [[ ! -s $OUT/mixed-1m.txt ]] || [[ $(wc -l < "$OUT/mixed-1m.txt") -ne 1000000 ]]; then
   python3 scripts/gen_mixed_feed.py "$OUT/mixed-1m.txt" 1000000
 fi
@@ -59,6 +64,9 @@ PARSE_CASES=(
   "tweetfeed misp/ (dir)|misp|$FEEDS/tweetfeed/misp||no"
 )
 
+want() { [[ -z ${ONLY:-} || ${ONLY} == "$1" ]]; }
+
+if want parse; then
 echo "== 1. parse throughput (process wall time, median of $RUNS runs; RSS = peak resident set)"
 TSV=$OUT/parse.tsv
 printf 'name\tformat\tlines\tbytes\twc_s\tiocsync_s\tiocsync_rss\tpython_s\tpython_rss\n' > "$TSV"
@@ -103,6 +111,9 @@ print("iocsync / wc -l = wc -l wall time / iocsync wall time (1.0 = at the I/O f
 PY
 echo
 
+fi
+
+if want criterion; then
 echo "== 1b. in-process parse throughput (criterion: cargo bench -p iocsync-ioc --bench parse)"
 if ! cargo bench -p iocsync-ioc --bench parse > "$OUT/criterion-parse.log" 2>&1; then
   echo "  criterion parse bench failed (see $OUT/criterion-parse.log):"; tail -n 5 "$OUT/criterion-parse.log"
@@ -134,7 +145,9 @@ for est in sorted(glob.glob("target/criterion/*/new/estimates.json")):
 PY
 echo
 
-if [[ -n ${SKIP_E2E:-} ]]; then
+fi
+
+if [[ -n ${SKIP_E2E:-} ]] || ! want e2e; then
   echo "== 3. end to end: skipped (SKIP_E2E set)"
   exit 0
 fi

@@ -52,17 +52,15 @@ pub fn judge(current: &FeedStats, last_good: Option<&FeedStats>, rules: &HealthR
     if current.empty || current.bytes == 0 || current.accepted + current.rejected == 0 {
         return Health::Suspect("the feed is empty".to_owned());
     }
-    if let Some(last) = last_good {
-        if last.accepted > 0 {
-            let floor = last.accepted as f64 * (1.0 - rules.max_shrink_fraction);
-            if (current.accepted as f64) < floor {
-                return Health::Suspect(format!(
-                    "accepted values fell from {} to {} (more than {:.0}% down)",
-                    last.accepted,
-                    current.accepted,
-                    rules.max_shrink_fraction * 100.0
-                ));
-            }
+    if let Some(last) = last_good.filter(|l| l.accepted > 0) {
+        let floor = last.accepted as f64 * (1.0 - rules.max_shrink_fraction);
+        if (current.accepted as f64) < floor {
+            return Health::Suspect(format!(
+                "accepted values fell from {} to {} (more than {:.0}% down)",
+                last.accepted,
+                current.accepted,
+                rules.max_shrink_fraction * 100.0
+            ));
         }
     }
     let total = current.accepted + current.rejected;

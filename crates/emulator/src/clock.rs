@@ -35,7 +35,11 @@ impl ManualClock {
     /// Moves the clock forward (or backward, with a negative duration).
     pub fn advance(&self, d: chrono::Duration) {
         let mut now = self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *now += d;
+        *now = now.checked_add_signed(d).unwrap_or(if d < chrono::Duration::zero() {
+            DateTime::<Utc>::MIN_UTC
+        } else {
+            DateTime::<Utc>::MAX_UTC
+        });
     }
 
     /// Sets the clock to an absolute instant.
@@ -48,6 +52,22 @@ impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// `t + d`, saturating at the end of time instead of panicking on absurd durations.
+pub(crate) fn add_std(t: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `t - d`, saturating at the beginning of time.
+pub(crate) fn sub_std(t: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_sub_signed(d))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// Formats a timestamp the way Defender does: UTC with exactly 7 fractional digits.

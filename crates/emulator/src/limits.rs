@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::EndpointFamily;
+use crate::clock::{add_std, sub_std};
 
 /// One sliding window: at most `limit` accepted calls within any `length`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +77,9 @@ impl RateLimits {
         }
         let s = |w: Window| Window {
             limit: w.limit,
-            length: w.length.div_f64(factor).max(Duration::from_millis(1)),
+            length: Duration::try_from_secs_f64(w.length.as_secs_f64() / factor)
+                .unwrap_or(Duration::MAX)
+                .max(Duration::from_millis(1)),
         };
         let f = |l: FamilyLimits| FamilyLimits { per_minute: s(l.per_minute), per_hour: s(l.per_hour) };
         Self {
@@ -144,18 +147,21 @@ impl Limiter {
         let Some(limits) = g.limits.for_family(family) else { return Ok(()) };
         let q = g.calls.entry((app.to_owned(), family)).or_default();
         let longest = limits.per_minute.length.max(limits.per_hour.length);
-        let horizon = now - chrono::Duration::from_std(longest).unwrap_or(chrono::Duration::MAX);
+        let horizon = sub_std(now, longest);
         while q.front().is_some_and(|t| *t <= horizon) {
             q.pop_front();
         }
         let mut wait = Duration::ZERO;
         for w in [limits.per_minute, limits.per_hour] {
-            let start = now - chrono::Duration::from_std(w.length).unwrap_or(chrono::Duration::MAX);
+            let start = sub_std(now, w.length);
             let in_window: Vec<&DateTime<Utc>> = q.iter().filter(|t| **t > start).collect();
-            if in_window.len() >= w.limit as usize {
+            if w.limit == 0 {
+                // Nothing is ever allowed; ask for a whole window.
+                wait = wait.max(w.length);
+            } else if in_window.len() >= w.limit as usize {
                 // The window frees a slot when its oldest relevant call leaves it.
                 let idx = in_window.len() - w.limit as usize;
-                let frees_at = *in_window[idx] + chrono::Duration::from_std(w.length).unwrap_or_default();
+                let frees_at = add_std(*in_window[idx], w.length);
                 wait = wait.max((frees_at - now).to_std().unwrap_or_default());
             }
         }
@@ -205,6 +211,17 @@ mod tests {
         now += chrono::Duration::seconds(61);
         let wait = l.check("a", EndpointFamily::List, now).unwrap_err();
         assert!(wait > 60 && wait <= 3600, "{wait}");
+    }
+
+    #[test]
+    fn absurd_limits_do_not_panic() {
+        let zero = FamilyLimits::new(0, 0);
+        let l = Limiter::new(RateLimits { list: zero, ..RateLimits::documented() });
+        assert_eq!(l.check("a", EndpointFamily::List, t0()), Err(3600));
+        let huge = RateLimits::documented().scaled(1e-300);
+        assert_eq!(huge.list.per_minute.length, Duration::MAX);
+        let l = Limiter::new(huge);
+        assert!(l.check("a", EndpointFamily::List, t0()).is_ok());
     }
 
     #[test]

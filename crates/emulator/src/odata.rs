@@ -191,7 +191,11 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
 struct Parser {
     toks: Vec<Tok>,
     pos: usize,
+    depth: usize,
 }
+
+/// Maximum parenthesis nesting; deeper filters are refused instead of exhausting the stack.
+const MAX_DEPTH: usize = 32;
 
 impl Parser {
     fn peek(&self) -> Option<&Tok> {
@@ -237,8 +241,13 @@ impl Parser {
     fn unary(&mut self) -> Result<Expr, String> {
         match self.next() {
             Some(Tok::LParen) => {
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return Err(format!("parentheses are nested deeper than {MAX_DEPTH} levels"));
+                }
                 let e = self.expr()?;
                 self.expect(&Tok::RParen, "')'")?;
+                self.depth -= 1;
                 Ok(e)
             }
             Some(Tok::Ident(name)) if matches!(name.as_str(), "contains" | "startswith") => {
@@ -315,7 +324,7 @@ pub(crate) fn parse(filter: &str) -> Result<Expr, String> {
     if toks.is_empty() {
         return Err("the filter is empty".to_owned());
     }
-    let mut p = Parser { toks, pos: 0 };
+    let mut p = Parser { toks, pos: 0, depth: 0 };
     let e = p.expr()?;
     if let Some(t) = p.peek() {
         return Err(format!("unexpected {t:?} after a complete expression"));
@@ -406,6 +415,7 @@ mod tests {
             "endswith(title,'x')",
             "contains(generateAlert,'x')",
             "action eq 'Block' xor title eq 'x'",
+            &format!("{}action eq 'Block'{}", "(".repeat(100_000), ")".repeat(100_000)),
         ] {
             assert!(parse(f).is_err(), "{f} should be rejected");
         }

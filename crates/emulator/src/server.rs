@@ -335,7 +335,7 @@ fn handle_route(
 ) -> Response {
     let base = request_base(app, headers);
     if let Route::Token { tenant, v2 } = &route {
-        return token(app, tenant, *v2, body, &base, rec);
+        return token(app, tenant, *v2, body, headers, &base, rec);
     }
     // Authentication and authorization.
     let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
@@ -482,8 +482,21 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 
 // ---------------------------------------------------------------- token
 
-fn token(app: &App, tenant: &str, v2: bool, body: &Bytes, base: &str, rec: &mut CallRecord) -> Response {
-    let form: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
+fn token(
+    app: &App,
+    tenant: &str,
+    v2: bool,
+    body: &Bytes,
+    headers: &HeaderMap,
+    base: &str,
+    rec: &mut CallRecord,
+) -> Response {
+    let mut form: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
+    // client_secret_basic: `Authorization: Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 §2.3.1).
+    if let Some((id, secret)) = basic_credentials(headers) {
+        form.entry("client_id".into()).or_insert(id);
+        form.entry("client_secret".into()).or_insert(secret);
+    }
     rec.client_id = form.get("client_id").cloned();
     let mut endpoint_urls = Vec::new();
     for b in [app.base_url.as_str(), base] {
@@ -504,6 +517,20 @@ fn token(app: &App, tenant: &str, v2: bool, body: &Bytes, base: &str, rec: &mut 
         Ok(v) => json_response(StatusCode::OK, &v),
         Err(f) => entra_error(&f, now),
     }
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let h = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, value) = h.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD.decode(value.trim()).ok()?;
+    let (id, secret) = std::str::from_utf8(&raw).ok()?.split_once(':')?;
+    let decode =
+        |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    Some((decode(id), decode(secret)))
 }
 
 // ---------------------------------------------------------------- API handlers

@@ -6,7 +6,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::clock::{format_ts_secs, format_ts7, parse_ts};
+use crate::clock::{add_std, format_ts_secs, format_ts7, parse_ts};
 use crate::config::{Behaviour, Role};
 use crate::validate::{ApiError, IndicatorInput};
 use crate::wire::Indicator;
@@ -171,11 +171,10 @@ impl Store {
 
     /// Removes indicators whose expiration passed more than `lag` ago. Returns how many were removed.
     pub(crate) fn purge_expired(&mut self, now: DateTime<Utc>, lag: std::time::Duration) -> usize {
-        let lag = chrono::Duration::from_std(lag).unwrap_or_default();
         let gone: Vec<u64> = self
             .rows
             .iter()
-            .filter(|(_, s)| s.expires.is_some_and(|e| e + lag <= now))
+            .filter(|(_, s)| s.expires.is_some_and(|e| add_std(e, lag) <= now))
             .map(|(id, _)| *id)
             .collect();
         for id in &gone {
@@ -201,8 +200,7 @@ impl Store {
 
     /// Rows plus recently deleted ones still holding a slot.
     fn used_slots(&mut self, now: DateTime<Utc>, lag: std::time::Duration) -> usize {
-        let lag = chrono::Duration::from_std(lag).unwrap_or_default();
-        while self.recent_deletes.front().is_some_and(|t| *t + lag <= now) {
+        while self.recent_deletes.front().is_some_and(|t| add_std(*t, lag) <= now) {
             self.recent_deletes.pop_front();
         }
         self.rows.len() + self.recent_deletes.len()

@@ -150,7 +150,7 @@ impl Tokens {
         let audience = resource_audience(req)?;
         let lifetime = *self.lifetime.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = req.now;
-        let expires = now + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::hours(1));
+        let expires = crate::clock::add_std(now, lifetime);
         let token = mint_jwt(&audience, req.tenant, client, now, expires);
         self.issued.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(
             token.clone(),

@@ -358,6 +358,15 @@ impl FetchObserver for NoProgress {
 /// Builds the HTTP client for feeds: connect timeout, gzip, a user agent, and a redirect
 /// policy that follows at most 5 redirects and never to a plain-http non-loopback URL.
 pub fn http_client(opts: &FetchOptions) -> Result<reqwest::Client, FetchError> {
+    http_client_with_headers(opts, reqwest::header::HeaderMap::new())
+}
+
+/// [`http_client`] that also sends `headers` on every request (a feed's `Authorization`, marked
+/// sensitive so it is never logged; reqwest drops it on a redirect to another host).
+pub fn http_client_with_headers(
+    opts: &FetchOptions,
+    headers: reqwest::header::HeaderMap,
+) -> Result<reqwest::Client, FetchError> {
     let policy = reqwest::redirect::Policy::custom(|attempt| {
         if attempt.previous().len() >= 5 {
             attempt.error("too many redirects (more than 5)")
@@ -368,6 +377,7 @@ pub fn http_client(opts: &FetchOptions) -> Result<reqwest::Client, FetchError> {
         }
     });
     reqwest::Client::builder()
+        .default_headers(headers)
         .user_agent(concat!("iocsync/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(opts.connect_timeout)
         .redirect(policy)

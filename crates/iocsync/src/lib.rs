@@ -36,17 +36,6 @@ pub enum Exit {
 /// The user agent of every HTTP request iocsync makes.
 pub const USER_AGENT: &str = concat!("iocsync/", env!("CARGO_PKG_VERSION"));
 
-/// The HTTP client used for feeds (the Defender client builds its own).
-pub fn http_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .user_agent(USER_AGENT)
-        .connect_timeout(std::time::Duration::from_secs(15))
-        .redirect(reqwest::redirect::Policy::limited(5))
-        .https_only(false)
-        .build()
-        .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))
-}
-
 /// Runs one command line to completion and returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
     let format = cli.global.output;

@@ -66,7 +66,13 @@ async fn malformed_and_delay() {
         Fault::Delay(std::time::Duration::from_millis(20)),
         Trigger::Always,
     ));
-    assert_eq!(env.get("/api/indicators").await.status, 200);
+    // A delayed call is then handled normally.
+    assert_eq!(env.post("/api/indicators", &ip(2)).await.status, 200);
+    let r = env.get("/api/indicators").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["value"].as_array().unwrap().len(), 1);
+    let last = env.emu.calls().pop().unwrap();
+    assert_eq!(last.fault, Some(Fault::Delay(std::time::Duration::from_millis(20))));
 }
 
 #[tokio::test]

@@ -10,7 +10,6 @@ mod expiry;
 mod faults;
 mod import;
 mod list_odata;
-mod perf_tmp;
 mod ratelimit;
 mod routes;
 mod state_file;

@@ -165,3 +165,26 @@ async fn wrong_audience_and_no_role() {
     let r = env.call_as(&norole, reqwest::Method::GET, "/api/indicators", None).await;
     assert_eq!((r.status, r.code().as_str()), (403, "Forbidden"));
 }
+
+#[tokio::test]
+async fn client_secret_basic_is_accepted() {
+    let env = env().await;
+    let r = env
+        .http
+        .post(env.url(&v2(&env)))
+        .basic_auth(DEFAULT_CLIENT_ID, Some(DEFAULT_CLIENT_SECRET))
+        .form(&[("grant_type", "client_credentials"), ("scope", SCOPE)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = env
+        .http
+        .post(env.url(&v2(&env)))
+        .basic_auth(DEFAULT_CLIENT_ID, Some("wrong"))
+        .form(&[("grant_type", "client_credentials"), ("scope", SCOPE)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}

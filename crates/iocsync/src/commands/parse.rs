@@ -106,8 +106,8 @@ pub async fn run(args: &ParseArgs) -> anyhow::Result<ParseReport> {
     opts.refang = !args.no_refang;
 
     let source = Source::parse(&args.source, Path::new("."))?;
-    let http = crate::http_client()?;
     let fetch_opts = FetchOptions::default();
+    let http = fetch::http_client(&fetch_opts)?;
     let is_misp_dir = matches!(&source, Source::Path(p) if p.is_dir());
     let (parsed, used_format) = if is_misp_dir || (format == Format::Misp && args.source.ends_with('/')) {
         let feed = fetch::fetch_misp_feed(&http, &source, &BTreeMap::new(), &fetch_opts, &NoProgress)

@@ -241,6 +241,25 @@ pub struct Feed {
     pub refang: bool,
     /// Policy overrides of this feed.
     pub policy: PolicySpec,
+    /// HTTP authentication for a URL source (TAXII servers, private MISP feeds).
+    pub auth: Option<FeedAuth>,
+}
+
+/// How a feed URL authenticates. Secrets come from environment variables, read at fetch time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedAuth {
+    /// `Authorization: Bearer <token>`; the token is in this environment variable.
+    Bearer {
+        /// Environment variable holding the token.
+        token_env: String,
+    },
+    /// HTTP basic auth; the password is in this environment variable.
+    Basic {
+        /// User name.
+        username: String,
+        /// Environment variable holding the password.
+        password_env: String,
+    },
 }
 
 /// Allowlist sources.
@@ -319,7 +338,7 @@ impl Config {
         })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
-        let mut v = Validator { problems: Vec::new(), base_dir: base_dir.clone() };
+        let mut v = Validator { problems: Vec::new(), base_dir };
         let config = v.config(raw, path);
         if v.problems.is_empty() {
             Ok(config)
@@ -425,7 +444,7 @@ impl Validator {
         let mut tenants = Vec::new();
         match (raw.defender, raw.tenants) {
             (Some(_), Some(_)) => {
-                self.problem("tenants", "use either one [defender] block or [[tenants]] blocks, not both")
+                self.problem("tenants", "use either one [defender] block or [[tenants]] blocks, not both");
             }
             (Some(d), None) => {
                 if let Some(t) = self.tenant("defender", d, &feed_names, false) {
@@ -870,6 +889,7 @@ impl Validator {
                     "max_age",
                     "refang",
                     "enabled",
+                    "auth",
                     "action",
                     "severity",
                     "generate_alert",
@@ -979,6 +999,10 @@ impl Validator {
                 Duration::from_secs(48 * 3600),
             );
             let policy = self.policy(&key, &f.policy, false);
+            let auth = f.auth.as_ref().and_then(|a| self.feed_auth(&format!("{key}.auth"), a));
+            if auth.is_some() && !source.contains("://") {
+                self.problem(format!("{key}.auth"), "auth applies to URL sources only");
+            }
             out.push(Feed {
                 name,
                 source,
@@ -991,9 +1015,34 @@ impl Validator {
                 max_age,
                 refang: f.refang.unwrap_or(true),
                 policy,
+                auth,
             });
         }
         out
+    }
+
+    fn feed_auth(&mut self, key: &str, v: &toml::Value) -> Option<FeedAuth> {
+        let t = match v {
+            toml::Value::Table(t) => t,
+            _ => {
+                self.problem(key, "write { bearer_env = \"VAR\" } or { username = \"u\", password_env = \"VAR\" }");
+                return None;
+            }
+        };
+        let get = |k: &str| t.get(k).and_then(toml::Value::as_str).map(str::to_owned);
+        for k in t.keys() {
+            if !["bearer_env", "username", "password_env"].contains(&k.as_str()) {
+                self.problem(format!("{key}.{k}"), "unknown key (secrets are never written in the config: name an environment variable)");
+            }
+        }
+        match (get("bearer_env"), get("username"), get("password_env")) {
+            (Some(token_env), None, None) => Some(FeedAuth::Bearer { token_env }),
+            (None, Some(username), Some(password_env)) => Some(FeedAuth::Basic { username, password_env }),
+            _ => {
+                self.problem(key, "write { bearer_env = \"VAR\" } or { username = \"u\", password_env = \"VAR\" }");
+                None
+            }
+        }
     }
 
     fn column(&mut self, key: &str, v: &toml::Value) -> Option<Column> {

@@ -114,6 +114,8 @@ pub struct RawFeed {
     pub max_age: Option<String>,
     pub refang: Option<bool>,
     pub enabled: Option<bool>,
+    /// `{ bearer_env = "VAR" }` or `{ username = "u", password_env = "VAR" }`.
+    pub auth: Option<toml::Value>,
     #[serde(flatten)]
     pub policy: RawPolicy,
 }

@@ -2,7 +2,7 @@
 
 use super::apply::{self, ApplyResult, DryRunWrites, LiveWrites};
 use super::{SyncRequest, TenantOutcome, lock, protected_feeds};
-use crate::config::{AllowlistSpec, Config, Feed, Tenant};
+use crate::config::{AllowlistSpec, Config, Feed, FeedAuth, Tenant};
 use crate::connect;
 use crate::feeds::{self, FeedSpec, FeedStatus, LoadedFeed};
 use crate::fetch::{FetchOptions, Source};
@@ -121,10 +121,49 @@ async fn load_feeds(
     let mut out = Vec::new();
     for feed in config.feeds_for(tenant) {
         let spec = feed_spec(config, feed, &rules)?;
-        let loaded = feeds::load_feed(&http, store, &spec, &opts, now, observer.as_ref()).await;
+        let client = match &feed.auth {
+            None => http.clone(),
+            Some(auth) => match auth_headers(auth) {
+                Ok(h) => crate::fetch::http_client_with_headers(&opts, h)?,
+                Err(why) => {
+                    tracing::error!(feed = %feed.name, "{why}");
+                    out.push(LoadedFeed {
+                        name: feed.name.clone(),
+                        status: FeedStatus::Failed { why },
+                        parsed: None,
+                        bytes: 0,
+                        fetched_at: None,
+                    });
+                    continue;
+                }
+            },
+        };
+        let loaded = feeds::load_feed(&client, store, &spec, &opts, now, observer.as_ref()).await;
         out.push(loaded);
     }
     Ok(out)
+}
+
+/// The `Authorization` header of a feed, from its environment variable (marked sensitive).
+fn auth_headers(auth: &FeedAuth) -> Result<reqwest::header::HeaderMap, String> {
+    use base64::Engine as _;
+    let read = |var: &str| match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Ok(v),
+        _ => Err(format!("environment variable {var} (feed credential) is not set")),
+    };
+    let value = match auth {
+        FeedAuth::Bearer { token_env } => format!("Bearer {}", read(token_env)?),
+        FeedAuth::Basic { username, password_env } => {
+            let pair = format!("{username}:{}", read(password_env)?);
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+        }
+    };
+    let mut v = reqwest::header::HeaderValue::from_str(&value)
+        .map_err(|_| "the feed credential holds characters not allowed in an HTTP header".to_owned())?;
+    v.set_sensitive(true);
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(reqwest::header::AUTHORIZATION, v);
+    Ok(h)
 }
 
 fn feed_spec(config: &Config, feed: &Feed, rules: &HealthRules) -> anyhow::Result<FeedSpec> {
@@ -139,7 +178,7 @@ fn feed_spec(config: &Config, feed: &Feed, rules: &HealthRules) -> anyhow::Resul
         type_hint: feed.type_hint,
         refang: feed.refang,
         max_age: chrono::Duration::from_std(feed.max_age).unwrap_or(chrono::Duration::hours(48)),
-        health: rules.clone(),
+        health: *rules,
     })
 }
 

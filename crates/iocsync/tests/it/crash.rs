@@ -170,3 +170,64 @@ async fn sigkill_at_seeded_random_points_is_completed_by_the_next_run() {
     // Every kill that landed after the run was recorded left it `running` in the history.
     assert!(tally.left_running >= tally.killed_mid_apply, "{tally:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_sync_while_one_is_applying_is_refused_and_the_lock_dies_with_its_holder() {
+    let env = chaos_env().await;
+    let pool = crate::harness::public_ips(900, 80_000);
+    let blocked = seed_foreign(&env, &pool);
+    let foreign_before = foreign(&env);
+    env.config(&chaos_config("feed.txt"));
+    env.write("feed.txt", &text_feed(&pool));
+    slow_writes(&env, 700);
+
+    let mut holder = sync_command(&env).spawn().unwrap();
+    // Bounded wait (20 s) until the holder is applying (its first import is in flight or done).
+    for _ in 0..2_000 {
+        if env.emu.calls().iter().any(|c| c.family == EndpointFamily::List) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(holder.try_wait().unwrap().is_none(), "the first run ended before the second could start");
+    let writes_before = env.write_calls();
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 1, "{report}");
+    let msg = report["error"].as_str().unwrap_or_default();
+    assert!(msg.contains("another iocsync run holds"), "{report}");
+    // A dry run takes no lock: `plan` still works while a sync applies.
+    let (code, plan) = env.run_json(&["plan"]).await;
+    assert_eq!(code, 0, "{plan}");
+
+    // SIGKILL the holder: its OS lock goes with it, and the next run completes the apply.
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(env.write_calls() >= writes_before, "the refused run made no write call of its own");
+    env.emu.clear_faults();
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "the lock must not outlive its holder: {report}");
+    assert_tenant(&env, &desired_keys(&pool, &blocked), &foreign_before, "after the holder died");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_while_the_state_database_is_being_created_leaves_it_usable() {
+    let env = chaos_env().await;
+    let values = crate::harness::public_ips(300, 85_000);
+    let blocked = seed_foreign(&env, &values);
+    let foreign_before = foreign(&env);
+    env.write("feed.txt", &text_feed(&values));
+    let mut rng = SplitMix(SEED ^ 0xdb);
+    for trial in 0..6 {
+        // A fresh state database each trial, killed within its first ~150 ms (open, migrate, first writes).
+        let state = format!("state{trial}/iocsync.db");
+        env.config(&chaos_config("feed.txt").replace("state/iocsync.db", &state));
+        let mut child = sync_command(&env).spawn().unwrap();
+        tokio::time::sleep(Duration::from_millis(rng.range(0, 150))).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let (code, report) = env.run_json(&["sync", "--force"]).await;
+        assert_eq!(code, 0, "trial {trial}: {report}");
+        assert!(iocsync::state::StateStore::open(&env.path(&state)).unwrap().schema_version().unwrap() > 0);
+        assert_tenant(&env, &desired_keys(&values, &blocked), &foreign_before, &format!("trial {trial}"));
+    }
+}

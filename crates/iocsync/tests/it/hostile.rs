@@ -110,6 +110,38 @@ fn vm_hwm(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Runs `sync --output json` while sampling the child's peak RSS (bounded: 60 s, then killed).
+async fn sync_sampling_rss(env: &Env) -> (Output, serde_json::Value, u64) {
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
+    cmd.arg("--config").arg(env.path("iocsync.toml")).args(["--output", "json", "sync"]);
+    cmd.env("IOCSYNC_TEST_SECRET", crate::harness::SECRET).env_remove("RUST_LOG").env("NO_COLOR", "1");
+    cmd.current_dir(env.dir.path()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let mut peak = 0u64;
+    let mut finished = false;
+    for _ in 0..6_000 {
+        if let Some(hwm) = vm_hwm(pid) {
+            peak = peak.max(hwm);
+        }
+        if child.try_wait().unwrap().is_some() {
+            finished = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if !finished {
+        let _ = child.kill();
+    }
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    assert!(finished, "sync did not finish within 60 s");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("stdout is not JSON ({e}); stderr: {}", String::from_utf8_lossy(&out.stderr))
+    });
+    assert!(peak > 0, "VmHWM was never sampled");
+    (out, report, peak)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_2_gib_streamed_feed_is_cut_at_the_cap_without_memory_growth_and_deletes_nothing() {
     let env = Env::start(EnvOptions::default()).await;
@@ -129,33 +161,7 @@ async fn a_2_gib_streamed_feed_is_cut_at_the_cap_without_memory_growth_and_delet
 
     st.big.store(true, Ordering::SeqCst);
     env.emu.clear_calls();
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
-    cmd.arg("--config").arg(env.path("iocsync.toml")).args(["--output", "json", "sync"]);
-    cmd.env("IOCSYNC_TEST_SECRET", crate::harness::SECRET).env_remove("RUST_LOG").env("NO_COLOR", "1");
-    cmd.current_dir(env.dir.path()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let pid = child.id();
-    // Sample the child's peak RSS while it runs (bounded: 60 s, then it is killed).
-    let mut peak = 0u64;
-    let mut finished = false;
-    for _ in 0..6_000 {
-        if let Some(hwm) = vm_hwm(pid) {
-            peak = peak.max(hwm);
-        }
-        if child.try_wait().unwrap().is_some() {
-            finished = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    if !finished {
-        let _ = child.kill();
-    }
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
-    assert!(finished, "sync did not finish within 60 s on a 2 GiB feed");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("stdout is not JSON ({e}); stderr: {}", String::from_utf8_lossy(&out.stderr))
-    });
+    let (out, report, peak) = sync_sampling_rss(&env).await;
     assert_eq!(out.status.code(), Some(3), "a fallback is a partial run: {report}");
     assert_eq!(report["feeds"][0]["status"], "last-good", "{report}");
     assert_eq!(report["counts"]["delete"], 0, "{report}");
@@ -175,8 +181,39 @@ async fn a_2_gib_streamed_feed_is_cut_at_the_cap_without_memory_growth_and_delet
     let sent = st.sent.load(Ordering::SeqCst);
     assert!(sent > cap, "the client must read up to the cap before refusing ({sent} bytes sent)");
     assert!(sent < cap + 32 * MIB, "{sent} bytes sent for a {cap}-byte cap: the client kept reading");
-    assert!(peak > 0, "VmHWM was never sampled");
-    assert!(peak < 256 * MIB, "peak RSS {} MiB while refusing a 2 GiB feed", peak / MIB);
+    assert!(peak < 128 * MIB, "peak RSS {} MiB while refusing a 2 GiB feed", peak / MIB);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gzip_bomb_is_cut_at_the_cap_and_deletes_nothing() {
+    use std::io::Write;
+    let env = Env::start(EnvOptions::default()).await;
+    env.write("feed.txt", &text_feed(&public_ips(40, 75_000)));
+    env.config(
+        "[sync]\nstate = \"state/iocsync.db\"\nmax_feed_bytes = 4194304\n\
+         [[feeds]]\nname = \"bomb\"\nsource = \"feed.txt\"\nformat = \"text\"\n",
+    );
+    assert_eq!(env.run_json(&["sync"]).await.0, 0);
+    assert_eq!(env.owned().len(), 40);
+
+    // One gzip member of 1 MiB of one feed line, repeated 1,024 times: 1 GiB inflated from a
+    // ~1 MiB file, under the cap (multi-member gzip is valid and decoded as one stream).
+    let lines = "47.1.2.3\n".repeat(MIB as usize / 9);
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(lines.as_bytes()).unwrap();
+    let member = enc.finish().unwrap();
+    let bomb: Vec<u8> = member.iter().copied().cycle().take(member.len() * 1_024).collect();
+    assert!((bomb.len() as u64) < 4 * MIB, "the compressed file itself is under the cap");
+    std::fs::write(env.path("feed.txt"), &bomb).unwrap();
+
+    env.emu.clear_calls();
+    let (out, report, peak) = sync_sampling_rss(&env).await;
+    assert_eq!(out.status.code(), Some(3), "{report}");
+    assert_eq!(report["feeds"][0]["status"], "last-good", "{report}");
+    assert_eq!(report["counts"]["delete"], 0, "{report}");
+    assert_eq!(env.write_calls(), 0);
+    assert_eq!(env.owned().len(), 40);
+    assert!(peak < 128 * MIB, "peak RSS {} MiB while refusing a 1 GiB gzip bomb", peak / MIB);
 }
 
 // ------------------------------------------------------------------ 1 MiB lines

@@ -13,3 +13,4 @@ mod harness;
 mod hostile;
 mod state;
 mod sync;
+mod taxii;
