@@ -190,6 +190,26 @@ impl DefenderClient {
         self.token().await.map(|_| ())
     }
 
+    /// The application roles the token carries (`roles` claim, e.g. `Ti.ReadWrite.All`), read
+    /// without verifying the signature (Defender verifies it; this only tells what the app may
+    /// see). `None` when the token is not a readable JWT.
+    pub async fn token_roles(&self) -> Result<Option<Vec<String>>, Error> {
+        use base64::Engine as _;
+        use secrecy::ExposeSecret as _;
+        let (token, _) = self.token().await?;
+        let roles = token
+            .0
+            .expose_secret()
+            .split('.')
+            .nth(1)
+            .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|claims| {
+                claims.get("roles")?.as_array().map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            });
+        Ok(roles)
+    }
+
     /// Every indicator this app created with `application == owner_tag`, all pages.
     ///
     /// Asks the server to filter (`createdBy eq … and application eq …`); if it refuses the

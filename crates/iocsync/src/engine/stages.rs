@@ -238,6 +238,12 @@ async fn plan_and_apply(
     client.load_call_history(history.into_iter().filter_map(|(f, at)| stamp(&f, at)).collect()).await;
 
     let listed = client.list_all().await.context("listing the tenant's indicators")?;
+    // With only Ti.ReadWrite the listing shows iocsync's own rows: other creators' ones can be
+    // neither counted against the cap nor avoided, and the plan says so.
+    let sees_foreign = match client.token_roles().await {
+        Ok(Some(roles)) => roles.iter().any(|r| r == "Ti.ReadWrite.All"),
+        _ => true,
+    };
     let existing: Vec<Existing> = listed.iter().map(to_existing).collect();
 
     let provenance = {
@@ -265,7 +271,7 @@ async fn plan_and_apply(
         renew_before: chrono::Duration::days(i64::from(config.sync.renew_before_days)),
         now,
         force: req.force,
-        sees_foreign: true,
+        sees_foreign,
         protected_feeds: protected_feeds(loaded),
         provenance,
         suppressed,

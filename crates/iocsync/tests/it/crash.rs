@@ -5,7 +5,9 @@
 //! write call. The desired set moves between trials (adds and removes), so deletes are
 //! interrupted too.
 
-use crate::chaos::{Key, SplitMix, assert_tenant, chaos_config, chaos_env, desired_keys, foreign, seed_foreign};
+use crate::chaos::{
+    Key, SplitMix, assert_tenant, chaos_config, chaos_env, desired_keys, foreign, seed_foreign,
+};
 use crate::harness::{Env, SECRET, text_feed};
 use iocsync_emulator::{EndpointFamily, Fault, FaultRule, Trigger};
 use std::collections::BTreeSet;
@@ -17,7 +19,11 @@ const SEED: u64 = 0x10c5_c0de;
 
 fn slow_writes(env: &Env, ms: u64) {
     for family in [EndpointFamily::Import, EndpointFamily::BatchDelete] {
-        env.emu.inject(FaultRule::new(Some(family), Fault::Delay(Duration::from_millis(ms)), Trigger::Always));
+        env.emu.inject(FaultRule::new(
+            Some(family),
+            Fault::Delay(Duration::from_millis(ms)),
+            Trigger::Always,
+        ));
     }
 }
 
@@ -66,7 +72,9 @@ async fn sigkill_at_seeded_random_points_is_completed_by_the_next_run() {
     let foreign_before = foreign(&env);
     // The desired set jumps by up to half between trials: the feed-health shrink guard (which
     // would keep the last good copy) is not the subject here.
-    env.config(&chaos_config("feed.txt").replace("headroom = 500\n", "headroom = 500\nmax_shrink_fraction = 1.0\n"));
+    env.config(
+        &chaos_config("feed.txt").replace("headroom = 500\n", "headroom = 500\nmax_shrink_fraction = 1.0\n"),
+    );
     let mut rng = SplitMix(SEED);
 
     // Calibrate: an uninterrupted run with the same slow writes, so the kill points cover the
@@ -190,7 +198,6 @@ async fn a_second_sync_while_one_is_applying_is_refused_and_the_lock_dies_with_i
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(holder.try_wait().unwrap().is_none(), "the first run ended before the second could start");
-    let writes_before = env.write_calls();
     let (code, report) = env.run_json(&["sync"]).await;
     assert_eq!(code, 1, "{report}");
     let msg = report["error"].as_str().unwrap_or_default();
@@ -202,7 +209,6 @@ async fn a_second_sync_while_one_is_applying_is_refused_and_the_lock_dies_with_i
     // SIGKILL the holder: its OS lock goes with it, and the next run completes the apply.
     holder.kill().unwrap();
     holder.wait().unwrap();
-    assert!(env.write_calls() >= writes_before, "the refused run made no write call of its own");
     env.emu.clear_faults();
     let (code, report) = env.run_json(&["sync"]).await;
     assert_eq!(code, 0, "the lock must not outlive its holder: {report}");

@@ -35,9 +35,13 @@ fn parse_cli(dir: &Path, file: &str, args: &[&str]) -> (Output, Option<serde_jso
 /// (never a panic, which exits 101, nor a signal such as a stack overflow's SIGSEGV/SIGABRT).
 fn assert_clean(out: &Output, json: Option<&serde_json::Value>, label: &str) -> i32 {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let code = out.status.code().unwrap_or_else(|| panic!("{label}: killed by a signal ({:?}); stderr: {stderr}", out.status));
+    let code = out
+        .status
+        .code()
+        .unwrap_or_else(|| panic!("{label}: killed by a signal ({:?}); stderr: {stderr}", out.status));
     assert!(!stderr.contains("panicked"), "{label}: panicked: {stderr}");
-    let json = json.unwrap_or_else(|| panic!("{label}: stdout is not one JSON document; exit {code}; stderr: {stderr}"));
+    let json = json
+        .unwrap_or_else(|| panic!("{label}: stdout is not one JSON document; exit {code}; stderr: {stderr}"));
     match code {
         0 => assert!(json.get("accepted").is_some() && json.get("rejected").is_some(), "{label}: {json}"),
         1 => assert!(json["error"].as_str().is_some_and(|m| !m.is_empty()), "{label}: {json}"),
@@ -168,7 +172,10 @@ async fn a_2_gib_streamed_feed_is_cut_at_the_cap_without_memory_growth_and_delet
     assert_eq!(env.write_calls(), 0, "{report}");
     assert_eq!(env.owned().len(), 50, "nothing deleted");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("4194304") || stderr.to_lowercase().contains("larger"), "the size cap is named: {stderr}");
+    assert!(
+        stderr.contains("4194304") || stderr.to_lowercase().contains("larger"),
+        "the size cap is named: {stderr}"
+    );
 
     // The client hung up soon after the cap: the server stopped long before 2 GiB.
     for _ in 0..1_000 {
@@ -222,7 +229,8 @@ async fn a_gzip_bomb_is_cut_at_the_cap_and_deletes_nothing() {
 fn lines_of_one_mib_are_rejected_and_do_not_hide_their_neighbours() {
     let dir = tempfile::tempdir().unwrap();
     let long_ip_like = "4".repeat(MIB as usize);
-    let long_url = format!("https://{}.example.com/{}", "a".repeat(MIB as usize / 2), "p".repeat(MIB as usize / 2));
+    let long_url =
+        format!("https://{}.example.com/{}", "a".repeat(MIB as usize / 2), "p".repeat(MIB as usize / 2));
     let text = format!("45.10.0.1\n{long_ip_like}\n45.10.0.2\n{long_url}\nevil-neighbour.com\n");
     std::fs::write(dir.path().join("long.txt"), &text).unwrap();
     let (out, json) = parse_cli(dir.path(), "long.txt", &["--format", "text"]);
@@ -289,7 +297,11 @@ fn garbage(seed: u64) -> Vec<(String, Vec<u8>)> {
     }
     u.extend_from_slice(&valid);
     docs.push(("invalid-utf8".to_owned(), u));
-    for open in [&b"{\"objects\":["[..], b"[{\"type\":\"indicator\",\"pattern\":\"[", b"{\"Event\":{\"Attribute\":[{\"value\":\""] {
+    for open in [
+        &b"{\"objects\":["[..],
+        b"[{\"type\":\"indicator\",\"pattern\":\"[",
+        b"{\"Event\":{\"Attribute\":[{\"value\":\"",
+    ] {
         let mut j = open.to_vec();
         j.extend(random(16 * 1024));
         j.extend_from_slice(&valid);
@@ -328,7 +340,8 @@ fn binary_garbage_through_every_format_gives_a_result_or_a_clean_error() {
                         ok += 1;
                         for ioc in &p.iocs {
                             assert!(
-                                !ioc.value.is_empty() && !ioc.value.chars().any(|c| c.is_control() || c == '\u{fffd}'),
+                                !ioc.value.is_empty()
+                                    && !ioc.value.chars().any(|c| c.is_control() || c == '\u{fffd}'),
                                 "{f}/{name}/{seed}: accepted a dirty value {:?}",
                                 ioc.value
                             );
@@ -357,7 +370,10 @@ fn binary_garbage_through_every_format_gives_a_result_or_a_clean_error() {
             let code = assert_clean(&out, json.as_ref(), &format!("{name} as {f}"));
             if f == "text" {
                 assert_eq!(code, 0);
-                assert!(json.unwrap()["accepted"]["IpAddress"].as_u64() >= Some(1), "{name}: lost the valid line");
+                assert!(
+                    json.unwrap()["accepted"]["IpAddress"].as_u64() >= Some(1),
+                    "{name}: lost the valid line"
+                );
             }
         }
     }
@@ -393,8 +409,11 @@ fn json_nested_100000_deep_is_a_clean_error_not_a_stack_overflow() {
     let arrays = "[".repeat(depth);
     let objects = "{\"a\":".repeat(depth);
     let closed = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
-    let in_event = format!("{{\"Event\":{{\"Attribute\":[{{\"value\":{}{}}}]}}}}", "[".repeat(depth), "]".repeat(depth));
-    for (name, doc) in [("arrays", &arrays), ("objects", &objects), ("closed", &closed), ("in-event", &in_event)] {
+    let in_event =
+        format!("{{\"Event\":{{\"Attribute\":[{{\"value\":{}{}}}]}}}}", "[".repeat(depth), "]".repeat(depth));
+    for (name, doc) in
+        [("arrays", &arrays), ("objects", &objects), ("closed", &closed), ("in-event", &in_event)]
+    {
         let file = format!("{name}.json");
         std::fs::write(dir.path().join(&file), doc).unwrap();
         for f in ["stix", "misp", "taxii"] {
@@ -487,7 +506,8 @@ async fn microsoft_resolvers_the_users_allowlist_and_private_addresses_never_rea
     assert_eq!(report["skipped"]["allowlisted"], dangerous.len() as u64, "{report}");
     assert_eq!(report["skipped"]["private-address"], private.len() as u64, "{report}");
     assert_eq!(report["counts"]["create"], good.len() as u64, "{report}");
-    let values: Vec<String> = env.emu.indicators().into_iter().map(|i| i.indicator_value.to_ascii_lowercase()).collect();
+    let values: Vec<String> =
+        env.emu.indicators().into_iter().map(|i| i.indicator_value.to_ascii_lowercase()).collect();
     for bad in ["microsoft", "office.com", "8.8.8.8", "partner-example", "10.0.0.1", "192.168."] {
         assert!(!values.iter().any(|v| v.contains(bad)), "{bad} reached the tenant: {values:?}");
     }
