@@ -42,7 +42,8 @@ pub struct PlanSettings {
     pub headroom: usize,
     /// The brake: refuse a plan whose pure deletes exceed this fraction of owned indicators.
     pub max_delete_fraction: f64,
-    /// Renew an unchanged indicator when it expires within this window.
+    /// Renew an unchanged indicator when it expires within this window (keep it shorter than the
+    /// feeds' `expire_days`, or every run renews everything).
     pub renew_before: Duration,
     /// The run's clock.
     pub now: DateTime<Utc>,

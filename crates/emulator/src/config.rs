@@ -186,6 +186,9 @@ pub struct Behaviour {
     pub unauthorized_empty_body: bool,
     /// `@odata.nextLink` carries an opaque `$skiptoken` instead of `$skip` (§3 E1 [UNCERTAIN]; default false).
     pub next_link_skip_token: bool,
+    /// `$top` caps the whole result (strict OData) instead of sizing each page with a
+    /// `@odata.nextLink` to the rest (§3 E1 [INF]; default false: page size).
+    pub top_limits_total: bool,
     /// Deleted indicators keep counting toward the cap for this long (§3 E6 [OBS]: integrations pause
     /// ~20 s after big deletes; default 0 = freed at once).
     pub capacity_release_lag: Duration,
@@ -211,6 +214,7 @@ impl Default for Behaviour {
             unauthorized_empty_body: false,
             next_link_skip_token: false,
             capacity_release_lag: Duration::ZERO,
+            top_limits_total: false,
         }
     }
 }

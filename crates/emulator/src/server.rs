@@ -611,8 +611,11 @@ fn list(app: &App, caller: &Caller, uri: &http::Uri, base: &str) -> Result<Respo
         .filter(|i| filter.as_ref().is_none_or(|f| crate::odata::eval(f, i)))
         .collect();
     let after_skip = rows.len().saturating_sub(skip);
-    let wanted = top.map_or(after_skip, |t| t.min(after_skip));
-    let page_len = wanted.min(app.page_size);
+    // Default: `$top` sizes the page and `@odata.nextLink` leads on (what a 15,000-row tenant
+    // listed with `$top=10000` in 2 calls implies, spec §3 E1). Strict OData: `$top` caps the total.
+    let strict = app.behaviour().top_limits_total;
+    let wanted = if strict { top.map_or(after_skip, |t| t.min(after_skip)) } else { after_skip };
+    let page_len = wanted.min(app.page_size).min(top.unwrap_or(usize::MAX));
     let page: Vec<&Indicator> = rows.iter().skip(skip).take(page_len).copied().collect();
     if page.is_empty() && app.behaviour().empty_list_404 {
         return Err(ApiError::new(404, "ResourceNotFound", "No indicators found."));
@@ -624,7 +627,7 @@ fn list(app: &App, caller: &Caller, uri: &http::Uri, base: &str) -> Result<Respo
             q.push(format!("$filter={}", utf8_percent_encode(f, NON_ALPHANUMERIC)));
         }
         if let Some(t) = top {
-            q.push(format!("$top={}", t - page_len));
+            q.push(format!("$top={}", if strict { t - page_len } else { t }));
         }
         if app.behaviour().next_link_skip_token {
             q.push(format!("$skiptoken={}", encode_skip_token(skip + page_len)));

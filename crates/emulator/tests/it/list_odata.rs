@@ -1,5 +1,6 @@
 //! List: OData $filter subset, $top, $skip and @odata.nextLink paging.
 
+use iocsync_emulator::Behaviour;
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -99,7 +100,14 @@ async fn paging_follows_next_link() {
     }
     assert_eq!(pages, 3);
     assert_eq!(seen.len(), 8);
-    // $top and $filter are kept in the nextLink; $top bounds the total.
+    // $top sizes the page (never above page_size) and $filter/$top are kept in the nextLink, so
+    // a client listing with $top=10000 pages on (spec §3 E1: 15,000 rows in 2 calls).
+    let v = env.get("/api/indicators?$filter=action%20eq%20'Block'&$top=2").await.json();
+    assert_eq!(ids(&v), ["8.0.0.1", "8.0.0.2"]);
+    let next = v["@odata.nextLink"].as_str().unwrap().to_owned();
+    assert!(next.contains("$filter=") && next.contains("$top=2") && next.contains("$skip=2"), "{next}");
+    // Strict OData (switch `top_limits_total`): $top bounds the total.
+    env.emu.set_behaviour(Behaviour { top_limits_total: true, ..Behaviour::default() });
     let v = env.get("/api/indicators?$filter=action%20eq%20'Block'&$top=5").await.json();
     assert_eq!(ids(&v).len(), 3);
     let next = v["@odata.nextLink"].as_str().unwrap().to_owned();
@@ -108,6 +116,7 @@ async fn paging_follows_next_link() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(ids(&v), ["8.0.0.4", "8.0.0.5"]);
     assert!(v.get("@odata.nextLink").is_none());
+    env.emu.set_behaviour(Behaviour::default());
     // $skip alone.
     let v = env.get("/api/indicators?$skip=7").await.json();
     assert_eq!(ids(&v), ["8.0.0.8"]);

@@ -374,3 +374,24 @@ async fn a_token_revoked_in_the_middle_of_a_run_is_refreshed_once_and_the_run_co
     assert_tenant(&env, &desired, &foreign_before, "token expiry");
     assert_quiet(&env, desired.len(), "token expiry").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mixed_storm_on_every_endpoint_including_the_token_converges_within_two_runs() {
+    let env = chaos_env().await;
+    let storm = [
+        rule(Some(EndpointFamily::Token), Fault::Drop, Trigger::Nth(1)),
+        rule(Some(EndpointFamily::Token), Fault::Malformed, Trigger::Nth(2)),
+        rule(Some(EndpointFamily::Import), Fault::DropAfterCommit, Trigger::Probability(0.15)),
+        rule(Some(EndpointFamily::BatchDelete), Fault::DropAfterCommit, Trigger::Probability(0.15)),
+        rule(None, Fault::Status(500), Trigger::Probability(0.1)),
+        rule(None, Fault::Drop, Trigger::Probability(0.1)),
+        rule(None, Fault::Malformed, Trigger::Probability(0.1)),
+        rule(None, Fault::Status(429), Trigger::Probability(0.05)),
+    ];
+    let (a, b) = two_phases(&env, &storm, &storm).await;
+    assert_eq!(a.faulted(EndpointFamily::Token, |f| f == Fault::Drop), 1);
+    assert_eq!(a.faulted(EndpointFamily::Token, |f| f == Fault::Malformed), 1);
+    let faulted = |p: &Phase| p.calls.iter().filter(|c| c.fault.is_some()).count();
+    assert!(faulted(&a) >= 3 && faulted(&b) >= 1, "the storm hardly blew: {} / {}", faulted(&a), faulted(&b));
+    assert!(a.runs <= 2 && b.runs <= 2);
+}

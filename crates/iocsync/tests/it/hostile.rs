@@ -91,7 +91,7 @@ async fn stream_handler(State(st): State<Arc<Streamed>>) -> Response {
     let total: u64 = 2 << 30;
     st.sent.store(0, Ordering::SeqCst);
     st.dropped.store(false, Ordering::SeqCst);
-    let flag = DropFlag(st.clone());
+    let flag = DropFlag(st);
     let stream = futures::stream::unfold((0u64, flag), move |(done, flag)| {
         let chunk = chunk.clone();
         async move {
@@ -519,4 +519,61 @@ async fn microsoft_resolvers_the_users_allowlist_and_private_addresses_never_rea
     // `plan` names the same reasons.
     let (_, plan) = env.run_json(&["plan"]).await;
     assert_eq!(plan["skipped"]["allowlisted"], dangerous.len() as u64, "{plan}");
+}
+
+// ------------------------------------------------------------------ feeds that never finish
+
+async fn stalling_handler() -> Response {
+    // Headers and one line, then nothing ever again (a slowloris feed).
+    let first = futures::stream::once(async { Ok::<_, std::io::Error>(Bytes::from_static(b"45.200.0.1\n")) });
+    let stream = futures::StreamExt::chain(first, futures::stream::pending());
+    ([(header::CONTENT_TYPE, "text/plain")], Body::from_stream(stream)).into_response()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn feeds_that_stall_or_never_answer_time_out_and_delete_nothing() {
+    let env = Env::start(EnvOptions::default()).await;
+    // A server that stalls mid-body, and a socket that accepts and never answers at all.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stall = listener.local_addr().unwrap();
+    let stalled = Arc::new(AtomicBool::new(false));
+    let app = Router::new().route("/feed.txt", get(stalling_handler));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mute_addr = mute.local_addr().unwrap();
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    tokio::spawn({
+        let held = held.clone();
+        async move {
+            while let Ok((sock, _)) = mute.accept().await {
+                held.lock().unwrap().push(sock);
+            }
+        }
+    });
+    let good = public_ips(30, 95_000);
+    env.write("stall.txt", &text_feed(&good[..15]));
+    env.write("mute.txt", &text_feed(&good[15..]));
+    let cfg = |a: &str, b: &str| {
+        format!(
+            "[sync]\nstate = \"state/iocsync.db\"\nfeed_timeout = \"2s\"\n\
+             [[feeds]]\nname = \"stall\"\nsource = \"{a}\"\nformat = \"text\"\n\
+             [[feeds]]\nname = \"mute\"\nsource = \"{b}\"\nformat = \"text\"\n"
+        )
+    };
+    env.config(&cfg("stall.txt", "mute.txt"));
+    assert_eq!(env.run_json(&["sync"]).await.0, 0);
+    assert_eq!(env.owned().len(), 30);
+
+    // Same feed names, now served by the hostile endpoints: each falls back to its last good copy.
+    env.config(&cfg(&format!("http://{stall}/feed.txt"), &format!("http://{mute_addr}/feed.txt")));
+    env.emu.clear_calls();
+    let (out, report, _) = sync_sampling_rss(&env).await;
+    stalled.store(true, Ordering::SeqCst);
+    assert_eq!(out.status.code(), Some(3), "{report}");
+    assert_eq!(report["feeds"][0]["status"], "last-good", "{report}");
+    assert_eq!(report["feeds"][1]["status"], "last-good", "{report}");
+    assert_eq!(report["counts"]["delete"], 0, "{report}");
+    assert_eq!(env.write_calls(), 0);
+    assert_eq!(env.owned().len(), 30);
+    assert!(!held.lock().unwrap().is_empty(), "the mute server was never contacted");
 }
