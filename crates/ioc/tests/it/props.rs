@@ -10,6 +10,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// For an accepted value: normalising the output again (untyped and typed) gives the same.
 fn assert_idempotent(raw: &str) -> Result<(), TestCaseError> {
     if let Ok((kind, value)) = normalize(raw, None, true) {
+        prop_assert!(!value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic()), "{:?}", value);
         prop_assert_eq!(normalize(&value, None, true), Ok((kind, value.clone())), "untyped, from {:?}", raw);
         prop_assert_eq!(normalize(&value, Some(TypeHint::Exact(kind)), true), Ok((kind, value.clone())));
         prop_assert_eq!(normalize(&value, None, false), Ok((kind, value)));
@@ -122,7 +123,10 @@ proptest! {
         for f in [Format::Auto, Format::Text, Format::Csv, Format::Hosts, Format::Stix, Format::Misp,
                   Format::Taxii, Format::DefenderCsv] {
             let mut o = opts(f);
-            let _ = iocsync_ioc::parse(&bytes, &o);
+            if let Ok(p) = iocsync_ioc::parse(&bytes, &o) {
+                // Accepted values are always non-empty printable ASCII (punycode, percent-encoding).
+                prop_assert!(p.iocs.iter().all(|i| !i.value.is_empty() && i.value.bytes().all(|b| b.is_ascii_graphic())));
+            }
             o.column = Some(Column::Index(1));
             o.type_column = Some(Column::Index(0));
             let _ = iocsync_ioc::parse(&bytes, &o);

@@ -31,11 +31,7 @@ pub struct AdoptReport {
 
 /// Adopts the matching indicators of the first selected tenant.
 pub async fn run(config: &Config, args: &AdoptArgs) -> anyhow::Result<AdoptReport> {
-    let tenant = *config
-        .select_tenants(args.tenant.tenant.as_deref())
-        .map_err(anyhow::Error::msg)?
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("no tenant configured"))?;
+    let tenant = config.one_tenant(args.tenant.tenant.as_deref())?;
     let tag = config.sync.owner_tag.as_str();
     let conn = crate::connect::connect(config, tenant).await?;
     let result = async {
@@ -43,10 +39,7 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> anyhow::Result<AdoptRepor
         let targets: Vec<_> = listed
             .into_iter()
             .filter(|i| i.created_by.as_deref() == Some(args.created_by.as_str()))
-            .filter(|i| {
-                !(i.created_by.as_deref() == Some(tenant.client_id.as_str())
-                    && i.application.as_deref() == Some(tag))
-            })
+            .filter(|i| !config.owns(tenant, i))
             .filter(|i| match &args.title_prefix {
                 Some(p) => i.title.as_deref().is_some_and(|t| t.starts_with(p.as_str())),
                 None => true,

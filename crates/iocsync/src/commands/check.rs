@@ -77,13 +77,7 @@ async fn check_one(config: &Config, tenant: &Tenant) -> TenantCheck {
         })?;
         c.steps
             .push(Step { what: format!("list the tenant's indicators ({} visible)", all.len()), ok: true });
-        let owned = all
-            .iter()
-            .filter(|i| {
-                i.created_by.as_deref() == Some(tenant.client_id.as_str())
-                    && i.application.as_deref() == Some(config.sync.owner_tag.as_str())
-            })
-            .count() as u64;
+        let owned = all.iter().filter(|i| config.owns(tenant, i)).count() as u64;
         let limit = config.sync.capacity as u64;
         let foreign = all.len() as u64 - owned;
         let headroom = config.sync.headroom as u64;

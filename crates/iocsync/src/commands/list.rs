@@ -40,11 +40,7 @@ pub struct ListReport {
 
 /// Lists the first selected tenant.
 pub async fn run(config: &Config, args: &ListArgs) -> anyhow::Result<ListReport> {
-    let tenant = *config
-        .select_tenants(args.tenant.tenant.as_deref())
-        .map_err(anyhow::Error::msg)?
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("no tenant configured"))?;
+    let tenant = config.one_tenant(args.tenant.tenant.as_deref())?;
     let conn = crate::connect::connect(config, tenant).await?;
     let listed = conn.client.list_all().await;
     conn.close().await;
@@ -53,8 +49,7 @@ pub async fn run(config: &Config, args: &ListArgs) -> anyhow::Result<ListReport>
     let mut rows: Vec<ListedIndicator> = listed
         .into_iter()
         .map(|i| {
-            let owned = i.created_by.as_deref() == Some(tenant.client_id.as_str())
-                && i.application.as_deref() == Some(config.sync.owner_tag.as_str());
+            let owned = config.owns(tenant, &i);
             ListedIndicator {
                 id: i.id,
                 kind: i.indicator_type,

@@ -20,20 +20,13 @@ pub struct PurgeReport {
 
 /// Deletes the owned indicators of the first selected tenant, in batches of 500.
 pub async fn run(config: &Config, args: &PurgeArgs) -> anyhow::Result<PurgeReport> {
-    let tenant = *config
-        .select_tenants(args.tenant.tenant.as_deref())
-        .map_err(anyhow::Error::msg)?
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("no tenant configured"))?;
+    let tenant = config.one_tenant(args.tenant.tenant.as_deref())?;
     let conn = crate::connect::connect(config, tenant).await?;
     let result = async {
         let listed = conn.client.list_all().await?;
         let ids: Vec<String> = listed
             .into_iter()
-            .filter(|i| {
-                i.created_by.as_deref() == Some(tenant.client_id.as_str())
-                    && i.application.as_deref() == Some(config.sync.owner_tag.as_str())
-            })
+            .filter(|i| config.owns(tenant, i))
             .map(|i| i.id)
             .collect();
         let mut report =

@@ -361,6 +361,21 @@ impl Config {
         }
     }
 
+    /// The one tenant a single-tenant command (list, purge, adopt) works on: the named one, or
+    /// the first configured.
+    pub fn one_tenant(&self, name: Option<&str>) -> anyhow::Result<&Tenant> {
+        self.select_tenants(name)
+            .map_err(anyhow::Error::msg)?
+            .first()
+            .copied()
+            .ok_or_else(|| anyhow::anyhow!("no tenant configured"))
+    }
+
+    /// Whether iocsync owns a listed indicator in `tenant` (DESIGN principle 1).
+    pub fn owns(&self, tenant: &Tenant, i: &iocsync_defender::Indicator) -> bool {
+        i.is_owned_by(&tenant.client_id, &self.sync.owner_tag)
+    }
+
     /// The feeds a tenant takes, in config order.
     pub fn feeds_for<'a>(&'a self, tenant: &'a Tenant) -> impl Iterator<Item = &'a Feed> + 'a {
         self.feeds.iter().filter(move |f| tenant.feeds.as_ref().is_none_or(|set| set.contains(&f.name)))

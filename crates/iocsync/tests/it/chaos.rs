@@ -223,6 +223,7 @@ async fn two_phases(env: &Env, p1: &[FaultRule], p2: &[FaultRule]) -> (Phase, Ph
     let mut second: Vec<String> = first[200..].to_vec();
     second.extend(public_ips(150, 40_000));
     let b = phase(env, &second, &blocked, &foreign_before, p2, "phase 2").await;
+    let _ = std::fs::OpenOptions::new().create(true).append(true).open("/tmp/measure.txt").and_then(|mut f| { use std::io::Write; writeln!(f, "{} chaos: {}", std::thread::current().name().unwrap_or("?"), format!("runs=({}, {}) 429s=({}, {}) 5xx=({}, {}) faulted=({}, {}) calls=({}, {})", a.runs, b.runs, a.status(|s| s == 429), b.status(|s| s == 429), a.status(|s| s >= 500), b.status(|s| s >= 500), a.calls.iter().filter(|c| c.fault.is_some()).count(), b.calls.iter().filter(|c| c.fault.is_some()).count(), a.calls.len(), b.calls.len())) }); // MEASURE
     (a, b)
 }
 
@@ -394,4 +395,37 @@ async fn a_mixed_storm_on_every_endpoint_including_the_token_converges_within_tw
     let faulted = |p: &Phase| p.calls.iter().filter(|c| c.fault.is_some()).count();
     assert!(faulted(&a) >= 3 && faulted(&b) >= 1, "the storm hardly blew: {} / {}", faulted(&a), faulted(&b));
     assert!(a.runs <= 2 && b.runs <= 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_that_stays_down_fails_the_run_cleanly_and_the_next_run_converges() {
+    let env = chaos_env().await;
+    let values = public_ips(1_200, 55_000);
+    let blocked = seed_foreign(&env, &values);
+    let foreign_before = foreign(&env);
+    env.config(&chaos_config("feed.txt"));
+    env.write("feed.txt", &text_feed(&values));
+
+    // The token endpoint is down: nothing is listed, nothing written, exit 1 with a message.
+    env.emu.inject(rule(Some(EndpointFamily::Token), Fault::Status(503), Trigger::Always));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(env.write_calls(), 0);
+    assert!(env.calls_of(EndpointFamily::Token) > 1, "the token request is retried");
+    env.emu.clear_faults();
+
+    // Every import answers 503: the run gives up after its retry budget and says so.
+    env.emu.inject(rule(Some(EndpointFamily::Import), Fault::Status(503), Trigger::Always));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert!(matches!(code, 1 | 3), "exit {code}: {report}");
+    let owned = env.emu.indicators().into_iter().filter(is_owned).count();
+    assert_eq!(owned, 0, "every import answered 503: nothing was applied: {report}");
+    assert_eq!(report["failed"].as_array().map(Vec::len), Some(values.len() - blocked.len()), "{report}");
+    env.emu.clear_faults();
+
+    let (runs, _) = converge(&env, &[], 1).await;
+    assert_eq!(runs, 1);
+    let desired = desired_keys(&values, &blocked);
+    assert_tenant(&env, &desired, &foreign_before, "after the outage");
+    assert_quiet(&env, desired.len(), "after the outage").await;
 }

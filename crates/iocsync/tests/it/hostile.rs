@@ -188,6 +188,7 @@ async fn a_2_gib_streamed_feed_is_cut_at_the_cap_without_memory_growth_and_delet
     let sent = st.sent.load(Ordering::SeqCst);
     assert!(sent > cap, "the client must read up to the cap before refusing ({sent} bytes sent)");
     assert!(sent < cap + 32 * MIB, "{sent} bytes sent for a {cap}-byte cap: the client kept reading");
+    let _ = std::fs::OpenOptions::new().create(true).append(true).open("/tmp/measure.txt").and_then(|mut f| { use std::io::Write; writeln!(f, "{} 2gib: {}", std::thread::current().name().unwrap_or("?"), format!("sent={sent} peak={peak}")) }); // MEASURE
     assert!(peak < 128 * MIB, "peak RSS {} MiB while refusing a 2 GiB feed", peak / MIB);
 }
 
@@ -220,6 +221,7 @@ async fn a_gzip_bomb_is_cut_at_the_cap_and_deletes_nothing() {
     assert_eq!(report["counts"]["delete"], 0, "{report}");
     assert_eq!(env.write_calls(), 0);
     assert_eq!(env.owned().len(), 40);
+    let _ = std::fs::OpenOptions::new().create(true).append(true).open("/tmp/measure.txt").and_then(|mut f| { use std::io::Write; writeln!(f, "{} bomb: {}", std::thread::current().name().unwrap_or("?"), format!("peak={peak} compressed={}", bomb.len())) }); // MEASURE
     assert!(peak < 128 * MIB, "peak RSS {} MiB while refusing a 1 GiB gzip bomb", peak / MIB);
 }
 
@@ -574,4 +576,53 @@ async fn feeds_that_stall_or_never_answer_time_out_and_delete_nothing() {
     assert_eq!(env.write_calls(), 0);
     assert_eq!(env.owned().len(), 30);
     assert!(!held.lock().unwrap().is_empty(), "the mute server was never contacted");
+}
+
+/// Other spellings of values that must never be blocked: case, trailing dots, defanging, ports,
+/// userinfo, IPv4-mapped IPv6, numeric IPv4 forms, /32 CIDRs, long IPv6 forms.
+const EVASIVE: &[&str] = &[
+    "MICROSOFT.COM",
+    "microsoft.com.",
+    "microsoft[.]com",
+    "hxxps://login.microsoftonline[.]com/x",
+    "https://login.microsoftonline.com:443/common",
+    "https://evil@microsoft.com/",
+    "https://microsoft.com@evil.example/",
+    "http://8.8.8.8/dns",
+    "8.8.8.8:53",
+    "::ffff:8.8.8.8",
+    "::ffff:10.0.0.1",
+    "::ffff:a00:1",
+    "134744072",
+    "010.0.0.1",
+    "0x0a000001",
+    "10.0.0.1/32",
+    "8.8.8.8/32",
+    "fd00::1",
+    "2001:4860:4860::8888",
+    "2001:4860:4860:0000:0000:0000:0000:8888",
+    "http://[::1]/",
+    "http://127.0.0.1:8080/x",
+    "http://10.0.0.1/x",
+    "http://0x7f000001/",
+    "http://2130706433/",
+    "www.office.com./x",
+    "WWW.OFFICE.COM/x",
+    "login.microsoftonline.com%2eevil.example",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn evasive_spellings_of_allowlisted_and_private_values_never_reach_the_tenant() {
+    let env = Env::start(EnvOptions::default()).await;
+    let mut lines: Vec<String> = EVASIVE.iter().map(|s| (*s).to_owned()).collect();
+    lines.push("evil-control.com".to_owned());
+    env.write("feed.txt", &text_feed(&lines));
+    env.config(
+        "[sync]\nstate = \"state/iocsync.db\"\nmax_reject_fraction = 1.0\n\
+         [[feeds]]\nname = \"evasive\"\nsource = \"feed.txt\"\nformat = \"text\"\n",
+    );
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    let pushed: Vec<String> = env.owned().into_iter().map(|i| i.indicator_value).collect();
+    assert_eq!(pushed, vec!["evil-control.com".to_owned()], "{report}");
 }
