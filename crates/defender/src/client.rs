@@ -202,10 +202,15 @@ impl DefenderClient {
             .expose_secret()
             .split('.')
             .nth(1)
-            .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok())
+            .and_then(|p| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok()
+            })
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .and_then(|claims| {
-                claims.get("roles")?.as_array().map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                claims
+                    .get("roles")?
+                    .as_array()
+                    .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
             });
         Ok(roles)
     }
@@ -477,10 +482,10 @@ impl DefenderClient {
     /// The cached token, or a new one when missing or due for refresh.
     async fn token(&self) -> Result<(AccessToken, u64), Error> {
         let mut guard = self.inner.token.lock().await;
-        if let Some(c) = guard.as_ref() {
-            if Instant::now() < c.refresh_at {
-                return Ok((c.token.clone(), c.generation));
-            }
+        if let Some(c) = guard.as_ref()
+            && Instant::now() < c.refresh_at
+        {
+            return Ok((c.token.clone(), c.generation));
         }
         let (token, lifetime) = self.request_token().await?;
         let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed) + 1;

@@ -207,10 +207,10 @@ impl Emulator {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(mut task) = self.task.take() {
-            if tokio::time::timeout(std::time::Duration::from_secs(5), &mut task).await.is_err() {
-                task.abort();
-            }
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(std::time::Duration::from_secs(5), &mut task).await.is_err()
+        {
+            task.abort();
         }
         if let Err(e) = self.app.save_state() {
             tracing::warn!(error = %e, "emulator: could not save state file on shutdown");
@@ -223,10 +223,10 @@ impl Drop for Emulator {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if self.task.is_some() {
-            if let Err(e) = self.app.save_state() {
-                tracing::warn!(error = %e, "emulator: could not save state file on drop");
-            }
+        if self.task.is_some()
+            && let Err(e) = self.app.save_state()
+        {
+            tracing::warn!(error = %e, "emulator: could not save state file on drop");
         }
     }
 }

@@ -394,16 +394,16 @@ fn verify_assertion(
     if header.get("alg").and_then(Value::as_str) != Some("RS256") {
         return Err(bad_assertion(5002738, "AADSTS5002738: The client assertion must be signed with RS256."));
     }
-    if let Some(expected) = client.certificate_thumbprint_x5t.as_deref() {
-        if header.get("x5t").and_then(Value::as_str) != Some(expected) {
-            return Err(bad_assertion(
-                700027,
-                format!(
-                    "AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application {}. (x5t mismatch)",
-                    client.client_id
-                ),
-            ));
-        }
+    if let Some(expected) = client.certificate_thumbprint_x5t.as_deref()
+        && header.get("x5t").and_then(Value::as_str) != Some(expected)
+    {
+        return Err(bad_assertion(
+            700027,
+            format!(
+                "AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application {}. (x5t mismatch)",
+                client.client_id
+            ),
+        ));
     }
     let key = rsa::RsaPublicKey::from_public_key_pem(pem)
         .or_else(|_| rsa::RsaPublicKey::from_pkcs1_pem(pem))
@@ -453,13 +453,13 @@ fn verify_assertion(
         }
         None => return Err(bad_assertion(50027, "AADSTS50027: Client assertion has no exp claim.")),
     }
-    if let Some(nbf) = claims.get("nbf").and_then(Value::as_i64) {
-        if nbf - skew > now {
-            return Err(bad_assertion(
-                700024,
-                "AADSTS700024: Client assertion is not within its valid time range (not yet valid).",
-            ));
-        }
+    if let Some(nbf) = claims.get("nbf").and_then(Value::as_i64)
+        && nbf - skew > now
+    {
+        return Err(bad_assertion(
+            700024,
+            "AADSTS700024: Client assertion is not within its valid time range (not yet valid).",
+        ));
     }
     Ok(())
 }

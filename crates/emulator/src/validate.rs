@@ -251,13 +251,13 @@ pub(crate) fn parse_indicator(
         return Err(ApiError::bad("InvalidInput", "Recieved an empty indicator value."));
     }
     validate_value(&itype, &value, b)?;
-    if let Some(groups) = &b.known_device_groups {
-        if let Some(unknown) = rbac_group_names.iter().find(|n| !groups.contains(n)) {
-            return Err(ApiError::bad(
-                "InvalidInput",
-                format!("Device group '{unknown}' does not exist in this tenant."),
-            ));
-        }
+    if let Some(groups) = &b.known_device_groups
+        && let Some(unknown) = rbac_group_names.iter().find(|n| !groups.contains(n))
+    {
+        return Err(ApiError::bad(
+            "InvalidInput",
+            format!("Device group '{unknown}' does not exist in this tenant."),
+        ));
     }
     check_action(&itype, &action, b)?;
     if action == "Audit" && generate_alert != Some(true) {

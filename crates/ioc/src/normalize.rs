@@ -220,12 +220,13 @@ fn parse_ip_like(v: &str) -> Option<Result<IpAddr, Refusal>> {
 }
 
 fn check_port(port: &str) -> Result<(), Refusal> {
-    if !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(p) = port.parse::<u32>() {
-            if p <= 65535 {
-                return Ok(());
-            }
-        }
+    if !port.is_empty()
+        && port.len() <= 5
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(p) = port.parse::<u32>()
+        && p <= 65535
+    {
+        return Ok(());
     }
     Err(invalid(format!("invalid port `{}`", truncate(port, 16))))
 }
@@ -304,11 +305,13 @@ fn normalize_hash(v: &str, declared: Option<IndicatorType>) -> Result<(Indicator
 /// Normalise a domain name value (accepting `name:port` and a leading `*.`).
 fn normalize_domain(v: &str) -> Result<String, Refusal> {
     let mut name = v;
-    if let Some((host, port)) = name.rsplit_once(':') {
-        if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !host.contains(':') {
-            check_port(port)?;
-            name = host;
-        }
+    if let Some((host, port)) = name.rsplit_once(':')
+        && !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && !host.contains(':')
+    {
+        check_port(port)?;
+        name = host;
     }
     if let Some(rest) = name.strip_prefix("*.") {
         name = rest;
@@ -384,13 +387,11 @@ fn normalize_url(v: &str) -> Result<String, Refusal> {
             if v.starts_with('/') {
                 return Err(invalid("a URL path with no host"));
             }
-            if let Some((scheme, after)) = v.split_once(':') {
-                if is_scheme(scheme) && !after.starts_with(|c: char| c.is_ascii_digit()) {
-                    return Err(invalid(format!(
-                        "URL scheme `{}` is not http or https",
-                        truncate(scheme, 32)
-                    )));
-                }
+            if let Some((scheme, after)) = v.split_once(':')
+                && is_scheme(scheme)
+                && !after.starts_with(|c: char| c.is_ascii_digit())
+            {
+                return Err(invalid(format!("URL scheme `{}` is not http or https", truncate(scheme, 32))));
             }
             ("http", v)
         }

@@ -830,10 +830,10 @@ async fn taxii_pages(
         let got_objects = !env.objects.is_empty();
         out.objects.extend(env.objects);
         let last = headers.get(TAXII_DATE_ADDED_LAST).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        if let Some(last) = &last {
-            if out.added_last.as_ref().is_none_or(|cur| later(last, cur)) {
-                out.added_last = Some(last.clone());
-            }
+        if let Some(last) = &last
+            && out.added_last.as_ref().is_none_or(|cur| later(last, cur))
+        {
+            out.added_last = Some(last.clone());
         }
         if !env.more {
             return Ok(out);

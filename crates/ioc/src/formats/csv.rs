@@ -271,10 +271,10 @@ pub fn parse(input: &[u8], opts: &ParseOptions) -> Result<Parsed, FormatError> {
         };
         out.value(&raw, hint, line);
     };
-    if let Some((line, rec)) = &first {
-        if !layout.skip_first {
-            handle(*line, rec, &mut out);
-        }
+    if let Some((line, rec)) = &first
+        && !layout.skip_first
+    {
+        handle(*line, rec, &mut out);
     }
     while let Some((line, rec)) = rows.next_row() {
         handle(line, &rec, &mut out);

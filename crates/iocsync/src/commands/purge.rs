@@ -24,11 +24,7 @@ pub async fn run(config: &Config, args: &PurgeArgs) -> anyhow::Result<PurgeRepor
     let conn = crate::connect::connect(config, tenant).await?;
     let result = async {
         let listed = conn.client.list_all().await?;
-        let ids: Vec<String> = listed
-            .into_iter()
-            .filter(|i| config.owns(tenant, i))
-            .map(|i| i.id)
-            .collect();
+        let ids: Vec<String> = listed.into_iter().filter(|i| config.owns(tenant, i)).map(|i| i.id).collect();
         let mut report =
             PurgeReport { tenant: tenant.name.clone(), dry_run: !args.yes, deleted: 0, failed: 0 };
         if !args.yes {

@@ -1037,24 +1037,30 @@ impl Validator {
     }
 
     fn feed_auth(&mut self, key: &str, v: &toml::Value) -> Option<FeedAuth> {
-        let t = match v {
-            toml::Value::Table(t) => t,
-            _ => {
-                self.problem(key, "write { bearer_env = \"VAR\" } or { username = \"u\", password_env = \"VAR\" }");
-                return None;
-            }
+        let toml::Value::Table(t) = v else {
+            self.problem(
+                key,
+                "write { bearer_env = \"VAR\" } or { username = \"u\", password_env = \"VAR\" }",
+            );
+            return None;
         };
         let get = |k: &str| t.get(k).and_then(toml::Value::as_str).map(str::to_owned);
         for k in t.keys() {
             if !["bearer_env", "username", "password_env"].contains(&k.as_str()) {
-                self.problem(format!("{key}.{k}"), "unknown key (secrets are never written in the config: name an environment variable)");
+                self.problem(
+                    format!("{key}.{k}"),
+                    "unknown key (secrets are never written in the config: name an environment variable)",
+                );
             }
         }
         match (get("bearer_env"), get("username"), get("password_env")) {
             (Some(token_env), None, None) => Some(FeedAuth::Bearer { token_env }),
             (None, Some(username), Some(password_env)) => Some(FeedAuth::Basic { username, password_env }),
             _ => {
-                self.problem(key, "write { bearer_env = \"VAR\" } or { username = \"u\", password_env = \"VAR\" }");
+                self.problem(
+                    key,
+                    "write { bearer_env = \"VAR\" } or { username = \"u\", password_env = \"VAR\" }",
+                );
                 None
             }
         }

@@ -37,7 +37,9 @@ pub(super) async fn run(
     let (mut report, applied, owned_by, throttled_by) = result?;
     let feed_ages = loaded
         .iter()
-        .map(|f| (f.name.clone(), f.fetched_at.filter(|_| f.parsed.is_some()).map(|t| (now - t).num_seconds())))
+        .map(|f| {
+            (f.name.clone(), f.fetched_at.filter(|_| f.parsed.is_some()).map(|t| (now - t).num_seconds()))
+        })
         .collect();
     report.add_skips(&skips);
     for f in &loaded {
@@ -233,7 +235,8 @@ async fn plan_and_apply(
     desired: Vec<Desired>,
     loaded: &[LoadedFeed],
     now: DateTime<Utc>,
-) -> anyhow::Result<(RunReport, ApplyResult, BTreeMap<(String, String), u64>, iocsync_defender::ThrottledBy)> {
+) -> anyhow::Result<(RunReport, ApplyResult, BTreeMap<(String, String), u64>, iocsync_defender::ThrottledBy)>
+{
     let history = lock(store).load_api_calls(&tenant.name, &tenant.client_id).unwrap_or_default();
     client.load_call_history(history.into_iter().filter_map(|(f, at)| stamp(&f, at)).collect()).await;
 

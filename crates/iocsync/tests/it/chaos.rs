@@ -9,7 +9,9 @@
 
 use crate::harness::{CLIENT_ID, Env, EnvOptions, public_ips, text_feed};
 use iocsync_emulator::wire::Indicator;
-use iocsync_emulator::{CallRecord, EndpointFamily, Fault, FaultRule, RateLimits, SeedIndicator, Trigger};
+use iocsync_emulator::{
+    Behaviour, CallRecord, EndpointFamily, Fault, FaultRule, RateLimits, SeedIndicator, Trigger,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -223,7 +225,6 @@ async fn two_phases(env: &Env, p1: &[FaultRule], p2: &[FaultRule]) -> (Phase, Ph
     let mut second: Vec<String> = first[200..].to_vec();
     second.extend(public_ips(150, 40_000));
     let b = phase(env, &second, &blocked, &foreign_before, p2, "phase 2").await;
-    let _ = std::fs::OpenOptions::new().create(true).append(true).open("/tmp/measure.txt").and_then(|mut f| { use std::io::Write; writeln!(f, "{} chaos: {}", std::thread::current().name().unwrap_or("?"), format!("runs=({}, {}) 429s=({}, {}) 5xx=({}, {}) faulted=({}, {}) calls=({}, {})", a.runs, b.runs, a.status(|s| s == 429), b.status(|s| s == 429), a.status(|s| s >= 500), b.status(|s| s >= 500), a.calls.iter().filter(|c| c.fault.is_some()).count(), b.calls.iter().filter(|c| c.fault.is_some()).count(), a.calls.len(), b.calls.len())) }); // MEASURE
     (a, b)
 }
 
@@ -327,7 +328,18 @@ async fn slow_answers_complete_without_duplicates() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_revoked_in_the_middle_of_a_run_is_refreshed_once_and_the_run_completes() {
+    token_revoked_mid_run(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_revoked_mid_run_answered_by_a_bare_401_without_body_is_refreshed_too() {
+    token_revoked_mid_run(true).await;
+}
+
+/// Revokes every token after the first import of a run; `bare_401`: the 401 has no JSON body.
+async fn token_revoked_mid_run(bare_401: bool) {
     let env = chaos_env().await;
+    env.emu.set_behaviour(Behaviour { unauthorized_empty_body: bare_401, ..Behaviour::default() });
     let values = public_ips(1_200, 50_000);
     let blocked = seed_foreign(&env, &values);
     let foreign_before = foreign(&env);
@@ -428,4 +440,35 @@ async fn an_endpoint_that_stays_down_fails_the_run_cleanly_and_the_next_run_conv
     let desired = desired_keys(&values, &blocked);
     assert_tenant(&env, &desired, &foreign_before, "after the outage");
     assert_quiet(&env, desired.len(), "after the outage").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_second_list_page_is_retried_never_read_as_a_short_tenant() {
+    let env = chaos_env().await;
+    // 10,100 foreign rows push iocsync's own (newer ids) onto the second page of 10,000.
+    env.emu.seed_many(
+        public_ips(10_100, 300_000)
+            .iter()
+            .map(|ip| SeedIndicator::portal("IpAddress", ip, "Block", "analyst@contoso.com")),
+    );
+    let values = public_ips(300, 65_000);
+    let blocked = seed_foreign(&env, &values);
+    let foreign_before = foreign(&env);
+    env.config(&chaos_config("feed.txt"));
+    env.write("feed.txt", &text_feed(&values));
+    let (runs, _) = converge(&env, &[], 1).await;
+    assert_eq!(runs, 1);
+    let desired = desired_keys(&values, &blocked);
+    assert_tenant(&env, &desired, &foreign_before, "seeded");
+
+    // The second page is dropped once, then comes back truncated once: both are retried.
+    env.emu.clear_calls();
+    env.emu.inject(rule(Some(EndpointFamily::List), Fault::Drop, Trigger::Nth(2)));
+    env.emu.inject(rule(Some(EndpointFamily::List), Fault::Malformed, Trigger::Nth(3)));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(env.calls_of(EndpointFamily::List), 4, "page 1, page 2 (dropped), page 2 (malformed), page 2");
+    assert_eq!(report["counts"]["unchanged"], desired.len() as u64, "{report}");
+    assert_eq!(env.write_calls(), 0, "a short listing would have re-imported the owned rows: {report}");
+    assert_tenant(&env, &desired, &foreign_before, "after the faulted listing");
 }

@@ -3,7 +3,8 @@
 use crate::harness::{CLIENT_ID, Env, EnvOptions, public_ips, text_feed};
 use iocsync_emulator::SeedIndicator;
 
-const CONFIG: &str = "[sync]\nstate = \"state/iocsync.db\"\n[[feeds]]\nname = \"a\"\nsource = \"a.txt\"\nformat = \"text\"\n";
+const CONFIG: &str =
+    "[sync]\nstate = \"state/iocsync.db\"\n[[feeds]]\nname = \"a\"\nsource = \"a.txt\"\nformat = \"text\"\n";
 
 async fn synced(n: usize) -> Env {
     let env = Env::start(EnvOptions::default()).await;
@@ -70,7 +71,12 @@ async fn adopt_takes_over_an_older_tools_indicators_then_sync_manages_them() {
     for ip in &ips {
         env.emu.seed(SeedIndicator::app("IpAddress", ip, "Block", legacy, "ps-script"));
     }
-    env.emu.seed(SeedIndicator::portal("DomainName", "not-theirs.example.com", "Block", "analyst@contoso.com"));
+    env.emu.seed(SeedIndicator::portal(
+        "DomainName",
+        "not-theirs.example.com",
+        "Block",
+        "analyst@contoso.com",
+    ));
     env.write("a.txt", &text_feed(&ips[..5]));
     env.config(CONFIG);
     let (code, v) = env.run_json(&["adopt", "--created-by", legacy]).await;

@@ -66,7 +66,6 @@ struct Tally {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_at_seeded_random_points_is_completed_by_the_next_run() {
-    let t_all = Instant::now(); // MEASURE
     let env = chaos_env().await;
     let pool = crate::harness::public_ips(1_800, 60_000);
     let blocked = seed_foreign(&env, &pool);
@@ -171,7 +170,6 @@ async fn sigkill_at_seeded_random_points_is_completed_by_the_next_run() {
         assert_eq!(env.write_calls(), 0, "{label}: a converged tenant needs no write call: {report}");
         assert_eq!(report["counts"]["unchanged"], desired.len() as u64, "{label}: {report}");
     }
-    let _ = std::fs::OpenOptions::new().create(true).append(true).open("/tmp/measure.txt").and_then(|mut f| { use std::io::Write; writeln!(f, "{} crash: {}", std::thread::current().name().unwrap_or("?"), format!("{tally:?} full={full:?} elapsed={:?}", t_all.elapsed())) }); // MEASURE
     // The seeded kill points really interrupted applies (not only runs that had finished or not
     // started writing), including interrupted deletes completed by the next run.
     assert!(tally.killed_running >= TRIALS / 2, "{tally:?}");

@@ -11,7 +11,11 @@ fn copy_dir(from: &Path, to: &Path) {
         if name == ".iocsync" {
             continue;
         }
-        if p.is_dir() { copy_dir(&p, &to.join(&name)) } else { std::fs::copy(&p, to.join(&name)).unwrap(); }
+        if p.is_dir() {
+            copy_dir(&p, &to.join(&name))
+        } else {
+            std::fs::copy(&p, to.join(&name)).unwrap();
+        }
     }
 }
 
@@ -43,7 +47,8 @@ fn the_example_feeds_sync_into_the_embedded_emulator_and_a_second_run_changes_no
     // = 5019, no value in two feeds, minus 2 allowlisted SharePoint tenant hosts in neo23x0-c2 = 5017.
     assert_eq!(first["counts"]["create"], 5017, "{first}");
     assert_eq!(first["skipped"]["allowlisted"], 2, "{first}");
-    let accepted: Vec<u64> = first["feeds"].as_array().unwrap().iter().map(|f| f["accepted"].as_u64().unwrap()).collect();
+    let accepted: Vec<u64> =
+        first["feeds"].as_array().unwrap().iter().map(|f| f["accepted"].as_u64().unwrap()).collect();
     assert_eq!(accepted, vec![728, 1773, 555, 59, 1904]);
     assert_eq!(first["api_calls"]["import"], 11, "ceil(5017 / 500) import calls");
     assert_eq!(first["api_calls"]["batch_delete"], 0);

@@ -115,10 +115,10 @@ async fn handle(State(srv): State<Server>, req: Request) -> Response {
         }
         Some(Route::Fixed { status, headers, body, etag }) => {
             let inm = req.headers().get("if-none-match").and_then(|v| v.to_str().ok());
-            if let (Some(etag), Some(inm)) = (&etag, inm) {
-                if etag == inm {
-                    return StatusCode::NOT_MODIFIED.into_response();
-                }
+            if let (Some(etag), Some(inm)) = (&etag, inm)
+                && etag == inm
+            {
+                return StatusCode::NOT_MODIFIED.into_response();
             }
             let mut resp = Response::new(Body::from(body));
             *resp.status_mut() = StatusCode::from_u16(status).unwrap();

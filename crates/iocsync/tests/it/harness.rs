@@ -25,7 +25,11 @@ pub struct EnvOptions {
 
 impl Default for EnvOptions {
     fn default() -> Self {
-        EnvOptions { role: Role::ReadWriteAll, capacity: 15_000, behaviour: iocsync_emulator::Behaviour::default() }
+        EnvOptions {
+            role: Role::ReadWriteAll,
+            capacity: 15_000,
+            behaviour: iocsync_emulator::Behaviour::default(),
+        }
     }
 }
 

@@ -188,7 +188,6 @@ async fn a_2_gib_streamed_feed_is_cut_at_the_cap_without_memory_growth_and_delet
     let sent = st.sent.load(Ordering::SeqCst);
     assert!(sent > cap, "the client must read up to the cap before refusing ({sent} bytes sent)");
     assert!(sent < cap + 32 * MIB, "{sent} bytes sent for a {cap}-byte cap: the client kept reading");
-    let _ = std::fs::OpenOptions::new().create(true).append(true).open("/tmp/measure.txt").and_then(|mut f| { use std::io::Write; writeln!(f, "{} 2gib: {}", std::thread::current().name().unwrap_or("?"), format!("sent={sent} peak={peak}")) }); // MEASURE
     assert!(peak < 128 * MIB, "peak RSS {} MiB while refusing a 2 GiB feed", peak / MIB);
 }
 
@@ -221,7 +220,6 @@ async fn a_gzip_bomb_is_cut_at_the_cap_and_deletes_nothing() {
     assert_eq!(report["counts"]["delete"], 0, "{report}");
     assert_eq!(env.write_calls(), 0);
     assert_eq!(env.owned().len(), 40);
-    let _ = std::fs::OpenOptions::new().create(true).append(true).open("/tmp/measure.txt").and_then(|mut f| { use std::io::Write; writeln!(f, "{} bomb: {}", std::thread::current().name().unwrap_or("?"), format!("peak={peak} compressed={}", bomb.len())) }); // MEASURE
     assert!(peak < 128 * MIB, "peak RSS {} MiB while refusing a 1 GiB gzip bomb", peak / MIB);
 }
 

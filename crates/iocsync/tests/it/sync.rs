@@ -310,8 +310,10 @@ async fn the_secret_appears_nowhere() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn permanent_rejects_are_remembered_and_resent_only_when_the_metadata_changes() {
-    let behaviour =
-        iocsync_emulator::Behaviour { known_device_groups: Some(vec!["Servers".to_owned()]), ..Default::default() };
+    let behaviour = iocsync_emulator::Behaviour {
+        known_device_groups: Some(vec!["Servers".to_owned()]),
+        ..Default::default()
+    };
     let env = Env::start(EnvOptions { behaviour, ..EnvOptions::default() }).await;
     let ips = public_ips(3, 8000);
     env.write("a.txt", &text_feed(&ips));

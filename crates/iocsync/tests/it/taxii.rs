@@ -63,7 +63,10 @@ async fn a_taxii_collection_is_paged_and_only_new_objects_are_asked_for_next_tim
     {
         let mut c = coll.lock().unwrap();
         for i in 0..6 {
-            c.objects.push((format!("2026-11-0{}T00:00:00.000Z", i + 1), indicator(i, &format!("45.10.0.{}", i + 1))));
+            c.objects.push((
+                format!("2026-11-0{}T00:00:00.000Z", i + 1),
+                indicator(i, &format!("45.10.0.{}", i + 1)),
+            ));
         }
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
