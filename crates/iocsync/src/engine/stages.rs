@@ -14,7 +14,7 @@ use iocsync_core::allowlist::Allowlist;
 use iocsync_core::feed_health::HealthRules;
 use iocsync_core::model::{Action, Desired, Skip};
 use iocsync_core::plan::{Existing, Owner, PlanSettings};
-use iocsync_core::report::{ApiCalls, FeedReport, FeedStatus as ReportFeedStatus, RunReport};
+use iocsync_core::report::{ApiCalls, FeedReport, RunReport};
 use iocsync_ioc::{IndicatorType, Reason};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -43,12 +43,10 @@ pub(super) async fn run(
         .collect();
     report.add_skips(&skips);
     for f in &loaded {
-        let (status, reason) = match f.status {
-            FeedStatus::Fresh => (ReportFeedStatus::Ok, None),
-            FeedStatus::NotModified => (ReportFeedStatus::NotModified, None),
-            FeedStatus::Fallback { .. } => (ReportFeedStatus::LastGood, None),
-            FeedStatus::Stale { .. } => (ReportFeedStatus::Stale, Some(Reason::FeedStale)),
-            FeedStatus::Failed { .. } => (ReportFeedStatus::Failed, Some(Reason::FeedFailed)),
+        let reason = match f.status {
+            FeedStatus::Stale { .. } => Some(Reason::FeedStale),
+            FeedStatus::Failed { .. } => Some(Reason::FeedFailed),
+            _ => None,
         };
         if let Some(r) = reason {
             report.add_skips(&[Skip {
@@ -61,11 +59,15 @@ pub(super) async fn run(
         }
         let (accepted, rejected) =
             f.parsed.as_ref().map(|p| (p.iocs.len() as u64, p.rejections.len() as u64)).unwrap_or((0, 0));
-        report.feeds.push(FeedReport { name: f.name.clone(), status, accepted, rejected });
+        report.feeds.push(FeedReport {
+            name: f.name.clone(),
+            status: f.status.report_status(),
+            accepted,
+            rejected,
+        });
     }
 
-    let feeds_degraded =
-        loaded.iter().any(|f| !matches!(f.status, FeedStatus::Fresh | FeedStatus::NotModified));
+    let feeds_degraded = loaded.iter().any(|f| f.status.is_degraded());
     let exit = if report.brake.is_some() {
         Exit::Brake
     } else if !report.failed.is_empty() || feeds_degraded || !applied.complete {
