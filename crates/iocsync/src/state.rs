@@ -265,9 +265,13 @@ impl StateStore {
         let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_err(e.to_string()))?;
         // WAL: readers (e.g. `iocsync history`) never block the daemon's writes.
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(|e| open_err(format!("{e} (is the file a SQLite database?)")))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(|e| {
+            open_err(format!(
+                "{e}: the file is damaged or not an iocsync state database; it is only a cache, so move \
+                     it aside (e.g. `mv {p} {p}.broken`) and the next run rebuilds it from the tenant",
+                p = path.display()
+            ))
+        })?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::debug!(path = %path.display(), mode, "state database is not in WAL mode");
         }

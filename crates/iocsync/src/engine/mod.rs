@@ -119,8 +119,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<Mutex<StateStore>>> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the state directory {}", dir.display()))?;
     }
-    let store =
-        StateStore::open(path).with_context(|| format!("opening the state database {}", path.display()))?;
+    let store = StateStore::open(path)?;
     Ok(Arc::new(Mutex::new(store)))
 }
 

@@ -339,6 +339,10 @@ async fn plan_and_apply(
         tracing::warn!("could not save the API call history: {e}");
     }
     let owned_by = apply::owned_by_type_and_action(&plan, &applied);
+    if !req.dry_run && plan.brake.is_none() {
+        // What the tenant holds now, not what the plan hoped for (creates Defender refused).
+        report.capacity.owned_after = owned_by.values().sum::<u64>() as usize;
+    }
     Ok((report, applied, owned_by, stats.throttled_by))
 }
 

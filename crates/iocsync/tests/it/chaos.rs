@@ -82,6 +82,15 @@ pub(crate) fn seed_foreign(env: &Env, feed_values: &[String]) -> BTreeSet<String
     blocked_by_others
 }
 
+/// The IP values a foreign creator already holds under `action` (iocsync must leave them alone).
+pub(crate) fn blocked_for(foreign: &[Indicator], action: &str) -> BTreeSet<String> {
+    foreign
+        .iter()
+        .filter(|i| i.indicator_type == "IpAddress" && i.action == action)
+        .map(|i| i.indicator_value.clone())
+        .collect()
+}
+
 /// Every indicator iocsync does not own, sorted by id (for a full before/after comparison).
 pub(crate) fn foreign(env: &Env) -> Vec<Indicator> {
     let mut v: Vec<Indicator> = env.emu.indicators().into_iter().filter(|i| !is_owned(i)).collect();
@@ -280,6 +289,25 @@ async fn twenty_percent_5xx_on_every_endpoint_converges_exactly() {
     assert!(b.faulted(EndpointFamily::BatchDelete, |f| matches!(f, Fault::Status(_))) >= 1);
     assert!(b.faulted(EndpointFamily::Import, |f| matches!(f, Fault::Status(_))) >= 1);
     assert!(a.runs <= 2 && b.runs <= 2);
+
+    // Six more rounds under the same 20 % storm, each removing 100 and adding 100 values, so the
+    // storm meets a few dozen calls of every family, not a handful.
+    let pool = public_ips(1_900, 30_000);
+    let foreign_before = foreign(&env);
+    let blocked = blocked_for(&foreign_before, "Block");
+    let (mut calls, mut errors) = (0, 0);
+    for round in 0..6 {
+        let start = 300 + round * 100;
+        let p =
+            phase(&env, &pool[start..start + 1_000], &blocked, &foreign_before, &storm[..2], "round").await;
+        assert!(p.runs <= 2, "round {round}: {} runs", p.runs);
+        calls += p.calls.len();
+        errors += p.status(|s| s >= 500);
+    }
+    assert!(
+        errors * 100 >= calls * 8,
+        "the storm was too weak to mean anything: {errors} 5xx in {calls} calls"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

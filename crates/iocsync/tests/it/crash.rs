@@ -6,7 +6,7 @@
 //! interrupted too.
 
 use crate::chaos::{
-    Key, SplitMix, assert_tenant, chaos_config, chaos_env, desired_keys, foreign, seed_foreign,
+    Key, SplitMix, assert_tenant, blocked_for, chaos_config, chaos_env, desired_keys, foreign, seed_foreign,
 };
 use crate::harness::{Env, SECRET, text_feed};
 use iocsync_emulator::{EndpointFamily, Fault, FaultRule, Trigger};
@@ -60,6 +60,8 @@ struct Tally {
     killed_mid_apply: usize,
     /// The recovery run found deletes to complete.
     recovery_deleted: usize,
+    /// The recovery run found replaces (action changes) to complete.
+    recovery_replaced: usize,
     /// Runs left `running` in the history by a kill.
     left_running: usize,
 }
@@ -72,9 +74,12 @@ async fn sigkill_at_seeded_random_points_is_completed_by_the_next_run() {
     let foreign_before = foreign(&env);
     // The desired set jumps by up to half between trials: the feed-health shrink guard (which
     // would keep the last good copy) is not the subject here.
-    env.config(
-        &chaos_config("feed.txt").replace("headroom = 500\n", "headroom = 500\nmax_shrink_fraction = 1.0\n"),
-    );
+    let config = |action: &str| {
+        let base = chaos_config("feed.txt")
+            .replace("headroom = 500\n", "headroom = 500\nmax_shrink_fraction = 1.0\n");
+        format!("{base}action = \"{action}\"\n")
+    };
+    env.config(&config("Block"));
     let mut rng = SplitMix(SEED);
 
     // Calibrate: an uninterrupted run with the same slow writes, so the kill points cover the
@@ -98,7 +103,14 @@ async fn sigkill_at_seeded_random_points_is_completed_by_the_next_run() {
     for trial in 0..TRIALS {
         let label = format!("trial {trial}");
         let values = window(&mut rng, &pool);
-        let desired: BTreeSet<Key> = desired_keys(&values, &blocked);
+        // Every third trial flips the action: each kept value is replaced (delete the old
+        // action, import the new one), so kills also land between the two halves of a replace.
+        let action = if trial % 3 == 2 { "Audit" } else { "Block" };
+        let desired: BTreeSet<Key> = desired_keys(&values, &blocked_for(&foreign_before, action))
+            .into_iter()
+            .map(|(t, v, _)| (t, v, action.to_owned()))
+            .collect();
+        env.config(&config(action));
         env.write("feed.txt", &text_feed(&values));
         env.emu.clear_calls();
         let delay = rng.range(80, 161);
@@ -157,6 +169,7 @@ async fn sigkill_at_seeded_random_points_is_completed_by_the_next_run() {
             tally.killed_mid_apply += 1;
         }
         tally.recovery_deleted += usize::from(report["counts"]["delete"].as_u64().unwrap() > 0);
+        tally.recovery_replaced += usize::from(report["counts"]["replace"].as_u64().unwrap() > 0);
         assert_tenant(&env, &desired, &foreign_before, &label);
         {
             let store = iocsync::state::StateStore::open(&env.path("state/iocsync.db")).unwrap();
@@ -170,11 +183,19 @@ async fn sigkill_at_seeded_random_points_is_completed_by_the_next_run() {
         assert_eq!(env.write_calls(), 0, "{label}: a converged tenant needs no write call: {report}");
         assert_eq!(report["counts"]["unchanged"], desired.len() as u64, "{label}: {report}");
     }
+    // `history` shows the killed runs as `running` (never finished), next to the completed ones.
+    let (code, history) = env.run_json(&["history", "--limit", "100"]).await;
+    assert_eq!(code, 0, "{history}");
+    let statuses: Vec<&str> =
+        history["runs"].as_array().unwrap().iter().filter_map(|r| r["status"].as_str()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == "running").count(), tally.left_running, "{statuses:?}");
+    assert!(statuses.iter().filter(|s| **s == "ok").count() >= 2 * TRIALS, "{statuses:?}");
     // The seeded kill points really interrupted applies (not only runs that had finished or not
     // started writing), including interrupted deletes completed by the next run.
     assert!(tally.killed_running >= TRIALS / 2, "{tally:?}");
     assert!(tally.killed_mid_apply >= 3, "too few kills landed inside an apply: {tally:?}");
     assert!(tally.recovery_deleted >= 1, "no interrupted delete was completed: {tally:?}");
+    assert!(tally.recovery_replaced >= 1, "no interrupted replace was completed: {tally:?}");
     // Every kill that landed after the run was recorded left it `running` in the history.
     assert!(tally.left_running >= tally.killed_mid_apply, "{tally:?}");
 }
@@ -236,4 +257,69 @@ async fn a_kill_while_the_state_database_is_being_created_leaves_it_usable() {
         assert!(iocsync::state::StateStore::open(&env.path(&state)).unwrap().schema_version().unwrap() > 0);
         assert_tenant(&env, &desired_keys(&values, &blocked), &foreign_before, &format!("trial {trial}"));
     }
+}
+
+/// State database images no SQLite can open: truncated, overwritten, header page smashed.
+fn corrupt_images(good: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    let mut smashed = good.to_vec();
+    let end = 4096.min(smashed.len());
+    for b in &mut smashed[100..end] {
+        *b = 0xff;
+    }
+    vec![
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("garbage", vec![0x5a; 8192]),
+        ("header-page-smashed", smashed),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_state_database_fails_the_run_cleanly_and_the_tenant_rebuilds_it() {
+    let env = chaos_env().await;
+    let values = crate::harness::public_ips(100, 86_000);
+    let blocked = seed_foreign(&env, &values);
+    let foreign_before = foreign(&env);
+    env.write("feed.txt", &text_feed(&values));
+    env.config(&chaos_config("feed.txt"));
+    assert_eq!(env.run_json(&["sync"]).await.0, 0);
+    let db = env.path("state/iocsync.db");
+    let good = std::fs::read(&db).unwrap();
+    for (name, bytes) in corrupt_images(&good) {
+        std::fs::write(&db, &bytes).unwrap();
+        // A torn WAL beside it must not make things worse.
+        std::fs::write(env.path("state/iocsync.db-wal"), vec![0xa5; 4096]).unwrap();
+        env.emu.clear_calls();
+        let (code, report) = env.run_json(&["sync"]).await;
+        assert_eq!(code, 1, "{name}: {report}");
+        let msg = report["error"].as_str().unwrap_or_default();
+        assert!(msg.contains("iocsync.db"), "{name}: the error names the file: {report}");
+        assert_eq!(env.write_calls(), 0, "{name}: no write on a broken state database");
+        assert!(!std::fs::read(&db).unwrap().is_empty(), "{name}: the broken file is left for inspection");
+    }
+    // The tenant is the source of truth: with the database moved aside, the next run rebuilds it
+    // and finds nothing to change.
+    std::fs::rename(&db, env.path("state/iocsync.db.broken")).unwrap();
+    let _ = std::fs::remove_file(env.path("state/iocsync.db-wal"));
+    let _ = std::fs::remove_file(env.path("state/iocsync.db-shm"));
+    env.emu.clear_calls();
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(env.write_calls(), 0, "{report}");
+    assert_tenant(&env, &desired_keys(&values, &blocked), &foreign_before, "rebuilt state");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_state_database_error_says_how_to_recover() {
+    let env = chaos_env().await;
+    env.write("feed.txt", &text_feed(&crate::harness::public_ips(10, 87_000)));
+    env.config(&chaos_config("feed.txt"));
+    std::fs::create_dir_all(env.path("state")).unwrap();
+    std::fs::write(env.path("state/iocsync.db"), vec![0x5a; 8192]).unwrap();
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 1, "{report}");
+    let msg = report["error"].as_str().unwrap_or_default().to_ascii_lowercase();
+    assert!(
+        ["move", "rename", "delete", "remove"].iter().any(|w| msg.contains(w)),
+        "the error should tell the operator to move the damaged file aside: {msg}"
+    );
 }

@@ -12,7 +12,7 @@ fn copy_dir(from: &Path, to: &Path) {
             continue;
         }
         if p.is_dir() {
-            copy_dir(&p, &to.join(&name))
+            copy_dir(&p, &to.join(&name));
         } else {
             std::fs::copy(&p, to.join(&name)).unwrap();
         }

@@ -15,7 +15,7 @@ use iocsync_ioc::{Format, ParseOptions};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 const MIB: u64 = 1 << 20;
@@ -59,8 +59,8 @@ fn sum(v: &serde_json::Value) -> u64 {
 /// What the streaming server saw.
 #[derive(Default)]
 struct Streamed {
-    /// Serve the 2 GiB stream instead of the small good feed.
-    big: AtomicBool,
+    /// 0: the small good feed; 1: the 2 GiB stream, chunked; 2: the same with `Content-Length`.
+    mode: AtomicU8,
     /// Bytes handed to the HTTP server for the stream.
     sent: AtomicU64,
     /// The stream was dropped (finished or the client hung up).
@@ -77,7 +77,8 @@ impl Drop for DropFlag {
 }
 
 async fn stream_handler(State(st): State<Arc<Streamed>>) -> Response {
-    if !st.big.load(Ordering::SeqCst) {
+    let mode = st.mode.load(Ordering::SeqCst);
+    if mode == 0 {
         return ([(header::CONTENT_TYPE, "text/plain")], text_feed(&public_ips(50, 70_000))).into_response();
     }
     // 64 KiB of valid feed lines, repeated up to 2 GiB, generated lazily (nothing buffered).
@@ -103,7 +104,11 @@ async fn stream_handler(State(st): State<Arc<Streamed>>) -> Response {
             Some((Ok::<_, std::io::Error>(chunk), (next, flag)))
         }
     });
-    ([(header::CONTENT_TYPE, "text/plain")], Body::from_stream(stream)).into_response()
+    let mut resp = ([(header::CONTENT_TYPE, "text/plain")], Body::from_stream(stream)).into_response();
+    if mode == 2 {
+        resp.headers_mut().insert(header::CONTENT_LENGTH, header::HeaderValue::from(total));
+    }
+    resp
 }
 
 /// Peak resident memory (VmHWM) of a live process, in bytes.
@@ -163,7 +168,7 @@ async fn a_2_gib_streamed_feed_is_cut_at_the_cap_without_memory_growth_and_delet
     assert_eq!(code, 0, "{report}");
     assert_eq!(env.owned().len(), 50);
 
-    st.big.store(true, Ordering::SeqCst);
+    st.mode.store(1, Ordering::SeqCst);
     env.emu.clear_calls();
     let (out, report, peak) = sync_sampling_rss(&env).await;
     assert_eq!(out.status.code(), Some(3), "a fallback is a partial run: {report}");
@@ -189,6 +194,23 @@ async fn a_2_gib_streamed_feed_is_cut_at_the_cap_without_memory_growth_and_delet
     assert!(sent > cap, "the client must read up to the cap before refusing ({sent} bytes sent)");
     assert!(sent < cap + 32 * MIB, "{sent} bytes sent for a {cap}-byte cap: the client kept reading");
     assert!(peak < 128 * MIB, "peak RSS {} MiB while refusing a 2 GiB feed", peak / MIB);
+
+    // Declared up front (`Content-Length: 2 GiB`): refused on the header, same fallback.
+    st.mode.store(2, Ordering::SeqCst);
+    let (out, report, peak) = sync_sampling_rss(&env).await;
+    assert_eq!(out.status.code(), Some(3), "{report}");
+    assert_eq!(report["feeds"][0]["status"], "last-good", "{report}");
+    assert_eq!(env.write_calls(), 0, "{report}");
+    assert_eq!(env.owned().len(), 50, "nothing deleted");
+    for _ in 0..1_000 {
+        if st.dropped.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let declared_sent = st.sent.load(Ordering::SeqCst);
+    assert!(declared_sent < cap + 32 * MIB, "{declared_sent} bytes sent although 2 GiB was declared");
+    assert!(peak < 128 * MIB, "peak RSS {} MiB", peak / MIB);
 }
 
 #[tokio::test(flavor = "multi_thread")]
