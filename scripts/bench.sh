@@ -103,7 +103,8 @@ for r in rows:
     json_like = r["format"] in ("stix", "misp")
     lps = lambda s: "n/a (JSON)" if json_like else f"{lines / s:,.0f}"
     py_rss = "-" if r["python_rss"] == "-" else f"{int(r['python_rss']) / 1024:.1f}"
-    print(f"| {r['name']} | {r['format']} | {lines:,} | {mb:.2f} | {lps(wc)} | {lps(io)} | {mb / io:.1f} | "
+    shown = "n/a" if json_like else f"{lines:,}"
+    print(f"| {r['name']} | {r['format']} | {shown} | {mb:.2f} | {lps(wc)} | {lps(io)} | {mb / io:.1f} | "
           f"{int(r['iocsync_rss']) / 1024:.1f} | {'-' if py is None else f'{lines / py:,.0f}'} | {py_rss} | "
           f"{'-' if py is None else f'{py / io:.1f}x'} | {wc / io:.3f}x |")
 print()

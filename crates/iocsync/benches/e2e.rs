@@ -215,6 +215,11 @@ async fn iocsync_sync(config: &Config, emu: &Emulator, expect_creates: usize) ->
         );
     }
     let (calls, throttled) = count_calls(emu);
+    let writes: usize =
+        ["submit", "import", "delete", "batch_delete"].iter().filter_map(|k| calls.get(k)).sum();
+    if expect_creates == 0 && (o.has_changes() || writes > 0) {
+        bail!("a resync with an unchanged feed planned changes or made {writes} write calls");
+    }
     Ok(Sample { wall, calls, throttled, paced: Duration::ZERO })
 }
 
@@ -421,9 +426,10 @@ fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 { format!("{:.1}x", a / b) } else { "n/a".into() }
 }
 
-/// Unscaled estimate of a classic run: the time spent working, plus the pacing waits times the scale.
-fn unscaled(s: &Sample, scale: f64) -> Duration {
-    s.wall.saturating_sub(s.paced) + s.paced.mul_f64(scale)
+/// When call `j` (0-based) of a one-at-a-time script can go at the earliest under the documented
+/// `POST /api/indicators` limits (100/min, 1,500/h, fresh windows, zero request time).
+fn submit_floor(j: usize) -> Duration {
+    Duration::from_secs((j / 1500) as u64 * 3600 + ((j % 1500) / 100) as u64 * 60)
 }
 
 fn human(d: Duration) -> String {
@@ -506,14 +512,20 @@ async fn run(s: Settings) -> anyhow::Result<()> {
                 i1.calls.get("import").copied().unwrap_or(0)
             );
             println!();
-            println!("Unscaled estimates (work time + pacing waits x {}; estimated, not measured):", s.scale);
-            println!(
-                "  classic first sync ~ {}, classic resync ~ {} (pacing waits measured: {} s, {} s)",
-                human(unscaled(&c1, s.scale)),
-                human(unscaled(&c2, s.scale)),
-                secs(c1.paced),
-                secs(c2.paced)
-            );
+            println!("Unscaled equivalents of the classic side (documented limits, scale 1):");
+            let n = s.n;
+            for (label, sample, floor) in [
+                ("first sync", &c1, submit_floor(n - 1)),
+                ("resync    ", &c2, submit_floor(2 * n - 1).saturating_sub(submit_floor(n - 1))),
+            ] {
+                println!(
+                    "  {label}: measured wall x {} = {} (pacing waits {:.0}% of wall); floor of the limits = {}",
+                    s.scale,
+                    human(sample.wall.mul_f64(s.scale)),
+                    100.0 * sample.paced.as_secs_f64() / sample.wall.as_secs_f64().max(f64::EPSILON),
+                    human(floor)
+                );
+            }
         }
     }
     Ok(())
