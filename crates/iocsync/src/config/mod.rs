@@ -889,35 +889,8 @@ impl Validator {
         let mut out: Vec<Feed> = Vec::new();
         for (i, f) in raw.into_iter().enumerate() {
             let key = format!("feeds[{i}]");
-            self.unknown(
-                &key,
-                &f.policy.unknown,
-                &[
-                    "name",
-                    "source",
-                    "format",
-                    "column",
-                    "type_column",
-                    "types",
-                    "type",
-                    "priority",
-                    "max_age",
-                    "refang",
-                    "enabled",
-                    "auth",
-                    "action",
-                    "severity",
-                    "generate_alert",
-                    "title",
-                    "description",
-                    "recommended_actions",
-                    "rbac_groups",
-                    "category",
-                    "mitre_techniques",
-                    "educate_url",
-                    "expire_days",
-                ],
-            );
+            let known: Vec<&str> = FEED_KEYS.iter().chain(POLICY_KEYS).copied().collect();
+            self.unknown(&key, &f.policy.unknown, &known);
             if f.enabled == Some(false) {
                 continue;
             }
@@ -1127,6 +1100,23 @@ impl Validator {
     }
 }
 
+/// Keys of a `[[feeds]]` block besides the policy keys.
+const FEED_KEYS: &[&str] = &[
+    "name",
+    "source",
+    "format",
+    "column",
+    "type_column",
+    "types",
+    "type",
+    "priority",
+    "max_age",
+    "refang",
+    "enabled",
+    "auth",
+];
+
+/// Indicator policy keys, in `[defaults]`, tenant `defaults` and each feed.
 const POLICY_KEYS: &[&str] = &[
     "action",
     "severity",
