@@ -453,44 +453,25 @@ async fn load_misp_feed(
             match parsed {
                 Err(e) => format!("cannot parse the download: {e}"),
                 Ok((parsed, current)) => {
-                    let last_good = cached.as_ref().map(cached_stats);
-                    let health = if unchanged {
-                        Health::Good
-                    } else {
-                        feed_health::judge(&current, last_good.as_ref(), &spec.health)
-                    };
-                    match health {
-                        Health::Good => {
-                            let saved = with_store(store, |s| {
-                                if unchanged {
-                                    return s.touch_feed(&spec.name, now).map(drop);
-                                }
-                                s.replace_misp_events(&spec.name, &events)?;
-                                s.save_good_feed(&CachedFeed {
-                                    feed: spec.name.clone(),
-                                    source: spec.source.to_string(),
-                                    body: Vec::new(),
-                                    validators: fetch::Validators::default(),
-                                    fetched_at: now,
-                                    good_at: now,
-                                    bytes: current.bytes,
-                                    accepted: current.accepted,
-                                    rejected: current.rejected,
-                                })
-                            });
-                            if let Err(e) = saved {
-                                tracing::warn!(feed = %spec.name, error = %e, "cannot save the MISP feed's events");
-                            }
+                    let accepted = accept_if_healthy(
+                        store,
+                        spec,
+                        cached.as_ref(),
+                        unchanged,
+                        parsed,
+                        current,
+                        now,
+                        |s| {
+                            s.replace_misp_events(&spec.name, &events)?;
+                            s.save_good_feed(&good_copy(spec, Vec::new(), &current, now))
+                        },
+                    );
+                    match accepted {
+                        Ok(loaded) => {
                             tracing::debug!(feed = %spec.name, events = event_count, downloaded = got.fetched, "MISP feed fetched");
-                            return LoadedFeed {
-                                name: spec.name.clone(),
-                                status: if unchanged { FeedStatus::NotModified } else { FeedStatus::Fresh },
-                                parsed: Some(parsed),
-                                bytes: current.bytes,
-                                fetched_at: Some(now),
-                            };
+                            return loaded;
                         }
-                        Health::Suspect(why) => why,
+                        Err(why) => why,
                     }
                 }
             }
@@ -498,6 +479,55 @@ async fn load_misp_feed(
     };
     // The cached events are the last good set.
     fall_back(spec, cached.map(|c| LastGood::Misp(c, cached_events)), why, now).await
+}
+
+/// The cache row of a copy judged good now (no HTTP validators: MISP and TAXII re-fetch by
+/// their own cursors).
+fn good_copy(spec: &FeedSpec, body: Vec<u8>, current: &FeedStats, now: DateTime<Utc>) -> CachedFeed {
+    CachedFeed {
+        feed: spec.name.clone(),
+        source: spec.source.to_string(),
+        body,
+        validators: fetch::Validators::default(),
+        fetched_at: now,
+        good_at: now,
+        bytes: current.bytes,
+        accepted: current.accepted,
+        rejected: current.rejected,
+    }
+}
+
+/// Judges a freshly loaded copy against the last good one. A good copy is saved with `save`
+/// (only touched when `unchanged`) and returned as loaded; a suspect one yields why it was refused.
+#[allow(clippy::too_many_arguments)]
+fn accept_if_healthy(
+    store: &Mutex<StateStore>,
+    spec: &FeedSpec,
+    cached: Option<&CachedFeed>,
+    unchanged: bool,
+    parsed: Parsed,
+    current: FeedStats,
+    now: DateTime<Utc>,
+    save: impl FnOnce(&StateStore) -> Result<(), StateError>,
+) -> Result<LoadedFeed, String> {
+    if !unchanged {
+        let last_good = cached.map(cached_stats);
+        if let Health::Suspect(why) = feed_health::judge(&current, last_good.as_ref(), &spec.health) {
+            return Err(why);
+        }
+    }
+    let saved =
+        with_store(store, |s| if unchanged { s.touch_feed(&spec.name, now).map(drop) } else { save(s) });
+    if let Err(e) = saved {
+        tracing::warn!(feed = %spec.name, error = %e, "cannot save the feed's last good copy");
+    }
+    Ok(LoadedFeed {
+        name: spec.name.clone(),
+        status: if unchanged { FeedStatus::NotModified } else { FeedStatus::Fresh },
+        parsed: Some(parsed),
+        bytes: current.bytes,
+        fetched_at: Some(now),
+    })
 }
 
 /// The state cursor holding a TAXII feed's `added_after` (per feed and collection URL).
@@ -540,52 +570,27 @@ async fn load_taxii(
                         Err(e) => format!("cannot parse the collection: {e}"),
                         Ok(parsed) => {
                             let current = stats(&body, &parsed);
-                            let last_good = cached.as_ref().map(cached_stats);
-                            let health = if unchanged {
-                                Health::Good
-                            } else {
-                                feed_health::judge(&current, last_good.as_ref(), &spec.health)
-                            };
-                            match health {
-                                Health::Good => {
-                                    let saved = with_store(store, |s| {
-                                        if unchanged {
-                                            s.touch_feed(&spec.name, now)?;
-                                        } else {
-                                            s.save_good_feed(&CachedFeed {
-                                                feed: spec.name.clone(),
-                                                source: spec.source.to_string(),
-                                                body: body.clone(),
-                                                validators: fetch::Validators::default(),
-                                                fetched_at: now,
-                                                good_at: now,
-                                                bytes: current.bytes,
-                                                accepted: current.accepted,
-                                                rejected: current.rejected,
-                                            })?;
-                                        }
-                                        match &got.added_last {
-                                            Some(last) => s.set_cursor(&key, last),
-                                            None => Ok(()),
-                                        }
-                                    });
-                                    if let Err(e) = saved {
-                                        tracing::warn!(feed = %spec.name, error = %e, "cannot save the TAXII feed's last good copy");
+                            let accepted = accept_if_healthy(
+                                store,
+                                spec,
+                                cached.as_ref(),
+                                unchanged,
+                                parsed,
+                                current,
+                                now,
+                                |s| s.save_good_feed(&good_copy(spec, body.clone(), &current, now)),
+                            );
+                            match accepted {
+                                Ok(loaded) => {
+                                    if let Some(last) = &got.added_last
+                                        && let Err(e) = with_store(store, |s| s.set_cursor(&key, last))
+                                    {
+                                        tracing::warn!(feed = %spec.name, error = %e, "cannot save the TAXII cursor");
                                     }
                                     tracing::debug!(feed = %spec.name, pages = got.pages, "TAXII collection fetched");
-                                    return LoadedFeed {
-                                        name: spec.name.clone(),
-                                        status: if unchanged {
-                                            FeedStatus::NotModified
-                                        } else {
-                                            FeedStatus::Fresh
-                                        },
-                                        parsed: Some(parsed),
-                                        bytes: body.len() as u64,
-                                        fetched_at: Some(now),
-                                    };
+                                    return loaded;
                                 }
-                                Health::Suspect(why) => why,
+                                Err(why) => why,
                             }
                         }
                     }
