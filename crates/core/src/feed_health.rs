@@ -52,6 +52,12 @@ pub fn judge(current: &FeedStats, last_good: Option<&FeedStats>, rules: &HealthR
     if current.empty || current.bytes == 0 || current.accepted + current.rejected == 0 {
         return Health::Suspect("the feed is empty".to_owned());
     }
+    if current.accepted == 0 {
+        return Health::Suspect(format!(
+            "no value accepted ({} rejected): the source may have answered an error page",
+            current.rejected
+        ));
+    }
     if let Some(last) = last_good.filter(|l| l.accepted > 0) {
         let floor = last.accepted as f64 * (1.0 - rules.max_shrink_fraction);
         if (current.accepted as f64) < floor {
@@ -128,6 +134,14 @@ mod tests {
         assert!(matches!(judge(&stats(4, 6), None, &HealthRules::default()), Health::Suspect(_)));
         assert_eq!(judge(&stats(1, 2), None, &HealthRules::default()), Health::Good);
         assert_eq!(judge(&stats(5, 5), None, &HealthRules::default()), Health::Good);
+    }
+
+    #[test]
+    fn nothing_accepted_is_suspect_without_last_good_and_below_reject_minimum() {
+        let r = judge(&stats(0, 3), None, &HealthRules::default());
+        assert!(matches!(r, Health::Suspect(m) if m.contains("no value accepted")));
+        let r = judge(&stats(0, 1), Some(&stats(0, 0)), &HealthRules::default());
+        assert!(matches!(r, Health::Suspect(m) if m.contains("no value accepted")));
     }
 
     #[test]

@@ -19,15 +19,18 @@ use std::net::IpAddr;
 pub struct Owner {
     /// Entra application (client) id; compared case-insensitively (GUIDs).
     pub client_id: String,
-    /// Owner tag sent as `application` (default `iocsync`); compared case-insensitively.
+    /// Owner tag sent as `application` (default `iocsync`); compared exactly (no trim, case
+    /// matters), the rule of `iocsync_defender::Indicator::is_owned_by`.
     pub tag: String,
 }
 
 impl Owner {
-    /// True when `e` was created by this app under this tag (DESIGN principle 1).
+    /// True when `e` was created by this app under this tag (DESIGN principle 1): the client id
+    /// compared case-insensitively, the tag exactly (same rule as
+    /// `iocsync_defender::Indicator::is_owned_by`, so plan and list/purge agree on ownership).
     pub fn owns(&self, e: &Existing) -> bool {
-        let same = |a: Option<&str>, b: &str| a.is_some_and(|a| a.trim().eq_ignore_ascii_case(b.trim()));
-        same(e.created_by.as_deref(), &self.client_id) && same(e.application.as_deref(), &self.tag)
+        e.created_by.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(&self.client_id))
+            && e.application.as_deref() == Some(self.tag.as_str())
     }
 }
 
@@ -42,8 +45,8 @@ pub struct PlanSettings {
     pub headroom: usize,
     /// The brake: refuse a plan whose pure deletes exceed this fraction of owned indicators.
     pub max_delete_fraction: f64,
-    /// Renew an unchanged indicator when it expires within this window (keep it shorter than the
-    /// feeds' `expire_days`, or every run renews everything).
+    /// Renew an unchanged indicator when it expires within this window and the desired expiry is
+    /// more than a day later (a desired expiry itself inside the window renews at most once a day).
     pub renew_before: Duration,
     /// The run's clock.
     pub now: DateTime<Utc>,
@@ -320,6 +323,16 @@ pub fn match_value(kind: IndicatorType, value: &str) -> String {
     }
 }
 
+/// The form of a value used to find a FOREIGN indicator holding it: [`match_value`], but URLs
+/// fully lower-cased (path and query too). Defender may match URLs case-insensitively; a false
+/// "foreign" skip is safe, a missed one would update someone else's indicator.
+fn foreign_value(kind: IndicatorType, value: &str) -> String {
+    match kind {
+        IndicatorType::Url => value.trim().to_lowercase(),
+        _ => match_value(kind, value),
+    }
+}
+
 type ValueKey = (IndicatorType, String);
 type ExactKey = (IndicatorType, String, Action);
 
@@ -399,10 +412,12 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
     }
 
     // Foreign (type, value, action) held: importing the same key would update their indicator.
+    // Keyed by `foreign_value` (URLs fully lower-cased): a false "foreign" skip is safe, a
+    // missed one would overwrite someone else's indicator.
     let mut foreign_keys: HashMap<ExactKey, &Existing> = HashMap::new();
     for e in &foreign {
         if let (Some(k), Some(a)) = (e.kind, e.action) {
-            let key = (k, match_value(k, &e.value), a);
+            let key = (k, foreign_value(k, &e.value), a);
             match foreign_keys.get(&key) {
                 Some(cur) if id_cmp(&cur.id, &e.id) != Ordering::Greater => {}
                 _ => {
@@ -458,7 +473,8 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
                 continue;
             }
         }
-        if let Some(f) = foreign_keys.get(&ekey).filter(|_| !held) {
+        let fkey = (d.kind, foreign_value(d.kind, &d.value), d.action);
+        if let Some(f) = foreign_keys.get(&fkey).filter(|_| !held) {
             let by = f.created_by.as_deref().unwrap_or("unknown creator");
             skipped.push(Skip::of(
                 &d,
@@ -477,8 +493,9 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
         if s.protected_feeds.is_empty() {
             return false;
         }
-        let prov = s.provenance.get(&(k, e.value.clone())).or_else(|| s.provenance.get(&(k, mv.to_owned())));
-        match prov {
+        // An empty provenance set is unknown origin, exactly like a missing entry.
+        let known = |key: ValueKey| s.provenance.get(&key).filter(|feeds| !feeds.is_empty());
+        match known((k, e.value.clone())).or_else(|| known((k, mv.to_owned()))) {
             Some(feeds) => feeds.iter().any(|f| s.protected_feeds.contains(f)),
             None => true,
         }
@@ -540,7 +557,9 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
                 unchanged.push(e.to_ref());
             } else if metadata_differs(&d, e) {
                 updates.push(Change { id: e.id.clone(), desired: d });
-            } else if e.expiration.is_none_or(|x| x <= renew_at) {
+            } else if e.expiration.is_none_or(|x| x <= renew_at && d.expiration > x + Duration::days(1)) {
+                // A desired expiry capped inside the window (STIX `valid_until`, or `expire_days`
+                // <= the window) would otherwise renew on every run.
                 renews.push(Change { id: e.id.clone(), desired: d });
             } else if e.expiration.is_some_and(|x| d.expiration + Duration::days(1) < x) {
                 updates.push(Change { id: e.id.clone(), desired: d });
@@ -676,16 +695,21 @@ mod tests {
         other_tag.application = Some("oldscript".into());
         let mut other_client = owned(2, &dom("b.example"));
         other_client.created_by = Some("99999999-0000-0000-0000-000000000000".into());
-        let mut upper = owned(3, &dom("c.example"));
-        upper.application = Some("IOCSYNC".into());
-        upper.created_by = Some(ME.to_uppercase());
+        let mut upper_guid = owned(3, &dom("c.example"));
+        upper_guid.created_by = Some(ME.to_uppercase());
+        let mut upper_tag = owned(4, &dom("d.example"));
+        upper_tag.application = Some("IOCSYNC".into());
+        let mut padded_tag = owned(5, &dom("e.example"));
+        padded_tag.application = Some(" iocsync".into());
         let s = settings();
         assert!(!s.owner.owns(&other_tag));
         assert!(!s.owner.owns(&other_client));
-        assert!(s.owner.owns(&upper), "tag and GUID compare case-insensitively");
-        let p = plan(vec![], &[other_tag, other_client, upper], &s);
+        assert!(s.owner.owns(&upper_guid), "the GUID compares case-insensitively");
+        assert!(!s.owner.owns(&upper_tag), "the tag compares exactly (case)");
+        assert!(!s.owner.owns(&padded_tag), "the tag compares exactly (no trim)");
+        let p = plan(vec![], &[other_tag, other_client, upper_guid, upper_tag, padded_tag], &s);
         assert_eq!(p.delete_ids(), vec!["3".to_owned()], "only the owned row is deleted");
-        assert_eq!(p.capacity.foreign, 2);
+        assert_eq!(p.capacity.foreign, 4);
     }
 
     #[test]
@@ -796,6 +820,28 @@ mod tests {
         let mut never = owned(1, &d);
         never.expiration = None;
         assert_eq!(plan(vec![d], &[never], &settings()).renews.len(), 1, "every indicator expires");
+    }
+
+    #[test]
+    fn desired_expiry_inside_window_renews_once_not_every_run() {
+        // STIX valid_until (or expire_days <= renew window) puts the desired expiry in the window.
+        let mut d = dom("a.example");
+        d.expiration = t0() + Duration::days(5);
+        let e = owned(1, &d);
+        let p = plan(vec![d.clone()], std::slice::from_ref(&e), &settings());
+        assert!(!p.has_changes(), "same expiry inside the window: no renew, {p:?}");
+        assert_eq!(p.unchanged.len(), 1);
+        // Less than a day later is noise, even inside the window.
+        let mut near = d.clone();
+        near.expiration = e.expiration.unwrap() + Duration::hours(20);
+        assert!(!plan(vec![near], std::slice::from_ref(&e), &settings()).has_changes());
+        // More than a day later: renewed once, then converged.
+        let mut later = d;
+        later.expiration = e.expiration.unwrap() + Duration::days(2);
+        let p = plan(vec![later.clone()], &[e], &settings());
+        assert_eq!(p.renews.len(), 1);
+        let after = Existing::from_desired("1", &p.renews[0].desired, &settings().owner);
+        assert!(!plan(vec![later], &[after], &settings()).has_changes());
     }
 
     #[test]
@@ -920,6 +966,11 @@ mod tests {
         );
         assert!(p.renews.is_empty());
         assert_eq!(p.counts().unchanged, 2);
+        // An empty provenance set is unknown origin too: kept while a feed is protected.
+        s.provenance.insert((DomainName, "unknown.example".into()), BTreeSet::new());
+        let p = plan(vec![], &rows, &s);
+        assert_eq!(p.kept.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["2", "3"], "empty = unknown");
+        assert_eq!(p.deletes.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["1"]);
         // Without a protected feed, unknown provenance is deleted like anything else.
         s.protected_feeds.clear();
         assert_eq!(plan(vec![], &rows, &s).deletes.len(), 3);
@@ -982,6 +1033,21 @@ mod tests {
         let p =
             plan(vec![desired(Url, "http://evil.example/Path", Action::Block)], &[other_path], &settings());
         assert_eq!(p.creates.len(), 1, "URL paths keep their case");
+    }
+
+    #[test]
+    fn foreign_url_matches_with_any_case_owned_url_does_not() {
+        let want = || desired(Url, "http://evil.example/Path?Q=1", Action::Block);
+        let f = foreign(7, &desired(Url, "HTTP://EVIL.example/path?q=1", Action::Block));
+        let p = plan(vec![want()], &[f], &settings());
+        assert!(p.creates.is_empty(), "{p:?}");
+        assert_eq!(p.skipped.len(), 1);
+        assert_eq!(p.skipped[0].reason, Reason::ForeignIndicator);
+        // Owned rows still match with the path's case kept: a different path is a create.
+        let o = owned(8, &desired(Url, "http://evil.example/path?q=1", Action::Block));
+        let p = plan(vec![want()], &[o], &settings());
+        assert_eq!(p.creates.len(), 1);
+        assert_eq!(p.deletes.len(), 1);
     }
 
     #[test]

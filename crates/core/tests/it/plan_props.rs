@@ -45,6 +45,9 @@ struct Want {
     priority: i32,
     severity: usize,
     feed: usize,
+    /// Days from now the desired indicator expires; also inside the 10-day renew window (STIX
+    /// `valid_until`, or `expire_days` <= `renew_before_days`).
+    expires_in: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -69,12 +72,15 @@ struct Case {
 }
 
 fn want_strategy() -> impl Strategy<Value = Want> {
-    (0..5usize, 0..3i32, 0..4usize, 0..2usize).prop_map(|(action, priority, severity, feed)| Want {
-        action,
-        priority,
-        severity,
-        feed,
-    })
+    (0..5usize, 0..3i32, 0..4usize, 0..2usize, prop_oneof![Just(30i64), -2..40i64]).prop_map(
+        |(action, priority, severity, feed, expires_in)| Want {
+            action,
+            priority,
+            severity,
+            feed,
+            expires_in,
+        },
+    )
 }
 
 fn row_strategy() -> impl Strategy<Value = Row> {
@@ -126,7 +132,7 @@ fn desired_of(c: &Case) -> Vec<Desired> {
                 category: None,
                 mitre_techniques: Vec::new(),
                 educate_url: None,
-                expiration: now() + Duration::days(30),
+                expiration: now() + Duration::days(w.expires_in),
                 priority: w.priority,
                 recency: -(*i as i64),
                 feeds: vec![FEEDS[w.feed].to_owned()],

@@ -36,7 +36,7 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> anyhow::Result<AdoptRepor
     let conn = crate::connect::connect(config, tenant).await?;
     let result = async {
         let listed = conn.client.list_all().await?;
-        let targets: Vec<_> = listed
+        let candidates: Vec<_> = listed
             .into_iter()
             .filter(|i| i.created_by.as_deref() == Some(args.created_by.as_str()))
             .filter(|i| !config.owns(tenant, i))
@@ -53,11 +53,24 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> anyhow::Result<AdoptRepor
             failed: 0,
             failures: Vec::new(),
         };
+        // Never delete what could not be created again: check each one first and leave the
+        // others in place, reported.
+        let now = chrono::Utc::now();
+        let mut targets = Vec::new();
+        for i in candidates {
+            match recreatable(&i, now) {
+                Ok(()) => targets.push(i),
+                Err(why) => {
+                    report.failed += 1;
+                    report.failures.push(format!("{} {}: left in place: {why}", i.indicator_type, i.indicator_value));
+                }
+            }
+        }
         if !args.yes {
             report.adopted = targets.len() as u64;
             return anyhow::Ok(report);
         }
-        for chunk in targets.chunks(DELETE_BATCH.min(IMPORT_BATCH)) {
+        for (n, chunk) in targets.chunks(DELETE_BATCH.min(IMPORT_BATCH)).enumerate() {
             let ids: Vec<String> = chunk.iter().map(|i| i.id.clone()).collect();
             conn.client.batch_delete(&ids).await?;
             let items: Vec<ImportItem> = chunk
@@ -104,12 +117,20 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> anyhow::Result<AdoptRepor
                     }
                 }
                 Err(e) => {
+                    // Stop: these were deleted and not re-created; say exactly which, and do not
+                    // delete further batches.
                     for item in &items {
                         report.failed += 1;
-                        report
-                            .failures
-                            .push(format!("{} {}: {e}", item.indicator_type, item.indicator_value));
+                        report.failures.push(format!(
+                            "{} {}: deleted but not re-created ({e}); run `iocsync sync` or re-create it by hand",
+                            item.indicator_type, item.indicator_value
+                        ));
                     }
+                    let untouched = targets.len().saturating_sub((n + 1) * DELETE_BATCH.min(IMPORT_BATCH));
+                    if untouched > 0 {
+                        report.failures.push(format!("{untouched} more indicators were left untouched"));
+                    }
+                    break;
                 }
             }
         }
@@ -118,4 +139,22 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> anyhow::Result<AdoptRepor
     .await;
     conn.close().await;
     result
+}
+
+/// Whether an indicator can be created again exactly as it is (type, action for the type,
+/// expiry in the future); adopt deletes only those.
+fn recreatable(i: &iocsync_defender::Indicator, now: chrono::DateTime<chrono::Utc>) -> Result<(), String> {
+    let kind = i
+        .indicator_type
+        .parse::<iocsync_ioc::IndicatorType>()
+        .map_err(|_| format!("type {} cannot be created through the API", i.indicator_type))?;
+    let action = iocsync_core::model::Action::from_tenant(i.action.current().as_str())
+        .ok_or_else(|| format!("unknown action {}", i.action.as_str()))?;
+    if !iocsync_core::model::action_allowed(kind, action) {
+        return Err(format!("action {action} is not allowed for {kind} (it would be refused on re-create)"));
+    }
+    if i.expiration_time.is_some_and(|t| t <= now) {
+        return Err("already expired".to_owned());
+    }
+    Ok(())
 }

@@ -438,25 +438,31 @@ impl Validator {
             &raw.unknown,
             &["defender", "tenants", "sync", "defaults", "feeds", "allowlist", "daemon"],
         );
-        let sync = self.sync(raw.sync.unwrap_or_default());
-        let defaults = self.policy("defaults", &raw.defaults.unwrap_or_default(), true);
+        let raw_sync = raw.sync.unwrap_or_default();
+        // DESIGN.md shows expire_days under [sync]: it is the fallback of [defaults].expire_days.
+        let sync_expire = raw_sync.expire_days;
+        let sync = self.sync(raw_sync);
+        let mut defaults = self.policy("defaults", &raw.defaults.unwrap_or_default(), true);
+        if defaults.expire_days.is_none()
+            && let Some(d) = sync_expire
+        {
+            let probe = RawPolicy { expire_days: Some(d), ..RawPolicy::default() };
+            defaults.expire_days = self.policy("sync", &probe, false).expire_days;
+        }
         let feeds = self.feeds(raw.feeds.unwrap_or_default());
         let allowlist = self.allowlist("allowlist", raw.allowlist.unwrap_or_default(), true);
         let daemon = self.daemon(raw.daemon.unwrap_or_default());
         let feed_names: BTreeSet<String> = feeds.iter().map(|f| f.name.clone()).collect();
-        for (i, f) in feeds.iter().enumerate() {
-            let days = f.policy.over(&defaults).over(&PolicySpec::builtin()).expire_days.unwrap_or(30);
-            if days <= sync.renew_before_days {
-                self.problem(
-                    format!("feeds[{i}].expire_days"),
-                    format!(
-                        "{days} days is not longer than sync.renew_before_days ({}): every run would renew every indicator",
-                        sync.renew_before_days
-                    ),
+        let renew = sync.renew_before_days;
+        let check_expiry = |v: &mut Validator, key: String, days: u32| {
+            if days <= renew {
+                v.problem(
+                    key,
+                    format!("{days} days is not longer than sync.renew_before_days ({renew}): every run would renew every indicator"),
                 );
             }
-        }
-        let mut tenants = Vec::new();
+        };
+        let mut tenants: Vec<Tenant> = Vec::new();
         match (raw.defender, raw.tenants) {
             (Some(_), Some(_)) => {
                 self.problem("tenants", "use either one [defender] block or [[tenants]] blocks, not both");
@@ -483,6 +489,40 @@ impl Validator {
                 "defender",
                 "missing: add a [defender] block with tenant_id, client_id and client_secret (or `emulator = true` to try iocsync locally)",
             ),
+        }
+        // The effective expiry of every feed, for every tenant, must outlast the renewal window.
+        for t in &tenants {
+            for (i, f) in feeds.iter().enumerate() {
+                if t.feeds.as_ref().is_some_and(|set| !set.contains(&f.name)) {
+                    continue;
+                }
+                let days =
+                    f.policy.over(&t.defaults.over(&defaults)).over(&PolicySpec::builtin()).expire_days;
+                let key = if t.defaults.expire_days.is_some() && f.policy.expire_days.is_none() {
+                    format!("tenants.{}.defaults.expire_days", t.name)
+                } else {
+                    format!("feeds[{i}].expire_days")
+                };
+                check_expiry(self, key, days.unwrap_or(30));
+            }
+        }
+        // Two blocks for the same tenant and app would each own, and delete, the other's indicators.
+        for (i, a) in tenants.iter().enumerate() {
+            for b in &tenants[..i] {
+                if a.tenant_id.eq_ignore_ascii_case(&b.tenant_id)
+                    && a.client_id.eq_ignore_ascii_case(&b.client_id)
+                    && a.api_base == b.api_base
+                    && !a.emulator
+                {
+                    self.problem(
+                        format!("tenants.{}", a.name),
+                        format!(
+                            "same tenant_id and client_id as tenant `{}`: both would own (and delete) each other's indicators; merge them into one block",
+                            b.name
+                        ),
+                    );
+                }
+            }
         }
         Config {
             path: path.to_owned(),
@@ -731,12 +771,6 @@ impl Validator {
                 "max_reject_fraction",
             ],
         );
-        if raw.expire_days.is_some() {
-            self.problem(
-                "sync.expire_days",
-                "moved: set expire_days in [defaults] (or per feed); it is a per-indicator policy",
-            );
-        }
         let owner_tag = raw.owner_tag.unwrap_or_else(|| "iocsync".to_owned());
         if owner_tag.trim().is_empty() {
             self.problem("sync.owner_tag", "must not be empty: it marks the indicators iocsync owns");
@@ -1309,5 +1343,31 @@ mod tests {
             let err = load(text).unwrap_err().to_string();
             assert!(!err.contains("hunter2"), "the secret leaked into the error: {err}");
         }
+    }
+
+    #[test]
+    fn sync_expire_days_is_the_fallback_of_defaults() {
+        let c = load("[defender]\nemulator = true\n[sync]\nexpire_days = 20\n[[feeds]]\nname = \"f\"\nsource = \"f.txt\"\n")
+            .unwrap();
+        assert_eq!(c.feed_policy(&c.tenants[0], &c.feeds[0]).expire_days, 20);
+    }
+
+    #[test]
+    fn two_blocks_for_the_same_tenant_and_app_are_refused() {
+        let t = "tenant_id = \"00000000-0000-0000-0000-00000000000a\"\nclient_id = \"00000000-0000-0000-0000-00000000000b\"\nclient_secret = { env = \"X\" }\n";
+        let err = load(&format!("[[tenants]]\nname = \"a\"\n{t}[[tenants]]\nname = \"b\"\n{t}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tenants.b") && err.contains("each other"), "{err}");
+    }
+
+    #[test]
+    fn a_tenant_expiry_inside_the_renewal_window_is_refused() {
+        let err = load(
+            "[[tenants]]\nname = \"a\"\nemulator = true\ndefaults = { expire_days = 5 }\n[[feeds]]\nname = \"f\"\nsource = \"f.txt\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("tenants.a.defaults.expire_days"), "{err}");
     }
 }

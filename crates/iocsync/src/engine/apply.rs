@@ -128,7 +128,7 @@ pub async fn apply(
                             value: d.value.clone(),
                             reason: reason.clone(),
                         });
-                        if !is_transient_failure(&reason) {
+                        if !is_transient_failure(&reason, &d.value) {
                             result.permanent_rejects.push(RejectRow {
                                 indicator_type: d.kind.as_str().to_owned(),
                                 value: d.value.clone(),
@@ -185,12 +185,25 @@ fn stopped(mut result: ApplyResult, bar: &indicatif::ProgressBar, left: &[&Desir
     result
 }
 
-/// A failure that says the tenant is full or busy, not that the value is bad: not remembered.
-fn is_transient_failure(reason: &str) -> bool {
-    let r = reason.to_ascii_lowercase();
-    ["15000", "15,000", "limit", "capacity", "quota", "throttl", "try again", "timeout", "internal"]
-        .iter()
-        .any(|k| r.contains(k))
+/// A failure that says the tenant is full or busy (or that Defender's answer could not be
+/// matched to the item), not that the value is bad: not remembered. The value itself is cut
+/// out of the reason first, so `limited-offer.com is invalid` is not read as a limit.
+fn is_transient_failure(reason: &str, value: &str) -> bool {
+    let r = reason.to_ascii_lowercase().replace(&value.to_ascii_lowercase(), "");
+    [
+        "15000",
+        "15,000",
+        "limit",
+        "capacity",
+        "quota",
+        "throttl",
+        "try again",
+        "timeout",
+        "internal",
+        "no result",
+    ]
+    .iter()
+    .any(|k| r.contains(k))
 }
 
 /// The wire item for one desired indicator; `application` carries the owner tag (create-only).
@@ -271,8 +284,17 @@ pub fn provenance_rows(
             last_pushed: now,
         })
         .collect();
+    // Kept rows carry their previous provenance over; a row of unknown origin stays unknown (no
+    // row), so a later run still protects it while any feed is failing.
+    let old_lc: BTreeMap<(String, String), &std::collections::BTreeSet<String>> =
+        old.iter().map(|((t, v), f)| ((t.clone(), v.to_ascii_lowercase()), f)).collect();
     for k in &plan.kept {
-        let feeds = old.get(&(k.raw_type.clone(), k.value.clone())).cloned().unwrap_or_default();
+        let Some(feeds) =
+            old_lc.get(&(k.raw_type.clone(), k.value.to_ascii_lowercase())).filter(|f| !f.is_empty())
+        else {
+            continue;
+        };
+        let feeds = (*feeds).clone();
         rows.push(ProvenanceRow {
             indicator_type: k.raw_type.clone(),
             value: k.value.clone(),
@@ -284,4 +306,17 @@ pub fn provenance_rows(
         });
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_transient_failure;
+
+    #[test]
+    fn the_value_in_a_reason_does_not_make_it_transient() {
+        assert!(!is_transient_failure("Domain name limited-offer.com is invalid.", "limited-offer.com"));
+        assert!(is_transient_failure("Tenant reached the limit of 15000 active indicators", "a.example"));
+        assert!(is_transient_failure("Defender returned no result for this item", "2001:db8::1"));
+        assert!(!is_transient_failure("Invalid device group name Servers", "45.1.2.3"));
+    }
 }

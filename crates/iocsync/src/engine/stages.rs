@@ -19,6 +19,9 @@ use iocsync_ioc::{IndicatorType, Reason};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
+/// How long a value Defender refused is not resent with the same metadata.
+const REJECT_RETRY_AFTER: chrono::Duration = chrono::Duration::days(7);
+
 /// Runs every stage for one tenant.
 pub(super) async fn run(
     config: &Config,
@@ -251,17 +254,29 @@ async fn plan_and_apply(
     };
     let existing: Vec<Existing> = listed.iter().map(to_existing).collect();
 
+    // Provenance naming only feeds no longer configured (renamed, removed) is unknown origin:
+    // while a feed is failing, such rows are kept rather than deleted.
+    let configured: BTreeSet<&str> = config.feeds_for(tenant).map(|f| f.name.as_str()).collect();
     let provenance = {
         let s = lock(store);
         let raw = s.provenance(&tenant.name).unwrap_or_default();
         raw.into_iter()
-            .filter_map(|((t, v), feeds)| t.parse::<IndicatorType>().ok().map(|t| ((t, v), feeds)))
+            .filter_map(|((t, v), feeds)| {
+                let feeds: BTreeSet<String> =
+                    feeds.into_iter().filter(|f| configured.contains(f.as_str())).collect();
+                let t = t.parse::<IndicatorType>().ok()?;
+                (!feeds.is_empty()).then_some(((t, v), feeds))
+            })
             .collect::<BTreeMap<_, _>>()
     };
+    // A remembered rejection holds for REJECT_RETRY_AFTER, then the value is tried again (the
+    // cause, e.g. a device group that did not exist yet, may have gone away).
     let suppressed = lock(store)
-        .rejects(&tenant.name)
+        .reject_records(&tenant.name)
         .unwrap_or_default()
         .into_iter()
+        .filter(|r| now - r.last_seen < REJECT_RETRY_AFTER)
+        .map(|r| r.reject)
         .filter_map(|r| {
             let t = r.indicator_type.parse::<IndicatorType>().ok()?;
             let a = r.action.parse::<Action>().ok()?;

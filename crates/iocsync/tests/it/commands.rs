@@ -77,15 +77,23 @@ async fn adopt_takes_over_an_older_tools_indicators_then_sync_manages_them() {
         "Block",
         "analyst@contoso.com",
     ));
+    // A legacy AlertAndBlock on an IP would come back as BlockAndRemediate, which network
+    // indicators refuse: adopt must leave it in place rather than delete it.
+    env.emu.seed(SeedIndicator::app("IpAddress", "45.66.66.66", "AlertAndBlock", legacy, "ps-script"));
     env.write("a.txt", &text_feed(&ips[..5]));
     env.config(CONFIG);
     let (code, v) = env.run_json(&["adopt", "--created-by", legacy]).await;
-    assert_eq!(code, 0, "{v}");
+    assert_eq!(code, 3, "the legacy one is reported, even in a dry run: {v}");
     assert_eq!((v["dry_run"].as_bool(), v["adopted"].as_u64()), (Some(true), Some(6)));
     assert_eq!(env.owned().len(), 0);
     let (code, v) = env.run_json(&["adopt", "--created-by", legacy, "--yes"]).await;
-    assert_eq!(code, 0, "{v}");
+    assert_eq!(code, 3, "one indicator could not be adopted: {v}");
     assert_eq!(v["adopted"], 6);
+    assert_eq!(v["failed"], 1);
+    assert!(v["failures"][0].as_str().unwrap().contains("left in place"), "{v}");
+    assert!(
+        env.emu.indicators().iter().any(|i| i.indicator_value == "45.66.66.66" && i.created_by == legacy)
+    );
     let owned = env.owned();
     assert_eq!(owned.len(), 6);
     assert!(owned.iter().all(|i| i.application.as_deref() == Some("iocsync")));
@@ -93,7 +101,11 @@ async fn adopt_takes_over_an_older_tools_indicators_then_sync_manages_them() {
     let (code, v) = env.run_json(&["sync"]).await;
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["counts"]["delete"], 1, "{v}");
-    assert_eq!(env.emu.indicators().iter().filter(|i| i.created_by == legacy).count(), 0);
+    assert_eq!(
+        env.emu.indicators().iter().filter(|i| i.created_by == legacy).count(),
+        1,
+        "only the legacy one stays"
+    );
     assert!(env.emu.indicators().iter().any(|i| i.indicator_value == "not-theirs.example.com"));
 }
 
