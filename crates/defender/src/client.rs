@@ -726,9 +726,8 @@ async fn read_reply(sent: Result<reqwest::Response, reqwest::Error>) -> Result<R
 }
 
 fn network_error(e: reqwest::Error) -> Error {
-    let (kind, retryable) =
-        if e.is_builder() { (ErrorKind::Config, false) } else { (ErrorKind::Network, true) };
     let what = if e.is_timeout() { "request timed out" } else { "request failed" };
+    let builder = e.is_builder();
     let e = e.without_url();
     let mut detail = e.to_string();
     let mut src = std::error::Error::source(&e);
@@ -737,6 +736,17 @@ fn network_error(e: reqwest::Error) -> Error {
         detail.push_str(&s.to_string());
         src = s.source();
     }
+    // A host name that does not resolve is a configuration problem (wrong api_base or cloud, no
+    // DNS): retrying it for minutes only delays the error.
+    let unresolvable = detail.contains("dns error") || detail.contains("failed to lookup address");
+    let (kind, retryable) = if builder {
+        (ErrorKind::Config, false)
+    } else if unresolvable {
+        detail.push_str(" (check api_base / authority / cloud and the machine's DNS)");
+        (ErrorKind::Network, false)
+    } else {
+        (ErrorKind::Network, true)
+    };
     Error::new(kind, retryable, format!("{what}: {detail}")).with_source(e)
 }
 

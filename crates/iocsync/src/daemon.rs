@@ -105,12 +105,27 @@ pub struct LastRun {
 type Shared = Arc<Mutex<DaemonState>>;
 
 /// Runs the daemon until SIGTERM or ctrl-c; the current run finishes its batch first.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(config: Config, format: crate::cli::OutputFormat) -> anyhow::Result<()> {
     let state: Shared = Arc::new(Mutex::new(DaemonState::default()));
     let listener = tokio::net::TcpListener::bind(config.daemon.listen)
         .await
         .with_context(|| format!("listening on {}", config.daemon.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "daemon serving /healthz and /metrics");
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "daemon serving /healthz and /metrics");
+    let schedule = match &config.daemon.schedule {
+        Schedule::Cron(c) => format!("cron {c}"),
+        Schedule::Every(d) => format!("every {}", humantime::format_duration(*d)),
+    };
+    crate::output::daemon_started(
+        format,
+        &serde_json::json!({
+            "listen": addr.to_string(),
+            "metrics": format!("http://{addr}/metrics"),
+            "healthz": format!("http://{addr}/healthz"),
+            "schedule": schedule,
+            "tenants": config.tenants.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        }),
+    );
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

@@ -33,8 +33,43 @@ pub enum Exit {
     Brake = 4,
 }
 
+impl Exit {
+    /// How bad an outcome is, for combining several tenants: an error beats the brake, the
+    /// brake beats a partial run, a partial run beats pending changes.
+    pub fn severity(self) -> u8 {
+        match self {
+            Exit::Ok => 0,
+            Exit::Pending => 1,
+            Exit::Partial => 2,
+            Exit::Brake => 3,
+            Exit::Error => 4,
+        }
+    }
+}
+
 /// The user agent of every HTTP request iocsync makes.
 pub const USER_AGENT: &str = concat!("iocsync/", env!("CARGO_PKG_VERSION"));
+
+/// Prints a command-line parse error (or the help/version text) and returns its exit code:
+/// 0 for `--help`/`--version`, 1 for a usage error, as `{"error": ...}` when `--output json`
+/// was asked for.
+pub fn usage_error(e: &clap::Error) -> u8 {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return Exit::Ok as u8;
+    }
+    let json = std::env::args().collect::<Vec<_>>().windows(2).any(|w| w[0] == "--output" && w[1] == "json")
+        || std::env::args().any(|a| a == "--output=json");
+    if json {
+        let text = e.to_string();
+        let message = text.trim().trim_start_matches("error: ");
+        output::error(OutputFormat::Json, &anyhow::anyhow!("{message}"));
+    } else {
+        let _ = e.print();
+    }
+    Exit::Error as u8
+}
 
 /// Runs one command line to completion and returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
@@ -112,12 +147,14 @@ async fn execute(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Purge(args) => {
             let config = config::Config::load(&g.config)?;
+            let _lock = if args.yes { Some(daemon::RunLock::acquire(&config.sync.state)?) } else { None };
             let report = commands::purge::run(&config, args).await?;
             output::purge(format, &report);
             Ok(if report.failed > 0 { Exit::Partial } else { Exit::Ok })
         }
         Command::Adopt(args) => {
             let config = config::Config::load(&g.config)?;
+            let _lock = if args.yes { Some(daemon::RunLock::acquire(&config.sync.state)?) } else { None };
             let report = commands::adopt::run(&config, args).await?;
             output::adopt(format, &report);
             Ok(if report.failed > 0 { Exit::Partial } else { Exit::Ok })
@@ -144,7 +181,7 @@ async fn execute(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Daemon => {
             let config = config::Config::load(&g.config)?;
-            daemon::run(config).await?;
+            daemon::run(config, format).await?;
             Ok(Exit::Ok)
         }
     }

@@ -36,6 +36,7 @@ pub fn init(global: &GlobalArgs) -> anyhow::Result<()> {
         None => {
             tracing_subscriber::fmt()
                 .with_env_filter(filter)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_writer(stderr)
                 .without_time()
                 .with_target(false)

@@ -1,10 +1,12 @@
 //! The `iocsync` binary: parse the command line, run, map the outcome to an exit code.
 
-use clap::Parser;
+use clap::Parser as _;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = iocsync::cli::Cli::parse();
-    let code = iocsync::run(cli);
-    ExitCode::from(code)
+    match iocsync::cli::Cli::try_parse() {
+        Ok(cli) => ExitCode::from(iocsync::run(cli)),
+        // Usage errors exit 1 (2 means "changes pending"); --help and --version exit 0.
+        Err(e) => ExitCode::from(iocsync::usage_error(&e)),
+    }
 }

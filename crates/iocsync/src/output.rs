@@ -129,6 +129,10 @@ fn sync_text(s: &mut String, o: &TenantOutcome) {
     let _ = writeln!(s, "tenant {}{mode}", r.tenant);
     if let Some(e) = &o.error {
         let _ = writeln!(s, "  error: {e}");
+        if r.feeds.is_empty() && r.api_calls.list == 0 {
+            // Stopped before planning: no counts to show.
+            return;
+        }
     }
     if !r.feeds.is_empty() {
         let _ = writeln!(s, "  feeds:");
@@ -306,6 +310,23 @@ pub fn init(format: OutputFormat, path: &Path) {
     emit(&format!(
         "wrote {}: set tenant_id and client_id, export IOCSYNC_CLIENT_SECRET, then run `iocsync check`\n",
         path.display()
+    ));
+}
+
+/// `iocsync daemon`: where it serves and what it runs (its one JSON document).
+pub fn daemon_started(format: OutputFormat, info: &serde_json::Value) {
+    if format == OutputFormat::Json {
+        return json(info);
+    }
+    emit(&format!(
+        "iocsync daemon: {} for tenants {}; metrics {} and health {}\n",
+        info["schedule"].as_str().unwrap_or_default(),
+        info["tenants"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default(),
+        info["metrics"].as_str().unwrap_or_default(),
+        info["healthz"].as_str().unwrap_or_default(),
     ));
 }
 

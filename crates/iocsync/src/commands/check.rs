@@ -57,6 +57,28 @@ async fn check_one(config: &Config, tenant: &Tenant) -> TenantCheck {
         capacity: None,
         error: None,
     };
+    // What `sync` reads before it talks to Defender: the allowlists and the feed files.
+    if let Err(e) = crate::engine::build_allowlist(&config.allowlist, &tenant.allowlist) {
+        c.steps.push(Step { what: "read the allowlists".into(), ok: false });
+        c.error = Some(format!("{e:#}"));
+        return c;
+    }
+    c.steps.push(Step { what: "read the allowlists".into(), ok: true });
+    for feed in config.feeds_for(tenant) {
+        match crate::fetch::Source::parse(&feed.source, &config.base_dir) {
+            Ok(crate::fetch::Source::Path(p)) if !p.exists() => {
+                c.steps.push(Step { what: format!("feed {}: {} exists", feed.name, p.display()), ok: false });
+                c.error = Some(format!("feed {}: {} does not exist", feed.name, p.display()));
+                return c;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                c.steps.push(Step { what: format!("feed {}: source is usable", feed.name), ok: false });
+                c.error = Some(format!("feed {}: {e}", feed.name));
+                return c;
+            }
+        }
+    }
     let conn = match crate::connect::connect(config, tenant).await {
         Ok(conn) => conn,
         Err(e) => {

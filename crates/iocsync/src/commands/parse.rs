@@ -108,8 +108,12 @@ pub async fn run(args: &ParseArgs) -> anyhow::Result<ParseReport> {
     let source = Source::parse(&args.source, Path::new("."))?;
     let fetch_opts = FetchOptions::default();
     let http = fetch::http_client(&fetch_opts)?;
-    let is_misp_dir = matches!(&source, Source::Path(p) if p.is_dir());
-    let (parsed, used_format) = if is_misp_dir || (format == Format::Misp && args.source.ends_with('/')) {
+    // A MISP feed: a directory, a `manifest.json` (file or URL), or a URL ending in `/` with
+    // `--format misp`; its events are fetched and parsed one by one.
+    let is_misp_feed = matches!(&source, Source::Path(p) if p.is_dir())
+        || (matches!(format, Format::Misp | Format::Auto) && args.source.ends_with("manifest.json"))
+        || (format == Format::Misp && args.source.ends_with('/'));
+    let (parsed, used_format) = if is_misp_feed {
         let feed = fetch::fetch_misp_feed(&http, &source, &BTreeMap::new(), &fetch_opts, &NoProgress)
             .await
             .with_context(|| format!("reading MISP feed {}", args.source))?;

@@ -35,12 +35,12 @@ impl fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source} (create one with `iocsync init`)")]
+    #[error("cannot read config file {}: {cause} (create one with `iocsync init`)", path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (not a `source`: the message already says it once).
+        cause: std::io::Error,
     },
     /// Not valid TOML, or a value of the wrong type.
     #[error("config file {path} is not valid: {message}")]
@@ -318,7 +318,7 @@ impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            .map_err(|cause| ConfigError::Read { path: path.to_owned(), cause })?;
         Config::from_toml(&text, path)
     }
 
@@ -362,13 +362,17 @@ impl Config {
     }
 
     /// The one tenant a single-tenant command (list, purge, adopt) works on: the named one, or
-    /// the first configured.
+    /// the only one configured (several without `--tenant` is an error, never a silent pick).
     pub fn one_tenant(&self, name: Option<&str>) -> anyhow::Result<&Tenant> {
-        self.select_tenants(name)
-            .map_err(anyhow::Error::msg)?
-            .first()
-            .copied()
-            .ok_or_else(|| anyhow::anyhow!("no tenant configured"))
+        let selected = self.select_tenants(name).map_err(anyhow::Error::msg)?;
+        match selected.as_slice() {
+            [one] => Ok(one),
+            [] => anyhow::bail!("no tenant configured"),
+            many => anyhow::bail!(
+                "several tenants are configured ({}): pass --tenant NAME to choose one",
+                many.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        }
     }
 
     /// Whether iocsync owns a listed indicator in `tenant` (DESIGN principle 1).

@@ -6,6 +6,7 @@ mod apply;
 mod stages;
 
 pub use apply::{DryRunWrites, LiveWrites, WritePort};
+pub(crate) use stages::build_allowlist;
 
 use crate::config::{Config, Tenant};
 use crate::feeds::LoadedFeed;
@@ -83,7 +84,7 @@ impl TenantOutcome {
 
 /// The process exit code for a set of tenant outcomes (the worst wins).
 pub fn exit_of(outcomes: &[TenantOutcome], detailed: bool) -> Exit {
-    let worst = outcomes.iter().map(|o| o.exit).max().unwrap_or(Exit::Ok);
+    let worst = outcomes.iter().map(|o| o.exit).max_by_key(|e| e.severity()).unwrap_or(Exit::Ok);
     if worst == Exit::Ok && detailed && outcomes.iter().any(TenantOutcome::has_changes) {
         Exit::Pending
     } else {

@@ -82,7 +82,7 @@ pub(super) async fn run(
 }
 
 /// Builds the allowlist from the built-in list, the global and the tenant's values and files.
-fn build_allowlist(global: &AllowlistSpec, tenant: &AllowlistSpec) -> anyhow::Result<Allowlist> {
+pub(crate) fn build_allowlist(global: &AllowlistSpec, tenant: &AllowlistSpec) -> anyhow::Result<Allowlist> {
     let mut list = if global.builtin { Allowlist::builtin() } else { Allowlist::default() };
     for spec in [global, tenant] {
         for v in &spec.values {
@@ -214,7 +214,18 @@ fn desired_state(
             });
         }
         let iocs: Vec<_> = match &feed.types {
-            Some(types) => parsed.iocs.iter().filter(|i| types.contains(&i.kind)).cloned().collect(),
+            Some(types) => {
+                let (keep, drop): (Vec<_>, Vec<_>) =
+                    parsed.iocs.iter().cloned().partition(|i| types.contains(&i.kind));
+                skips.extend(drop.into_iter().map(|i| Skip {
+                    kind: Some(i.kind),
+                    value: i.value,
+                    reason: Reason::UnsupportedType,
+                    feed: Some(feed.name.clone()),
+                    detail: Some(format!("{} is not in this feed's `types`", i.kind)),
+                }));
+                keep
+            }
             None => parsed.iocs.clone(),
         };
         let policy = config.feed_policy(tenant, feed);

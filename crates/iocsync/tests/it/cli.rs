@@ -87,3 +87,30 @@ fn every_config_problem_is_listed_at_once() {
         assert!(msg.contains(needle), "{needle} not in {msg}");
     }
 }
+
+#[test]
+fn a_usage_error_exits_1_not_2_and_is_json_when_asked() {
+    let out = iocsync().args(["plan", "--detailed-exitcod"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "2 means changes pending, never a typo");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--detailed-exitcode"), "clap suggests the flag");
+    let out = iocsync().args(["--output", "json", "plan", "--bogus"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("--bogus"), "{v}");
+    iocsync().arg("--help").assert().success();
+}
+
+#[test]
+fn single_tenant_commands_refuse_to_guess_between_tenants() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("iocsync.toml");
+    std::fs::write(
+        &cfg,
+        "[[tenants]]\nname = \"a\"\nemulator = true\n[[tenants]]\nname = \"b\"\nemulator = true\n",
+    )
+    .unwrap();
+    let out = iocsync().args(["--config", cfg.to_str().unwrap(), "purge"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--tenant") && err.contains("a, b"), "{err}");
+}

@@ -264,6 +264,20 @@ async fn the_json_report_has_the_design_keys() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn values_outside_a_feeds_types_are_reported_not_silently_dropped() {
+    let env = Env::start(EnvOptions::default()).await;
+    env.write(
+        "a.txt",
+        &text_feed(&["45.1.2.3".to_owned(), "evil-example.com".to_owned(), "45.1.2.4".to_owned()]),
+    );
+    env.config(&format!("{BASE}{}", feed_block("a", "a.txt", "types = [\"IpAddress\"]")));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["counts"]["create"], 2);
+    assert_eq!(report["skipped"]["unsupported-type"], 1, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_secret_appears_nowhere() {
     let env = Env::start(EnvOptions::default()).await;
     env.write("a.txt", &text_feed(&public_ips(5, 7000)));
