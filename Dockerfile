@@ -1,5 +1,7 @@
 # Static iocsync binary in a minimal image.
 #   docker build -t iocsync .
+# In the mounted iocsync.toml set `state = "/var/lib/iocsync/iocsync.db"` (the volume below):
+# the default state path is beside the config file, which is mounted read-only here.
 #   docker run --rm -v /etc/iocsync:/etc/iocsync:ro -v iocsync-state:/var/lib/iocsync \
 #     -e IOCSYNC_CLIENT_SECRET iocsync --config /etc/iocsync/iocsync.toml sync
 FROM rust:1-bookworm AS build
