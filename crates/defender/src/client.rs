@@ -828,11 +828,18 @@ fn odata_quote(s: &str) -> String {
 /// Align Defender's import results with the submitted items: by position when the value
 /// matches (case-insensitively), else by value; items left without a result are reported failed.
 pub(crate) fn match_outcomes(items: &[ImportItem], results: Vec<ImportOutcome>) -> Vec<ImportOutcome> {
+    // Defender may echo a value in another case, or an IPv6 address in another form.
+    fn key(v: &str) -> String {
+        match v.trim().parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.to_string(),
+            Err(_) => v.trim().to_ascii_lowercase(),
+        }
+    }
     let positional = results.len() == items.len()
         && items
             .iter()
             .zip(&results)
-            .all(|(i, r)| r.indicator.is_empty() || r.indicator.eq_ignore_ascii_case(&i.indicator_value));
+            .all(|(i, r)| r.indicator.is_empty() || key(&r.indicator) == key(&i.indicator_value));
     if positional {
         return items
             .iter()
@@ -847,20 +854,19 @@ pub(crate) fn match_outcomes(items: &[ImportItem], results: Vec<ImportOutcome>) 
     }
     let mut by_value: HashMap<String, VecDeque<ImportOutcome>> = HashMap::new();
     for r in results {
-        by_value.entry(r.indicator.to_ascii_lowercase()).or_default().push_back(r);
+        by_value.entry(key(&r.indicator)).or_default().push_back(r);
     }
     items
         .iter()
         .map(|i| {
-            by_value
-                .get_mut(&i.indicator_value.to_ascii_lowercase())
-                .and_then(VecDeque::pop_front)
-                .unwrap_or_else(|| ImportOutcome {
+            by_value.get_mut(&key(&i.indicator_value)).and_then(VecDeque::pop_front).unwrap_or_else(|| {
+                ImportOutcome {
                     id: None,
                     indicator: i.indicator_value.clone(),
                     is_failed: true,
                     failure_reason: Some("Defender returned no result for this item".to_owned()),
-                })
+                }
+            })
         })
         .collect()
 }
@@ -868,6 +874,26 @@ pub(crate) fn match_outcomes(items: &[ImportItem], results: Vec<ImportOutcome>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outcomes_match_an_ipv6_echoed_in_full_form() {
+        let items: Vec<ImportItem> = ["2001:4860:4860::8888", "b.example"]
+            .iter()
+            .map(|v| ImportItem { indicator_value: (*v).to_owned(), ..ImportItem::default() })
+            .collect();
+        let results = vec![
+            ImportOutcome { id: Some("2".into()), indicator: "B.EXAMPLE".into(), ..ImportOutcome::default() },
+            ImportOutcome {
+                id: Some("1".into()),
+                indicator: "2001:4860:4860:0:0:0:0:8888".into(),
+                ..ImportOutcome::default()
+            },
+        ];
+        let out = match_outcomes(&items, results);
+        assert_eq!(out[0].id.as_deref(), Some("1"));
+        assert_eq!(out[1].id.as_deref(), Some("2"));
+        assert!(out.iter().all(|o| !o.is_failed));
+    }
     use crate::wire::Action;
 
     fn item(v: &str) -> ImportItem {
