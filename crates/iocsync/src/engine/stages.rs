@@ -30,6 +30,16 @@ pub(super) async fn run(
     req: &SyncRequest,
 ) -> anyhow::Result<TenantOutcome> {
     let now = Utc::now();
+    // With no feed the desired state is empty and the plan would delete everything iocsync
+    // owns: that is `purge`, and it must be asked for by name.
+    if config.feeds_for(tenant).next().is_none() {
+        anyhow::bail!(
+            "tenant {} takes no feed (no enabled [[feeds]] block, or an empty `feeds` list): nothing to sync; \
+             to remove iocsync's indicators from the tenant, run `iocsync purge --tenant {}`",
+            tenant.name,
+            tenant.name
+        );
+    }
     let allowlist = build_allowlist(&config.allowlist, &tenant.allowlist)?;
     let loaded = load_feeds(config, tenant, store, now).await?;
     let (desired, skips) = desired_state(config, tenant, &loaded, &allowlist, now);
