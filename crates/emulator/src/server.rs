@@ -695,22 +695,7 @@ fn import(
     rec: &mut CallRecord,
 ) -> Result<Response, ApiError> {
     let v = parse_body(body)?;
-    let Value::Object(obj) = &v else {
-        return Err(ApiError::bad(
-            "InvalidRequestBody",
-            "The request body must be a JSON object {\"Indicators\": [...]}.",
-        ));
-    };
-    check_keys(obj, &["Indicators"], &[], "ImportIndicatorsRequest")?;
-    let items = match obj.get("Indicators") {
-        None | Some(Value::Null) => {
-            return Err(ApiError::bad("MissingRequiredParameter", "Parameter Indicators is missing"));
-        }
-        Some(Value::Array(a)) => a,
-        Some(_) => {
-            return Err(ApiError::bad("InvalidRequestBody", "Property 'Indicators' must be an array."));
-        }
-    };
+    let items = wrapped_array(&v, "Indicators", "ImportIndicatorsRequest", "an array")?;
     rec.batch_size = Some(items.len());
     if items.is_empty() {
         return Err(ApiError::bad(
@@ -785,6 +770,30 @@ fn delete(app: &App, caller: &Caller, id: &str) -> Result<Response, ApiError> {
     Ok(r)
 }
 
+/// The array inside a one-key wrapper body (`{"Indicators": [...]}`, `{"IndicatorIds": [...]}`),
+/// with the errors Defender gives for a wrong shape, a wrong-case key or a missing array.
+fn wrapped_array<'a>(
+    v: &'a Value,
+    key: &str,
+    type_name: &str,
+    what: &str,
+) -> Result<&'a Vec<Value>, ApiError> {
+    let Value::Object(obj) = v else {
+        return Err(ApiError::bad(
+            "InvalidRequestBody",
+            format!("The request body must be a JSON object {{\"{key}\": [...]}}."),
+        ));
+    };
+    check_keys(obj, &[key], &[], type_name)?;
+    match obj.get(key) {
+        None | Some(Value::Null) => {
+            Err(ApiError::bad("MissingRequiredParameter", format!("Parameter {key} is missing")))
+        }
+        Some(Value::Array(a)) => Ok(a),
+        Some(_) => Err(ApiError::bad("InvalidRequestBody", format!("Property '{key}' must be {what}."))),
+    }
+}
+
 fn batch_delete(
     app: &App,
     caller: &Caller,
@@ -792,25 +801,7 @@ fn batch_delete(
     rec: &mut CallRecord,
 ) -> Result<Response, ApiError> {
     let v = parse_body(body)?;
-    let Value::Object(obj) = &v else {
-        return Err(ApiError::bad(
-            "InvalidRequestBody",
-            "The request body must be a JSON object {\"IndicatorIds\": [...]}.",
-        ));
-    };
-    check_keys(obj, &["IndicatorIds"], &[], "BatchDeleteRequest")?;
-    let items = match obj.get("IndicatorIds") {
-        None | Some(Value::Null) => {
-            return Err(ApiError::bad("MissingRequiredParameter", "Parameter IndicatorIds is missing"));
-        }
-        Some(Value::Array(a)) => a,
-        Some(_) => {
-            return Err(ApiError::bad(
-                "InvalidRequestBody",
-                "Property 'IndicatorIds' must be an array of strings.",
-            ));
-        }
-    };
+    let items = wrapped_array(&v, "IndicatorIds", "BatchDeleteRequest", "an array of strings")?;
     rec.batch_size = Some(items.len());
     if items.is_empty() {
         return Err(ApiError::bad(
