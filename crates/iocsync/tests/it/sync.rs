@@ -312,7 +312,13 @@ async fn the_secret_appears_nowhere() {
             String::from_utf8_lossy(o)
         );
     }
-    assert!(log.exists());
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    let first = log_text.lines().next().expect("the log file has lines");
+    assert!(
+        first.len() > 20 && first.as_bytes()[4] == b'-' && first.as_bytes()[10] == b'T',
+        "log lines start with a timestamp: {first}"
+    );
+    assert!(!log_text.contains('\u{1b}'), "no colour codes in the log file");
     for (path, bytes) in all_files(env.dir.path()) {
         if path.ends_with("iocsync.toml") {
             continue;
