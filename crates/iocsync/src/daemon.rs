@@ -145,7 +145,15 @@ pub async fn run(config: Config, format: crate::cli::OutputFormat) -> anyhow::Re
             () = &mut shutdown => break,
             () = tokio::time::sleep(wait) => {}
         }
-        let run = run_once(&config, &state, &req);
+        // A panic in one run (a bug) is logged and the loop goes on: the daemon outlives it.
+        let run = async {
+            use futures::FutureExt as _;
+            if std::panic::AssertUnwindSafe(run_once(&config, &state, &req)).catch_unwind().await.is_err() {
+                tracing::error!(
+                    "the run panicked (a bug: please report it); the next run is scheduled as usual"
+                );
+            }
+        };
         tokio::pin!(run);
         tokio::select! {
             () = &mut run => {}
