@@ -154,6 +154,27 @@ fn sync_text(s: &mut String, o: &TenantOutcome) {
         "  plan ({verb}): {} create, {} update, {} renew, {} replace, {} delete, {} unchanged",
         c.create, c.update, c.renew, c.replace, c.delete, c.unchanged
     );
+    for op in ["create", "update", "renew", "replace", "delete"] {
+        let of_op: Vec<_> = o.samples.iter().filter(|x| x.op == op).collect();
+        if of_op.is_empty() {
+            continue;
+        }
+        let total = match op {
+            "create" => c.create,
+            "update" => c.update,
+            "renew" => c.renew,
+            "replace" => c.replace,
+            _ => c.delete,
+        };
+        let more = total.saturating_sub(of_op.len());
+        let _ = writeln!(s, "    {op}:");
+        for x in of_op {
+            let _ = writeln!(s, "      {:<22} {:<28} {}", x.kind, x.action, shorten(&x.value, 70));
+        }
+        if more > 0 {
+            let _ = writeln!(s, "      … and {more} more");
+        }
+    }
     let cap = &r.capacity;
     let _ = writeln!(
         s,

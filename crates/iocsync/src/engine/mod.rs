@@ -72,6 +72,21 @@ pub struct TenantOutcome {
     pub feed_ages: Vec<(String, Option<i64>)>,
     /// 429 answers by endpoint (for metrics).
     pub throttled_by: iocsync_defender::ThrottledBy,
+    /// The first few values of each kind of change (for the text output).
+    pub samples: Vec<ChangeSample>,
+}
+
+/// One planned change, shown as an example in the text output.
+#[derive(Debug, Clone)]
+pub struct ChangeSample {
+    /// create, update, renew, replace or delete.
+    pub op: &'static str,
+    /// `indicatorType`.
+    pub kind: String,
+    /// Value.
+    pub value: String,
+    /// Action (for a replace: old -> new).
+    pub action: String,
 }
 
 impl TenantOutcome {
@@ -146,6 +161,7 @@ pub async fn sync_tenant(
                 owned_by: Default::default(),
                 feed_ages: Vec::new(),
                 throttled_by: Default::default(),
+                samples: Vec::new(),
             }
         }
     };

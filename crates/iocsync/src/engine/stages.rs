@@ -47,7 +47,7 @@ pub(super) async fn run(
     let conn = connect::connect(config, tenant).await?;
     let result = plan_and_apply(config, tenant, store, req, &conn.client, desired, &loaded, now).await;
     conn.close().await;
-    let (mut report, applied, owned_by, throttled_by) = result?;
+    let PlanApplied { mut report, applied, owned_by, throttled_by, samples } = result?;
     let feed_ages = loaded
         .iter()
         .map(|f| {
@@ -88,7 +88,7 @@ pub(super) async fn run(
     } else {
         Exit::Ok
     };
-    Ok(TenantOutcome { report, exit, error: applied.error, owned_by, feed_ages, throttled_by })
+    Ok(TenantOutcome { report, exit, error: applied.error, owned_by, feed_ages, throttled_by, samples })
 }
 
 /// Builds the allowlist from the built-in list, the global and the tenant's values and files.
@@ -250,6 +250,50 @@ fn desired_state(
     (kept, skips)
 }
 
+/// What planning and applying one tenant produced.
+struct PlanApplied {
+    report: RunReport,
+    applied: ApplyResult,
+    owned_by: BTreeMap<(String, String), u64>,
+    throttled_by: iocsync_defender::ThrottledBy,
+    samples: Vec<super::ChangeSample>,
+}
+
+/// The first few values of each kind of change, so a person reading `plan` sees what moves.
+fn change_samples(plan: &iocsync_core::plan::Plan) -> Vec<super::ChangeSample> {
+    const EACH: usize = 5;
+    let d = |op: &'static str, kind: IndicatorType, value: &str, action: &str| super::ChangeSample {
+        op,
+        kind: kind.as_str().to_owned(),
+        value: value.to_owned(),
+        action: action.to_owned(),
+    };
+    let mut out = Vec::new();
+    out.extend(plan.creates.iter().take(EACH).map(|x| d("create", x.kind, &x.value, x.action.as_str())));
+    out.extend(
+        plan.updates
+            .iter()
+            .take(EACH)
+            .map(|c| d("update", c.desired.kind, &c.desired.value, c.desired.action.as_str())),
+    );
+    out.extend(
+        plan.renews
+            .iter()
+            .take(EACH)
+            .map(|c| d("renew", c.desired.kind, &c.desired.value, c.desired.action.as_str())),
+    );
+    out.extend(plan.replaces.iter().take(EACH).map(|r| {
+        d("replace", r.new.kind, &r.new.value, &format!("{} -> {}", r.old.raw_action, r.new.action))
+    }));
+    out.extend(plan.deletes.iter().take(EACH).map(|r| super::ChangeSample {
+        op: "delete",
+        kind: r.raw_type.clone(),
+        value: r.value.clone(),
+        action: r.raw_action.clone(),
+    }));
+    out
+}
+
 /// Lists the tenant, plans, checks the brake and applies through the write port.
 #[allow(clippy::too_many_arguments)]
 async fn plan_and_apply(
@@ -261,8 +305,7 @@ async fn plan_and_apply(
     desired: Vec<Desired>,
     loaded: &[LoadedFeed],
     now: DateTime<Utc>,
-) -> anyhow::Result<(RunReport, ApplyResult, BTreeMap<(String, String), u64>, iocsync_defender::ThrottledBy)>
-{
+) -> anyhow::Result<PlanApplied> {
     let history = lock(store).load_api_calls(&tenant.name, &tenant.client_id).unwrap_or_default();
     client.load_call_history(history.into_iter().filter_map(|(f, at)| stamp(&f, at)).collect()).await;
 
@@ -379,7 +422,8 @@ async fn plan_and_apply(
         // What the tenant holds now, not what the plan hoped for (creates Defender refused).
         report.capacity.owned_after = owned_by.values().sum::<u64>() as usize;
     }
-    Ok((report, applied, owned_by, stats.throttled_by))
+    let samples = change_samples(&plan);
+    Ok(PlanApplied { report, applied, owned_by, throttled_by: stats.throttled_by, samples })
 }
 
 fn stamp(family: &str, at_ms: i64) -> Option<iocsync_core::pacing::CallStamp> {
