@@ -215,6 +215,11 @@ async fn plan_and_dry_run_make_no_write_call() {
     assert_eq!(code, 2, "{report}");
     assert_eq!(report["dry_run"], true);
     assert_eq!(report["counts"]["create"], 30);
+    // The text plan names what would change: the first values, then how many more.
+    let out = env.run(&["plan"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("create:") && text.contains("… and 25 more"), "{text}");
+    assert!(text.contains(&public_ips(30, 6000)[0]), "{text}");
     let (code, report) = env.run_json(&["sync", "--dry-run"]).await;
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["counts"]["create"], 30);
