@@ -145,6 +145,9 @@ fn sync_text(s: &mut String, o: &TenantOutcome) {
                 f.accepted,
                 f.rejected
             );
+            if let Some(why) = o.feed_reasons.get(&f.name) {
+                let _ = writeln!(s, "      {}", shorten(why, 150));
+            }
         }
     }
     let c = &r.counts;

@@ -74,6 +74,8 @@ pub struct TenantOutcome {
     pub throttled_by: iocsync_defender::ThrottledBy,
     /// The first few values of each kind of change (for the text output).
     pub samples: Vec<ChangeSample>,
+    /// Why a feed fell back or failed, by feed name (for the text output).
+    pub feed_reasons: std::collections::BTreeMap<String, String>,
 }
 
 /// One planned change, shown as an example in the text output.
@@ -162,6 +164,7 @@ pub async fn sync_tenant(
                 feed_ages: Vec::new(),
                 throttled_by: Default::default(),
                 samples: Vec::new(),
+                feed_reasons: Default::default(),
             }
         }
     };

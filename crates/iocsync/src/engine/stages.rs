@@ -88,7 +88,18 @@ pub(super) async fn run(
     } else {
         Exit::Ok
     };
-    Ok(TenantOutcome { report, exit, error: applied.error, owned_by, feed_ages, throttled_by, samples })
+    let feed_reasons =
+        loaded.iter().filter_map(|f| f.status.why().map(|w| (f.name.clone(), w.to_owned()))).collect();
+    Ok(TenantOutcome {
+        report,
+        exit,
+        error: applied.error,
+        owned_by,
+        feed_ages,
+        throttled_by,
+        samples,
+        feed_reasons,
+    })
 }
 
 /// Builds the allowlist from the built-in list, the global and the tenant's values and files.

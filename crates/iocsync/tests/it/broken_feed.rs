@@ -77,5 +77,10 @@ async fn a_feed_that_never_worked_contributes_nothing_and_protects_nothing_it_ne
     assert_eq!(code, 3, "{report}");
     assert_eq!(report["feeds"][1]["status"], "failed", "{report}");
     assert_eq!(report["skipped"]["feed-failed"], 1, "{report}");
+    // The text report says why, under the feed's line.
+    let text = String::from_utf8_lossy(&env.run(&["plan"]).await.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().position(|l| l.trim_start().starts_with("remote ")).expect("a line for the feed");
+    assert!(lines[at + 1].contains("500"), "{text}");
     assert_eq!(env.owned().len(), 10, "the healthy feed still syncs");
 }
