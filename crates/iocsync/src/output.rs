@@ -212,6 +212,9 @@ fn sync_text(s: &mut String, o: &TenantOutcome) {
     if let Some(b) = &r.brake {
         let _ = writeln!(s, "  brake: {b}");
     }
+    for note in &r.notes {
+        let _ = writeln!(s, "  note: {note}");
+    }
     if o.error.is_none() && r.brake.is_none() && !o.has_changes() {
         let _ = writeln!(s, "  nothing to change");
     }

@@ -158,6 +158,9 @@ async fn an_app_with_only_ti_readwrite_works() {
     assert_eq!(code, 0);
     assert_eq!(report["counts"]["unchanged"], 20);
     assert_eq!(env.emu.indicators().len(), 21);
+    // The plan says what such an app cannot see.
+    let text = String::from_utf8_lossy(&env.run(&["plan"]).await.stdout).into_owned();
+    assert!(text.contains("note:") && text.contains("Ti.ReadWrite.All"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
