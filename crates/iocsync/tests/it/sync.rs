@@ -372,3 +372,64 @@ async fn permanent_rejects_are_remembered_and_resent_only_when_the_metadata_chan
     assert_eq!(report["counts"]["create"], 3, "changed metadata is sent again: {report}");
     assert_eq!(env.owned().len(), 5);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_credential_works_and_its_key_file_must_be_private() {
+    use base64::Engine as _;
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../emulator/tests/it/fixtures");
+    let key = std::fs::read_to_string(format!("{fixtures}/test_client_key.pem")).unwrap();
+    let public = std::fs::read_to_string(format!("{fixtures}/test_client_pub.pem")).unwrap();
+    let thumbprint = "0123456789abcdef0123456789abcdef01234567";
+    let x5t = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hex_bytes(thumbprint));
+    let app = "3c3c3c3c-4444-4555-8666-777777777777";
+    let config = iocsync_emulator::EmulatorConfig {
+        clients: vec![iocsync_emulator::ClientCredential::with_certificate(
+            app,
+            &public,
+            Some(&x5t),
+            Role::ReadWriteAll,
+            "iocsync-cert",
+        )],
+        ..iocsync_emulator::EmulatorConfig::default()
+    };
+    let emu = iocsync_emulator::start(config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&key_path, key).unwrap();
+    std::fs::write(dir.path().join("a.txt"), text_feed(&public_ips(3, 8200))).unwrap();
+    let base = emu.base_url();
+    std::fs::write(
+        dir.path().join("iocsync.toml"),
+        format!(
+            "[defender]\ntenant_id = \"{}\"\nclient_id = \"{app}\"\nclient_certificate = {{ key_file = \"key.pem\", thumbprint = \"{thumbprint}\" }}\napi_base = \"{base}\"\nauthority = \"{base}\"\n{BASE}{}",
+            emu.tenant_id(),
+            feed_block("a", "a.txt", "")
+        ),
+    )
+    .unwrap();
+    // Off the runtime's worker threads, which serve the emulator.
+    let run = || {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
+        cmd.arg("--config").arg(dir.path().join("iocsync.toml")).args(["--output", "json", "sync"]);
+        tokio::task::block_in_place(move || cmd.output().unwrap())
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = run();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("chmod 600"));
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let out = run();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(report["counts"]["create"], 3);
+    assert_eq!(emu.indicators().iter().filter(|i| i.created_by == app).count(), 3);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("PRIVATE KEY"));
+}
+
+fn hex_bytes(h: &str) -> Vec<u8> {
+    (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect()
+}
