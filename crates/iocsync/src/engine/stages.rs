@@ -332,18 +332,16 @@ async fn plan_and_apply(
     // Provenance naming only feeds no longer configured (renamed, removed) is unknown origin:
     // while a feed is failing, such rows are kept rather than deleted.
     let configured: BTreeSet<&str> = config.feeds_for(tenant).map(|f| f.name.as_str()).collect();
-    let provenance = {
-        let s = lock(store);
-        let raw = s.provenance(&tenant.name).unwrap_or_default();
-        raw.into_iter()
-            .filter_map(|((t, v), feeds)| {
-                let feeds: BTreeSet<String> =
-                    feeds.into_iter().filter(|f| configured.contains(f.as_str())).collect();
-                let t = t.parse::<IndicatorType>().ok()?;
-                (!feeds.is_empty()).then_some(((t, v), feeds))
-            })
-            .collect::<BTreeMap<_, _>>()
-    };
+    let stored_provenance = lock(store).provenance(&tenant.name).unwrap_or_default();
+    let provenance = stored_provenance
+        .iter()
+        .filter_map(|((t, v), feeds)| {
+            let feeds: BTreeSet<String> =
+                feeds.iter().filter(|f| configured.contains(f.as_str())).cloned().collect();
+            let t = t.parse::<IndicatorType>().ok()?;
+            (!feeds.is_empty()).then_some(((t, v.clone()), feeds))
+        })
+        .collect::<BTreeMap<_, _>>();
     // A remembered rejection holds for REJECT_RETRY_AFTER, then the value is tried again (the
     // cause, e.g. a device group that did not exist yet, may have gone away).
     let suppressed = lock(store)
@@ -403,8 +401,7 @@ async fn plan_and_apply(
                 tracing::warn!("could not remember a rejected value: {e}");
             }
         }
-        let old = s.provenance(&tenant.name).unwrap_or_default();
-        let rows = apply::provenance_rows(&plan, &desired, &applied, &existing, &old, now);
+        let rows = apply::provenance_rows(&plan, &desired, &applied, &existing, &stored_provenance, now);
         if let Err(e) = s.replace_provenance(&tenant.name, &rows) {
             tracing::warn!("could not save provenance: {e}");
         }
