@@ -695,20 +695,7 @@ fn import(
     rec: &mut CallRecord,
 ) -> Result<Response, ApiError> {
     let v = parse_body(body)?;
-    let items = wrapped_array(&v, "Indicators", "ImportIndicatorsRequest", "an array")?;
-    rec.batch_size = Some(items.len());
-    if items.is_empty() {
-        return Err(ApiError::bad(
-            "BadRequest",
-            "The Indicators list is empty; send between 1 and 500 indicators.",
-        ));
-    }
-    if items.len() > MAX_BATCH {
-        return Err(ApiError::bad(
-            "MaximumBatchSizeExceeded",
-            format!("Maximum batch size exceeded. Received: {}, allowed: {MAX_BATCH}", items.len()),
-        ));
-    }
+    let items = wrapped_array(&v, "Indicators", "ImportIndicatorsRequest", "an array", "indicators", rec)?;
     let behaviour = app.behaviour();
     let now = app.now();
     let mut results = Vec::with_capacity(items.len());
@@ -771,12 +758,15 @@ fn delete(app: &App, caller: &Caller, id: &str) -> Result<Response, ApiError> {
 }
 
 /// The array inside a one-key wrapper body (`{"Indicators": [...]}`, `{"IndicatorIds": [...]}`),
-/// with the errors Defender gives for a wrong shape, a wrong-case key or a missing array.
+/// with the errors Defender gives for a wrong shape, a wrong-case key or a missing array. Also
+/// records the batch size and refuses an empty or over-500 batch, as E4 and E6 both do.
 fn wrapped_array<'a>(
     v: &'a Value,
     key: &str,
     type_name: &str,
     what: &str,
+    noun: &str,
+    rec: &mut CallRecord,
 ) -> Result<&'a Vec<Value>, ApiError> {
     let Value::Object(obj) = v else {
         return Err(ApiError::bad(
@@ -785,13 +775,29 @@ fn wrapped_array<'a>(
         ));
     };
     check_keys(obj, &[key], &[], type_name)?;
-    match obj.get(key) {
+    let items = match obj.get(key) {
         None | Some(Value::Null) => {
-            Err(ApiError::bad("MissingRequiredParameter", format!("Parameter {key} is missing")))
+            return Err(ApiError::bad("MissingRequiredParameter", format!("Parameter {key} is missing")));
         }
-        Some(Value::Array(a)) => Ok(a),
-        Some(_) => Err(ApiError::bad("InvalidRequestBody", format!("Property '{key}' must be {what}."))),
+        Some(Value::Array(a)) => a,
+        Some(_) => {
+            return Err(ApiError::bad("InvalidRequestBody", format!("Property '{key}' must be {what}.")));
+        }
+    };
+    rec.batch_size = Some(items.len());
+    if items.is_empty() {
+        return Err(ApiError::bad(
+            "BadRequest",
+            format!("The {key} list is empty; send between 1 and {MAX_BATCH} {noun}."),
+        ));
     }
+    if items.len() > MAX_BATCH {
+        return Err(ApiError::bad(
+            "MaximumBatchSizeExceeded",
+            format!("Maximum batch size exceeded. Received: {}, allowed: {MAX_BATCH}", items.len()),
+        ));
+    }
+    Ok(items)
 }
 
 fn batch_delete(
@@ -801,20 +807,7 @@ fn batch_delete(
     rec: &mut CallRecord,
 ) -> Result<Response, ApiError> {
     let v = parse_body(body)?;
-    let items = wrapped_array(&v, "IndicatorIds", "BatchDeleteRequest", "an array of strings")?;
-    rec.batch_size = Some(items.len());
-    if items.is_empty() {
-        return Err(ApiError::bad(
-            "BadRequest",
-            "The IndicatorIds list is empty; send between 1 and 500 ids.",
-        ));
-    }
-    if items.len() > MAX_BATCH {
-        return Err(ApiError::bad(
-            "MaximumBatchSizeExceeded",
-            format!("Maximum batch size exceeded. Received: {}, allowed: {MAX_BATCH}", items.len()),
-        ));
-    }
+    let items = wrapped_array(&v, "IndicatorIds", "BatchDeleteRequest", "an array of strings", "ids", rec)?;
     let mut ids = Vec::with_capacity(items.len());
     for item in items {
         let Some(s) = item.as_str() else {

@@ -296,19 +296,13 @@ async fn load_document(
                 Err(e) => format!("cannot parse the download: {e}"),
                 Ok(parsed) => {
                     let current = stats(&body, &parsed);
-                    let last_good = cached.as_ref().map(cached_stats);
-                    match feed_health::judge(&current, last_good.as_ref(), &spec.health) {
-                        Health::Good => {
-                            save_fresh(store, spec, cached.as_ref(), &body, validators, &current, now);
-                            return LoadedFeed {
-                                name: spec.name.clone(),
-                                status: FeedStatus::Fresh,
-                                parsed: Some(parsed),
-                                bytes: body.len() as u64,
-                                fetched_at: Some(now),
-                            };
-                        }
-                        Health::Suspect(why) => why,
+                    let accepted =
+                        accept_if_healthy(store, spec, cached.as_ref(), false, parsed, current, now, |s| {
+                            save_download(s, spec, cached.as_ref(), &body, validators, &current, now)
+                        });
+                    match accepted {
+                        Ok(loaded) => return loaded,
+                        Err(why) => why,
                     }
                 }
             }
@@ -318,37 +312,22 @@ async fn load_document(
     fall_back(spec, cached.map(LastGood::Document), why, now).await
 }
 
-/// Saves a good download (or only refreshes the timestamps when the body did not change).
-fn save_fresh(
-    store: &Mutex<StateStore>,
+/// Saves a good download with its HTTP validators (or only refreshes the timestamps and
+/// validators when the body did not change).
+fn save_download(
+    s: &StateStore,
     spec: &FeedSpec,
     cached: Option<&CachedFeed>,
     body: &[u8],
     validators: fetch::Validators,
     current: &FeedStats,
     now: DateTime<Utc>,
-) {
-    let unchanged = cached.is_some_and(|c| c.body == body);
-    let result = with_store(store, |s| {
-        if unchanged {
-            s.touch_feed(&spec.name, now)?;
-            s.set_feed_validators(&spec.name, &validators)
-        } else {
-            s.save_good_feed(&CachedFeed {
-                feed: spec.name.clone(),
-                source: spec.source.to_string(),
-                body: body.to_vec(),
-                validators,
-                fetched_at: now,
-                good_at: now,
-                bytes: current.bytes,
-                accepted: current.accepted,
-                rejected: current.rejected,
-            })
-        }
-    });
-    if let Err(e) = result {
-        tracing::warn!(feed = %spec.name, error = %e, "cannot save the feed's last good copy");
+) -> Result<(), StateError> {
+    if cached.is_some_and(|c| c.body == body) {
+        s.touch_feed(&spec.name, now)?;
+        s.set_feed_validators(&spec.name, &validators)
+    } else {
+        s.save_good_feed(&CachedFeed { validators, ..good_copy(spec, body.to_vec(), current, now) })
     }
 }
 
@@ -481,8 +460,8 @@ async fn load_misp_feed(
     fall_back(spec, cached.map(|c| LastGood::Misp(c, cached_events)), why, now).await
 }
 
-/// The cache row of a copy judged good now (no HTTP validators: MISP and TAXII re-fetch by
-/// their own cursors).
+/// The cache row of a copy judged good now, without HTTP validators (MISP and TAXII re-fetch
+/// by their own cursors; a document download sets its own).
 fn good_copy(spec: &FeedSpec, body: Vec<u8>, current: &FeedStats, now: DateTime<Utc>) -> CachedFeed {
     CachedFeed {
         feed: spec.name.clone(),
