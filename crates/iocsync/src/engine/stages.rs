@@ -344,9 +344,12 @@ async fn plan_and_apply(
         .collect::<BTreeMap<_, _>>();
     // A remembered rejection holds for REJECT_RETRY_AFTER, then the value is tried again (the
     // cause, e.g. a device group that did not exist yet, may have gone away).
-    let suppressed = lock(store)
-        .reject_records(&tenant.name)
-        .unwrap_or_default()
+    let reject_records = lock(store).reject_records(&tenant.name).unwrap_or_default();
+    let rejected_keys: BTreeSet<(String, String, String)> = reject_records
+        .iter()
+        .map(|r| (r.reject.indicator_type.clone(), r.reject.value.clone(), r.reject.action.clone()))
+        .collect();
+    let suppressed = reject_records
         .into_iter()
         .filter(|r| now - r.last_seen < REJECT_RETRY_AFTER)
         .map(|r| r.reject)
@@ -399,6 +402,12 @@ async fn plan_and_apply(
         for rej in &applied.permanent_rejects {
             if let Err(e) = s.record_reject(&tenant.name, rej, now) {
                 tracing::warn!("could not remember a rejected value: {e}");
+            }
+        }
+        // A value Defender has now accepted is no longer a remembered reject.
+        for (t, v, a) in applied.ids.keys().filter(|k| rejected_keys.contains(*k)) {
+            if let Err(e) = s.clear_reject(&tenant.name, t, v, a) {
+                tracing::warn!("could not forget an accepted value's old rejection: {e}");
             }
         }
         let rows = apply::provenance_rows(&plan, &desired, &applied, &existing, &stored_provenance, now);

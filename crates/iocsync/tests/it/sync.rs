@@ -371,6 +371,9 @@ async fn permanent_rejects_are_remembered_and_resent_only_when_the_metadata_chan
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["counts"]["create"], 3, "changed metadata is sent again: {report}");
     assert_eq!(env.owned().len(), 5);
+    // Accepted now, they are no longer remembered as rejects.
+    let state = iocsync::state::StateStore::open(&env.path("state/iocsync.db")).unwrap();
+    assert!(state.reject_records("default").unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
