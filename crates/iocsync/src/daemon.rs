@@ -12,7 +12,7 @@ use axum::routing::get;
 use chrono::{DateTime, Utc};
 use std::fmt::Write as _;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,11 +44,10 @@ pub async fn shutdown_signal() {
 #[derive(Debug)]
 pub struct RunLock {
     _file: File,
-    path: PathBuf,
 }
 
 impl RunLock {
-    /// Takes the lock, or says who holds it.
+    /// Takes the lock, or fails saying which lock file another run holds.
     pub fn acquire(state: &Path) -> anyhow::Result<RunLock> {
         let path = state.with_extension("lock");
         if let Some(dir) = path.parent()
@@ -63,7 +62,7 @@ impl RunLock {
             .open(&path)
             .with_context(|| format!("opening lock file {}", path.display()))?;
         match file.try_lock() {
-            Ok(()) => Ok(RunLock { _file: file, path }),
+            Ok(()) => Ok(RunLock { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
                 "another iocsync run holds {} (a daemon or a cron-started sync); try again when it ends",
                 path.display()
@@ -72,11 +71,6 @@ impl RunLock {
                 Err(e).with_context(|| format!("locking {}", path.display()))
             }
         }
-    }
-
-    /// The lock file path.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 
@@ -214,19 +208,10 @@ pub fn next_delay(schedule: &Schedule, jitter: Duration, now: DateTime<Utc>) -> 
     let extra = if jitter.is_zero() {
         Duration::ZERO
     } else {
-        Duration::from_millis(rand_below(jitter.as_millis().min(u128::from(u64::MAX)) as u64))
+        use rand::Rng as _;
+        jitter.mul_f64(rand::thread_rng().gen_range(0.0..1.0))
     };
     base + extra
-}
-
-fn rand_below(n: u64) -> u64 {
-    if n == 0 {
-        return 0;
-    }
-    let nanos = u64::from(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos(),
-    );
-    nanos.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) % n
 }
 
 async fn healthz(State(state): State<Shared>) -> impl IntoResponse {
@@ -428,4 +413,23 @@ pub fn render_metrics(s: &DaemonState) -> String {
 
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_delay_is_the_interval_plus_at_most_the_jitter() {
+        let now = Utc::now();
+        let every = Schedule::Every(Duration::from_secs(60));
+        assert_eq!(next_delay(&every, Duration::ZERO, now), Duration::from_secs(60));
+        for _ in 0..50 {
+            let d = next_delay(&every, Duration::from_secs(10), now);
+            assert!(d >= Duration::from_secs(60) && d < Duration::from_secs(70), "{d:?}");
+        }
+        let hourly = Schedule::Cron("0 * * * *".to_owned());
+        let d = next_delay(&hourly, Duration::ZERO, now);
+        assert!(d <= Duration::from_secs(3600) && d > Duration::ZERO, "{d:?}");
+    }
 }

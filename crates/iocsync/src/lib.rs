@@ -47,9 +47,6 @@ impl Exit {
     }
 }
 
-/// The user agent of every HTTP request iocsync makes.
-pub const USER_AGENT: &str = concat!("iocsync/", env!("CARGO_PKG_VERSION"));
-
 /// Prints a command-line parse error (or the help/version text) and returns its exit code:
 /// 0 for `--help`/`--version`, 1 for a usage error, as `{"error": ...}` when `--output json`
 /// was asked for.

@@ -11,7 +11,6 @@ use iocsync_core::report::Failed;
 use iocsync_defender::{DefenderClient, ImportItem, ImportOutcome};
 use iocsync_ioc::IndicatorType;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The writes the engine makes to a tenant (the port between the plan and the Defender API).
 pub trait WritePort {
@@ -40,25 +39,18 @@ impl WritePort for LiveWrites<'_> {
     }
 }
 
-/// Writes nothing; counts what it would have written (dry-run and `plan`).
+/// Writes nothing (dry-run and `plan`): every import "succeeds" without an id.
 #[derive(Debug, Default)]
-pub struct DryRunWrites {
-    /// Items that would have been imported.
-    pub imported: AtomicU64,
-    /// Ids that would have been deleted.
-    pub deleted: AtomicU64,
-}
+pub struct DryRunWrites;
 
 impl WritePort for DryRunWrites {
     async fn import(&self, items: &[ImportItem]) -> Result<Vec<ImportOutcome>, iocsync_defender::Error> {
-        self.imported.fetch_add(items.len() as u64, Ordering::Relaxed);
         Ok(items
             .iter()
             .map(|i| ImportOutcome { indicator: i.indicator_value.clone(), ..ImportOutcome::default() })
             .collect())
     }
-    async fn batch_delete(&self, ids: &[String]) -> Result<(), iocsync_defender::Error> {
-        self.deleted.fetch_add(ids.len() as u64, Ordering::Relaxed);
+    async fn batch_delete(&self, _ids: &[String]) -> Result<(), iocsync_defender::Error> {
         Ok(())
     }
 }

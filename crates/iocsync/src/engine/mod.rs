@@ -8,10 +8,10 @@ mod stages;
 pub use apply::{DryRunWrites, LiveWrites, WritePort};
 pub(crate) use stages::build_allowlist;
 
+use crate::Exit;
 use crate::config::{Config, Tenant};
 use crate::feeds::LoadedFeed;
 use crate::state::StateStore;
-use crate::{Exit, connect};
 use anyhow::Context;
 use chrono::Utc;
 use iocsync_core::report::RunReport;
@@ -192,9 +192,4 @@ pub fn lock(store: &Arc<Mutex<StateStore>>) -> std::sync::MutexGuard<'_, StateSt
 /// Feeds that contribute nothing this run (stale or failed): their indicators must not be deleted.
 pub fn protected_feeds(feeds: &[LoadedFeed]) -> std::collections::BTreeSet<String> {
     feeds.iter().filter(|f| f.parsed.is_none()).map(|f| f.name.clone()).collect()
-}
-
-/// Convenience for commands that only need a connection.
-pub async fn connect_tenant(config: &Config, tenant: &Tenant) -> anyhow::Result<connect::Connection> {
-    connect::connect(config, tenant).await
 }

@@ -391,7 +391,7 @@ async fn plan_and_apply(
         tracing::warn!(tenant = %tenant.name, "{}", plan.brake.as_deref().unwrap_or_default());
         ApplyResult::nothing()
     } else if req.dry_run {
-        apply::apply(&plan, &DryRunWrites::default(), &config.sync.owner_tag, &req.stop).await
+        apply::apply(&plan, &DryRunWrites, &config.sync.owner_tag, &req.stop).await
     } else {
         apply::apply(&plan, &LiveWrites(client), &config.sync.owner_tag, &req.stop).await
     };
