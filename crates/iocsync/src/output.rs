@@ -57,7 +57,7 @@ pub fn parse(format: OutputFormat, r: &ParseReport) {
     let mut s = String::new();
     let accepted: u64 = r.accepted.values().sum();
     let rejected: u64 = r.rejected.values().sum();
-    let _ = writeln!(s, "{} ({}): {} lines", r.source, format_name(r.format), r.lines);
+    let _ = writeln!(s, "{} ({}): {} lines", r.source, r.format, r.lines);
     let _ = writeln!(s, "accepted: {accepted}");
     for (t, n) in &r.accepted {
         let _ = writeln!(s, "  {t:<24}{n:>8}");
@@ -85,10 +85,6 @@ pub fn parse(format: OutputFormat, r: &ParseReport) {
 /// The report name of a feed status (`ok`, `last-good`, ...).
 pub fn status_name(s: &iocsync_core::report::FeedStatus) -> String {
     serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-}
-
-fn format_name(f: iocsync_ioc::Format) -> String {
-    serde_json::to_value(f).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 fn shorten(s: &str, max: usize) -> String {

@@ -102,6 +102,9 @@ pub enum FormatError {
     /// The format needs IO the pure parser cannot do (MISP feed directory, TAXII).
     #[error("{0}")]
     NeedsFetch(String),
+    /// A format name that is not one of the config names.
+    #[error("unknown format `{0}`: expected auto, text, csv, hosts, stix, misp, taxii or defender-csv")]
+    UnknownFormat(String),
 }
 
 impl Format {
@@ -139,14 +142,7 @@ impl std::str::FromStr for Format {
             "misp" => Format::Misp,
             "taxii" => Format::Taxii,
             "defender-csv" | "defender_csv" => Format::DefenderCsv,
-            other => {
-                return Err(FormatError::Malformed {
-                    format: "format name",
-                    detail: format!(
-                        "unknown format `{other}` (expected auto, text, csv, hosts, stix, misp, taxii or defender-csv)"
-                    ),
-                });
-            }
+            other => return Err(FormatError::UnknownFormat(other.to_owned())),
         })
     }
 }

@@ -92,13 +92,7 @@ pub fn column_arg(s: &str) -> Column {
 
 /// Runs `iocsync parse`.
 pub async fn run(args: &ParseArgs) -> anyhow::Result<ParseReport> {
-    let format: Format = serde_json::from_value(serde_json::Value::String(args.format.to_ascii_lowercase()))
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "unknown format `{}`: expected auto, text, csv, hosts, stix, misp, taxii or defender-csv",
-                args.format
-            )
-        })?;
+    let format: Format = args.format.parse()?;
     let mut opts = ParseOptions::new(format, chrono::Utc::now());
     opts.column = args.column.as_deref().map(column_arg);
     opts.type_column = args.type_column.as_deref().map(column_arg);

@@ -973,9 +973,9 @@ impl Validator {
                     String::new()
                 }
             };
-            let format = match f.format.as_deref().unwrap_or("auto").parse_format() {
-                Some(fm) => fm,
-                None => {
+            let format = match f.format.as_deref().unwrap_or("auto").parse::<Format>() {
+                Ok(fm) => fm,
+                Err(_) => {
                     self.problem(
                         format!("{key}.format"),
                         "unknown format: expected auto, text, csv, hosts, stix, misp, taxii or defender-csv",
@@ -1168,16 +1168,6 @@ const POLICY_KEYS: &[&str] = &[
     "educate_url",
     "expire_days",
 ];
-
-trait ParseFormat {
-    fn parse_format(&self) -> Option<Format>;
-}
-
-impl ParseFormat for &str {
-    fn parse_format(&self) -> Option<Format> {
-        serde_json::from_value(serde_json::Value::String(self.to_ascii_lowercase())).ok()
-    }
-}
 
 /// True for `http://127.x.y.z`, `http://[::1]` and `http://localhost`.
 pub fn is_loopback_host(u: &url::Url) -> bool {
