@@ -100,7 +100,9 @@ pub fn check_url(url: &Url) -> Result<(), FetchError> {
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
+/// True for `127.x.y.z`, `::1` (also IPv4-mapped) and `localhost`: the only hosts plain
+/// `http://` is accepted for (the emulator, test servers).
+pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(Host::Ipv4(ip)) => ip.is_loopback(),
         Some(Host::Ipv6(ip)) => ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),

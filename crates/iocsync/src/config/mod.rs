@@ -709,7 +709,7 @@ impl Validator {
                     .api_base
                     .as_deref()
                     .and_then(|u| url::Url::parse(u).ok())
-                    .is_some_and(|u| is_loopback_host(&u));
+                    .is_some_and(|u| crate::fetch::is_loopback(&u));
                 if s > 1.0 && !emulator && !loopback {
                     self.problem(
                         format!("{key}.time_scale"),
@@ -751,7 +751,7 @@ impl Validator {
     fn check_base_url(&mut self, key: &str, v: &str) {
         match url::Url::parse(v) {
             Ok(u) if u.scheme() == "https" => {}
-            Ok(u) if u.scheme() == "http" && is_loopback_host(&u) => {}
+            Ok(u) if u.scheme() == "http" && crate::fetch::is_loopback(&u) => {}
             Ok(_) => self.problem(key, "must be an https:// URL (http:// only for loopback test servers)"),
             Err(e) => self.problem(key, format!("not a URL: {e}")),
         }
@@ -951,20 +951,9 @@ impl Validator {
             }
             let source = match f.source {
                 Some(s) => {
-                    if s.contains("://") {
-                        match url::Url::parse(&s) {
-                            Ok(u) if u.scheme() == "https" => {}
-                            Ok(u) if u.scheme() == "http" && is_loopback_host(&u) => {}
-                            Ok(u) if u.scheme() == "http" => self.problem(
-                                format!("{key}.source"),
-                                "plain http:// is accepted only for loopback hosts: use https://",
-                            ),
-                            Ok(u) => self.problem(
-                                format!("{key}.source"),
-                                format!("unsupported scheme `{}`: use https:// or a file path", u.scheme()),
-                            ),
-                            Err(e) => self.problem(format!("{key}.source"), format!("not a URL: {e}")),
-                        }
+                    // The same rule the fetcher applies (https, or http to loopback only).
+                    if let Err(e) = crate::fetch::Source::parse(&s, &self.base_dir) {
+                        self.problem(format!("{key}.source"), e.to_string());
                     }
                     s
                 }
@@ -1168,16 +1157,6 @@ const POLICY_KEYS: &[&str] = &[
     "educate_url",
     "expire_days",
 ];
-
-/// True for `http://127.x.y.z`, `http://[::1]` and `http://localhost`.
-pub fn is_loopback_host(u: &url::Url) -> bool {
-    match u.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
-}
 
 fn is_guid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
