@@ -152,12 +152,8 @@ async fn a_tenant_with_a_wrong_secret_does_not_stop_the_other() {
          [sync]\nstate = \"state/iocsync.db\"\n[[feeds]]\nname = \"a\"\nsource = \"a.txt\"\nformat = \"text\"\n"
     );
     env.write("iocsync.toml", &tenants);
-    let out = {
-        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
-        cmd.arg("--config").arg(env.path("iocsync.toml")).args(["--output", "json", "sync"]);
-        cmd.env("IOCSYNC_TEST_SECRET", SECRET).env("IOCSYNC_WRONG_SECRET", "not-the-secret");
-        tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
-    };
+    let out =
+        env.run_with(&["--output", "json", "sync"], &[("IOCSYNC_WRONG_SECRET", "not-the-secret")]).await;
     assert_eq!(out.status.code(), Some(1), "the worst tenant decides the exit code");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let good = v["tenants"].as_array().unwrap().iter().find(|t| t["tenant"] == "good").unwrap();

@@ -72,9 +72,15 @@ impl Env {
 
     /// Runs the binary with the config and the secret in the environment (blocking, off the runtime).
     pub async fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[]).await
+    }
+
+    /// [`Env::run`] with extra (or overriding) environment variables.
+    pub async fn run_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
         let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
         cmd.arg("--config").arg(self.path("iocsync.toml")).args(args);
         cmd.env("IOCSYNC_TEST_SECRET", SECRET).env_remove("RUST_LOG").env("NO_COLOR", "1");
+        cmd.envs(vars.iter().copied());
         cmd.current_dir(self.dir.path());
         tokio::task::spawn_blocking(move || cmd.output().expect("iocsync runs")).await.unwrap()
     }

@@ -304,12 +304,7 @@ async fn the_secret_appears_nowhere() {
         outputs.push(out.stderr);
     }
     // A wrong secret must not echo the one given either.
-    let out = {
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
-        cmd.arg("--config").arg(env.path("iocsync.toml")).args(["-vv", "sync"]);
-        cmd.env("IOCSYNC_TEST_SECRET", "Wrong-Secret-Value-0000");
-        tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
-    };
+    let out = env.run_with(&["-vv", "sync"], &[("IOCSYNC_TEST_SECRET", "Wrong-Secret-Value-0000")]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("Wrong-Secret-Value"));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("Wrong-Secret-Value"));

@@ -1,7 +1,7 @@
 //! A TAXII 2.1 collection as a feed: three pages with `next`, bearer auth from the environment,
 //! and a second run that asks only for what was added after the first.
 
-use crate::harness::{Env, EnvOptions, SECRET};
+use crate::harness::{Env, EnvOptions};
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -78,14 +78,8 @@ async fn a_taxii_collection_is_paged_and_only_new_objects_are_asked_for_next_tim
     env.config(&format!(
         "[sync]\nstate = \"state/iocsync.db\"\n[[feeds]]\nname = \"taxii\"\nsource = \"http://{addr}/api1/collections/abc/objects/\"\nformat = \"taxii\"\nauth = {{ bearer_env = \"IOCSYNC_TEST_TAXII_TOKEN\" }}\n"
     ));
-    let run = |args: &'static [&'static str]| {
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
-        cmd.arg("--config").arg(env.path("iocsync.toml")).args(args);
-        cmd.env("IOCSYNC_TEST_SECRET", SECRET).env("IOCSYNC_TEST_TAXII_TOKEN", TOKEN);
-        async move { tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap() }
-    };
-
-    let out = run(&["--output", "json", "sync"]).await;
+    let vars = [("IOCSYNC_TEST_TAXII_TOKEN", TOKEN)];
+    let out = env.run_with(&["--output", "json", "sync"], &vars).await;
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(0), "{report} {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(report["counts"]["create"], 6, "{report}");
@@ -102,7 +96,7 @@ async fn a_taxii_collection_is_paged_and_only_new_objects_are_asked_for_next_tim
         c.objects.push(("2026-11-08T00:00:00.000Z".into(), indicator(7, "45.10.0.8")));
         c.asked.clear();
     }
-    let out = run(&["--output", "json", "sync"]).await;
+    let out = env.run_with(&["--output", "json", "sync"], &vars).await;
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert_eq!(report["counts"]["create"], 2, "{report}");
