@@ -114,3 +114,15 @@ fn single_tenant_commands_refuse_to_guess_between_tenants() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--tenant") && err.contains("a, b"), "{err}");
 }
+
+#[test]
+fn completions_and_the_man_page_are_generated() {
+    let out = iocsync().args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8_lossy(&out.stdout);
+    assert!(script.contains("_iocsync()") && script.contains("sync"), "{script}");
+    let out = iocsync().arg("man").output().unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH iocsync") && page.contains("daemon"), "{page}");
+}

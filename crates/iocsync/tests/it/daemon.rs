@@ -77,6 +77,7 @@ async fn the_daemon_runs_on_its_interval_serves_metrics_and_stops_on_sigterm() {
     .await;
     let health: serde_json::Value = serde_json::from_str(&health).unwrap();
     assert_eq!(health["status"], "ok", "{health}");
+    assert!(health["last_run_age_seconds"].as_i64().is_some_and(|a| (0..60).contains(&a)), "{health}");
     // At least 3 finished runs (the 4th has started); every run lists the tenant once.
     assert!(env.calls_of(EndpointFamily::List) >= 3);
     assert_eq!(env.owned().len(), 25);
