@@ -117,15 +117,8 @@ pub async fn sync_all(
 ) -> anyhow::Result<Vec<TenantOutcome>> {
     let tenants = config.select_tenants(tenant).map_err(anyhow::Error::msg)?;
     let store = open_store(config)?;
-    let mut outcomes = Vec::new();
-    let runs = tenants.into_iter().map(|t| {
-        let store = store.clone();
-        async move { sync_tenant(config, t, &store, req).await }
-    });
-    for outcome in futures::future::join_all(runs).await {
-        outcomes.push(outcome);
-    }
-    Ok(outcomes)
+    let runs = tenants.into_iter().map(|t| sync_tenant(config, t, &store, req));
+    Ok(futures::future::join_all(runs).await)
 }
 
 /// Opens (creating if needed) the state database named by the config.
@@ -191,5 +184,5 @@ pub fn lock(store: &Arc<Mutex<StateStore>>) -> std::sync::MutexGuard<'_, StateSt
 
 /// Feeds that contribute nothing this run (stale or failed): their indicators must not be deleted.
 pub fn protected_feeds(feeds: &[LoadedFeed]) -> std::collections::BTreeSet<String> {
-    feeds.iter().filter(|f| f.parsed.is_none()).map(|f| f.name.clone()).collect()
+    feeds.iter().filter(|f| !f.status.contributes()).map(|f| f.name.clone()).collect()
 }
