@@ -26,5 +26,5 @@ pub use feed_health::{FeedStats, Health, HealthRules, judge, looks_like_html};
 pub use merge::merge;
 pub use model::{Action, Desired, Severity, Skip, action_allowed};
 pub use plan::{Change, Existing, IndicatorRef, Owner, Plan, PlanSettings, Replace, plan};
-pub use policy::{FeedPolicy, apply_policy};
+pub use policy::{FeedPolicy, PolicyOutcome, apply_policy, apply_policy_noted};
 pub use report::{ApiCalls, Capacity, Counts, Failed, FeedReport, FeedStatus, RunReport};

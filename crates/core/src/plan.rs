@@ -43,8 +43,11 @@ pub struct PlanSettings {
     pub capacity: usize,
     /// Slots left free for analysts' manual indicators.
     pub headroom: usize,
-    /// The brake: refuse a plan whose pure deletes exceed this fraction of owned indicators.
+    /// The brake: deletes, replaces and expiry cuts over the brake window may not exceed this
+    /// fraction of the largest owned count seen in the window (see [`BrakeWindow`]).
     pub max_delete_fraction: f64,
+    /// What earlier runs inside the brake window already used, and the largest owned count seen.
+    pub brake_window: BrakeWindow,
     /// Renew an unchanged indicator when it expires within this window and the desired expiry is
     /// more than a day later (a desired expiry itself inside the window renews at most once a day).
     pub renew_before: Duration,
@@ -55,10 +58,18 @@ pub struct PlanSettings {
     /// False when the app holds only `Ti.ReadWrite` (the listing shows only its own rows): then
     /// foreign indicators can be neither counted nor avoided, and the plan says so in `notes`.
     pub sees_foreign: bool,
-    /// Feeds that failed with no usable last good copy: owned rows they brought are kept.
+    /// Feeds that are not fresh this run (last-good, stale, failed): owned rows they brought are
+    /// never deleted, whatever other feeds say.
     pub protected_feeds: BTreeSet<String>,
-    /// From the state database: which feeds brought each owned (type, value).
+    /// Every (type, value) in the last good copy of a feed that is not fresh this run (any
+    /// spelling; matched through [`match_value`]): never deleted.
+    pub protected_values: BTreeSet<(IndicatorType, String)>,
+    /// From the state database: which configured feeds brought each owned (type, value). A row
+    /// with no entry (or an empty one) is of unknown provenance and is never deleted.
     pub provenance: BTreeMap<(IndicatorType, String), BTreeSet<String>>,
+    /// Owned (type, value)s that the allowlist now covers: removed whatever protects them, and
+    /// their removal does not count towards the brake.
+    pub allowlisted: BTreeSet<(IndicatorType, String)>,
     /// Permanent rejections remembered: (type, value, action, fingerprint) not to resend.
     pub suppressed: BTreeSet<(IndicatorType, String, Action, String)>,
 }
@@ -76,9 +87,42 @@ impl PlanSettings {
             force: false,
             sees_foreign: true,
             protected_feeds: BTreeSet::new(),
+            protected_values: BTreeSet::new(),
             provenance: BTreeMap::new(),
+            allowlisted: BTreeSet::new(),
+            brake_window: BrakeWindow::default(),
             suppressed: BTreeSet::new(),
         }
+    }
+}
+
+/// What earlier runs inside the rolling brake window did (DESIGN principle 3), so that a wipe
+/// sliced into many small runs meets the same brake as one big run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BrakeWindow {
+    /// Deletes, replaces and expiry cuts already applied inside the window.
+    pub used: usize,
+    /// The largest owned count seen inside the window (before or after a run).
+    pub peak_owned: usize,
+}
+
+/// One applied run in the brake ledger: when, how much it counted, and the owned counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrakeEntry {
+    /// When the run applied.
+    pub at: DateTime<Utc>,
+    /// Deletes, replaces and expiry cuts it applied ([`Plan::brake_counted`]).
+    pub counted: usize,
+    /// The larger of its owned counts before and after.
+    pub owned: usize,
+}
+
+impl BrakeWindow {
+    /// Sums the ledger entries younger than `window` at `now`.
+    pub fn from_ledger(entries: &[BrakeEntry], now: DateTime<Utc>, window: Duration) -> Self {
+        entries.iter().filter(|e| e.at > now - window && e.at <= now).fold(BrakeWindow::default(), |w, e| {
+            BrakeWindow { used: w.used + e.counted, peak_owned: w.peak_owned.max(e.owned) }
+        })
     }
 }
 
@@ -220,15 +264,22 @@ pub struct Plan {
     pub duplicate_deletes: usize,
     /// Owned indicators matched by a desired one and left as they are.
     pub unchanged: Vec<IndicatorRef>,
-    /// Owned indicators not desired but kept: brought by a protected (failed) feed, of unknown
-    /// provenance while a feed is protected, or of a type/action iocsync does not understand.
-    /// They are not renewed and expire by themselves unless their feed comes back.
+    /// Owned indicators not desired but kept: in the last good copy of a feed that is not fresh,
+    /// brought by such a feed, of unknown provenance, of a type/action iocsync does not
+    /// understand, or held by the brake. They are not renewed and expire by themselves unless
+    /// their feed comes back.
     pub kept: Vec<IndicatorRef>,
+    /// Deletes, replaces and expiry cuts this plan applies that count towards the brake window.
+    pub brake_counted: usize,
+    /// Deletes, replaces and expiry cuts held back by the brake (they wait for `--force` or a
+    /// later window).
+    pub brake_held: usize,
     /// Desired values left out, with reason codes.
     pub skipped: Vec<Skip>,
     /// Cap usage before and after.
     pub capacity: Capacity,
-    /// `Some(message)` when the brake refuses this plan; the app must not apply it.
+    /// `Some(message)` when the brake holds part of this plan back (exit 4). What the plan still
+    /// holds is safe to apply: the held items are already out of it.
     pub brake: Option<String>,
     /// Warnings for the operator (e.g. limited visibility).
     pub notes: Vec<String>,
@@ -489,9 +540,19 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
     let cand_values: HashSet<ValueKey> = candidates.iter().map(|c| (c.d.kind, c.mv.clone())).collect();
 
     // Rows that stay whatever happens: unknown kind/action, and protected rows not desired.
+    // Protection (DESIGN principle 2): the value is in the last good copy of a feed that is not
+    // fresh, or a feed that brought it is not fresh, or nobody knows which feed brought it. An
+    // allowlisted value is removed regardless: the allowlist is the user's own word.
+    let protected_values: HashSet<ValueKey> =
+        s.protected_values.iter().map(|(k, v)| (*k, match_value(*k, v))).collect();
+    let allowlisted: HashSet<ValueKey> =
+        s.allowlisted.iter().map(|(k, v)| (*k, match_value(*k, v))).collect();
     let is_protected = |e: &Existing, k: IndicatorType, mv: &str| -> bool {
-        if s.protected_feeds.is_empty() {
+        if allowlisted.contains(&(k, mv.to_owned())) {
             return false;
+        }
+        if protected_values.contains(&(k, mv.to_owned())) {
+            return true;
         }
         // An empty provenance set is unknown origin, exactly like a missing entry.
         let known = |key: ValueKey| s.provenance.get(&key).filter(|feeds| !feeds.is_empty());
@@ -580,7 +641,6 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
     // Owned rows left over: kept, or deleted.
     let mut deletes = Vec::new();
     let mut kept = Vec::new();
-    let mut duplicate_deletes = 0;
     for e in &owned {
         if consumed.contains(e.id.as_str()) {
             continue;
@@ -588,34 +648,100 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
         if kept_ids.contains(e.id.as_str()) {
             kept.push(e.to_ref());
         } else {
-            if dup_extra.contains(e.id.as_str()) {
-                duplicate_deletes += 1;
-            }
             deletes.push(e.to_ref());
         }
     }
 
-    // Brake: pure deletes (not replacements, not duplicate clean-up) against owned rows.
+    // The brake (DESIGN principle 3): deletes (not duplicate clean-up, not allowlisted
+    // removals), replaces and expiry cuts, over the window, against the largest owned count of
+    // the window. Past the budget the excess waits; everything else still applies.
     let owned_before = owned.len();
-    let pure = deletes.len() - duplicate_deletes;
-    let brake = if !s.force && owned_before > 0 && (pure as f64) > s.max_delete_fraction * owned_before as f64
-    {
-        Some(format!(
-            "the plan deletes {pure} of {owned_before} owned indicators ({:.0}%), more than max_delete_fraction \
-             {} allows ({:.0}%); check the feeds, then rerun with --force if this is intended",
-            100.0 * pure as f64 / owned_before as f64,
-            s.max_delete_fraction,
-            100.0 * s.max_delete_fraction
-        ))
-    } else {
-        None
+    let is_free_delete = |r: &IndicatorRef| {
+        dup_extra.contains(r.id.as_str())
+            || r.kind.is_some_and(|k| allowlisted.contains(&(k, match_value(k, &r.value))))
     };
-
-    creates.sort_by(|a, b| a.key().cmp(&b.key()));
-    updates.sort_by(|a, b| a.desired.key().cmp(&b.desired.key()));
-    renews.sort_by(|a, b| a.desired.key().cmp(&b.desired.key()));
-    replaces.sort_by(|a, b| a.new.key().cmp(&b.new.key()));
+    let expiry_of: HashMap<&str, Option<DateTime<Utc>>> =
+        owned.iter().map(|e| (e.id.as_str(), e.expiration)).collect();
+    let is_cut = |c: &Change| {
+        expiry_of
+            .get(c.id.as_str())
+            .copied()
+            .flatten()
+            .is_some_and(|x| c.desired.expiration + Duration::days(1) < x)
+    };
+    let peak = s.brake_window.peak_owned.max(owned_before);
+    let allowance = (s.max_delete_fraction * peak as f64).floor() as usize;
+    let mut budget = if s.force { usize::MAX } else { allowance.saturating_sub(s.brake_window.used) };
+    let mut counted = 0usize;
+    let mut held = 0usize;
+    let mut take = |budget: &mut usize| {
+        if *budget > 0 {
+            *budget -= 1;
+            counted += 1;
+            true
+        } else {
+            held += 1;
+            false
+        }
+    };
     deletes.sort_by(ref_cmp);
+    let mut allowed_deletes = Vec::with_capacity(deletes.len());
+    for r in deletes {
+        if is_free_delete(&r) || take(&mut budget) {
+            allowed_deletes.push(r);
+        } else {
+            kept.push(r);
+        }
+    }
+    let deletes = allowed_deletes;
+    replaces.sort_by(|a, b| a.new.key().cmp(&b.new.key()));
+    let mut allowed_replaces = Vec::with_capacity(replaces.len());
+    for r in replaces {
+        if take(&mut budget) {
+            allowed_replaces.push(r);
+        } else {
+            unchanged.push(r.old);
+        }
+    }
+    let replaces = allowed_replaces;
+    updates.sort_by(|a, b| a.desired.key().cmp(&b.desired.key()));
+    let mut allowed_updates = Vec::with_capacity(updates.len());
+    for c in updates {
+        if !is_cut(&c) || take(&mut budget) {
+            allowed_updates.push(c);
+        } else if let Some(e) = owned.iter().find(|e| e.id == c.id) {
+            unchanged.push(e.to_ref());
+        }
+    }
+    let updates = allowed_updates;
+    let duplicate_deletes = deletes.iter().filter(|r| dup_extra.contains(r.id.as_str())).count();
+    let brake = (held > 0).then(|| {
+        format!(
+            "the brake holds {held} deletes, replaces or expiry cuts: max_delete_fraction {} of {peak} owned \
+             (the largest count in the brake window) allows {allowance}, {} already used in the window, {counted} \
+             applied now; check the feeds, then rerun with --force to release the rest",
+            s.max_delete_fraction, s.brake_window.used
+        )
+    });
+
+    // Rows the brake keeps still take their slots: the lowest-ranked creates give way, so the
+    // owned count never passes the room the cap leaves.
+    let owned_after =
+        unchanged.len() + kept.len() + updates.len() + renews.len() + creates.len() + replaces.len();
+    let ceiling = available.max(kept_ids.len());
+    if held > 0 && owned_after > ceiling {
+        let over = (owned_after - ceiling).min(creates.len());
+        creates.sort_by(rank_cmp);
+        for d in creates.split_off(creates.len() - over) {
+            skipped.push(Skip::of(
+                &d,
+                Reason::OverCapacity,
+                "the slot is taken by an indicator the brake keeps until its delete is released",
+            ));
+        }
+    }
+    creates.sort_by(|a, b| a.key().cmp(&b.key()));
+    renews.sort_by(|a, b| a.desired.key().cmp(&b.desired.key()));
     unchanged.sort_by(ref_cmp);
     kept.sort_by(ref_cmp);
     skipped.sort();
@@ -632,6 +758,8 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
         duplicate_deletes,
         unchanged,
         kept,
+        brake_counted: counted,
+        brake_held: held,
         skipped,
         brake,
         notes,
@@ -646,9 +774,21 @@ mod tests {
 
     const ME: &str = "11111111-2222-3333-4444-555555555555";
 
+    /// `plan` with every listed row's provenance known (feed `f`): the rows a feed brought.
+    fn plan_known(desired: Vec<Desired>, rows: &[Existing], s: &PlanSettings) -> Plan {
+        let mut s = s.clone();
+        for e in rows {
+            if let Some(k) = e.kind {
+                s.provenance.entry((k, e.value.clone())).or_insert_with(|| ["f".to_owned()].into());
+            }
+        }
+        plan(desired, rows, &s)
+    }
+
     fn settings() -> PlanSettings {
         let mut s = PlanSettings::new(Owner { client_id: ME.to_owned(), tag: "iocsync".to_owned() }, t0());
-        s.max_delete_fraction = 0.5;
+        // Tests of other rules than the brake may change every row of a tiny tenant.
+        s.max_delete_fraction = 1.0;
         s
     }
 
@@ -669,7 +809,7 @@ mod tests {
 
     #[test]
     fn empty_tenant_creates_everything_sorted() {
-        let p = plan(vec![dom("b.example"), dom("a.example")], &[], &settings());
+        let p = plan_known(vec![dom("b.example"), dom("a.example")], &[], &settings());
         assert_eq!(
             p.creates.iter().map(|d| d.value.as_str()).collect::<Vec<_>>(),
             ["a.example", "b.example"]
@@ -682,7 +822,7 @@ mod tests {
     #[test]
     fn identical_owned_is_unchanged_and_no_write() {
         let d = dom("a.example");
-        let p = plan(vec![d.clone()], &[owned(1, &d)], &settings());
+        let p = plan_known(vec![d.clone()], &[owned(1, &d)], &settings());
         assert_eq!(p.unchanged.len(), 1);
         assert!(!p.has_changes());
         assert!(p.import_items().is_empty() && p.delete_ids().is_empty());
@@ -707,7 +847,7 @@ mod tests {
         assert!(s.owner.owns(&upper_guid), "the GUID compares case-insensitively");
         assert!(!s.owner.owns(&upper_tag), "the tag compares exactly (case)");
         assert!(!s.owner.owns(&padded_tag), "the tag compares exactly (no trim)");
-        let p = plan(vec![], &[other_tag, other_client, upper_guid, upper_tag, padded_tag], &s);
+        let p = plan_known(vec![], &[other_tag, other_client, upper_guid, upper_tag, padded_tag], &s);
         assert_eq!(p.delete_ids(), vec!["3".to_owned()], "only the owned row is deleted");
         assert_eq!(p.capacity.foreign, 4);
     }
@@ -715,7 +855,7 @@ mod tests {
     #[test]
     fn foreign_same_value_and_action_is_skipped_never_touched() {
         let d = dom("a.example");
-        let p = plan(vec![d.clone()], &[foreign(7, &d)], &settings());
+        let p = plan_known(vec![d.clone()], &[foreign(7, &d)], &settings());
         assert!(p.creates.is_empty());
         assert_eq!(p.skipped.len(), 1);
         assert_eq!(p.skipped[0].reason, Reason::ForeignIndicator);
@@ -727,7 +867,7 @@ mod tests {
     fn foreign_same_value_other_action_does_not_stop_a_create() {
         let d = dom("a.example");
         let f = foreign(7, &desired(DomainName, "a.example", Action::Allowed));
-        let p = plan(vec![d], &[f], &settings());
+        let p = plan_known(vec![d], &[f], &settings());
         assert_eq!(p.creates.len(), 1);
         assert!(p.skipped.is_empty());
     }
@@ -735,7 +875,7 @@ mod tests {
     #[test]
     fn foreign_is_never_deleted() {
         let f = foreign(7, &dom("gone.example"));
-        let p = plan(vec![], &[f], &settings());
+        let p = plan_known(vec![], &[f], &settings());
         assert!(p.deletes.is_empty() && p.kept.is_empty() && p.unchanged.is_empty());
         assert_eq!(p.capacity.owned_before, 0);
     }
@@ -745,7 +885,7 @@ mod tests {
         let d = dom("a.example");
         let mut e = owned(1, &d);
         e.severity = Some(Severity::Low);
-        let p = plan(vec![d], &[e], &settings());
+        let p = plan_known(vec![d], &[e], &settings());
         assert_eq!(p.updates.len(), 1);
         assert_eq!(p.updates[0].id, "1");
         assert!(p.renews.is_empty());
@@ -768,7 +908,7 @@ mod tests {
         for (i, m) in mutations.iter().enumerate() {
             let mut e = owned(1, &base);
             m(&mut e);
-            let p = plan(vec![base.clone()], &[e], &settings());
+            let p = plan_known(vec![base.clone()], &[e], &settings());
             assert_eq!(p.updates.len(), 1, "mutation {i}");
         }
         // Sets, not lists; and a numeric category echo is not a change.
@@ -778,23 +918,23 @@ mod tests {
         let mut e = owned(1, &d);
         e.rbac_groups = vec!["B".into(), "A".into()];
         e.category = Some("1".into());
-        assert!(!plan(vec![d.clone()], &[e.clone()], &settings()).has_changes());
+        assert!(!plan_known(vec![d.clone()], &[e.clone()], &settings()).has_changes());
         e.category = Some("Phishing".into());
-        assert_eq!(plan(vec![d], &[e], &settings()).updates.len(), 1);
+        assert_eq!(plan_known(vec![d], &[e], &settings()).updates.len(), 1);
     }
 
     #[test]
     fn changed_action_is_a_replace() {
         let old = dom("a.example");
         let new = desired(DomainName, "a.example", Action::Warn);
-        let p = plan(vec![new], &[owned(4, &old)], &settings());
+        let p = plan_known(vec![new], &[owned(4, &old)], &settings());
         assert_eq!(p.replaces.len(), 1);
         assert_eq!(p.replaces[0].old.id, "4");
         assert_eq!(p.replaces[0].new.action, Action::Warn);
         assert!(p.creates.is_empty() && p.deletes.is_empty());
         assert_eq!(p.delete_ids(), vec!["4".to_owned()]);
         assert_eq!(p.import_items().len(), 1);
-        assert_eq!(p.brake, None, "a replace is not a pure delete");
+        assert_eq!(p.brake_counted, 1, "a replace counts towards the brake");
     }
 
     #[test]
@@ -802,7 +942,7 @@ mod tests {
         let d = desired(FileMd5, &"a".repeat(32), Action::Audit);
         let mut e = owned(4, &d);
         e.raw_action = "Alert".into();
-        let p = plan(vec![d], &[e], &settings());
+        let p = plan_known(vec![d], &[e], &settings());
         assert_eq!(p.replaces.len(), 1);
     }
 
@@ -811,15 +951,15 @@ mod tests {
         let d = dom("a.example");
         let mut soon = owned(1, &d);
         soon.expiration = Some(t0() + Duration::days(9));
-        assert_eq!(plan(vec![d.clone()], &[soon], &settings()).renews.len(), 1);
+        assert_eq!(plan_known(vec![d.clone()], &[soon], &settings()).renews.len(), 1);
         let mut later = owned(1, &d);
         later.expiration = Some(t0() + Duration::days(11));
-        let p = plan(vec![d.clone()], &[later], &settings());
+        let p = plan_known(vec![d.clone()], &[later], &settings());
         assert!(p.renews.is_empty() && p.updates.is_empty());
         assert_eq!(p.unchanged.len(), 1);
         let mut never = owned(1, &d);
         never.expiration = None;
-        assert_eq!(plan(vec![d], &[never], &settings()).renews.len(), 1, "every indicator expires");
+        assert_eq!(plan_known(vec![d], &[never], &settings()).renews.len(), 1, "every indicator expires");
     }
 
     #[test]
@@ -828,20 +968,20 @@ mod tests {
         let mut d = dom("a.example");
         d.expiration = t0() + Duration::days(5);
         let e = owned(1, &d);
-        let p = plan(vec![d.clone()], std::slice::from_ref(&e), &settings());
+        let p = plan_known(vec![d.clone()], std::slice::from_ref(&e), &settings());
         assert!(!p.has_changes(), "same expiry inside the window: no renew, {p:?}");
         assert_eq!(p.unchanged.len(), 1);
         // Less than a day later is noise, even inside the window.
         let mut near = d.clone();
         near.expiration = e.expiration.unwrap() + Duration::hours(20);
-        assert!(!plan(vec![near], std::slice::from_ref(&e), &settings()).has_changes());
+        assert!(!plan_known(vec![near], std::slice::from_ref(&e), &settings()).has_changes());
         // More than a day later: renewed once, then converged.
         let mut later = d;
         later.expiration = e.expiration.unwrap() + Duration::days(2);
-        let p = plan(vec![later.clone()], &[e], &settings());
+        let p = plan_known(vec![later.clone()], &[e], &settings());
         assert_eq!(p.renews.len(), 1);
         let after = Existing::from_desired("1", &p.renews[0].desired, &settings().owner);
-        assert!(!plan(vec![later], &[after], &settings()).has_changes());
+        assert!(!plan_known(vec![later], &[after], &settings()).has_changes());
     }
 
     #[test]
@@ -849,16 +989,16 @@ mod tests {
         let mut d = dom("a.example");
         let e = owned(1, &d);
         d.expiration -= Duration::days(2);
-        assert_eq!(plan(vec![d.clone()], std::slice::from_ref(&e), &settings()).updates.len(), 1);
+        assert_eq!(plan_known(vec![d.clone()], std::slice::from_ref(&e), &settings()).updates.len(), 1);
         d.expiration = e.expiration.unwrap() - Duration::hours(20);
-        assert!(!plan(vec![d], &[e], &settings()).has_changes(), "less than a day earlier is noise");
+        assert!(!plan_known(vec![d], &[e], &settings()).has_changes(), "less than a day earlier is noise");
     }
 
     #[test]
     fn removal_is_a_delete() {
         let keep = dom("keep.example");
         let gone = dom("gone.example");
-        let p = plan(vec![keep.clone()], &[owned(1, &keep), owned(2, &gone)], &settings());
+        let p = plan_known(vec![keep.clone()], &[owned(1, &keep), owned(2, &gone)], &settings());
         assert_eq!(p.deletes.len(), 1);
         assert_eq!(p.deletes[0].id, "2");
         assert_eq!(p.counts().delete, 1);
@@ -866,17 +1006,22 @@ mod tests {
     }
 
     #[test]
-    fn brake_refuses_60_percent_without_force_allows_with_force() {
+    fn brake_holds_the_excess_and_force_releases_it() {
         let rows: Vec<Existing> = (0..10).map(|i| owned(i, &dom(&format!("d{i}.example")))).collect();
-        let keep: Vec<Desired> = (0..4).map(|i| dom(&format!("d{i}.example"))).collect();
+        let mut keep: Vec<Desired> = (0..4).map(|i| dom(&format!("d{i}.example"))).collect();
+        keep.push(dom("new.example"));
         let mut s = settings();
         s.max_delete_fraction = 0.25;
-        let p = plan(keep.clone(), &rows, &s);
-        assert_eq!(p.deletes.len(), 6);
+        let p = plan_known(keep.clone(), &rows, &s);
+        assert_eq!(p.deletes.len(), 2, "25% of 10 owned, rounded down");
+        assert_eq!(p.brake_counted, 2);
+        assert_eq!(p.brake_held, 4);
+        assert_eq!(p.kept.len(), 4, "held deletes stay in the tenant");
+        assert_eq!(p.creates.len(), 1, "creates still apply while the brake holds");
         let msg = p.brake.expect("brake engages");
-        assert!(msg.contains("6 of 10") && msg.contains("--force"), "{msg}");
+        assert!(msg.contains("holds 4") && msg.contains("--force"), "{msg}");
         s.force = true;
-        let p = plan(keep, &rows, &s);
+        let p = plan_known(keep, &rows, &s);
         assert_eq!(p.brake, None);
         assert_eq!(p.deletes.len(), 6);
     }
@@ -887,11 +1032,83 @@ mod tests {
         let mut s = settings();
         s.max_delete_fraction = 0.25;
         assert_eq!(
-            plan(vec![dom("d0.example"), dom("d1.example"), dom("d2.example")], &rows, &s).brake,
+            plan_known(vec![dom("d0.example"), dom("d1.example"), dom("d2.example")], &rows, &s).brake,
             None
         );
-        assert!(plan(vec![dom("d0.example"), dom("d1.example")], &rows, &s).brake.is_some());
-        assert_eq!(plan(vec![], &[], &s).brake, None, "owned_before = 0 never brakes");
+        assert!(plan_known(vec![dom("d0.example"), dom("d1.example")], &rows, &s).brake.is_some());
+        assert_eq!(plan_known(vec![], &[], &s).brake, None, "owned_before = 0 never brakes");
+    }
+
+    #[test]
+    fn brake_remembers_the_window_so_slices_do_not_pass() {
+        // Hole 3: a feed that loses 20% a run drained the tenant, each run under 25%.
+        let rows: Vec<Existing> = (0..80).map(|i| owned(i, &dom(&format!("d{i:03}.example")))).collect();
+        let keep: Vec<Desired> = (0..64).map(|i| dom(&format!("d{i:03}.example"))).collect();
+        let mut s = settings();
+        s.max_delete_fraction = 0.25;
+        // An hour ago the tenant held 100 and a run already deleted 20 of them.
+        s.brake_window = BrakeWindow { used: 20, peak_owned: 100 };
+        let p = plan_known(keep, &rows, &s);
+        assert_eq!(p.deletes.len(), 5, "25 of the peak 100, minus 20 used");
+        assert_eq!(p.brake_held, 11);
+        assert!(p.brake.is_some());
+    }
+
+    #[test]
+    fn replaces_and_expiry_cuts_count_towards_the_brake() {
+        let rows: Vec<Existing> = (0..4).map(|i| owned(i, &dom(&format!("d{i}.example")))).collect();
+        let mut s = settings();
+        s.max_delete_fraction = 0.25;
+        // Every row turned to Audit (a replace), or its expiry cut by 20 days (an update).
+        let audit: Vec<Desired> =
+            (0..4).map(|i| desired(DomainName, &format!("d{i}.example"), Action::Audit)).collect();
+        let p = plan_known(audit, &rows, &s);
+        assert_eq!((p.replaces.len(), p.brake_held), (1, 3), "{p:?}");
+        assert_eq!(p.unchanged.len(), 3, "held replaces leave the old rows");
+        let cut: Vec<Desired> = (0..4)
+            .map(|i| {
+                let mut d = dom(&format!("d{i}.example"));
+                d.expiration -= Duration::days(20);
+                d
+            })
+            .collect();
+        let p = plan_known(cut, &rows, &s);
+        assert_eq!((p.updates.len(), p.brake_held), (1, 3));
+        // A metadata update that does not cut the expiry is free.
+        let retitled: Vec<Desired> = (0..4)
+            .map(|i| {
+                let mut d = dom(&format!("d{i}.example"));
+                d.title = "new".into();
+                d
+            })
+            .collect();
+        let p = plan_known(retitled, &rows, &s);
+        assert_eq!((p.updates.len(), p.brake_held), (4, 0));
+    }
+
+    #[test]
+    fn allowlisted_removals_are_free_and_beat_protection() {
+        let rows: Vec<Existing> = (0..4).map(|i| owned(i, &dom(&format!("d{i}.example")))).collect();
+        let mut s = settings();
+        s.max_delete_fraction = 0.25;
+        s.protected_feeds.insert("f".into());
+        for i in 0..4 {
+            s.allowlisted.insert((DomainName, format!("D{i}.example")));
+        }
+        let p = plan_known(vec![], &rows, &s);
+        assert_eq!(p.deletes.len(), 4);
+        assert_eq!(p.brake, None);
+    }
+
+    #[test]
+    fn brake_window_sums_only_young_entries() {
+        let e = |h: i64, counted, owned| BrakeEntry { at: t0() - Duration::hours(h), counted, owned };
+        let w = BrakeWindow::from_ledger(
+            &[e(30, 50, 500), e(20, 5, 100), e(1, 7, 90)],
+            t0(),
+            Duration::hours(24),
+        );
+        assert_eq!(w, BrakeWindow { used: 12, peak_owned: 100 });
     }
 
     #[test]
@@ -911,7 +1128,7 @@ mod tests {
         let mut s = settings();
         s.capacity = 15_000;
         s.headroom = 500;
-        let p = plan(want.clone(), &foreign_rows, &s);
+        let p = plan_known(want.clone(), &foreign_rows, &s);
         assert_eq!(p.creates.len(), 500);
         assert_eq!(p.capacity.owned_after, 500);
         assert_eq!(p.capacity.foreign, 14_000);
@@ -938,7 +1155,7 @@ mod tests {
         let mut hi2 = dom("hi2.example");
         hi2.priority = 9;
         let lo = dom("lo.example");
-        let p = plan(vec![hi, hi2, lo.clone()], &[owned(1, &lo)], &s);
+        let p = plan_known(vec![hi, hi2, lo.clone()], &[owned(1, &lo)], &s);
         assert_eq!(p.creates.len(), 2);
         assert_eq!(p.deletes.len(), 1);
         assert_eq!(p.capacity.owned_after, 2);
@@ -966,14 +1183,34 @@ mod tests {
         );
         assert!(p.renews.is_empty());
         assert_eq!(p.counts().unchanged, 2);
-        // An empty provenance set is unknown origin too: kept while a feed is protected.
+        // An empty provenance set is unknown origin too.
         s.provenance.insert((DomainName, "unknown.example".into()), BTreeSet::new());
         let p = plan(vec![], &rows, &s);
         assert_eq!(p.kept.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["2", "3"], "empty = unknown");
         assert_eq!(p.deletes.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["1"]);
-        // Without a protected feed, unknown provenance is deleted like anything else.
+        // Unknown provenance is never deleted, even when every feed is fresh.
         s.protected_feeds.clear();
-        assert_eq!(plan(vec![], &rows, &s).deletes.len(), 3);
+        s.max_delete_fraction = 1.0;
+        let p = plan(vec![], &rows, &s);
+        assert_eq!(p.deletes.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(p.kept.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["3"]);
+    }
+
+    #[test]
+    fn last_good_copy_protects_whatever_other_feeds_say() {
+        // Hole 2: A and B carry X; A goes stale; B drops X. X's stored provenance may say {B}
+        // only, yet X is in A's last good copy and must stay.
+        let x = dom("x.example");
+        let rows = vec![owned(1, &x)];
+        let mut s = settings();
+        s.max_delete_fraction = 1.0;
+        s.provenance.insert((DomainName, "x.example".into()), ["b".to_owned()].into());
+        assert_eq!(plan(vec![], &rows, &s).deletes.len(), 1, "without protection it goes");
+        s.protected_feeds.insert("a".into());
+        s.protected_values.insert((DomainName, "X.Example.".into()));
+        let p = plan(vec![], &rows, &s);
+        assert!(p.deletes.is_empty(), "{p:?}");
+        assert_eq!(p.kept.len(), 1);
     }
 
     #[test]
@@ -981,12 +1218,12 @@ mod tests {
         let d = dom("refused.example");
         let mut s = settings();
         s.suppressed.insert((DomainName, d.value.clone(), d.action, d.fingerprint()));
-        let p = plan(vec![d.clone()], &[], &s);
+        let p = plan_known(vec![d.clone()], &[], &s);
         assert!(p.creates.is_empty());
         assert_eq!(p.skipped[0].reason, Reason::RejectedByDefender);
         let mut changed = d;
         changed.severity = Severity::Low;
-        assert_eq!(plan(vec![changed], &[], &s).creates.len(), 1);
+        assert_eq!(plan_known(vec![changed], &[], &s).creates.len(), 1);
     }
 
     #[test]
@@ -996,7 +1233,7 @@ mod tests {
         e.severity = Some(Severity::Low);
         let mut s = settings();
         s.suppressed.insert((DomainName, d.value.clone(), d.action, d.fingerprint()));
-        let p = plan(vec![d], &[e], &s);
+        let p = plan_known(vec![d], &[e], &s);
         assert!(!p.has_changes());
         assert_eq!(p.unchanged.len(), 1);
     }
@@ -1007,7 +1244,7 @@ mod tests {
         let rows = vec![owned(12, &d), owned(9, &d), owned(100, &d)];
         let mut s = settings();
         s.max_delete_fraction = 0.1;
-        let p = plan(vec![d], &rows, &s);
+        let p = plan_known(vec![d], &rows, &s);
         assert_eq!(p.unchanged[0].id, "9");
         assert_eq!(p.delete_ids(), vec!["12".to_owned(), "100".to_owned()]);
         assert_eq!(p.duplicate_deletes, 2);
@@ -1025,13 +1262,16 @@ mod tests {
         let u = desired(Url, "http://evil.example/Path", Action::Block);
         let mut eu = owned(3, &u);
         eu.value = "HTTP://EVIL.example/Path".into();
-        let p = plan(vec![h, ip, u], &[eh, eip, eu], &settings());
+        let p = plan_known(vec![h, ip, u], &[eh, eip, eu], &settings());
         assert_eq!(p.unchanged.len(), 3, "{p:?}");
         assert!(!p.has_changes());
         let mut other_path = owned(4, &desired(Url, "http://evil.example/path", Action::Block));
         other_path.value = "http://evil.example/path".into();
-        let p =
-            plan(vec![desired(Url, "http://evil.example/Path", Action::Block)], &[other_path], &settings());
+        let p = plan_known(
+            vec![desired(Url, "http://evil.example/Path", Action::Block)],
+            &[other_path],
+            &settings(),
+        );
         assert_eq!(p.creates.len(), 1, "URL paths keep their case");
     }
 
@@ -1039,13 +1279,13 @@ mod tests {
     fn foreign_url_matches_with_any_case_owned_url_does_not() {
         let want = || desired(Url, "http://evil.example/Path?Q=1", Action::Block);
         let f = foreign(7, &desired(Url, "HTTP://EVIL.example/path?q=1", Action::Block));
-        let p = plan(vec![want()], &[f], &settings());
+        let p = plan_known(vec![want()], &[f], &settings());
         assert!(p.creates.is_empty(), "{p:?}");
         assert_eq!(p.skipped.len(), 1);
         assert_eq!(p.skipped[0].reason, Reason::ForeignIndicator);
         // Owned rows still match with the path's case kept: a different path is a create.
         let o = owned(8, &desired(Url, "http://evil.example/path?q=1", Action::Block));
-        let p = plan(vec![want()], &[o], &settings());
+        let p = plan_known(vec![want()], &[o], &settings());
         assert_eq!(p.creates.len(), 1);
         assert_eq!(p.deletes.len(), 1);
     }
@@ -1055,7 +1295,7 @@ mod tests {
         let mut e = owned(1, &dom("x.example"));
         e.kind = None;
         e.raw_type = "WebCategory".into();
-        let p = plan(vec![], &[e], &settings());
+        let p = plan_known(vec![], &[e], &settings());
         assert!(p.deletes.is_empty());
         assert_eq!(p.kept.len(), 1);
     }
@@ -1064,8 +1304,8 @@ mod tests {
     fn limited_visibility_is_noted() {
         let mut s = settings();
         s.sees_foreign = false;
-        assert!(plan(vec![], &[], &s).notes[0].contains("Ti.ReadWrite.All"));
-        assert!(plan(vec![], &[], &settings()).notes.is_empty());
+        assert!(plan_known(vec![], &[], &s).notes[0].contains("Ti.ReadWrite.All"));
+        assert!(plan_known(vec![], &[], &settings()).notes.is_empty());
     }
 
     #[test]
@@ -1075,11 +1315,11 @@ mod tests {
         let mut rows: Vec<Existing> = (20..70).map(|i| owned(i, &dom(&format!("d{i}.example")))).collect();
         rows.push(foreign(500, &dom("d5.example")));
         rows.push(owned(501, &dom("d21.example")));
-        let a = plan(want.clone(), &rows, &settings());
+        let a = plan_known(want.clone(), &rows, &settings());
         want.reverse();
         rows.reverse();
         rows.swap(3, 17);
-        let b = plan(want, &rows, &settings());
+        let b = plan_known(want, &rows, &settings());
         assert_eq!(a, b);
     }
 

@@ -47,6 +47,12 @@ pub struct FeedPolicy {
     pub expire_days: u32,
     /// Priority: higher wins when feeds overlap and when the cap forces a cut.
     pub priority: i32,
+    /// Honour what a row says about itself (action, severity, alert, device groups, expiry,
+    /// texts). Off by default: a feed informs, the config decides (DESIGN principle 4).
+    pub row_policy: bool,
+    /// With `row_policy`, the only actions a row may choose (empty: only the feed's own action).
+    /// A row asking for any other action gets the feed's action and a report note.
+    pub row_actions: Vec<Action>,
 }
 
 impl FeedPolicy {
@@ -67,18 +73,56 @@ impl FeedPolicy {
             educate_url: None,
             expire_days: 30,
             priority: 0,
+            row_policy: false,
+            row_actions: Vec::new(),
         }
     }
+
+    /// Whether a row of this feed may choose `action` (see [`FeedPolicy::row_actions`]).
+    pub fn row_may_choose(&self, action: Action) -> bool {
+        action == self.action || (self.row_policy && self.row_actions.contains(&action))
+    }
+}
+
+/// What [`apply_policy`] made of one feed's values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyOutcome {
+    /// The indicators to push, in input order.
+    pub desired: Vec<Desired>,
+    /// Values the policy cannot apply to, with their reason codes.
+    pub skips: Vec<Skip>,
+    /// Report notes: rows whose own policy was not honoured (at most one note per kind of refusal).
+    pub notes: Vec<String>,
+}
+
+/// Counts the rows whose own fields were not honoured, for one note per kind.
+#[derive(Default)]
+struct Overrides {
+    /// Rows with fields of their own while `row_policy` is off.
+    ignored: u64,
+    /// First example value of `ignored`.
+    ignored_example: Option<String>,
+    /// Rows asking for an action outside `row_actions`, by the action asked for.
+    refused: std::collections::BTreeMap<String, (u64, String)>,
 }
 
 /// Applies `policy` to a feed's accepted values at time `now`.
 ///
-/// Per value: source attributes (portal CSV rows) override the policy field by field; an
-/// unparseable action or severity there gives `invalid-value`; an action the type does not take
-/// gives `action-not-allowed`; `Audit` forces `generate_alert`; the expiry is the earliest of
-/// `now + expire_days`, the source's `valid_until` and the row's own expiration, at whole seconds
-/// (an expiry not in the future gives `invalid-value`). Output order follows input order.
+/// Per value: the policy decides. Only with `row_policy` do a row's own attributes (portal CSV
+/// rows, MISP/STIX fields) override the policy field by field, and a row's action only when it is
+/// the feed's action or listed in `row_actions`; any other action (an unknown name included) gets
+/// the feed's action and a note, never a silent skip. An action the type does not take gives
+/// `action-not-allowed`; `Audit` forces `generate_alert`; the expiry is the earliest of
+/// `now + expire_days`, the source's `valid_until` (STIX validity, always honoured: it can only
+/// shorten, and the brake counts expiry cuts) and, with `row_policy`, the row's own expiration, at
+/// whole seconds (an expiry not in the future gives `invalid-value`). Output order follows input.
 pub fn apply_policy(policy: &FeedPolicy, iocs: &[Ioc], now: DateTime<Utc>) -> (Vec<Desired>, Vec<Skip>) {
+    let out = apply_policy_noted(policy, iocs, now);
+    (out.desired, out.skips)
+}
+
+/// [`apply_policy`], with the report notes on rows whose own policy was not honoured.
+pub fn apply_policy_noted(policy: &FeedPolicy, iocs: &[Ioc], now: DateTime<Utc>) -> PolicyOutcome {
     let mut out = Vec::with_capacity(iocs.len());
     let mut skips = Vec::new();
     let now_s = trunc_secs(now);
@@ -87,8 +131,9 @@ pub fn apply_policy(policy: &FeedPolicy, iocs: &[Ioc], now: DateTime<Utc>) -> (V
     sort_dedup(&mut rbac);
     let mut mitre = policy.mitre_techniques.clone();
     sort_dedup(&mut mitre);
+    let mut overrides = Overrides::default();
     for ioc in iocs {
-        match apply_one(policy, ioc, now_s, default_expiry, &rbac, &mitre) {
+        match apply_one(policy, ioc, now_s, default_expiry, &rbac, &mitre, &mut overrides) {
             Ok(d) => out.push(d),
             Err((reason, detail)) => skips.push(Skip {
                 kind: Some(ioc.kind),
@@ -99,9 +144,27 @@ pub fn apply_policy(policy: &FeedPolicy, iocs: &[Ioc], now: DateTime<Utc>) -> (V
             }),
         }
     }
-    (out, skips)
+    let mut notes = Vec::new();
+    if overrides.ignored > 0 {
+        notes.push(format!(
+            "feed {}: {} rows carry their own action, severity, alert, device groups or expiry (e.g. {}); \
+             ignored, the feed's policy applies (set row_policy = true to honour them)",
+            policy.feed,
+            overrides.ignored,
+            overrides.ignored_example.as_deref().unwrap_or("?")
+        ));
+    }
+    for (asked, (n, example)) in &overrides.refused {
+        notes.push(format!(
+            "feed {}: {n} rows asked for action `{asked}` (e.g. {example}), which row_actions does not list; \
+             the feed's action {} was used",
+            policy.feed, policy.action
+        ));
+    }
+    PolicyOutcome { desired: out, skips, notes }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn apply_one(
     policy: &FeedPolicy,
     ioc: &Ioc,
@@ -109,17 +172,24 @@ fn apply_one(
     default_expiry: DateTime<Utc>,
     rbac: &[String],
     mitre: &[String],
+    overrides: &mut Overrides,
 ) -> Result<Desired, (Reason, String)> {
-    let attrs = ioc.attrs.as_deref();
-    let action = match attrs.and_then(|a| a.action.as_deref()).filter(|s| !s.trim().is_empty()) {
-        Some(s) => Action::from_tenant(s).ok_or_else(|| {
-            (
-                Reason::InvalidValue,
-                format!(
-                    "unknown action `{s}` (expected one of: Allowed, Audit, Warn, Block, BlockAndRemediate)"
-                ),
-            )
-        })?,
+    let row = ioc.attrs.as_deref();
+    if !policy.row_policy && row.is_some_and(has_row_policy) {
+        overrides.ignored += 1;
+        overrides.ignored_example.get_or_insert_with(|| ioc.value.clone());
+    }
+    // Without row_policy a row's own fields do not exist for the policy.
+    let attrs = row.filter(|_| policy.row_policy);
+    let action = match attrs.and_then(|a| a.action.as_deref()).map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => match Action::from_tenant(s).filter(|a| policy.row_may_choose(*a)) {
+            Some(a) => a,
+            None => {
+                let e = overrides.refused.entry(s.to_owned()).or_insert_with(|| (0, ioc.value.clone()));
+                e.0 += 1;
+                policy.action
+            }
+        },
         None => policy.action,
     };
     let severity = match attrs.and_then(|a| a.severity.as_deref()).filter(|s| !s.trim().is_empty()) {
@@ -251,6 +321,21 @@ pub fn trunc_secs(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(Duration::seconds(1)).unwrap_or(t)
 }
 
+/// Whether a row carries policy fields of its own (what `row_policy` gates).
+fn has_row_policy(a: &iocsync_ioc::SourceAttrs) -> bool {
+    let set = |o: &Option<String>| o.as_deref().is_some_and(|s| !s.trim().is_empty());
+    set(&a.action)
+        || set(&a.severity)
+        || set(&a.title)
+        || set(&a.description)
+        || set(&a.recommended_actions)
+        || set(&a.category)
+        || a.expiration.is_some()
+        || a.generate_alert.is_some()
+        || !a.rbac_groups.is_empty()
+        || !a.mitre_techniques.is_empty()
+}
+
 fn sort_dedup(v: &mut Vec<String>) {
     v.sort();
     v.dedup();
@@ -328,6 +413,8 @@ mod tests {
     #[test]
     fn attrs_override_field_by_field() {
         let mut p = FeedPolicy::new("portal");
+        p.row_policy = true;
+        p.row_actions = vec![Action::Audit];
         p.rbac_groups = vec!["Servers".into()];
         p.mitre_techniques = vec!["T1".into()];
         let mut i = ioc(IndicatorType::FileSha256, &"c".repeat(64), 3);
@@ -359,22 +446,80 @@ mod tests {
     }
 
     #[test]
-    fn bad_attr_action_or_severity_is_invalid_value() {
-        let p = FeedPolicy::new("portal");
+    fn unknown_row_action_gets_the_feed_action_and_bad_severity_is_invalid_value() {
+        let mut p = FeedPolicy::new("portal");
+        p.row_policy = true;
         let mut a = ioc(IndicatorType::DomainName, "a.example", 1);
         a.attrs = Some(Box::new(SourceAttrs { action: Some("Nuke".into()), ..Default::default() }));
         let mut b = ioc(IndicatorType::DomainName, "b.example", 2);
         b.attrs = Some(Box::new(SourceAttrs { severity: Some("Critical".into()), ..Default::default() }));
-        let (d, s) = apply_policy(&p, &[a, b], now());
-        assert!(d.is_empty());
-        assert_eq!(s.len(), 2);
-        assert!(s.iter().all(|s| s.reason == Reason::InvalidValue));
-        assert!(s[0].detail.as_deref().unwrap().contains("Nuke"));
-        assert!(s[1].detail.as_deref().unwrap().contains("Critical"));
+        let out = apply_policy_noted(&p, &[a, b], now());
+        assert_eq!(out.desired.len(), 1);
+        assert_eq!(out.desired[0].action, Action::Block, "never honoured, never silently dropped");
+        assert_eq!(out.notes.len(), 1);
+        assert!(out.notes[0].contains("`Nuke`"), "{:?}", out.notes);
+        assert_eq!(out.skips.len(), 1);
+        assert_eq!(out.skips[0].reason, Reason::InvalidValue);
+        assert!(out.skips[0].detail.as_deref().unwrap().contains("Critical"));
+    }
+
+    fn hostile_row(v: &str, line: u64) -> Ioc {
+        let mut i = ioc(IndicatorType::FileSha256, v, line);
+        i.attrs = Some(Box::new(SourceAttrs {
+            action: Some("Allowed".into()),
+            severity: Some("Informational".into()),
+            expiration: Some(now() + Duration::hours(2)),
+            rbac_groups: vec!["NoSuchGroup".into()],
+            generate_alert: Some(false),
+            ..Default::default()
+        }));
+        i
     }
 
     #[test]
-    fn valid_until_caps_and_past_expiry_skips() {
+    fn rows_never_choose_their_policy_without_row_policy() {
+        // Hole 1 of the safety issue: a defender-csv row saying `Allowed` turned a blocklist
+        // entry into an allow indicator.
+        let p = FeedPolicy::new("blocklist");
+        let out = apply_policy_noted(
+            &p,
+            &[hostile_row(&"e".repeat(64), 1), hostile_row(&"f".repeat(64), 2)],
+            now(),
+        );
+        assert_eq!(out.desired.len(), 2);
+        for d in &out.desired {
+            assert_eq!(d.action, Action::Block);
+            assert_eq!(d.severity, Severity::High);
+            assert!(d.generate_alert);
+            assert!(d.rbac_groups.is_empty());
+            assert_eq!(d.expiration, trunc_secs(now()) + Duration::days(30), "row expiry ignored");
+        }
+        assert_eq!(out.notes.len(), 1);
+        assert!(out.notes[0].contains("2 rows") && out.notes[0].contains("row_policy"), "{:?}", out.notes);
+    }
+
+    #[test]
+    fn row_policy_honours_only_listed_actions() {
+        let mut p = FeedPolicy::new("portal");
+        p.row_policy = true;
+        p.row_actions = vec![Action::Audit, Action::Block];
+        let mut audit = ioc(IndicatorType::FileSha256, &"a".repeat(64), 1);
+        audit.attrs = Some(Box::new(SourceAttrs { action: Some("Audit".into()), ..Default::default() }));
+        let out = apply_policy_noted(&p, &[audit, hostile_row(&"b".repeat(64), 2)], now());
+        assert_eq!(out.desired[0].action, Action::Audit, "listed: honoured");
+        assert_eq!(out.desired[1].action, Action::Block, "Allowed not listed: the feed's action");
+        assert_eq!(out.desired[1].severity, Severity::Informational, "other row fields honoured");
+        assert_eq!(out.notes.len(), 1);
+        assert!(out.notes[0].contains("`Allowed`"), "{:?}", out.notes);
+        // Allowed only when the config lists it.
+        p.row_actions.push(Action::Allowed);
+        let out = apply_policy_noted(&p, &[hostile_row(&"b".repeat(64), 2)], now());
+        assert_eq!(out.desired[0].action, Action::Allowed);
+        assert!(out.notes.is_empty());
+    }
+
+    #[test]
+    fn valid_until_caps_and_past_expiry_skips_even_without_row_policy() {
         let p = FeedPolicy::new("stix");
         let mut a = ioc(IndicatorType::DomainName, "a.example", 1);
         a.valid_until = Some(now() + Duration::hours(5));

@@ -264,16 +264,27 @@ proptest! {
 
     #[test]
     fn applying_then_replanning_converges(c in case_strategy()) {
+        // Each applied run is recorded in the brake window, as the app does; a brake that held
+        // part of a run may release it once the tenant grew, so allow a few runs, then quiet.
         let want = desired_of(&c);
-        let rows = existing_of(&c);
-        let s = settings_of(&c);
-        let p1 = plan(want.clone(), &rows, &s);
-        let after = simulate(&rows, &p1);
+        let mut rows = existing_of(&c);
+        let mut s = settings_of(&c);
         let o = owner();
-        prop_assert_eq!(after.iter().filter(|e| o.owns(e)).count(), p1.capacity.owned_after);
-        let p2 = plan(want, &after, &s);
-        prop_assert!(!p2.has_changes(), "second plan still changes: {:?}", p2);
-        prop_assert_eq!(p2.capacity.owned_after, p1.capacity.owned_after);
+        for _ in 0..4 {
+            let p = plan(want.clone(), &rows, &s);
+            if !p.has_changes() {
+                break;
+            }
+            rows = simulate(&rows, &p);
+            prop_assert_eq!(rows.iter().filter(|e| o.owns(e)).count(), p.capacity.owned_after);
+            s.brake_window.used += p.brake_counted;
+            s.brake_window.peak_owned =
+                s.brake_window.peak_owned.max(p.capacity.owned_before).max(p.capacity.owned_after);
+        }
+        let p1 = plan(want.clone(), &rows, &s);
+        prop_assert!(!p1.has_changes(), "still changes after 4 runs: {:?}", p1);
+        let p2 = plan(want, &rows, &s);
+        prop_assert_eq!(p1, p2);
     }
 
     #[test]
@@ -282,11 +293,15 @@ proptest! {
         let s = settings_of(&c);
         let p = plan(desired_of(&c), &rows, &s);
         let available = c.capacity.saturating_sub(p.capacity.foreign).saturating_sub(c.headroom);
-        if c.protected.is_none() {
-            prop_assert!(p.capacity.owned_after <= available, "{} > {available}", p.capacity.owned_after);
-        } else {
-            // Rows of a failed feed are never deleted, even when they alone exceed the room.
-            prop_assert!(p.capacity.owned_after <= available.max(p.kept.len()));
+        // Over the room only when protected, unknown or brake-held rows alone fill it; then
+        // nothing is added and nothing grows.
+        prop_assert!(
+            p.capacity.owned_after <= available
+                || (p.creates.is_empty() && p.capacity.owned_after <= p.capacity.owned_before),
+            "{} > {available}: {:?}", p.capacity.owned_after, p
+        );
+        if c.protected.is_none() && p.brake_held == 0 && p.kept.is_empty() {
+            prop_assert!(p.capacity.owned_after <= available);
         }
     }
 
