@@ -1,6 +1,7 @@
 //! A pure judgement of one fetched feed: does it look like the feed, or like an error page, an
 //! empty file, a sudden shrink or a parse gone wrong (DESIGN principle 2)?
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 /// What one fetch of a feed produced.
@@ -82,6 +83,92 @@ pub fn judge(current: &FeedStats, last_good: Option<&FeedStats>, rules: &HealthR
     Health::Good
 }
 
+/// A feed's shrink baseline, kept across runs (DESIGN principle 2): the largest accepted count
+/// since the last accepted shrink, so a feed that loses a little every run meets the same guard
+/// as one that loses it all at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Baseline {
+    /// Accepted values the feed is judged against.
+    pub accepted: u64,
+    /// Consecutive runs that found the feed shrunk below the guard.
+    pub shrink_runs: u32,
+    /// When the current shrink was first seen.
+    pub shrink_since: Option<DateTime<Utc>>,
+}
+
+/// When a shrunken feed's new size is accepted: after both this many runs and this much time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcceptShrink {
+    /// Consecutive runs.
+    pub runs: u32,
+    /// Time since the shrink was first seen.
+    pub after: chrono::Duration,
+}
+
+impl Default for AcceptShrink {
+    fn default() -> Self {
+        AcceptShrink { runs: 3, after: chrono::Duration::hours(24) }
+    }
+}
+
+/// The verdict of [`judge_with_baseline`]: the health, the baseline to store, and a report note
+/// when a shrink was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judged {
+    /// Use the copy, or fall back.
+    pub health: Health,
+    /// The baseline to store for the next run.
+    pub baseline: Baseline,
+    /// Set when this run accepted a smaller size as the new baseline.
+    pub note: Option<String>,
+}
+
+/// Judges `current` against the feed's stored `baseline` (`None`: a first fetch, or a new
+/// source): the checks of [`judge`], with the shrink measured against the baseline instead of the
+/// last copy. A shrink that holds for `accept` becomes the new baseline, with a note.
+pub fn judge_with_baseline(
+    current: &FeedStats,
+    baseline: Option<&Baseline>,
+    rules: &HealthRules,
+    accept: &AcceptShrink,
+    now: DateTime<Utc>,
+) -> Judged {
+    let old = baseline.copied().unwrap_or_default();
+    if let Health::Suspect(why) = judge(current, None, rules) {
+        // A broken copy says nothing about the feed's size: the baseline stays as it was.
+        return Judged { health: Health::Suspect(why), baseline: old, note: None };
+    }
+    let floor = old.accepted as f64 * (1.0 - rules.max_shrink_fraction);
+    if old.accepted > 0 && (current.accepted as f64) < floor {
+        let runs = old.shrink_runs.saturating_add(1);
+        let since = old.shrink_since.unwrap_or(now);
+        if runs >= accept.runs && now - since >= accept.after {
+            let note = format!(
+                "accepted values fell from {} to {} and stayed there for {runs} runs since {}: the smaller size is \
+                 the feed's new baseline (accept_shrink_after)",
+                old.accepted,
+                current.accepted,
+                since.format("%Y-%m-%d %H:%M UTC")
+            );
+            let baseline = Baseline { accepted: current.accepted, shrink_runs: 0, shrink_since: None };
+            return Judged { health: Health::Good, baseline, note: Some(note) };
+        }
+        let why = format!(
+            "accepted values fell from {} (the feed's baseline) to {} (more than {:.0}% down); run {runs} of the \
+             {} runs and {}h after which a smaller size is accepted",
+            old.accepted,
+            current.accepted,
+            rules.max_shrink_fraction * 100.0,
+            accept.runs,
+            accept.after.num_hours()
+        );
+        let baseline = Baseline { accepted: old.accepted, shrink_runs: runs, shrink_since: Some(since) };
+        return Judged { health: Health::Suspect(why), baseline, note: None };
+    }
+    let baseline = Baseline { accepted: old.accepted.max(current.accepted), shrink_runs: 0, shrink_since: None };
+    Judged { health: Health::Good, baseline, note: None }
+}
+
 /// True when `bytes` starts (after a BOM and whitespace) like an HTML document: a doctype, or a
 /// `<html>`, `<head>`, `<body>` or `<title>` tag within the first KiB of a body that opens with `<`.
 pub fn looks_like_html(bytes: &[u8]) -> bool {
@@ -153,5 +240,43 @@ mod tests {
         assert!(!looks_like_html(b"{\"type\":\"bundle\",\"description\":\"<html>\"}"));
         assert!(!looks_like_html(b"<?xml version=\"1.0\"?><feed/>"));
         assert!(!looks_like_html(b""));
+    }
+
+    #[test]
+    fn slow_drain_meets_the_guard_and_a_lasting_shrink_is_accepted() {
+        use chrono::TimeZone;
+        let t = |h: i64| Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::hours(h);
+        let rules = HealthRules::default();
+        let accept = AcceptShrink::default();
+        // 20% less each run: the baseline stays at the first size, so the fourth run is suspect.
+        let mut b = judge_with_baseline(&stats(1000, 0), None, &rules, &accept, t(0)).baseline;
+        for (i, n) in [800, 640, 512].into_iter().enumerate() {
+            let j = judge_with_baseline(&stats(n, 0), Some(&b), &rules, &accept, t(i as i64 + 1));
+            assert_eq!(j.health, Health::Good, "{n}");
+            b = j.baseline;
+        }
+        assert_eq!(b.accepted, 1000);
+        let j = judge_with_baseline(&stats(409, 0), Some(&b), &rules, &accept, t(4));
+        assert!(matches!(&j.health, Health::Suspect(w) if w.contains("baseline")), "{j:?}");
+        // It holds: runs 2 and 3 within 24h are still suspect; past 3 runs and 24h it is accepted.
+        let mut b = j.baseline;
+        for h in [5, 6] {
+            let j = judge_with_baseline(&stats(409, 0), Some(&b), &rules, &accept, t(h));
+            assert!(matches!(j.health, Health::Suspect(_)), "hour {h}");
+            b = j.baseline;
+        }
+        assert_eq!(b.shrink_runs, 3);
+        let j = judge_with_baseline(&stats(409, 0), Some(&b), &rules, &accept, t(28));
+        assert_eq!(j.health, Health::Good);
+        assert_eq!(j.baseline, Baseline { accepted: 409, shrink_runs: 0, shrink_since: None });
+        assert!(j.note.unwrap().contains("new baseline"));
+    }
+
+    #[test]
+    fn a_broken_copy_leaves_the_baseline_alone() {
+        let b = Baseline { accepted: 100, shrink_runs: 1, shrink_since: None };
+        let j = judge_with_baseline(&stats(0, 50), Some(&b), &HealthRules::default(), &AcceptShrink::default(), Utc::now());
+        assert!(matches!(j.health, Health::Suspect(_)));
+        assert_eq!(j.baseline, b);
     }
 }

@@ -9,9 +9,9 @@
 use crate::fetch::{self, FetchError, FetchObserver, FetchOptions, Fetched, Source};
 use crate::state::{CachedFeed, StateError, StateStore};
 use chrono::{DateTime, Utc};
-use iocsync_core::feed_health::{self, FeedStats, Health};
+use iocsync_core::feed_health::{self, AcceptShrink, Baseline, FeedStats, Health};
 use iocsync_ioc::formats::Column;
-use iocsync_ioc::{Format, FormatError, ParseOptions, Parsed, TypeHint};
+use iocsync_ioc::{Format, FormatError, IndicatorType, ParseOptions, Parsed, TypeHint};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
@@ -40,6 +40,8 @@ pub struct FeedSpec {
     pub max_age: chrono::Duration,
     /// When a fresh copy is suspect (shrink, rejects).
     pub health: HealthRules,
+    /// When a lasting shrink becomes the feed's new baseline.
+    pub accept_shrink: AcceptShrink,
 }
 
 impl FeedSpec {
@@ -132,6 +134,11 @@ impl FeedStatus {
         }
     }
 
+    /// Whether this run read the feed's current content (fresh, or confirmed unchanged).
+    pub fn is_fresh(&self) -> bool {
+        matches!(self, FeedStatus::Fresh | FeedStatus::NotModified)
+    }
+
     /// Whether the feed contributes values to this run (false for stale and failed: their
     /// indicators must be protected from deletion instead).
     pub fn contributes(&self) -> bool {
@@ -161,6 +168,43 @@ pub struct LoadedFeed {
     pub bytes: u64,
     /// When the content used was fetched (or last confirmed unchanged).
     pub fetched_at: Option<DateTime<Utc>>,
+    /// For a feed that is not fresh: every (type, value) of its last good copy (also one that is
+    /// too old, or from the source the config named before). None of them may be deleted.
+    pub protects: Vec<(IndicatorType, String)>,
+    /// A line for the report, e.g. that a lasting shrink became the new baseline.
+    pub note: Option<String>,
+}
+
+impl LoadedFeed {
+    fn new(spec: &FeedSpec, status: FeedStatus, parsed: Option<Parsed>, bytes: u64, at: Option<DateTime<Utc>>) -> Self {
+        LoadedFeed {
+            name: spec.name.clone(),
+            status,
+            parsed,
+            bytes,
+            fetched_at: at,
+            protects: Vec::new(),
+            note: None,
+        }
+    }
+}
+
+/// The values of a parsed copy, as the plan's protection wants them.
+fn values_of(p: &Parsed) -> Vec<(IndicatorType, String)> {
+    p.iocs.iter().map(|i| (i.kind, i.value.clone())).collect()
+}
+
+/// Splits a cached copy into the last good copy of this source, and a copy the config's
+/// previous source left (which must neither answer a conditional GET nor stand in for the new
+/// source, but still protects its values until the new source is good).
+fn split_by_source(spec: &FeedSpec, cached: Option<CachedFeed>) -> (Option<CachedFeed>, Option<CachedFeed>) {
+    match cached {
+        Some(c) if c.source != spec.source.to_string() => {
+            tracing::info!(feed = %spec.name, old = %c.source, new = %spec.source, "the feed's source changed: starting clean");
+            (None, Some(c))
+        }
+        other => (other, None),
+    }
 }
 
 /// Loads one feed: fetch (conditional), parse, judge, save or fall back. Never fails; problems
@@ -195,6 +239,25 @@ pub async fn load_feed(
         }
     }
     loaded
+}
+
+/// A feed that could not even be asked (e.g. its credential is missing): failed, with the values
+/// of its last good copy protected.
+pub async fn unreachable(store: &Mutex<StateStore>, spec: &FeedSpec, why: String, now: DateTime<Utc>) -> LoadedFeed {
+    let cached = with_store(store, |s| Ok((s.feed_cache(&spec.name)?, s.misp_events(&spec.name)?)));
+    let last = match cached {
+        Ok((Some(c), events)) if !events.is_empty() => Some(LastGood::Misp(c, events)),
+        Ok((Some(c), _)) if !c.body.is_empty() => Some(LastGood::Document(c)),
+        _ => None,
+    };
+    let mut out = failed(spec, why);
+    if let Some(last) = last {
+        match last.parse(spec, now).await {
+            Ok((parsed, _)) => out.protects = values_of(&parsed),
+            Err(e) => tracing::warn!(feed = %spec.name, error = %e, "the last good copy no longer parses"),
+        }
+    }
+    out
 }
 
 /// Runs `f` on the locked store; a database error becomes a message. A poisoned lock still
@@ -233,16 +296,6 @@ fn stats(body: &[u8], parsed: &Parsed) -> FeedStats {
     }
 }
 
-fn cached_stats(c: &CachedFeed) -> FeedStats {
-    FeedStats {
-        bytes: c.bytes,
-        accepted: c.accepted,
-        rejected: c.rejected,
-        looks_like_html: false,
-        empty: false,
-    }
-}
-
 async fn load_document(
     http: &reqwest::Client,
     store: &Mutex<StateStore>,
@@ -260,6 +313,7 @@ async fn load_document(
             None
         }
     };
+    let (cached, previous) = split_by_source(spec, cached);
     let validators = cached.as_ref().map(|c| &c.validators).filter(|v| !v.is_empty());
     let named = Named { name: &spec.name, inner: observer };
     let fetched = fetch::fetch(http, &spec.source, validators, opts, &named).await;
@@ -279,13 +333,7 @@ async fn load_document(
                     if let Err(e) = with_store(store, |s| s.touch_feed(&spec.name, now)) {
                         tracing::warn!(feed = %spec.name, error = %e, "cannot record the 304 in the state database");
                     }
-                    LoadedFeed {
-                        name: spec.name.clone(),
-                        status: FeedStatus::NotModified,
-                        parsed: Some(parsed),
-                        bytes,
-                        fetched_at: Some(now),
-                    }
+                    LoadedFeed::new(spec, FeedStatus::NotModified, Some(parsed), bytes, Some(now))
                 }
                 Err(e) => failed(spec, format!("the cached copy no longer parses: {e}")),
             };
@@ -309,7 +357,7 @@ async fn load_document(
         }
         Err(e) => fetch_reason(&e),
     };
-    fall_back(spec, cached.map(LastGood::Document), why, now).await
+    fall_back(spec, cached.map(LastGood::Document), previous.map(LastGood::Document), why, now).await
 }
 
 /// Saves a good download with its HTTP validators (or only refreshes the timestamps and
@@ -336,13 +384,7 @@ fn fetch_reason(e: &FetchError) -> String {
 }
 
 fn failed(spec: &FeedSpec, why: String) -> LoadedFeed {
-    LoadedFeed {
-        name: spec.name.clone(),
-        status: FeedStatus::Failed { why },
-        parsed: None,
-        bytes: 0,
-        fetched_at: None,
-    }
+    LoadedFeed::new(spec, FeedStatus::Failed { why }, None, 0, None)
 }
 
 /// The last good copy of a feed: one document, or a MISP feed's events.
@@ -353,48 +395,73 @@ enum LastGood {
     Misp(CachedFeed, BTreeMap<String, (i64, Vec<u8>)>),
 }
 
-/// The fresh copy is unusable: use the last good one if it is young enough.
-async fn fall_back(spec: &FeedSpec, last: Option<LastGood>, why: String, now: DateTime<Utc>) -> LoadedFeed {
+impl LastGood {
+    fn row(&self) -> &CachedFeed {
+        let (LastGood::Document(c) | LastGood::Misp(c, _)) = self;
+        c
+    }
+
+    /// Parses the copy again (with today's parser) and gives its size.
+    async fn parse(self, spec: &FeedSpec, now: DateTime<Utc>) -> Result<(Parsed, u64), FormatError> {
+        match self {
+            LastGood::Document(c) => {
+                let bytes = c.bytes;
+                parse_blocking(c.body, spec.parse_options(now)).await.1.map(|p| (p, bytes))
+            }
+            LastGood::Misp(_, events) => {
+                parse_events(events, spec.parse_options(now)).await.1.map(|(p, st)| (p, st.bytes))
+            }
+        }
+    }
+}
+
+/// The fresh copy is unusable: use the last good one if it is young enough. Whatever the
+/// outcome, the values of the last good copy (or of the previous source's copy, when the source
+/// changed and the new one was never good) are protected from deletion.
+async fn fall_back(
+    spec: &FeedSpec,
+    last: Option<LastGood>,
+    previous: Option<LastGood>,
+    why: String,
+    now: DateTime<Utc>,
+) -> LoadedFeed {
     let Some(last) = last else {
-        return failed(spec, format!("{why}; no last good copy"));
+        let Some(prev) = previous else {
+            return failed(spec, format!("{why}; no last good copy"));
+        };
+        let old = prev.row().source.clone();
+        let why = format!("{why}; no good copy from the new source yet (the copy from {old} protects its values)");
+        let mut out = failed(spec, why);
+        match prev.parse(spec, now).await {
+            Ok((parsed, _)) => out.protects = values_of(&parsed),
+            Err(e) => tracing::warn!(feed = %spec.name, error = %e, "the previous source's copy no longer parses"),
+        }
+        return out;
     };
-    let (LastGood::Document(c) | LastGood::Misp(c, _)) = &last;
-    let good_at = c.good_at;
+    let good_at = last.row().good_at;
     let age = now.signed_duration_since(good_at);
-    if age > spec.max_age {
-        return LoadedFeed {
-            name: spec.name.clone(),
-            status: FeedStatus::Stale {
+    let too_old = age > spec.max_age;
+    match last.parse(spec, now).await {
+        Ok((parsed, _)) if too_old => {
+            let status = FeedStatus::Stale {
                 why: format!(
-                    "{why}; the last good copy is {} old, older than max_age {}",
+                    "{why}; the last good copy is {} old, older than max_age {}: its values are kept, not renewed",
                     human(age),
                     human(spec.max_age)
                 ),
-            },
-            parsed: None,
-            bytes: 0,
-            fetched_at: Some(good_at),
-        };
-    }
-    let parsed = match last {
-        LastGood::Document(c) => {
-            let bytes = c.bytes;
-            parse_blocking(c.body, spec.parse_options(now)).await.1.map(|p| (p, bytes))
+            };
+            let mut out = LoadedFeed::new(spec, status, None, 0, Some(good_at));
+            out.protects = values_of(&parsed);
+            out
         }
-        LastGood::Misp(_, events) => {
-            parse_events(events, spec.parse_options(now)).await.1.map(|(p, st)| (p, st.bytes))
+        Ok((parsed, bytes)) => {
+            let status =
+                FeedStatus::Fallback { why: format!("{why}; using the last good copy from {} ago", human(age)) };
+            let protects = values_of(&parsed);
+            let mut out = LoadedFeed::new(spec, status, Some(parsed), bytes, Some(good_at));
+            out.protects = protects;
+            out
         }
-    };
-    match parsed {
-        Ok((parsed, bytes)) => LoadedFeed {
-            name: spec.name.clone(),
-            status: FeedStatus::Fallback {
-                why: format!("{why}; using the last good copy from {} ago", human(age)),
-            },
-            parsed: Some(parsed),
-            bytes,
-            fetched_at: Some(good_at),
-        },
         Err(e) => failed(spec, format!("{why}; the last good copy no longer parses: {e}")),
     }
 }
@@ -421,6 +488,11 @@ async fn load_misp_feed(
         (cached, cached_events)
     } else {
         (None, BTreeMap::new())
+    };
+    let (cached, previous) = split_by_source(spec, cached);
+    let (cached_events, previous) = match previous {
+        Some(p) => (BTreeMap::new(), Some(LastGood::Misp(p, cached_events))),
+        None => (cached_events, None),
     };
     let named = Named { name: &spec.name, inner: observer };
     let why = match fetch::fetch_misp_feed(http, &spec.source, &cached_events, opts, &named).await {
@@ -457,7 +529,7 @@ async fn load_misp_feed(
         }
     };
     // The cached events are the last good set.
-    fall_back(spec, cached.map(|c| LastGood::Misp(c, cached_events)), why, now).await
+    fall_back(spec, cached.map(|c| LastGood::Misp(c, cached_events)), previous, why, now).await
 }
 
 /// The cache row of a copy judged good now, without HTTP validators (MISP and TAXII re-fetch
@@ -476,8 +548,10 @@ fn good_copy(spec: &FeedSpec, body: Vec<u8>, current: &FeedStats, now: DateTime<
     }
 }
 
-/// Judges a freshly loaded copy against the last good one. A good copy is saved with `save`
-/// (only touched when `unchanged`) and returned as loaded; a suspect one yields why it was refused.
+/// Judges a freshly loaded copy against the feed's baseline (kept across runs; DESIGN principle
+/// 2). A good copy is saved with `save` (only touched when `unchanged`) and returned as loaded; a
+/// suspect one yields why it was refused. The baseline (and the count of runs a shrink has held)
+/// is stored either way.
 #[allow(clippy::too_many_arguments)]
 fn accept_if_healthy(
     store: &Mutex<StateStore>,
@@ -489,24 +563,47 @@ fn accept_if_healthy(
     now: DateTime<Utc>,
     save: impl FnOnce(&StateStore) -> Result<(), StateError>,
 ) -> Result<LoadedFeed, String> {
+    let mut note = None;
     if !unchanged {
-        let last_good = cached.map(cached_stats);
-        if let Health::Suspect(why) = feed_health::judge(&current, last_good.as_ref(), &spec.health) {
+        let source = spec.source.to_string();
+        let stored = match with_store(store, |s| s.feed_baseline(&spec.name)) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(feed = %spec.name, error = %e, "cannot read the feed's baseline; judging against its last copy");
+                None
+            }
+        };
+        // A baseline of another source does not count (the feed starts clean); a database from
+        // before baselines were kept starts from the last good copy.
+        let baseline = match stored {
+            Some((src, b)) if src == source => Some(b),
+            Some(_) => None,
+            None => cached.map(|c| Baseline { accepted: c.accepted, ..Baseline::default() }),
+        };
+        let judged =
+            feed_health::judge_with_baseline(&current, baseline.as_ref(), &spec.health, &spec.accept_shrink, now);
+        if judged.baseline != baseline.unwrap_or_default()
+            && let Err(e) = with_store(store, |s| s.set_feed_baseline(&spec.name, &source, &judged.baseline))
+        {
+            tracing::warn!(feed = %spec.name, error = %e, "cannot save the feed's baseline");
+        }
+        if let Health::Suspect(why) = judged.health {
             return Err(why);
         }
+        if let Some(n) = &judged.note {
+            tracing::warn!(feed = %spec.name, "{n}");
+        }
+        note = judged.note;
     }
     let saved =
         with_store(store, |s| if unchanged { s.touch_feed(&spec.name, now).map(drop) } else { save(s) });
     if let Err(e) = saved {
         tracing::warn!(feed = %spec.name, error = %e, "cannot save the feed's last good copy");
     }
-    Ok(LoadedFeed {
-        name: spec.name.clone(),
-        status: if unchanged { FeedStatus::NotModified } else { FeedStatus::Fresh },
-        parsed: Some(parsed),
-        bytes: current.bytes,
-        fetched_at: Some(now),
-    })
+    let status = if unchanged { FeedStatus::NotModified } else { FeedStatus::Fresh };
+    let mut out = LoadedFeed::new(spec, status, Some(parsed), current.bytes, Some(now));
+    out.note = note;
+    Ok(out)
 }
 
 /// The state cursor holding a TAXII feed's `added_after` (per feed and collection URL).
@@ -533,6 +630,7 @@ async fn load_taxii(
             (None, None)
         }
     };
+    let (cached, previous) = split_by_source(spec, cached);
     // Without a last good copy to merge into, read the whole collection.
     let added_after = cursor.as_deref().filter(|_| cached.is_some());
     let named = Named { name: &spec.name, inner: observer };
@@ -540,7 +638,7 @@ async fn load_taxii(
         Err(e) => fetch_reason(&e),
         Ok(got) => {
             let base = cached.as_ref().filter(|_| added_after.is_some()).map(|c| c.body.as_slice());
-            match merge_taxii(base, got.objects) {
+            match merge_taxii(base, got.objects, now) {
                 Err(e) => e,
                 Ok((body, changed)) => {
                     let unchanged = base.is_some() && !changed;
@@ -577,13 +675,17 @@ async fn load_taxii(
             }
         }
     };
-    fall_back(spec, cached.map(LastGood::Document), why, now).await
+    fall_back(spec, cached.map(LastGood::Document), previous.map(LastGood::Document), why, now).await
 }
 
 /// Merges TAXII objects into a stored envelope `{"objects": [...]}` by STIX `id`: a new
 /// version (later or equal `modified`) replaces the stored one. Returns the merged envelope
 /// and whether anything changed.
-fn merge_taxii(base: Option<&[u8]>, new: Vec<serde_json::Value>) -> Result<(Vec<u8>, bool), String> {
+fn merge_taxii(
+    base: Option<&[u8]>,
+    new: Vec<serde_json::Value>,
+    now: DateTime<Utc>,
+) -> Result<(Vec<u8>, bool), String> {
     fn key(o: &serde_json::Value) -> String {
         match o.get("id").and_then(serde_json::Value::as_str) {
             Some(id) => id.to_owned(),
@@ -614,10 +716,26 @@ fn merge_taxii(base: Option<&[u8]>, new: Vec<serde_json::Value>) -> Result<(Vec<
             changed = true;
         }
     }
+    // Revoked and expired objects leave the merged copy: kept, they would be rejected on every
+    // parse and, as the collection ages, push the feed past the reject guard into staleness.
+    let before = by_id.len();
+    by_id.retain(|_, o| !is_dead_stix_object(o, now));
+    changed |= by_id.len() != before;
     let objects: Vec<serde_json::Value> = by_id.into_values().collect();
     let body = serde_json::to_vec(&serde_json::json!({ "objects": objects }))
         .map_err(|e| format!("cannot store the collection: {e}"))?;
     Ok((body, changed))
+}
+
+/// A STIX object that can never yield a value again: `revoked`, or `valid_until` in the past.
+fn is_dead_stix_object(o: &serde_json::Value, now: DateTime<Utc>) -> bool {
+    let revoked = o.get("revoked").and_then(serde_json::Value::as_bool).unwrap_or(false);
+    let expired = o
+        .get("valid_until")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|t| t < now);
+    revoked || expired
 }
 
 /// Parses every event of a MISP feed as one MISP document each and merges the results,
@@ -720,22 +838,30 @@ mod tests {
     #[test]
     fn taxii_merge_replaces_by_id_and_version() {
         use serde_json::json;
+        let now = DateTime::parse_from_rfc3339("2026-08-10T00:00:00Z").unwrap().with_timezone(&Utc);
         let a1 = json!({"id": "indicator--a", "modified": "2026-08-01T00:00:00Z", "pattern": "1"});
         let b1 = json!({"id": "indicator--b", "modified": "2026-08-01T00:00:00Z", "pattern": "2"});
-        let (base, changed) = merge_taxii(None, vec![a1.clone(), b1.clone()]).unwrap();
+        let (base, changed) = merge_taxii(None, vec![a1.clone(), b1.clone()], now).unwrap();
         assert!(changed);
         // Same objects again: unchanged.
-        let (same, changed) = merge_taxii(Some(&base), vec![a1]).unwrap();
+        let (same, changed) = merge_taxii(Some(&base), vec![a1], now).unwrap();
         assert!(!changed);
         assert_eq!(same, base);
-        // A newer version of a replaces it; an older version of b is ignored.
+        // A newer version of a replaces it, and being revoked it leaves the copy; an older
+        // version of b is ignored.
         let a2 = json!({"id": "indicator--a", "modified": "2026-08-02T00:00:00Z", "revoked": true});
         let b0 = json!({"id": "indicator--b", "modified": "2026-07-01T00:00:00Z", "pattern": "old"});
-        let (merged, changed) = merge_taxii(Some(&base), vec![a2.clone(), b0]).unwrap();
+        let (merged, changed) = merge_taxii(Some(&base), vec![a2, b0], now).unwrap();
         assert!(changed);
         let doc: serde_json::Value = serde_json::from_slice(&merged).unwrap();
-        assert_eq!(doc["objects"], json!([a2, b1]));
-        assert!(merge_taxii(Some(b"not json"), vec![]).is_err());
+        assert_eq!(doc["objects"], json!([b1.clone()]));
+        // An object whose valid_until passed leaves the copy too (hole 4: the merged cache must
+        // not fill up with objects that can only be rejected).
+        let c = json!({"id": "indicator--c", "modified": "2026-08-01T00:00:00Z", "valid_until": "2026-08-05T00:00:00Z"});
+        let (merged, _) = merge_taxii(Some(&merged), vec![c], now).unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&merged).unwrap();
+        assert_eq!(doc["objects"], json!([b1]));
+        assert!(merge_taxii(Some(b"not json"), vec![], now).is_err());
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! database written by a newer iocsync is refused rather than silently misread.
 
 use crate::fetch::Validators;
+use iocsync_core::feed_health::Baseline;
+use iocsync_core::plan::BrakeEntry;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::collections::{BTreeMap, BTreeSet};
@@ -85,7 +87,27 @@ CREATE TABLE api_calls (
 );
 CREATE INDEX api_calls_by_client ON api_calls (tenant, client_id, at_ms);
 ",
+    // 2: the brake's memory across runs, and each feed's shrink baseline.
+    r"
+CREATE TABLE brake_ledger (
+    tenant  TEXT NOT NULL,
+    at      TEXT NOT NULL,
+    counted INTEGER NOT NULL,
+    owned   INTEGER NOT NULL
+);
+CREATE INDEX brake_ledger_by_tenant ON brake_ledger (tenant, at);
+CREATE TABLE feed_baseline (
+    feed         TEXT PRIMARY KEY NOT NULL,
+    source       TEXT NOT NULL,
+    accepted     INTEGER NOT NULL,
+    shrink_runs  INTEGER NOT NULL,
+    shrink_since TEXT
+);
+",
 ];
+
+/// How long brake ledger rows are kept: far longer than any sensible `brake_window`.
+pub const BRAKE_LEDGER_RETENTION: chrono::Duration = chrono::Duration::days(30);
 
 /// How long API call history is kept: the longest pacing window (one hour) plus a margin.
 pub const API_CALL_RETENTION_MS: i64 = 2 * 60 * 60 * 1000;
@@ -193,6 +215,10 @@ pub struct RunRow {
     /// The JSON report; `None` while running.
     pub report_json: Option<String>,
 }
+
+/// The provenance `adopt` records: a known origin that is no feed, so the value is managed (and
+/// deleted when no feed carries it) instead of protected as of unknown origin.
+pub const ADOPTED_ORIGIN: &str = "(adopted)";
 
 /// Which feeds carried one pushed indicator, and its Defender id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -398,6 +424,85 @@ impl StateStore {
         self.conn.execute(
             "UPDATE feed_cache SET etag = ?2, last_modified = ?3 WHERE feed = ?1",
             params![feed, v.etag, v.last_modified],
+        )?;
+        Ok(())
+    }
+
+    // ---- feed baselines -----------------------------------------------------------------------
+
+    /// The shrink baseline of `feed` and the source it belongs to, if recorded.
+    pub fn feed_baseline(&self, feed: &str) -> Result<Option<(String, Baseline)>, StateError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT source, accepted, shrink_runs, shrink_since FROM feed_baseline WHERE feed = ?1",
+                [feed],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((source, accepted, runs, since)) = row else { return Ok(None) };
+        let shrink_since = since.map(|t| parse_ts("feed_baseline.shrink_since", &t)).transpose()?;
+        Ok(Some((
+            source,
+            Baseline {
+                accepted: to_u64(accepted),
+                shrink_runs: u32::try_from(runs).unwrap_or(u32::MAX),
+                shrink_since,
+            },
+        )))
+    }
+
+    /// Stores the shrink baseline of `feed` (read from `source`).
+    pub fn set_feed_baseline(&self, feed: &str, source: &str, b: &Baseline) -> Result<(), StateError> {
+        self.conn.execute(
+            "INSERT INTO feed_baseline (feed, source, accepted, shrink_runs, shrink_since)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (feed) DO UPDATE SET source = excluded.source, accepted = excluded.accepted,
+                 shrink_runs = excluded.shrink_runs, shrink_since = excluded.shrink_since",
+            params![feed, source, to_i64(b.accepted), i64::from(b.shrink_runs), b.shrink_since.map(fmt_ts)],
+        )?;
+        Ok(())
+    }
+
+    // ---- brake ledger -------------------------------------------------------------------------
+
+    /// The brake ledger of `tenant` younger than `since` (oldest first).
+    pub fn brake_ledger(&self, tenant: &str, since: DateTime<Utc>) -> Result<Vec<BrakeEntry>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT at, counted, owned FROM brake_ledger WHERE tenant = ?1 AND at > ?2 ORDER BY at",
+        )?;
+        let rows = stmt.query_map(params![tenant, fmt_ts(since)], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (at, counted, owned) = row?;
+            out.push(BrakeEntry {
+                at: parse_ts("brake_ledger.at", &at)?,
+                counted: usize::try_from(counted).unwrap_or(0),
+                owned: usize::try_from(owned).unwrap_or(0),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Appends one applied run to the brake ledger of `tenant` and prunes rows older than
+    /// [`BRAKE_LEDGER_RETENTION`].
+    pub fn record_brake(&self, tenant: &str, e: &BrakeEntry) -> Result<(), StateError> {
+        self.conn.execute(
+            "INSERT INTO brake_ledger (tenant, at, counted, owned) VALUES (?1, ?2, ?3, ?4)",
+            params![tenant, fmt_ts(e.at), e.counted as i64, e.owned as i64],
+        )?;
+        self.conn.execute(
+            "DELETE FROM brake_ledger WHERE tenant = ?1 AND at < ?2",
+            params![tenant, fmt_ts(e.at - BRAKE_LEDGER_RETENTION)],
         )?;
         Ok(())
     }
@@ -630,6 +735,39 @@ impl StateStore {
                     row.defender_id,
                     feeds,
                     first,
+                    fmt_ts(row.last_pushed),
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Adds or replaces the provenance of a few values, leaving the others as they are.
+    pub fn upsert_provenance(&self, tenant: &str, rows: &[ProvenanceRow]) -> Result<(), StateError> {
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let mut put = tx.prepare(
+                "INSERT INTO provenance
+                     (tenant, indicator_type, value, action, defender_id, feeds_json, first_seen, last_pushed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (tenant, indicator_type, value, action) DO UPDATE SET
+                     defender_id = excluded.defender_id, feeds_json = excluded.feeds_json,
+                     last_pushed = excluded.last_pushed",
+            )?;
+            for row in rows {
+                let feeds = serde_json::to_string(&row.feeds).map_err(|e| StateError::Corrupt {
+                    what: "provenance.feeds_json",
+                    detail: e.to_string(),
+                })?;
+                put.execute(params![
+                    tenant,
+                    row.indicator_type,
+                    row.value,
+                    row.action,
+                    row.defender_id,
+                    feeds,
+                    fmt_ts(row.first_seen),
                     fmt_ts(row.last_pushed),
                 ])?;
             }

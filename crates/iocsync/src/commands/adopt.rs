@@ -7,6 +7,7 @@
 //! otherwise update the old row); any import failure is reported value by value.
 
 use crate::cli::AdoptArgs;
+use anyhow::Context;
 use crate::config::Config;
 use iocsync_core::batch::{DELETE_BATCH, IMPORT_BATCH};
 use iocsync_defender::ImportItem;
@@ -70,6 +71,7 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> anyhow::Result<AdoptRepor
             report.adopted = targets.len() as u64;
             return anyhow::Ok(report);
         }
+        let mut adopted = Vec::new();
         for (n, chunk) in targets.chunks(DELETE_BATCH.min(IMPORT_BATCH)).enumerate() {
             let ids: Vec<String> = chunk.iter().map(|i| i.id.clone()).collect();
             conn.client.batch_delete(&ids).await?;
@@ -113,6 +115,15 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> anyhow::Result<AdoptRepor
                             ));
                         } else {
                             report.adopted += 1;
+                            adopted.push(crate::state::ProvenanceRow {
+                                indicator_type: item.indicator_type.clone(),
+                                value: item.indicator_value.clone(),
+                                action: item.action.to_string(),
+                                defender_id: o.id.clone(),
+                                feeds: [crate::state::ADOPTED_ORIGIN.to_owned()].into(),
+                                first_seen: now,
+                                last_pushed: now,
+                            });
                         }
                     }
                 }
@@ -133,6 +144,13 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> anyhow::Result<AdoptRepor
                     break;
                 }
             }
+        }
+        // Adopted values are of known origin: managed from now on, not protected as unknown.
+        if !adopted.is_empty() {
+            let store = crate::engine::open_store(config)?;
+            crate::engine::lock(&store)
+                .upsert_provenance(&tenant.name, &adopted)
+                .context("recording the adopted indicators in the state database")?;
         }
         Ok(report)
     }

@@ -148,6 +148,48 @@ pub struct SyncSettings {
     pub max_shrink_fraction: f64,
     /// A feed whose rejects exceed this fraction falls back to its last good copy.
     pub max_reject_fraction: f64,
+    /// The rolling window over which the brake counts deletes, replaces and expiry cuts.
+    pub brake_window: Duration,
+    /// A feed's smaller size becomes its baseline once it held this long.
+    pub accept_shrink_after: AcceptShrinkAfter,
+}
+
+/// `accept_shrink_after = "3 runs, 24h"`: both must have passed before a shrunken feed's new
+/// size is accepted as its baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcceptShrinkAfter {
+    /// Consecutive runs that saw the smaller size.
+    pub runs: u32,
+    /// Time since the smaller size was first seen.
+    pub after: Duration,
+}
+
+impl Default for AcceptShrinkAfter {
+    fn default() -> Self {
+        AcceptShrinkAfter { runs: 3, after: Duration::from_secs(24 * 3600) }
+    }
+}
+
+impl std::str::FromStr for AcceptShrinkAfter {
+    type Err = String;
+
+    /// Parses `"3 runs, 24h"` (either part alone is accepted, the other keeps its default).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = AcceptShrinkAfter::default();
+        let mut seen = false;
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            seen = true;
+            if let Some(n) = part.strip_suffix("runs").or_else(|| part.strip_suffix("run")) {
+                out.runs = n.trim().parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    format!("`{part}`: the number of runs must be a whole number of at least 1")
+                })?;
+            } else {
+                out.after = humantime::parse_duration(part)
+                    .map_err(|e| format!("`{part}`: {e} (write e.g. \"3 runs, 24h\")"))?;
+            }
+        }
+        if seen { Ok(out) } else { Err("empty: write e.g. \"3 runs, 24h\"".to_owned()) }
+    }
 }
 
 /// Indicator policy values; `None` means "inherit".
@@ -243,6 +285,10 @@ pub struct Feed {
     pub policy: PolicySpec,
     /// HTTP authentication for a URL source (TAXII servers, private MISP feeds).
     pub auth: Option<FeedAuth>,
+    /// Honour the rows' own action, severity, alert, device groups and expiry (off by default).
+    pub row_policy: bool,
+    /// With `row_policy`, the actions a row may choose besides the feed's own.
+    pub row_actions: Vec<Action>,
 }
 
 /// How a feed URL authenticates. Secrets come from environment variables, read at fetch time.
@@ -404,6 +450,8 @@ impl Config {
             educate_url: p.educate_url,
             expire_days: p.expire_days.unwrap_or(30),
             priority: feed.priority,
+            row_policy: feed.row_policy,
+            row_actions: feed.row_actions.clone(),
         }
     }
 
@@ -773,6 +821,8 @@ impl Validator {
                 "feed_timeout",
                 "max_shrink_fraction",
                 "max_reject_fraction",
+                "brake_window",
+                "accept_shrink_after",
             ],
         );
         let owner_tag = raw.owner_tag.unwrap_or_else(|| "iocsync".to_owned());
@@ -794,6 +844,16 @@ impl Validator {
         let max_shrink_fraction = self.fraction("sync.max_shrink_fraction", raw.max_shrink_fraction, 0.5);
         let max_reject_fraction = self.fraction("sync.max_reject_fraction", raw.max_reject_fraction, 0.5);
         let state = resolve(&self.base_dir, Path::new(raw.state.as_deref().unwrap_or("iocsync.db")));
+        let brake_window =
+            self.duration("sync.brake_window", raw.brake_window.as_deref(), Duration::from_secs(24 * 3600));
+        let accept_shrink_after = match raw.accept_shrink_after.as_deref().map(str::parse::<AcceptShrinkAfter>) {
+            None => AcceptShrinkAfter::default(),
+            Some(Ok(a)) => a,
+            Some(Err(e)) => {
+                self.problem("sync.accept_shrink_after", e);
+                AcceptShrinkAfter::default()
+            }
+        };
         SyncSettings {
             owner_tag,
             capacity,
@@ -805,6 +865,8 @@ impl Validator {
             feed_timeout,
             max_shrink_fraction,
             max_reject_fraction,
+            brake_window,
+            accept_shrink_after,
         }
     }
 
@@ -1014,6 +1076,21 @@ impl Validator {
                 Duration::from_secs(48 * 3600),
             );
             let policy = self.policy(&key, &f.policy, false);
+            let row_policy = f.row_policy.unwrap_or(false);
+            let mut row_actions = Vec::new();
+            for (j, a) in f.row_actions.iter().flatten().enumerate() {
+                match a.parse::<Action>() {
+                    Ok(a) if !row_actions.contains(&a) => row_actions.push(a),
+                    Ok(_) => {}
+                    Err(e) => self.problem(format!("{key}.row_actions[{j}]"), e.to_string()),
+                }
+            }
+            if !row_actions.is_empty() && !row_policy {
+                self.problem(
+                    format!("{key}.row_actions"),
+                    "row_actions applies only with row_policy = true (rows never choose their action otherwise)",
+                );
+            }
             let auth = f.auth.as_ref().and_then(|a| self.feed_auth(&format!("{key}.auth"), a));
             if auth.is_some() && !source.contains("://") {
                 self.problem(format!("{key}.auth"), "auth applies to URL sources only");
@@ -1031,6 +1108,8 @@ impl Validator {
                 refang: f.refang.unwrap_or(true),
                 policy,
                 auth,
+                row_policy,
+                row_actions,
             });
         }
         out
@@ -1141,6 +1220,8 @@ const FEED_KEYS: &[&str] = &[
     "refang",
     "enabled",
     "auth",
+    "row_policy",
+    "row_actions",
 ];
 
 /// Indicator policy keys, in `[defaults]`, tenant `defaults` and each feed.

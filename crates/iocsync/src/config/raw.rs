@@ -77,6 +77,8 @@ pub struct RawSync {
     pub feed_timeout: Option<String>,
     pub max_shrink_fraction: Option<f64>,
     pub max_reject_fraction: Option<f64>,
+    pub brake_window: Option<String>,
+    pub accept_shrink_after: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -116,6 +118,8 @@ pub struct RawFeed {
     pub enabled: Option<bool>,
     /// `{ bearer_env = "VAR" }` or `{ username = "u", password_env = "VAR" }`.
     pub auth: Option<toml::Value>,
+    pub row_policy: Option<bool>,
+    pub row_actions: Option<Vec<String>>,
     #[serde(flatten)]
     pub policy: RawPolicy,
 }

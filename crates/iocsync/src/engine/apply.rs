@@ -70,13 +70,6 @@ pub struct ApplyResult {
     pub error: Option<String>,
 }
 
-impl ApplyResult {
-    /// Nothing applied, nothing failed (the brake held).
-    pub fn nothing() -> ApplyResult {
-        ApplyResult { complete: true, ..ApplyResult::default() }
-    }
-}
-
 /// Applies a plan: deletes (pure deletes and the old side of replaces) first, then imports.
 /// A failed call stops the apply; the next run completes it (Defender is the source of truth).
 pub async fn apply(
@@ -248,8 +241,11 @@ pub fn provenance_rows(
     applied: &ApplyResult,
     existing: &[Existing],
     old: &BTreeMap<(String, String), std::collections::BTreeSet<String>>,
+    not_fresh: &std::collections::BTreeSet<String>,
     now: DateTime<Utc>,
 ) -> Vec<ProvenanceRow> {
+    let old_lc: BTreeMap<(String, String), &std::collections::BTreeSet<String>> =
+        old.iter().map(|((t, v), f)| ((t.clone(), v.to_ascii_lowercase()), f)).collect();
     let key = |t: &str, v: &str, a: &str| (t.to_owned(), v.to_ascii_lowercase(), a.to_owned());
     let mut ids: BTreeMap<(String, String, String), String> = existing
         .iter()
@@ -271,15 +267,27 @@ pub fn provenance_rows(
             value: d.value.clone(),
             action: d.action.as_str().to_owned(),
             defender_id: ids.get(&key(d.kind.as_str(), &d.value, d.action.as_str())).cloned(),
-            feeds: d.feeds.iter().cloned().collect(),
+            // A feed that is not fresh this run keeps its claim: once it carried the value, the
+            // value stays protected while that feed is broken, whatever the other feeds do.
+            feeds: d
+                .feeds
+                .iter()
+                .cloned()
+                .chain(
+                    old_lc
+                        .get(&(d.kind.as_str().to_owned(), d.value.to_ascii_lowercase()))
+                        .into_iter()
+                        .flat_map(|f| f.iter())
+                        .filter(|f| not_fresh.contains(*f))
+                        .cloned(),
+                )
+                .collect(),
             first_seen: now,
             last_pushed: now,
         })
         .collect();
     // Kept rows carry their previous provenance over; a row of unknown origin stays unknown (no
-    // row), so a later run still protects it while any feed is failing.
-    let old_lc: BTreeMap<(String, String), &std::collections::BTreeSet<String>> =
-        old.iter().map(|((t, v), f)| ((t.clone(), v.to_ascii_lowercase()), f)).collect();
+    // row), so a later run still protects it.
     for k in &plan.kept {
         let Some(feeds) =
             old_lc.get(&(k.raw_type.clone(), k.value.to_ascii_lowercase())).filter(|f| !f.is_empty())

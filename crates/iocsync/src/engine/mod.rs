@@ -182,7 +182,8 @@ pub fn lock(store: &Arc<Mutex<StateStore>>) -> std::sync::MutexGuard<'_, StateSt
     store.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Feeds that contribute nothing this run (stale or failed): their indicators must not be deleted.
+/// Feeds that are not fresh this run (last-good, stale or failed): no indicator they brought may
+/// be deleted, whatever other feeds say (DESIGN principle 2).
 pub fn protected_feeds(feeds: &[LoadedFeed]) -> std::collections::BTreeSet<String> {
-    feeds.iter().filter(|f| !f.status.contributes()).map(|f| f.name.clone()).collect()
+    feeds.iter().filter(|f| !f.status.is_fresh()).map(|f| f.name.clone()).collect()
 }

@@ -6,14 +6,14 @@ use crate::config::{AllowlistSpec, Config, Feed, FeedAuth, Tenant};
 use crate::connect;
 use crate::feeds::{self, FeedSpec, FeedStatus, LoadedFeed};
 use crate::fetch::{FetchOptions, Source};
-use crate::state::StateStore;
+use crate::state::{ADOPTED_ORIGIN, StateStore};
 use crate::{Exit, progress};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use iocsync_core::allowlist::Allowlist;
 use iocsync_core::feed_health::HealthRules;
 use iocsync_core::model::{Action, Desired, Skip};
-use iocsync_core::plan::{Existing, Owner, PlanSettings};
+use iocsync_core::plan::{BrakeEntry, BrakeWindow, Existing, Owner, PlanSettings};
 use iocsync_core::report::{ApiCalls, FeedReport, RunReport};
 use iocsync_ioc::{IndicatorType, Reason};
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,10 +42,11 @@ pub(super) async fn run(
     }
     let allowlist = build_allowlist(&config.allowlist, &tenant.allowlist)?;
     let loaded = load_feeds(config, tenant, store, now).await?;
-    let (desired, skips) = desired_state(config, tenant, &loaded, &allowlist, now);
+    let (desired, skips, policy_notes) = desired_state(config, tenant, &loaded, &allowlist, now);
 
     let conn = connect::connect(config, tenant).await?;
-    let result = plan_and_apply(config, tenant, store, req, &conn.client, desired, &loaded, now).await;
+    let result =
+        plan_and_apply(config, tenant, store, req, &conn.client, desired, &loaded, &allowlist, now).await;
     conn.close().await;
     let PlanApplied { mut report, applied, owned_by, throttled_by, samples } = result?;
     let feed_ages = loaded
@@ -55,6 +56,8 @@ pub(super) async fn run(
         })
         .collect();
     report.add_skips(&skips);
+    report.notes.extend(policy_notes);
+    report.notes.extend(loaded.iter().filter_map(|f| f.note.as_ref().map(|n| format!("feed {}: {n}", f.name))));
     for f in &loaded {
         let reason = match f.status {
             FeedStatus::Stale { .. } => Some(Reason::FeedStale),
@@ -155,13 +158,9 @@ async fn load_feeds(
                 Ok(h) => crate::fetch::http_client_with_headers(&opts, h)?,
                 Err(why) => {
                     tracing::error!(feed = %feed.name, "{why}");
-                    out.push(LoadedFeed {
-                        name: feed.name.clone(),
-                        status: FeedStatus::Failed { why },
-                        parsed: None,
-                        bytes: 0,
-                        fetched_at: None,
-                    });
+                    // Its last good copy still protects its values.
+                    let spec = feed_spec(config, feed, &rules)?;
+                    out.push(feeds::unreachable(store, &spec, why, now).await);
                     continue;
                 }
             },
@@ -207,6 +206,11 @@ fn feed_spec(config: &Config, feed: &Feed, rules: &HealthRules) -> anyhow::Resul
         refang: feed.refang,
         max_age: chrono::Duration::from_std(feed.max_age).unwrap_or(chrono::Duration::hours(48)),
         health: *rules,
+        accept_shrink: iocsync_core::feed_health::AcceptShrink {
+            runs: config.sync.accept_shrink_after.runs,
+            after: chrono::Duration::from_std(config.sync.accept_shrink_after.after)
+                .unwrap_or(chrono::Duration::hours(24)),
+        },
     })
 }
 
@@ -217,8 +221,9 @@ fn desired_state(
     loaded: &[LoadedFeed],
     allowlist: &Allowlist,
     now: DateTime<Utc>,
-) -> (Vec<Desired>, Vec<Skip>) {
+) -> (Vec<Desired>, Vec<Skip>, Vec<String>) {
     let mut skips = Vec::new();
+    let mut notes = Vec::new();
     let mut per_feed = Vec::new();
     for (feed, lf) in config.feeds_for(tenant).zip(loaded) {
         let Some(parsed) = &lf.parsed else {
@@ -250,15 +255,16 @@ fn desired_state(
             None => parsed.iocs.clone(),
         };
         let policy = config.feed_policy(tenant, feed);
-        let (desired, policy_skips) = iocsync_core::policy::apply_policy(&policy, &iocs, now);
-        skips.extend(policy_skips);
-        per_feed.push(desired);
+        let out = iocsync_core::policy::apply_policy_noted(&policy, &iocs, now);
+        skips.extend(out.skips);
+        notes.extend(out.notes);
+        per_feed.push(out.desired);
     }
     let (merged, merge_skips) = iocsync_core::merge::merge(per_feed);
     skips.extend(merge_skips);
     let (kept, allow_skips) = allowlist.filter(merged);
     skips.extend(allow_skips);
-    (kept, skips)
+    (kept, skips, notes)
 }
 
 /// What planning and applying one tenant produced.
@@ -315,6 +321,7 @@ async fn plan_and_apply(
     client: &iocsync_defender::DefenderClient,
     desired: Vec<Desired>,
     loaded: &[LoadedFeed],
+    allowlist: &Allowlist,
     now: DateTime<Utc>,
 ) -> anyhow::Result<PlanApplied> {
     let history = lock(store).load_api_calls(&tenant.name, &tenant.client_id).unwrap_or_default();
@@ -327,6 +334,17 @@ async fn plan_and_apply(
         Ok(Some(roles)) => roles.iter().any(|r| r == "Ti.ReadWrite.All"),
         _ => true,
     };
+    // Blind to other creators' indicators, an import could land on an analyst's own indicator
+    // (same type, value and action) and overwrite it: never write without seeing them.
+    if !sees_foreign && !req.dry_run {
+        anyhow::bail!(
+            "the app registration of tenant {} holds Ti.ReadWrite but not Ti.ReadWrite.All: it cannot see \
+             indicators other creators made, so a write could overwrite one of them. Grant the application \
+             permission Ti.ReadWrite.All (WindowsDefenderATP) with admin consent, then run again; `iocsync plan` \
+             works meanwhile",
+            tenant.name
+        );
+    }
     let existing: Vec<Existing> = listed.iter().map(to_existing).collect();
 
     // Provenance naming only feeds no longer configured (renamed, removed) is unknown origin:
@@ -337,7 +355,7 @@ async fn plan_and_apply(
         .iter()
         .filter_map(|((t, v), feeds)| {
             let feeds: BTreeSet<String> =
-                feeds.iter().filter(|f| configured.contains(f.as_str())).cloned().collect();
+                feeds.iter().filter(|f| configured.contains(f.as_str()) || *f == ADOPTED_ORIGIN).cloned().collect();
             let t = t.parse::<IndicatorType>().ok()?;
             (!feeds.is_empty()).then_some(((t, v.clone()), feeds))
         })
@@ -359,17 +377,35 @@ async fn plan_and_apply(
             Some((t, r.value, a, r.fingerprint))
         })
         .collect::<BTreeSet<_>>();
+    let owner = Owner { client_id: tenant.client_id.clone(), tag: config.sync.owner_tag.clone() };
+    // Owned rows the allowlist now covers are removed, whatever protects them, and outside the brake.
+    let allowlisted = existing
+        .iter()
+        .filter(|e| owner.owns(e))
+        .filter_map(|e| {
+            let k = e.kind?;
+            allowlist.matches(k, &e.value).map(|_| (k, e.value.clone()))
+        })
+        .collect();
+    let window = chrono::Duration::from_std(config.sync.brake_window).unwrap_or(chrono::Duration::hours(24));
+    let ledger = lock(store).brake_ledger(&tenant.name, now - window).context(
+        "reading the brake's memory from the state database (the brake cannot be judged without it)",
+    )?;
+    let not_fresh = protected_feeds(loaded);
     let settings = PlanSettings {
-        owner: Owner { client_id: tenant.client_id.clone(), tag: config.sync.owner_tag.clone() },
+        owner,
         capacity: config.sync.capacity,
         headroom: config.sync.headroom,
         max_delete_fraction: config.sync.max_delete_fraction,
+        brake_window: BrakeWindow::from_ledger(&ledger, now, window),
         renew_before: chrono::Duration::days(i64::from(config.sync.renew_before_days)),
         now,
         force: req.force,
         sees_foreign,
-        protected_feeds: protected_feeds(loaded),
+        protected_feeds: not_fresh.clone(),
+        protected_values: loaded.iter().flat_map(|f| f.protects.iter().cloned()).collect(),
         provenance,
+        allowlisted,
         suppressed,
     };
     let plan = iocsync_core::plan::plan(desired.clone(), &existing, &settings);
@@ -387,18 +423,26 @@ async fn plan_and_apply(
         tracing::warn!(tenant = %tenant.name, "{note}");
     }
 
-    let applied = if plan.brake.is_some() {
-        tracing::warn!(tenant = %tenant.name, "{}", plan.brake.as_deref().unwrap_or_default());
-        ApplyResult::nothing()
-    } else if req.dry_run {
+    if let Some(b) = &plan.brake {
+        tracing::warn!(tenant = %tenant.name, "{b}");
+    }
+    // A braked plan no longer holds the excess: what it still holds is applied.
+    let applied = if req.dry_run {
         apply::apply(&plan, &DryRunWrites, &config.sync.owner_tag, &req.stop).await
     } else {
         apply::apply(&plan, &LiveWrites(client), &config.sync.owner_tag, &req.stop).await
     };
     report.failed = applied.failed.clone();
 
-    if !req.dry_run && plan.brake.is_none() {
+    if !req.dry_run {
         let s = lock(store);
+        // Counted whether or not every batch landed: over-counting only brakes earlier.
+        let entry = BrakeEntry {
+            at: now,
+            counted: plan.brake_counted,
+            owned: plan.capacity.owned_before.max(plan.capacity.owned_after),
+        };
+        s.record_brake(&tenant.name, &entry).context("recording the run in the brake's memory")?;
         for rej in &applied.permanent_rejects {
             if let Err(e) = s.record_reject(&tenant.name, rej, now) {
                 tracing::warn!("could not remember a rejected value: {e}");
@@ -410,7 +454,8 @@ async fn plan_and_apply(
                 tracing::warn!("could not forget an accepted value's old rejection: {e}");
             }
         }
-        let rows = apply::provenance_rows(&plan, &desired, &applied, &existing, &stored_provenance, now);
+        let rows =
+            apply::provenance_rows(&plan, &desired, &applied, &existing, &stored_provenance, &not_fresh, now);
         if let Err(e) = s.replace_provenance(&tenant.name, &rows) {
             tracing::warn!("could not save provenance: {e}");
         }
@@ -435,7 +480,7 @@ async fn plan_and_apply(
         tracing::warn!("could not save the API call history: {e}");
     }
     let owned_by = apply::owned_by_type_and_action(&plan, &applied);
-    if !req.dry_run && plan.brake.is_none() {
+    if !req.dry_run {
         // What the tenant holds now, not what the plan hoped for (creates Defender refused).
         report.capacity.owned_after = owned_by.values().sum::<u64>() as usize;
     }

@@ -24,9 +24,12 @@ pub(crate) const OWNER_TAG: &str = "iocsync";
 const OTHER_APP: &str = "9f9f9f9f-0000-4000-8000-000000000000";
 
 /// The config below the `[defender]` keys: `time_scale` (still in `[defender]`), `[sync]`, one text feed.
+/// The feed churns a tenth of its values every round, many rounds a minute: the brake (which
+/// remembers a day of deletes) is released so that these tests judge convergence under faults;
+/// the brake has its own tests in `sync.rs`.
 pub(crate) fn chaos_config(feed_file: &str) -> String {
     format!(
-        "time_scale = 60\n\n[sync]\nstate = \"state/iocsync.db\"\nheadroom = 500\n\n\
+        "time_scale = 60\n\n[sync]\nstate = \"state/iocsync.db\"\nheadroom = 500\nmax_delete_fraction = 1.0\n\n\
          [[feeds]]\nname = \"chaos\"\nsource = \"{feed_file}\"\nformat = \"text\"\n"
     )
 }

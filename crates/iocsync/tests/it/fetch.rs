@@ -464,6 +464,7 @@ mod feeds {
             refang: true,
             max_age: Duration::hours(48),
             health: HealthRules::default(),
+            accept_shrink: Default::default(),
         }
     }
 
@@ -573,7 +574,7 @@ mod feeds {
             .unwrap()
             .save_good_feed(&CachedFeed {
                 feed: "f".into(),
-                source: "x".into(),
+                source: srv.source("/f").to_string(),
                 body: domains(0, 5).into_bytes(),
                 validators: Validators::default(),
                 fetched_at: now() - Duration::hours(72),
@@ -586,6 +587,7 @@ mod feeds {
         let l = load(&spec("f", srv.source("/f"), Format::Text), &st, now()).await;
         assert_eq!(l.status.as_str(), "stale", "{:?}", l.status);
         assert!(l.parsed.is_none());
+        assert_eq!(l.protects.len(), 5, "a stale copy's values are protected, not pushed");
         assert!(l.status.why().unwrap().contains("502"), "{:?}", l.status);
         // Younger than max_age: fallback instead.
         let l = load(&spec("f", srv.source("/f"), Format::Text), &st, now() - Duration::hours(30)).await;

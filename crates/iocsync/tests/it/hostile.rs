@@ -585,13 +585,14 @@ async fn feeds_that_stall_or_never_answer_time_out_and_delete_nothing() {
     assert_eq!(env.run_json(&["sync"]).await.0, 0);
     assert_eq!(env.owned().len(), 30);
 
-    // Same feed names, now served by the hostile endpoints: each falls back to its last good copy.
+    // Same feed names, now served by the hostile endpoints: a new source starts clean, so each
+    // fails, and the previous source's copy still protects its values.
     env.config(&cfg(&format!("http://{stall}/feed.txt"), &format!("http://{mute_addr}/feed.txt")));
     env.emu.clear_calls();
     let (out, report, _) = sync_sampling_rss(&env).await;
     assert_eq!(out.status.code(), Some(3), "{report}");
-    assert_eq!(report["feeds"][0]["status"], "last-good", "{report}");
-    assert_eq!(report["feeds"][1]["status"], "last-good", "{report}");
+    assert_eq!(report["feeds"][0]["status"], "failed", "{report}");
+    assert_eq!(report["feeds"][1]["status"], "failed", "{report}");
     assert_eq!(report["counts"]["delete"], 0, "{report}");
     assert_eq!(env.write_calls(), 0);
     assert_eq!(env.owned().len(), 30);

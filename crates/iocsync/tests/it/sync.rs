@@ -88,7 +88,13 @@ async fn removal_severity_action_and_renewal_are_reconciled() {
         )
     };
     env.config(&cfg(5, 4));
-    let (_, report) = env.run_json(&["sync"]).await;
+    // Cutting every expiry by 25 days would expire them all without a delete: the brake counts
+    // expiry cuts (the replace above already used the window's budget), so they wait.
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 4, "{report}");
+    assert_eq!(report["counts"]["update"], 0, "{report}");
+    assert!(report["brake"].as_str().unwrap().contains("holds 39"), "{report}");
+    let (_, report) = env.run_json(&["sync", "--force"]).await;
     assert_eq!(report["counts"]["update"], 39, "{report}");
     let (_, report) = env.run_json(&["sync"]).await;
     assert_eq!(report["counts"]["renew"], 0, "{report}");
@@ -145,26 +151,32 @@ async fn foreign_indicators_are_never_modified_or_deleted() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_app_with_only_ti_readwrite_works() {
+async fn an_app_with_only_ti_readwrite_refuses_to_write() {
+    // Hole 8: blind to other creators' indicators, an import could overwrite an analyst's own.
     let env = Env::start(EnvOptions { role: Role::ReadWrite, ..EnvOptions::default() }).await;
-    env.emu.seed(SeedIndicator::portal("IpAddress", "45.99.99.99", "Block", "analyst@contoso.com"));
-    let ips = public_ips(20, 3000);
+    let analyst = env.emu.seed(SeedIndicator::portal("IpAddress", "45.99.99.99", "Block", "analyst@contoso.com"));
+    let before = env.emu.indicators().into_iter().find(|i| i.id == analyst).unwrap();
+    let mut ips = public_ips(20, 3000);
+    ips.push("45.99.99.99".to_owned());
     env.write("a.txt", &text_feed(&ips));
     env.config(&format!("{BASE}{}", feed_block("a", "a.txt", "")));
-    let (code, report) = env.run_json(&["sync"]).await;
-    assert_eq!(code, 0, "{report}");
-    assert_eq!(report["counts"]["create"], 20);
-    let (code, report) = env.run_json(&["sync"]).await;
-    assert_eq!(code, 0);
-    assert_eq!(report["counts"]["unchanged"], 20);
-    assert_eq!(env.emu.indicators().len(), 21);
-    // The plan says what such an app cannot see.
-    let text = String::from_utf8_lossy(&env.run(&["plan"]).await.stdout).into_owned();
+    env.emu.clear_calls();
+    let out = env.run(&["sync"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Ti.ReadWrite.All") && err.contains("permission"), "{err}");
+    assert_eq!(env.write_calls(), 0, "no write without seeing foreign indicators");
+    let after = env.emu.indicators().into_iter().find(|i| i.id == analyst).unwrap();
+    assert_eq!(before.last_update_time, after.last_update_time);
+    assert_eq!(env.emu.indicators().len(), 1);
+    // The plan still works, and says what such an app cannot see.
+    let out = env.run(&["plan"]).await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.contains("note:") && text.contains("Ti.ReadWrite.All"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_brake_refuses_a_60_percent_delete_without_force() {
+async fn the_brake_holds_the_excess_of_a_60_percent_delete_until_forced() {
     let env = Env::start(EnvOptions::default()).await;
     let ips = public_ips(100, 4000);
     env.write("a.txt", &text_feed(&ips));
@@ -173,17 +185,48 @@ async fn the_brake_refuses_a_60_percent_delete_without_force() {
     env.config(&config);
     assert_eq!(env.run_json(&["sync"]).await.0, 0);
 
-    env.write("a.txt", &text_feed(&ips[60..]));
-    env.emu.clear_calls();
+    // 60 leave the feed and 5 new ones arrive: 25 deletes go (25% of 100), 35 wait; the creates
+    // still apply.
+    let mut next: Vec<String> = ips[60..].to_vec();
+    next.extend(public_ips(5, 4500));
+    env.write("a.txt", &text_feed(&next));
     let (code, report) = env.run_json(&["sync"]).await;
     assert_eq!(code, 4, "{report}");
     assert!(report["brake"].as_str().unwrap().contains("--force"), "{report}");
-    assert_eq!(env.write_calls(), 0);
-    assert_eq!(env.owned().len(), 100);
+    assert_eq!(report["counts"]["delete"], 25, "{report}");
+    assert_eq!(report["counts"]["create"], 5, "{report}");
+    assert_eq!(env.owned().len(), 80);
+    // The next run, inside the window, has no budget left: nothing more is deleted.
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 4, "{report}");
+    assert_eq!(report["counts"]["delete"], 0, "{report}");
+    assert_eq!(env.owned().len(), 80);
 
     let (code, report) = env.run_json(&["sync", "--force"]).await;
     assert_eq!(code, 0, "{report}");
-    assert_eq!(env.owned().len(), 40);
+    assert_eq!(env.owned().len(), 45);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_feed_losing_a_fifth_every_run_cannot_drain_the_tenant() {
+    // Hole 3: each run under the brake's fraction, but the runs add up within the window.
+    let env = Env::start(EnvOptions::default()).await;
+    let ips = public_ips(100, 4100);
+    env.write("a.txt", &text_feed(&ips));
+    env.config(&format!("{BASE}max_shrink_fraction = 0.9\n{}", feed_block("a", "a.txt", "")));
+    assert_eq!(env.run_json(&["sync"]).await.0, 0);
+    let mut left = ips.clone();
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        let keep = left.len() * 4 / 5;
+        left.truncate(keep);
+        env.write("a.txt", &text_feed(&left));
+        codes.push(env.run_json(&["sync"]).await.0);
+    }
+    assert_eq!(left.len(), 32);
+    assert_eq!(env.owned().len(), 75, "at most 25% of the largest owned count in the window; exits {codes:?}");
+    // Run 1 deletes 20 of the 25 the window allows; run 2 the 5 left, and holds the rest.
+    assert_eq!(codes, [0, 4, 4, 4, 4]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
