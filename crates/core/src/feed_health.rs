@@ -165,7 +165,8 @@ pub fn judge_with_baseline(
         let baseline = Baseline { accepted: old.accepted, shrink_runs: runs, shrink_since: Some(since) };
         return Judged { health: Health::Suspect(why), baseline, note: None };
     }
-    let baseline = Baseline { accepted: old.accepted.max(current.accepted), shrink_runs: 0, shrink_since: None };
+    let baseline =
+        Baseline { accepted: old.accepted.max(current.accepted), shrink_runs: 0, shrink_since: None };
     Judged { health: Health::Good, baseline, note: None }
 }
 
@@ -275,7 +276,13 @@ mod tests {
     #[test]
     fn a_broken_copy_leaves_the_baseline_alone() {
         let b = Baseline { accepted: 100, shrink_runs: 1, shrink_since: None };
-        let j = judge_with_baseline(&stats(0, 50), Some(&b), &HealthRules::default(), &AcceptShrink::default(), Utc::now());
+        let j = judge_with_baseline(
+            &stats(0, 50),
+            Some(&b),
+            &HealthRules::default(),
+            &AcceptShrink::default(),
+            Utc::now(),
+        );
         assert!(matches!(j.health, Health::Suspect(_)));
         assert_eq!(j.baseline, b);
     }

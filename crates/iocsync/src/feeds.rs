@@ -176,7 +176,13 @@ pub struct LoadedFeed {
 }
 
 impl LoadedFeed {
-    fn new(spec: &FeedSpec, status: FeedStatus, parsed: Option<Parsed>, bytes: u64, at: Option<DateTime<Utc>>) -> Self {
+    fn new(
+        spec: &FeedSpec,
+        status: FeedStatus,
+        parsed: Option<Parsed>,
+        bytes: u64,
+        at: Option<DateTime<Utc>>,
+    ) -> Self {
         LoadedFeed {
             name: spec.name.clone(),
             status,
@@ -243,7 +249,12 @@ pub async fn load_feed(
 
 /// A feed that could not even be asked (e.g. its credential is missing): failed, with the values
 /// of its last good copy protected.
-pub async fn unreachable(store: &Mutex<StateStore>, spec: &FeedSpec, why: String, now: DateTime<Utc>) -> LoadedFeed {
+pub async fn unreachable(
+    store: &Mutex<StateStore>,
+    spec: &FeedSpec,
+    why: String,
+    now: DateTime<Utc>,
+) -> LoadedFeed {
     let cached = with_store(store, |s| Ok((s.feed_cache(&spec.name)?, s.misp_events(&spec.name)?)));
     let last = match cached {
         Ok((Some(c), events)) if !events.is_empty() => Some(LastGood::Misp(c, events)),
@@ -430,11 +441,14 @@ async fn fall_back(
             return failed(spec, format!("{why}; no last good copy"));
         };
         let old = prev.row().source.clone();
-        let why = format!("{why}; no good copy from the new source yet (the copy from {old} protects its values)");
+        let why =
+            format!("{why}; no good copy from the new source yet (the copy from {old} protects its values)");
         let mut out = failed(spec, why);
         match prev.parse(spec, now).await {
             Ok((parsed, _)) => out.protects = values_of(&parsed),
-            Err(e) => tracing::warn!(feed = %spec.name, error = %e, "the previous source's copy no longer parses"),
+            Err(e) => {
+                tracing::warn!(feed = %spec.name, error = %e, "the previous source's copy no longer parses")
+            }
         }
         return out;
     };
@@ -455,8 +469,9 @@ async fn fall_back(
             out
         }
         Ok((parsed, bytes)) => {
-            let status =
-                FeedStatus::Fallback { why: format!("{why}; using the last good copy from {} ago", human(age)) };
+            let status = FeedStatus::Fallback {
+                why: format!("{why}; using the last good copy from {} ago", human(age)),
+            };
             let protects = values_of(&parsed);
             let mut out = LoadedFeed::new(spec, status, Some(parsed), bytes, Some(good_at));
             out.protects = protects;
@@ -580,8 +595,13 @@ fn accept_if_healthy(
             Some(_) => None,
             None => cached.map(|c| Baseline { accepted: c.accepted, ..Baseline::default() }),
         };
-        let judged =
-            feed_health::judge_with_baseline(&current, baseline.as_ref(), &spec.health, &spec.accept_shrink, now);
+        let judged = feed_health::judge_with_baseline(
+            &current,
+            baseline.as_ref(),
+            &spec.health,
+            &spec.accept_shrink,
+            now,
+        );
         if judged.baseline != baseline.unwrap_or_default()
             && let Err(e) = with_store(store, |s| s.set_feed_baseline(&spec.name, &source, &judged.baseline))
         {

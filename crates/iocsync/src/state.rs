@@ -9,9 +9,9 @@
 //! database written by a newer iocsync is refused rather than silently misread.
 
 use crate::fetch::Validators;
+use chrono::{DateTime, SecondsFormat, Utc};
 use iocsync_core::feed_health::Baseline;
 use iocsync_core::plan::BrakeEntry;
-use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

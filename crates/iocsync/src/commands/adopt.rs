@@ -7,8 +7,8 @@
 //! otherwise update the old row); any import failure is reported value by value.
 
 use crate::cli::AdoptArgs;
-use anyhow::Context;
 use crate::config::Config;
+use anyhow::Context;
 use iocsync_core::batch::{DELETE_BATCH, IMPORT_BATCH};
 use iocsync_defender::ImportItem;
 use serde::Serialize;

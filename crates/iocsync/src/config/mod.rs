@@ -846,14 +846,15 @@ impl Validator {
         let state = resolve(&self.base_dir, Path::new(raw.state.as_deref().unwrap_or("iocsync.db")));
         let brake_window =
             self.duration("sync.brake_window", raw.brake_window.as_deref(), Duration::from_secs(24 * 3600));
-        let accept_shrink_after = match raw.accept_shrink_after.as_deref().map(str::parse::<AcceptShrinkAfter>) {
-            None => AcceptShrinkAfter::default(),
-            Some(Ok(a)) => a,
-            Some(Err(e)) => {
-                self.problem("sync.accept_shrink_after", e);
-                AcceptShrinkAfter::default()
-            }
-        };
+        let accept_shrink_after =
+            match raw.accept_shrink_after.as_deref().map(str::parse::<AcceptShrinkAfter>) {
+                None => AcceptShrinkAfter::default(),
+                Some(Ok(a)) => a,
+                Some(Err(e)) => {
+                    self.problem("sync.accept_shrink_after", e);
+                    AcceptShrinkAfter::default()
+                }
+            };
         SyncSettings {
             owner_tag,
             capacity,

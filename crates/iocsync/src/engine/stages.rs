@@ -57,7 +57,9 @@ pub(super) async fn run(
         .collect();
     report.add_skips(&skips);
     report.notes.extend(policy_notes);
-    report.notes.extend(loaded.iter().filter_map(|f| f.note.as_ref().map(|n| format!("feed {}: {n}", f.name))));
+    report
+        .notes
+        .extend(loaded.iter().filter_map(|f| f.note.as_ref().map(|n| format!("feed {}: {n}", f.name))));
     for f in &loaded {
         let reason = match f.status {
             FeedStatus::Stale { .. } => Some(Reason::FeedStale),
@@ -354,8 +356,11 @@ async fn plan_and_apply(
     let provenance = stored_provenance
         .iter()
         .filter_map(|((t, v), feeds)| {
-            let feeds: BTreeSet<String> =
-                feeds.iter().filter(|f| configured.contains(f.as_str()) || *f == ADOPTED_ORIGIN).cloned().collect();
+            let feeds: BTreeSet<String> = feeds
+                .iter()
+                .filter(|f| configured.contains(f.as_str()) || *f == ADOPTED_ORIGIN)
+                .cloned()
+                .collect();
             let t = t.parse::<IndicatorType>().ok()?;
             (!feeds.is_empty()).then_some(((t, v.clone()), feeds))
         })

@@ -566,6 +566,35 @@ mod feeds {
     }
 
     #[tokio::test]
+    async fn a_changed_source_starts_clean_and_its_old_copy_protects() {
+        let srv = Server::start().await;
+        let fixed = |body: String| Route::Fixed {
+            status: 200,
+            headers: vec![],
+            body: body.into(),
+            etag: Some("\"v1\"".into()),
+        };
+        // Both answer 304 to the same ETag: an old source's validator sent to the new source
+        // would make it serve the old content.
+        srv.route("/old", fixed(domains(0, 10)));
+        srv.route("/new", fixed(domains(100, 10)));
+        let st = store();
+        let l = load(&spec("f", srv.source("/old"), Format::Text), &st, now()).await;
+        assert_eq!(l.status.as_str(), "fresh");
+        let l = load(&spec("f", srv.source("/new"), Format::Text), &st, now()).await;
+        assert_eq!(l.status.as_str(), "fresh", "{:?}", l.status);
+        assert!(values(&l).contains("malware-100.xyz"));
+        let reqs = srv.requests();
+        assert!(reqs.last().unwrap().1.get("if-none-match").is_none(), "no validator of the old source");
+        // A third source that fails: the copy from /new does not stand in, but protects.
+        srv.route("/broken", Route::status(502, "bad gateway"));
+        let l = load(&spec("f", srv.source("/broken"), Format::Text), &st, now()).await;
+        assert_eq!(l.status.as_str(), "failed", "{:?}", l.status);
+        assert!(l.parsed.is_none());
+        assert_eq!(l.protects.len(), 10);
+    }
+
+    #[tokio::test]
     async fn last_good_older_than_max_age_is_stale() {
         let srv = Server::start().await;
         srv.route("/f", Route::status(502, "bad gateway"));

@@ -154,7 +154,8 @@ async fn foreign_indicators_are_never_modified_or_deleted() {
 async fn an_app_with_only_ti_readwrite_refuses_to_write() {
     // Hole 8: blind to other creators' indicators, an import could overwrite an analyst's own.
     let env = Env::start(EnvOptions { role: Role::ReadWrite, ..EnvOptions::default() }).await;
-    let analyst = env.emu.seed(SeedIndicator::portal("IpAddress", "45.99.99.99", "Block", "analyst@contoso.com"));
+    let analyst =
+        env.emu.seed(SeedIndicator::portal("IpAddress", "45.99.99.99", "Block", "analyst@contoso.com"));
     let before = env.emu.indicators().into_iter().find(|i| i.id == analyst).unwrap();
     let mut ips = public_ips(20, 3000);
     ips.push("45.99.99.99".to_owned());
@@ -224,7 +225,11 @@ async fn a_feed_losing_a_fifth_every_run_cannot_drain_the_tenant() {
         codes.push(env.run_json(&["sync"]).await.0);
     }
     assert_eq!(left.len(), 32);
-    assert_eq!(env.owned().len(), 75, "at most 25% of the largest owned count in the window; exits {codes:?}");
+    assert_eq!(
+        env.owned().len(),
+        75,
+        "at most 25% of the largest owned count in the window; exits {codes:?}"
+    );
     // Run 1 deletes 20 of the 25 the window allows; run 2 the 5 left, and holds the rest.
     assert_eq!(codes, [0, 4, 4, 4, 4]);
 }
