@@ -26,6 +26,8 @@ pub struct SyncRequest {
     pub force: bool,
     /// Set by SIGTERM/ctrl-c: the apply stops after the batch in flight; the next run completes it.
     pub stop: StopFlag,
+    /// The run's clock: `None` reads the system clock; tests drive virtual time through it.
+    pub now: Option<chrono::DateTime<Utc>>,
 }
 
 /// A shared "stop after the current batch" request.
@@ -141,7 +143,7 @@ pub async fn sync_tenant(
     store: &Arc<Mutex<StateStore>>,
     req: &SyncRequest,
 ) -> TenantOutcome {
-    let started = Utc::now();
+    let started = req.now.unwrap_or_else(Utc::now);
     let run_id = lock(store).begin_run(&tenant.name, req.dry_run, started).ok();
     let outcome = match stages::run(config, tenant, store, req).await {
         Ok(o) => o,
@@ -170,7 +172,7 @@ pub async fn sync_tenant(
             (None, _) => "ok",
         };
         let json = serde_json::to_string(&outcome.report).unwrap_or_default();
-        if let Err(e) = lock(store).finish_run(id, status, outcome.exit as i32, &json, Utc::now()) {
+        if let Err(e) = lock(store).finish_run(id, status, outcome.exit as i32, &json, req.now.unwrap_or_else(Utc::now)) {
             tracing::warn!("could not record the run in the state database: {e}");
         }
     }

@@ -29,7 +29,7 @@ pub(super) async fn run(
     store: &Arc<Mutex<StateStore>>,
     req: &SyncRequest,
 ) -> anyhow::Result<TenantOutcome> {
-    let now = Utc::now();
+    let now = req.now.unwrap_or_else(Utc::now);
     // With no feed the desired state is empty and the plan would delete everything iocsync
     // owns: that is `purge`, and it must be asked for by name.
     if config.feeds_for(tenant).next().is_none() {
@@ -441,13 +441,7 @@ async fn plan_and_apply(
 
     if !req.dry_run {
         let s = lock(store);
-        // Counted whether or not every batch landed: over-counting only brakes earlier.
-        let entry = BrakeEntry {
-            at: now,
-            counted: plan.brake_counted,
-            owned: plan.capacity.owned_before.max(plan.capacity.owned_after),
-        };
-        s.record_brake(&tenant.name, &entry).context("recording the run in the brake's memory")?;
+
         for rej in &applied.permanent_rejects {
             if let Err(e) = s.record_reject(&tenant.name, rej, now) {
                 tracing::warn!("could not remember a rejected value: {e}");
@@ -488,6 +482,13 @@ async fn plan_and_apply(
     if !req.dry_run {
         // What the tenant holds now, not what the plan hoped for (creates Defender refused).
         report.capacity.owned_after = owned_by.values().sum::<u64>() as usize;
+        // Counted whether or not every batch landed: over-counting only brakes earlier.
+        let entry = BrakeEntry {
+            at: now,
+            counted: plan.brake_counted,
+            owned: plan.capacity.owned_before.max(report.capacity.owned_after),
+        };
+        lock(store).record_brake(&tenant.name, &entry).context("recording the run in the brake's memory")?;
     }
     let samples = change_samples(&plan);
     Ok(PlanApplied { report, applied, owned_by, throttled_by: stats.throttled_by, samples })

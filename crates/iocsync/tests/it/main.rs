@@ -12,6 +12,7 @@ mod examples;
 mod fetch;
 mod harness;
 mod hostile;
+mod model;
 mod safety;
 mod state;
 mod sync;

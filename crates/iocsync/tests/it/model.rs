@@ -1,0 +1,624 @@
+//! The safety contract as a stateful model test: seeded random histories of many runs drive the
+//! real engine (`engine::sync_all`: fetch, parse, policy, merge, allowlist, plan, brake, apply,
+//! state) in-process against the emulator (as a library, on 127.0.0.1:0), with virtual time on
+//! both sides. After every run an independent model checks the invariants of DESIGN principles
+//! 1–6. A failing history is shrunk to a minimal one and printed as Rust, ready to paste into
+//! [`regressions`].
+//!
+//! Volume: `IOCSYNC_MODEL_HISTORIES` (default 24) histories of `IOCSYNC_MODEL_RUNS` (default 50)
+//! runs from `IOCSYNC_MODEL_SEED` (default 1). RELIABILITY.md has the numbers of the long soak.
+
+use crate::harness::{CLIENT_ID, SECRET};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use iocsync::config::Config;
+use iocsync::engine::{SyncRequest, sync_all};
+use iocsync_emulator::{
+    ClientCredential, EmulatorConfig, EndpointFamily, Fault, FaultRule, ManualClock, Role, SeedIndicator, Trigger,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+const CAP: usize = 400;
+const HEADROOM: usize = 20;
+const FRACTION: f64 = 0.25;
+const EXPIRE_DAYS: i64 = 30;
+const FEEDS: usize = 3;
+
+/// One thing that happens before a run. A history is a list of them; `Run` closes a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Feed `f` gains `n` new values.
+    Grow(usize, usize),
+    /// Feed `f` loses this per-mille of its values.
+    Shrink(usize, u32),
+    /// Feed `f` answers junk: 0 an HTML error page, 1 an empty body, 2 garbage bytes.
+    Break(usize, u8),
+    /// Feed `f` answers its true content again.
+    Recover(usize),
+    /// Feed `f` is renamed in the config.
+    Rename(usize),
+    /// Feed `f` moves to another file (which starts broken).
+    Move(usize),
+    /// Feed `f` turns hostile: a portal CSV whose rows ask for `Allowed`, low severity and a 2-day expiry.
+    Hostile(usize),
+    /// Feed `f` adds the parent domain of allowlisted host number `n`.
+    ParentOfAllowlisted(usize, usize),
+    /// The allowlist gains owned value number `n` (modulo the owned count).
+    AllowOwned(usize),
+    /// Another creator adds an indicator for value number `n` of feed `f` (same action).
+    Foreign(usize, usize),
+    /// The next run's API calls fail with this probability (per mille), or drop the Nth import.
+    Faults(u32, u32),
+    /// The next run is `sync --force`.
+    Force,
+    /// Time passes (hours), then `sync` runs.
+    Run(u32),
+}
+
+/// A small deterministic PRNG (SplitMix64): histories depend on the seed only.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// A random history of `runs` runs.
+pub fn history(seed: u64, runs: usize) -> Vec<Step> {
+    let mut r = Rng(seed);
+    let mut out = Vec::new();
+    for _ in 0..runs {
+        for f in 0..FEEDS {
+            let p = r.below(100);
+            let f = f as usize;
+            match p {
+                0..=14 => out.push(Step::Grow(f, 1 + r.below(25) as usize)),
+                15..=24 => out.push(Step::Shrink(f, 50 + r.below(200) as u32)),
+                25..=28 => out.push(Step::Shrink(f, 600 + r.below(350) as u32)),
+                29..=35 => out.push(Step::Break(f, r.below(3) as u8)),
+                36..=45 => out.push(Step::Recover(f)),
+                46..=47 => out.push(Step::Rename(f)),
+                48..=49 => out.push(Step::Move(f)),
+                50..=52 => out.push(Step::Hostile(f)),
+                53..=55 => out.push(Step::ParentOfAllowlisted(f, r.below(4) as usize)),
+                _ => {}
+            }
+        }
+        match r.below(100) {
+            0..=5 => out.push(Step::AllowOwned(r.below(1000) as usize)),
+            6..=11 => out.push(Step::Foreign(r.below(FEEDS as u64) as usize, r.below(1000) as usize)),
+            12..=21 => out.push(Step::Faults(r.below(400) as u32, 1 + r.below(3) as u32)),
+            22 => out.push(Step::Force),
+            _ => {}
+        }
+        out.push(Step::Run(1 + r.below(10) as u32));
+    }
+    out
+}
+
+/// What the model knows about one feed.
+#[derive(Debug, Clone)]
+struct FeedModel {
+    name: String,
+    file: String,
+    /// The values the feed really carries (normalised).
+    values: Vec<String>,
+    /// What the file holds now.
+    shape: Shape,
+    /// The values of the copy the engine last accepted (status `ok`), by the model's account.
+    last_good: Option<BTreeSet<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Shape {
+    Healthy,
+    Broken(u8),
+    Hostile,
+}
+
+/// One history against a fresh emulator, state database and feed folder.
+struct World {
+    emu: iocsync_emulator::Emulator,
+    clock: std::sync::Arc<ManualClock>,
+    dir: tempfile::TempDir,
+    now: DateTime<Utc>,
+    feeds: Vec<FeedModel>,
+    allow: Vec<String>,
+    next_value: usize,
+    renames: usize,
+    /// (time, counted, owned) per applied run, for the brake check.
+    ledger: Vec<(DateTime<Utc>, usize, usize)>,
+    stats: Stats,
+}
+
+/// What a batch of histories did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub histories: u64,
+    pub runs: u64,
+    pub fault_runs: u64,
+    pub crashed_runs: u64,
+    pub forced_runs: u64,
+    pub checks: u64,
+    pub braked_runs: u64,
+    pub deletes: u64,
+}
+
+fn domain(n: usize) -> String {
+    format!("c2-{n}.bad-{}.com", n % 7)
+}
+
+/// Allowlisted hosts; `ParentOfAllowlisted` makes a feed carry their parents.
+fn allowlisted_host(n: usize) -> String {
+    format!("sso.partner-{n}.com")
+}
+
+impl World {
+    async fn new() -> World {
+        let start = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        let clock = ManualClock::new(start);
+        let config = EmulatorConfig {
+            clients: vec![ClientCredential::with_secret(CLIENT_ID, SECRET, Role::ReadWriteAll, "iocsync-model")],
+            capacity: CAP,
+            clock: clock.clone(),
+            ..EmulatorConfig::default()
+        };
+        let emu = iocsync_emulator::start(config).await.expect("emulator starts");
+        let dir = tempfile::tempdir().unwrap();
+        write_private(&dir.path().join("secret"), SECRET);
+        let mut w = World {
+            emu,
+            clock,
+            dir,
+            now: start,
+            feeds: Vec::new(),
+            allow: (0..4).map(allowlisted_host).collect(),
+            next_value: 0,
+            renames: 0,
+            ledger: Vec::new(),
+            stats: Stats::default(),
+        };
+        for f in 0..FEEDS {
+            let values = w.fresh_values(20 + 10 * f);
+            w.feeds.push(FeedModel {
+                name: format!("feed{f}"),
+                file: format!("feed{f}.txt"),
+                values,
+                shape: Shape::Healthy,
+                last_good: None,
+            });
+        }
+        w
+    }
+
+    fn fresh_values(&mut self, n: usize) -> Vec<String> {
+        let out = (self.next_value..self.next_value + n).map(domain).collect();
+        self.next_value += n;
+        out
+    }
+
+    fn write_feeds(&self) {
+        for f in &self.feeds {
+            let body: Vec<u8> = match f.shape {
+                Shape::Healthy => f.values.iter().map(|v| format!("{v}\n")).collect::<String>().into_bytes(),
+                Shape::Broken(0) => b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>\n".to_vec(),
+                Shape::Broken(1) => Vec::new(),
+                Shape::Broken(_) => (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect(),
+                Shape::Hostile => {
+                    let exp = (self.now + Duration::days(2)).format("%Y-%m-%dT%H:%M:%SZ");
+                    let mut s = String::from("IndicatorType,IndicatorValue,Action,Severity,ExpirationTime,GenerateAlert\n");
+                    for v in &f.values {
+                        s.push_str(&format!("DomainName,{v},Allowed,Informational,{exp},False\n"));
+                    }
+                    s.into_bytes()
+                }
+            };
+            std::fs::write(self.dir.path().join(&f.file), body).unwrap();
+        }
+    }
+
+    fn config_text(&self) -> String {
+        let base = self.emu.base_url();
+        let mut s = format!(
+            "[defender]\ntenant_id = \"{}\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = {{ file = \"secret\" }}\n\
+             api_base = \"{base}\"\nauthority = \"{base}\"\ntime_scale = 10000\n\n\
+             [sync]\nstate = \"state.db\"\ncapacity = {CAP}\nheadroom = {HEADROOM}\nmax_delete_fraction = {FRACTION}\n\
+             brake_window = \"24h\"\nexpire_days = {EXPIRE_DAYS}\nrenew_before_days = 10\n\n",
+            self.emu.tenant_id()
+        );
+        for f in &self.feeds {
+            let _ = write!(s, "[[feeds]]\nname = \"{}\"\nsource = \"{}\"\naction = \"Block\"\nmax_age = \"48h\"\n\n", f.name, f.file);
+        }
+        let quoted: Vec<String> = self.allow.iter().map(|v| format!("\"{v}\"")).collect();
+        let _ = write!(s, "[allowlist]\nvalues = [{}]\n", quoted.join(", "));
+        s
+    }
+
+    fn owned(&self) -> Vec<iocsync_emulator::wire::Indicator> {
+        self.emu.indicators().into_iter().filter(|i| i.created_by == CLIENT_ID).collect()
+    }
+
+    /// Applies one non-`Run` step to the world.
+    fn apply(&mut self, step: &Step) -> Option<Vec<FaultRule>> {
+        match *step {
+            Step::Grow(f, n) => {
+                let v = self.fresh_values(n);
+                self.feeds[f].values.extend(v);
+            }
+            Step::Shrink(f, per_mille) => {
+                let v = &mut self.feeds[f].values;
+                let keep = v.len() - v.len() * per_mille as usize / 1000;
+                v.truncate(keep.max(1));
+            }
+            Step::Break(f, kind) => self.feeds[f].shape = Shape::Broken(kind),
+            Step::Recover(f) => self.feeds[f].shape = Shape::Healthy,
+            Step::Rename(f) => {
+                self.renames += 1;
+                self.feeds[f].name = format!("feed{f}-r{}", self.renames);
+                self.feeds[f].last_good = None;
+            }
+            Step::Move(f) => {
+                self.renames += 1;
+                self.feeds[f].file = format!("feed{f}-m{}.txt", self.renames);
+                self.feeds[f].shape = Shape::Broken(0);
+            }
+            Step::Hostile(f) => self.feeds[f].shape = Shape::Hostile,
+            Step::ParentOfAllowlisted(f, n) => {
+                let parent = allowlisted_host(n).trim_start_matches("sso.").to_owned();
+                if !self.feeds[f].values.contains(&parent) {
+                    self.feeds[f].values.push(parent);
+                }
+            }
+            Step::AllowOwned(n) => {
+                let owned = self.owned();
+                if !owned.is_empty() {
+                    let v = owned[n % owned.len()].indicator_value.clone();
+                    if !self.allow.contains(&v) {
+                        self.allow.push(v);
+                    }
+                }
+            }
+            Step::Foreign(f, n) => {
+                let vals = &self.feeds[f].values;
+                if !vals.is_empty() {
+                    let v = vals[n % vals.len()].clone();
+                    self.emu.seed(SeedIndicator::portal("DomainName", &v, "Block", "analyst@contoso.example"));
+                }
+            }
+            Step::Faults(per_mille, nth) => {
+                return Some(vec![
+                    FaultRule::new(None, Fault::Status(503), Trigger::Probability(f64::from(per_mille) / 1000.0)),
+                    FaultRule::new(Some(EndpointFamily::Import), Fault::DropAfterCommit, Trigger::Nth(nth)),
+                ]);
+            }
+            Step::Force | Step::Run(_) => {}
+        }
+        None
+    }
+}
+
+fn write_private(path: &std::path::Path, content: &str) {
+    use std::io::Write as _;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path).unwrap().write_all(content.as_bytes()).unwrap();
+}
+
+/// Whether `v` is, or is under, or covers an allowlisted domain.
+fn touches_allowlist(v: &str, allow: &[String]) -> Option<String> {
+    allow
+        .iter()
+        .find(|a| v == a.as_str() || v.ends_with(&format!(".{a}")) || a.ends_with(&format!(".{v}")))
+        .cloned()
+}
+
+/// Runs one history; `Err` names the first broken invariant (with the step index).
+pub async fn run_history(steps: &[Step]) -> Result<Stats, String> {
+    let mut w = World::new().await;
+    let mut faults: Vec<FaultRule> = Vec::new();
+    let mut force = false;
+    let mut index = 0;
+    for (i, step) in steps.iter().enumerate() {
+        let Step::Run(hours) = *step else {
+            if *step == Step::Force {
+                force = true;
+            }
+            if let Some(rules) = w.apply(step) {
+                faults = rules;
+            }
+            continue;
+        };
+        index += 1;
+        w.now += Duration::hours(i64::from(hours));
+        w.clock.set(w.now);
+        let had_faults = !faults.is_empty();
+        let report = run_once(&mut w, &std::mem::take(&mut faults), force).await;
+        let checked = check(&mut w, &report, force, had_faults).map_err(|e| format!("run {index} (step {i}): {e}"))?;
+        w.stats.checks += checked;
+        force = false;
+    }
+    // Two quiet runs: the second one writes nothing.
+    for f in &mut w.feeds {
+        if f.shape != Shape::Healthy {
+            f.shape = Shape::Healthy;
+        }
+    }
+    for quiet in 0..3 {
+        w.now += Duration::hours(1);
+        w.clock.set(w.now);
+        w.emu.clear_calls();
+        let report = run_once(&mut w, &[], false).await;
+        check(&mut w, &report, false, false).map_err(|e| format!("quiet run {quiet}: {e}"))?;
+        let writes = w
+            .emu
+            .calls()
+            .iter()
+            .filter(|c| matches!(c.family, EndpointFamily::Import | EndpointFamily::BatchDelete))
+            .count();
+        if quiet == 2 && writes > 0 {
+            return Err(format!("the third quiet run still made {writes} write calls: {report}"));
+        }
+    }
+    w.stats.histories = 1;
+    Ok(w.stats)
+}
+
+/// Before/after of one run, for the checks.
+struct RunReport {
+    json: serde_json::Value,
+    before: Vec<iocsync_emulator::wire::Indicator>,
+    after: Vec<iocsync_emulator::wire::Indicator>,
+}
+
+impl std::fmt::Display for RunReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.json)
+    }
+}
+
+async fn run_once(w: &mut World, faults: &[FaultRule], force: bool) -> RunReport {
+    w.write_feeds();
+    let cfg_path = w.dir.path().join("iocsync.toml");
+    std::fs::write(&cfg_path, w.config_text()).unwrap();
+    let config = Config::load(&cfg_path).expect("the model's config is valid");
+    let before = w.emu.indicators();
+    for r in faults {
+        w.emu.inject(*r);
+    }
+    let req = SyncRequest { force, now: Some(w.now), ..SyncRequest::default() };
+    let outcomes = sync_all(&config, None, &req).await.expect("sync runs");
+    w.emu.clear_faults();
+    w.stats.runs += 1;
+    w.stats.fault_runs += u64::from(!faults.is_empty());
+    w.stats.forced_runs += u64::from(force);
+    let o = &outcomes[0];
+    w.stats.crashed_runs += u64::from(o.error.is_some());
+    w.stats.braked_runs += u64::from(o.report.brake.is_some());
+    let mut json = serde_json::to_value(&o.report).unwrap();
+    if let Some(e) = &o.error {
+        json["error"] = serde_json::Value::String(e.clone());
+    }
+    RunReport { json, before, after: w.emu.indicators() }
+}
+
+/// Checks every invariant after one run; returns how many checks it made.
+fn check(w: &mut World, r: &RunReport, forced: bool, _faulted: bool) -> Result<u64, String> {
+    let mut n = 0u64;
+    let ours = |i: &iocsync_emulator::wire::Indicator| i.created_by == CLIENT_ID;
+    let after_by_id: BTreeMap<&str, &iocsync_emulator::wire::Indicator> =
+        r.after.iter().map(|i| (i.id.as_str(), i)).collect();
+    let alive = |i: &iocsync_emulator::wire::Indicator| {
+        i.expiration_time.as_deref().is_none_or(|t| t > w.now.to_rfc3339().as_str())
+    };
+
+    // 1. No foreign indicator changed or deleted.
+    for b in r.before.iter().filter(|i| !ours(i)) {
+        n += 1;
+        match after_by_id.get(b.id.as_str()) {
+            Some(a) if a.last_update_time == b.last_update_time && a.action == b.action => {}
+            Some(_) => return Err(format!("foreign indicator {} changed: {r}", b.id)),
+            None => return Err(format!("foreign indicator {} deleted: {r}", b.id)),
+        }
+    }
+
+    let owned_before: Vec<_> = r.before.iter().filter(|i| ours(i)).collect();
+    let owned_after: Vec<_> = r.after.iter().filter(|i| ours(i)).collect();
+    let after_values: BTreeSet<&str> = owned_after.iter().map(|i| i.indicator_value.as_str()).collect();
+
+    // 2. No value of a not-fresh feed's last good copy deleted (unless allowlisted, or expired).
+    let statuses: Vec<(String, String)> = r.json["feeds"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|f| (f["name"].as_str().unwrap_or("").to_owned(), f["status"].as_str().unwrap_or("").to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for f in &w.feeds {
+        let status = statuses.iter().find(|(name, _)| *name == f.name).map(|(_, s)| s.as_str());
+        if matches!(status, Some("last-good" | "stale" | "failed"))
+            && let Some(good) = &f.last_good
+        {
+            for b in owned_before.iter().filter(|b| good.contains(&b.indicator_value) && alive(b)) {
+                n += 1;
+                if !after_values.contains(b.indicator_value.as_str())
+                    && touches_allowlist(&b.indicator_value, &w.allow).is_none()
+                {
+                    return Err(format!(
+                        "{} of {}'s last good copy was deleted while the feed is {}: {r}",
+                        b.indicator_value,
+                        f.name,
+                        status.unwrap_or("?")
+                    ));
+                }
+            }
+        }
+    }
+
+    // 3. Deletes, replaces and expiry cuts within the brake budget of the window (unless forced).
+    let exact = |i: &iocsync_emulator::wire::Indicator| (i.indicator_value.clone(), i.action.clone());
+    let after_keys: BTreeSet<(String, String)> = owned_after.iter().map(|i| exact(i)).collect();
+    let mut counted = 0usize;
+    for b in &owned_before {
+        match after_by_id.get(b.id.as_str()) {
+            None if alive(b)
+                && !after_keys.contains(&exact(b))
+                && touches_allowlist(&b.indicator_value, &w.allow).is_none() =>
+            {
+                counted += 1;
+            }
+            Some(a) => {
+                let cut = match (&b.expiration_time, &a.expiration_time) {
+                    (Some(x), Some(y)) => {
+                        let x = DateTime::parse_from_rfc3339(x).unwrap();
+                        let y = DateTime::parse_from_rfc3339(y).unwrap();
+                        y + Duration::days(1) < x
+                    }
+                    _ => false,
+                };
+                counted += usize::from(cut);
+            }
+            None => {}
+        }
+    }
+    let window_start = w.now - Duration::hours(24);
+    w.ledger.retain(|(t, _, _)| *t > window_start);
+    let peak = w.ledger.iter().map(|(_, _, o)| *o).max().unwrap_or(0).max(owned_before.len());
+    let used: usize = w.ledger.iter().map(|(_, c, _)| *c).sum();
+    let allowance = (FRACTION * peak as f64).floor() as usize;
+    n += 1;
+    if !forced && counted > 0 && used + counted > allowance {
+        return Err(format!(
+            "{counted} deletes/replaces/expiry cuts with {used} already in the window, over the {allowance} that \
+             {FRACTION} of {peak} allows: {r}"
+        ));
+    }
+    w.ledger.push((w.now, counted, owned_before.len().max(owned_after.len())));
+    w.stats.deletes += counted as u64;
+
+    for a in &owned_after {
+        // 4. Nothing pushed under or over an allowlisted value.
+        n += 1;
+        if let Some(entry) = touches_allowlist(&a.indicator_value, &w.allow)
+            && !owned_before.iter().any(|b| b.id == a.id)
+        {
+            return Err(format!("{} was pushed although the allowlist holds {entry}: {r}", a.indicator_value));
+        }
+        // 5. No action weaker than configured, never Allowed.
+        n += 1;
+        if a.action != "Block" {
+            return Err(format!("{} holds action {} (configured: Block): {r}", a.indicator_value, a.action));
+        }
+        // 6. Every owned indicator expires within expire_days.
+        n += 1;
+        let Some(exp) = a.expiration_time.as_deref() else {
+            return Err(format!("{} never expires: {r}", a.indicator_value));
+        };
+        let exp = DateTime::parse_from_rfc3339(exp).unwrap();
+        if exp > w.now + Duration::days(EXPIRE_DAYS) + Duration::minutes(1) {
+            return Err(format!("{} expires at {exp}, past expire_days: {r}", a.indicator_value));
+        }
+    }
+
+    // 7. The owned count stays within the room the cap leaves (or at least does not grow past it).
+    let foreign = r.after.iter().filter(|i| !ours(i)).count();
+    let room = CAP.saturating_sub(foreign).saturating_sub(HEADROOM);
+    n += 1;
+    if owned_after.len() > room && owned_after.len() > owned_before.len() {
+        return Err(format!("{} owned with room for {room} (was {}): {r}", owned_after.len(), owned_before.len()));
+    }
+
+    // The model's record of each feed's last good copy follows the engine's verdicts.
+    for f in &mut w.feeds {
+        let status = statuses.iter().find(|(name, _)| *name == f.name).map(|(_, s)| s.as_str());
+        if status == Some("ok") {
+            f.last_good = Some(f.values.iter().cloned().collect());
+        }
+    }
+    Ok(n)
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Shrinks a failing history: drops steps (never a `Run`'s own structure) while it still fails.
+async fn shrink(mut steps: Vec<Step>) -> (Vec<Step>, String) {
+    let mut why = run_history(&steps).await.err().unwrap_or_default();
+    let mut i = 0;
+    while i < steps.len() {
+        let mut candidate = steps.clone();
+        candidate.remove(i);
+        match run_history(&candidate).await {
+            Err(e) => {
+                steps = candidate;
+                why = e;
+            }
+            Ok(_) => i += 1,
+        }
+    }
+    (steps, why)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn random_histories_keep_every_invariant() {
+    let histories = env_or("IOCSYNC_MODEL_HISTORIES", 24);
+    let runs = env_or("IOCSYNC_MODEL_RUNS", 50) as usize;
+    let seed = env_or("IOCSYNC_MODEL_SEED", 1);
+    let mut total = Stats::default();
+    for h in 0..histories {
+        let steps = history(seed.wrapping_mul(1_000_003).wrapping_add(h), runs);
+        match run_history(&steps).await {
+            Ok(s) => {
+                total.histories += s.histories;
+                total.runs += s.runs;
+                total.fault_runs += s.fault_runs;
+                total.crashed_runs += s.crashed_runs;
+                total.forced_runs += s.forced_runs;
+                total.checks += s.checks;
+                total.braked_runs += s.braked_runs;
+                total.deletes += s.deletes;
+            }
+            Err(_) => {
+                let (min, why) = shrink(steps).await;
+                panic!(
+                    "history {h} (seed {seed}) breaks an invariant: {why}\n\nminimal history ({} steps), paste into \
+                     `regressions`:\n\nvec!{min:?}\n",
+                    min.len()
+                );
+            }
+        }
+    }
+    // The numbers RELIABILITY.md quotes come from this line (run with --nocapture).
+    eprintln!("model: {total:?}");
+    assert_eq!(total.histories, histories);
+    assert!(total.runs >= histories * runs as u64);
+}
+
+/// Histories the model once found broken, kept as regressions.
+mod regressions {
+    use super::{Step::*, run_history};
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn stale_feed_then_other_feed_drops_the_value() {
+        // Hole 2 as a history: feed 0 breaks, stays broken past max_age, feed 1 never had the value.
+        let steps = vec![Run(1), Break(0, 0), Run(10), Run(24), Run(24), Shrink(0, 900), Run(1)];
+        run_history(&steps).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn hostile_rows_and_allowlisted_parents() {
+        let steps = vec![Run(1), Hostile(1), ParentOfAllowlisted(2, 1), Run(2), AllowOwned(3), Run(2), Force, Run(1)];
+        run_history(&steps).await.unwrap();
+    }
+}
