@@ -188,6 +188,8 @@ const BUILTIN_DOMAINS: &[(&str, Reach, &str)] = &[
         "M365 ID 37 `*.sharepointonline.com`; MDE portal `static2.sharepointonline.com`",
     ),
     ("onmicrosoft.com", Host, "apex only: `<tenant>.onmicrosoft.com` names are customers' (M365 ID 154)"),
+    ("cloud.microsoft", Subtree, "M365 ID 184 `*.cloud.microsoft`: Microsoft 365 apps (unified domain)"),
+    ("static.microsoft", Subtree, "M365 ID 184 `*.static.microsoft`: static content, not customer generated"),
     ("aka.ms", Subtree, "M365 ID 17 `aka.ms`: short links of the Defender portal, docs and error messages"),
     ("msedge.net", Subtree, "M365 ID 26 `*.msedge.net`: Windows, Defender and Office delivery"),
     // --- Other dependencies of every Windows device
@@ -1176,6 +1178,8 @@ mod tests {
         "contoso-com.mail.protection.outlook.com",
         "graph.microsoft.com",
         "www.office.com",
+        "m365.cloud.microsoft",
+        "res.static.microsoft",
         "res.cdn.office.net",
         "gr.global.aa-rt.sharepoint.com",
         "sharepoint.com",
