@@ -83,3 +83,78 @@ fn builtin_plus_lists_filters_15000_values() {
     assert!(hits >= 5_000, "{hits}");
     assert!(hits < 10_000, "{hits}");
 }
+
+#[test]
+fn builtin_user_lists_and_warninglists_refuse_both_ways_and_leave_customer_hosting_alone() {
+    use chrono::{TimeZone, Utc};
+    use iocsync_core::{FeedPolicy, apply_policy};
+    use iocsync_ioc::{Ioc, Reason};
+
+    let mut a = Allowlist::builtin();
+    a.add_misp_warninglist(&feed("misp-warninglists/amazon-aws.list.json")).unwrap();
+    assert!(a.add_text("https://files.partner.example/xyz/safe.exe\nsso.partner.example\n").is_empty());
+    // (type, value, expected reason or None to keep, text the skip detail must hold)
+    let cases = [
+        (
+            DomainName,
+            "partner.example",
+            Some(Reason::Allowlisted),
+            "(allowlist file): a Defender domain indicator also blocks every subdomain",
+        ),
+        (
+            Url,
+            "https://files.partner.example/x",
+            Some(Reason::Allowlisted),
+            "would cover allowlisted https://files.partner.example/xyz/safe.exe (allowlist file)",
+        ),
+        (
+            DomainName,
+            "files.partner.example",
+            Some(Reason::Allowlisted),
+            "would cover allowlisted https://files.partner.example/xyz/safe.exe",
+        ),
+        (DomainName, "windows.net", Some(Reason::Allowlisted), "(built-in): a Defender domain indicator"),
+        (
+            DomainName,
+            "apps.mil",
+            Some(Reason::Allowlisted),
+            "would cover allowlisted security.apps.mil (built-in)",
+        ),
+        (
+            DomainName,
+            "login.microsoftonline.com",
+            Some(Reason::Allowlisted),
+            "matched microsoftonline.com (built-in)",
+        ),
+        (
+            DomainName,
+            "ussus1eastprod.blob.core.windows.net",
+            Some(Reason::Allowlisted),
+            "matched ussus1eastprod.blob.core.windows.net (built-in)",
+        ),
+        (IpAddress, "1.178.1.77", Some(Reason::Allowlisted), "1.178.1.0/24 (warninglist: "),
+        (Url, "https://s3.amazonaws.com/a", Some(Reason::PublicSuffix), "first path segment"),
+        (DomainName, "contoso.sharepoint.com", None, ""),
+        (DomainName, "evil.blob.core.windows.net", None, ""),
+        (Url, "https://c2.azurewebsites.net/gate.php", None, ""),
+        (Url, "https://s3.amazonaws.com/a/payload.bin", None, ""),
+        (Url, "https://files.partner.example/other", None, ""),
+    ];
+    let iocs: Vec<Ioc> =
+        cases.iter().enumerate().map(|(i, (k, v, _, _))| Ioc::new(*k, *v, i as u64 + 1)).collect();
+    let now = Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap();
+    let (desired, rejected) = apply_policy(&FeedPolicy::new("mixed"), &iocs, now);
+    assert!(rejected.is_empty(), "{rejected:?}");
+    let (kept, skips) = a.filter(desired);
+    for (_, value, reason, text) in &cases {
+        let skip = skips.iter().find(|s| s.value == *value);
+        match reason {
+            Some(r) => {
+                let s = skip.unwrap_or_else(|| panic!("{value} was kept"));
+                let detail = s.detail.as_deref().unwrap_or("");
+                assert!(s.reason == *r && detail.contains(text), "{value}: {s:?}");
+            }
+            None => assert!(skip.is_none() && kept.iter().any(|d| d.value == *value), "{value}: {skip:?}"),
+        }
+    }
+}
