@@ -110,8 +110,11 @@ fn tweetfeed_urls() {
     //   grep -n '%[0-9A-Fa-f]\{2\}%[0-9A-Fa-f]\?$' urls.txt -> line 5502, which ends `...%95%E2%`
     //   (cut inside a percent-escape run). grep -c '…' urls.txt -> 0.
     // - duplicates 4 -> 5: grep -n lenotecadiarqua urls.txt -> lines 5263 `https://lenotecadiarqua.it`
-    //   and 5264 `https://lenotecadiarqua.it:443`, one URL once the default port is dropped: the
-    //   only canonical merge (python /tmp canon check: no two URLs differ only in percent-encoding).
+    //   and 5264 `https://lenotecadiarqua.it:443`, one URL once the default port is dropped. It is
+    //   the only canonical merge: of the 6 default-port URLs
+    //   (grep -E '^https://[^/]*:443(/|$)|^http://[^/]*:80(/|$)' urls.txt), only it has a portless
+    //   twin (for each: sed -E 's#:(443|80)(/|$)#\2#', then grep -qxF the result, or it plus `/`);
+    //   grep -c '%' urls.txt -> 4 URLs with escapes and none has a twin spelled otherwise (by eye).
     // - no `_` host: python urlsplit(v).hostname containing `_` -> none.
     // 5495 = 5483 + 5 + 7.
     let p = parse("tweetfeed/blocklists/urls.txt", Format::Text);
