@@ -39,11 +39,16 @@ pub enum Reason {
     UnsupportedPattern,
     /// The tenant already holds this type, value and action under another creator.
     ForeignIndicator,
+    /// A value cut short by the tool that published it: it ends in `…` (U+2026), or a URL's
+    /// path or query (or a host name) ends in `...`, or a URL ends inside a run of
+    /// percent-escapes. The full value is unknown, and the stub
+    /// would block more (or something else) than the publisher meant.
+    TruncatedValue,
 }
 
 impl Reason {
     /// Every code, in documentation order.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::InvalidValue,
         Reason::CidrNotSupported,
         Reason::PrivateAddress,
@@ -59,6 +64,7 @@ impl Reason {
         Reason::FeedFailed,
         Reason::UnsupportedPattern,
         Reason::ForeignIndicator,
+        Reason::TruncatedValue,
     ];
 
     /// The kebab-case code, e.g. `"cidr-not-supported"`.
@@ -79,6 +85,7 @@ impl Reason {
             Reason::FeedFailed => "feed-failed",
             Reason::UnsupportedPattern => "unsupported-pattern",
             Reason::ForeignIndicator => "foreign-indicator",
+            Reason::TruncatedValue => "truncated-value",
         }
     }
 
@@ -109,6 +116,9 @@ impl Reason {
             Reason::UnsupportedPattern => "a STIX pattern outside the supported subset",
             Reason::ForeignIndicator => {
                 "the tenant holds this type, value and action under another creator; left alone"
+            }
+            Reason::TruncatedValue => {
+                "a value cut short by its publisher (ends in `…`, or a URL in `...` or mid-escape)"
             }
         }
     }

@@ -73,6 +73,7 @@ pub fn parse(format: OutputFormat, r: &ParseReport) {
         }
     }
     let _ = writeln!(s, "duplicates: {}", r.duplicates);
+    let _ = writeln!(s, "  of which merged by the canonical URL form: {}", r.canonical_merges);
     if r.show > 0 && !r.indicators.is_empty() {
         let _ = writeln!(s, "first {} accepted:", r.show.min(r.indicators.len()));
         for i in r.indicators.iter().take(r.show) {

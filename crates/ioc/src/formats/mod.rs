@@ -3,7 +3,7 @@
 //! Every parser is total: any input yields a `Parsed` (possibly all rejections) or a
 //! `FormatError` for a document that is not of the format at all; none panics.
 
-use crate::normalize::{normalize, truncate};
+use crate::normalize::{normalize_spelled, truncate};
 use crate::{IndicatorType, Ioc, Reason, Rejection, TypeHint};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -83,6 +83,10 @@ pub struct Parsed {
     pub rejections: Vec<Rejection>,
     /// Values that repeated an earlier accepted (type, value) in the same feed.
     pub duplicates: u64,
+    /// Of `duplicates`: URLs that are duplicates only through the canonical URL form (their
+    /// percent-encoding or default port differed from every earlier spelling of that URL, e.g.
+    /// `http://x.com/a%5eb` after `http://x.com/a^b`). Reported by `parse`; not a JSON key.
+    pub canonical_merges: u64,
 }
 
 /// The document is not of the requested format at all (not a per-value problem).
@@ -262,6 +266,8 @@ const MAX_REJECTED_VALUE: usize = 256;
 pub(crate) struct Collector {
     parsed: Parsed,
     seen: HashSet<(IndicatorType, String)>,
+    /// Every URL spelling seen (before canonical percent-encoding), to count canonical merges.
+    url_spellings: HashSet<String>,
     pub(crate) refang: bool,
     pub(crate) hint: Option<TypeHint>,
 }
@@ -272,6 +278,7 @@ impl Collector {
         Collector {
             parsed: Parsed::default(),
             seen: HashSet::new(),
+            url_spellings: HashSet::new(),
             refang: opts.refang,
             hint: opts.type_hint,
         }
@@ -291,18 +298,35 @@ impl Collector {
         valid_until: Option<DateTime<Utc>>,
         attrs: Option<Box<crate::SourceAttrs>>,
     ) {
-        match normalize(raw, hint.or(self.hint), self.refang) {
-            Ok((kind, value)) => self.accept(Ioc { kind, value, line, valid_until, attrs }),
+        match normalize_spelled(raw, hint.or(self.hint), self.refang) {
+            Ok(n) => self
+                .accept_spelled(Ioc { kind: n.kind, value: n.value, line, valid_until, attrs }, n.spelling),
             Err((reason, detail)) => self.reject(reason, raw, line, detail),
         }
     }
 
     /// Record an accepted value unless the same (type, value) was accepted before.
     pub(crate) fn accept(&mut self, ioc: Ioc) {
+        self.accept_spelled(ioc, None);
+    }
+
+    /// [`Collector::accept`] for a URL the feed spelled as `spelling` (`None`: as its value): a
+    /// duplicate with a spelling never seen before is a canonical merge.
+    fn accept_spelled(&mut self, ioc: Ioc, spelling: Option<String>) {
+        let spelling =
+            (ioc.kind == IndicatorType::Url).then(|| spelling.unwrap_or_else(|| ioc.value.clone()));
         if self.seen.insert((ioc.kind, ioc.value.clone())) {
             self.parsed.iocs.push(ioc);
+            if let Some(s) = spelling {
+                self.url_spellings.insert(s);
+            }
         } else {
             self.parsed.duplicates += 1;
+            if let Some(s) = spelling
+                && self.url_spellings.insert(s)
+            {
+                self.parsed.canonical_merges += 1;
+            }
         }
     }
 

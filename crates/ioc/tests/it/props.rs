@@ -1,4 +1,5 @@
-//! Property tests: normalisation is idempotent, and no parser panics on any input.
+//! Property tests: normalisation is idempotent, spellings of one URL that a browser sends alike
+//! normalise to one value, and no parser panics on any input.
 
 use crate::opts;
 use iocsync_ioc::formats::{Column, Format, misp, stix};
@@ -53,9 +54,9 @@ fn url() -> impl Strategy<Value = String> {
         any::<u32>().prop_map(|n| Ipv4Addr::from(n).to_string()),
         any::<u128>().prop_map(|n| format!("[{}]", Ipv6Addr::from(n)))
     ];
-    let port = prop::option::of(0u32..70_000);
-    let path = "(/[a-zA-Z0-9._~%!$&'()*+,;=:@\\[\\] -]{0,12}){0,3}";
-    let query = prop::option::of("[a-zA-Z0-9=&%/:.?-]{0,16}");
+    let port = prop::option::of(prop_oneof![Just(80u32), Just(443), Just(8080), 0u32..70_000]);
+    let path = "(/([a-zA-Z0-9._~%!$&'()*+,;=:@\\[\\] \"<>^`{|}é…-]|%[0-9a-fA-F]{2}){0,12}){0,3}";
+    let query = prop::option::of("([a-zA-Z0-9=&%/:.?^{|}-]|%[0-9a-fA-F]{2}){0,16}");
     let frag = prop::option::of("[a-z]{0,5}");
     (scheme, host, port, path, query, frag).prop_map(|(s, h, p, path, q, f)| {
         let mut u = format!("{s}{h}");
@@ -73,6 +74,62 @@ fn url() -> impl Strategy<Value = String> {
         }
         u
     })
+}
+
+/// One piece of a URL path or query, and how each of two spellings writes it.
+#[derive(Debug, Clone)]
+enum Piece {
+    /// An unreserved character: literal, or `%HH` (either hex case).
+    Unreserved(u8),
+    /// A reserved character: always literal (encoding it changes the URL).
+    Reserved(u8),
+    /// A byte given as an escape in the source (`%2F`, `%25`): either hex case.
+    Escaped(u8),
+    /// A character a browser encodes (`^`, space, `"`, non-ASCII, ...): literal or its UTF-8
+    /// bytes as escapes, either hex case.
+    Encoded(char),
+}
+
+fn piece() -> impl Strategy<Value = Piece> {
+    let unreserved = b"ABCXYZabcxyz0189-._~".to_vec();
+    let reserved = b"/?[]@!$&'()*+,;=:".to_vec();
+    prop_oneof![
+        3 => prop::sample::select(unreserved).prop_map(Piece::Unreserved),
+        1 => prop::sample::select(reserved).prop_map(Piece::Reserved),
+        1 => prop::sample::select(b"/?#%[]@&=+ \"<>^".to_vec()).prop_map(Piece::Escaped),
+        2 => prop::sample::select(vec!['^', '"', '<', '>', '`', '{', '|', '}', ' ', 'é', 'ı', '€', '😀', '\u{7f}'])
+            .prop_map(Piece::Encoded),
+    ]
+}
+
+/// Write `pieces` one way; `choice` bits decide literal or escaped, and the hex case.
+fn spell(pieces: &[(Piece, u8, u8)], first: bool) -> String {
+    fn escape(out: &mut String, b: u8, upper: bool) {
+        if upper {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push_str(&format!("%{b:02x}"));
+        }
+    }
+    let mut out = String::new();
+    for (i, (p, a, b)) in pieces.iter().enumerate() {
+        let bits = if first { *a } else { *b };
+        let (encode, upper) = (bits & 1 == 1, bits & 2 == 2);
+        match p {
+            Piece::Unreserved(c) if encode => escape(&mut out, *c, upper),
+            Piece::Unreserved(c) | Piece::Reserved(c) => out.push(char::from(*c)),
+            Piece::Escaped(c) => escape(&mut out, *c, upper),
+            // A trailing space would be trimmed as whitespace around the value: keep it escaped.
+            Piece::Encoded(c) if encode || (*c == ' ' && i + 1 == pieces.len()) => {
+                let mut buf = [0u8; 4];
+                for byte in c.encode_utf8(&mut buf).bytes() {
+                    escape(&mut out, byte, upper);
+                }
+            }
+            Piece::Encoded(c) => out.push(*c),
+        }
+    }
+    out
 }
 
 fn ip() -> impl Strategy<Value = String> {
@@ -101,6 +158,49 @@ proptest! {
 
     #[test]
     fn idempotent_ips(i in ip()) { assert_idempotent(&i)?; }
+
+    /// Two spellings a browser sends alike (hex case, escaped or literal unreserved characters,
+    /// characters a browser encodes given literally or escaped, default port present or absent,
+    /// scheme and host case) normalise to one value, untyped or typed, refang off or on (with
+    /// refang on a literal `{.}` is a defang by definition, so spellings with a literal brace are
+    /// compared with refang off only).
+    #[test]
+    fn browser_equivalent_urls_are_one(
+        https in any::<bool>(),
+        host in prop::sample::select(vec!["evil.com", "EVIL.com", "a.b.evil.co.uk", "8.8.8.8", "[2606:4700::1111]"]),
+        ports in (any::<bool>(), any::<bool>()),
+        pieces in prop::collection::vec((piece(), 0u8..4, 0u8..4), 0..24),
+    ) {
+        let scheme = if https { "https" } else { "http" };
+        let default = if https { ":443" } else { ":80" };
+        let mut spellings = Vec::new();
+        for (first, port) in [(true, ports.0), (false, ports.1)] {
+            let tail = spell(&pieces, first);
+            let sep = if tail.starts_with(['/', '?']) || tail.is_empty() { "" } else { "/" };
+            let host = if first { host.to_owned() } else { host.to_ascii_uppercase() };
+            let scheme = if first { scheme.to_owned() } else { scheme.to_ascii_uppercase() };
+            spellings.push(format!("{scheme}://{host}{}{sep}{tail}", if port { default } else { "" }));
+        }
+        let braces = spellings.iter().any(|s| s.contains(['{', '}']));
+        let with_port = format!("{scheme}://{}{default}", host.to_ascii_lowercase());
+        for refang in [false, true] {
+            if refang && braces {
+                continue;
+            }
+            let a = normalize(&spellings[0], None, refang);
+            let b = normalize(&spellings[1], None, refang);
+            prop_assert_eq!(&a, &b, "{:?} vs {:?}, refang {}", spellings[0], spellings[1], refang);
+            let url = Some(TypeHint::Exact(IndicatorType::Url));
+            prop_assert_eq!(&normalize(&spellings[1], url, refang), &b);
+            if let Ok((kind, value)) = a {
+                prop_assert_eq!(kind, IndicatorType::Url);
+                prop_assert!(!value.starts_with(&with_port), "default port dropped: {}", value);
+                // The canonical form is its own canonical form (idempotent).
+                prop_assert_eq!(normalize(&value, None, refang), Ok((kind, value.clone())));
+                assert_idempotent(&value)?;
+            }
+        }
+    }
 
     #[test]
     fn idempotent_hashes(h in hash()) { assert_idempotent(&h)?; }

@@ -232,7 +232,178 @@ fn urls() {
     assert_eq!(norm("ftp://evil.com/x"), Err(Reason::InvalidValue));
     assert_eq!(norm("http://10.0.0.1/x"), Err(Reason::PrivateAddress));
     assert_eq!(norm("http://[fd00::1]/x"), Err(Reason::PrivateAddress));
-    assert_eq!(norm("http://evil.com/%7e/../a"), ok(IndicatorType::Url, "http://evil.com/%7e/../a"));
+    // `%7e` is the unreserved `~`: decoded by the canonical URL rule (it used to be kept as
+    // written). Dot segments are still not removed.
+    assert_eq!(norm("http://evil.com/%7e/../a"), ok(IndicatorType::Url, "http://evil.com/~/../a"));
+}
+
+// ---- value quality (issue #12): truncated values, file names, one canonical URL ----
+
+fn detail(raw: &str) -> (Reason, String) {
+    let (r, d) = normalize(raw, None, true).unwrap_err();
+    (r, d.unwrap_or_default())
+}
+
+#[test]
+fn truncated_values() {
+    for raw in [
+        "http://evil.com/downloads/setup…",
+        "https://evil.com/a?q=1…",
+        "evil.co…",
+        "hxxp://evil[.]com/pa…",
+        "http://evil.com/downloads/setup...",
+        "http://evil.com/...",
+        "http://evil.com/a?q=wait...",
+        "http://evil.com/a%2E%2E%2E",
+        "http://evil.com/setup%E2%80%A6",
+        "http://evil.com/setup%e2%80%a6",
+        "evil.co...",
+        "http://evil.co.../x",
+        "https://x.com/%E2%93%8A%E2%99%95%E2%",
+        "https://x.com/%E2%93%8A%E2%99%95%E",
+        "d41d8cd98f00b204e9800998ecf8…",
+    ] {
+        assert_eq!(norm(raw), Err(Reason::TruncatedValue), "{raw}");
+    }
+    // Typed values too (MISP `url`/`domain`, STIX patterns).
+    let url = Some(TypeHint::Exact(IndicatorType::Url));
+    assert_eq!(normalize("evil.com/x…", url, true).unwrap_err().0, Reason::TruncatedValue);
+    let dom = Some(TypeHint::Exact(IndicatorType::DomainName));
+    assert_eq!(normalize("evil.co…", dom, false).unwrap_err().0, Reason::TruncatedValue);
+    assert!(detail("http://evil.com/a…").1.contains("cut"));
+    // Not truncated: `…` inside a path, `..` segments, a lone `%` (encoded), a trailing dot.
+    assert_eq!(norm("http://evil.com/…/x"), ok(IndicatorType::Url, "http://evil.com/%E2%80%A6/x"));
+    assert_eq!(norm("http://evil.com/a/.."), ok(IndicatorType::Url, "http://evil.com/a/.."));
+    assert_eq!(norm("http://evil.com/100%"), ok(IndicatorType::Url, "http://evil.com/100%25"));
+    assert_eq!(norm("evil.com."), ok(IndicatorType::DomainName, "evil.com"));
+    // The reason code is stable and listed.
+    assert_eq!(Reason::TruncatedValue.code(), "truncated-value");
+    assert_eq!(Reason::ALL.last(), Some(&Reason::TruncatedValue));
+    let p = parse("http://evil.com/a\nhttp://evil.com/b…\n", Format::Text);
+    let r: Vec<_> = p.rejections.iter().map(|r| (r.reason, r.value.as_str(), r.line)).collect();
+    assert_eq!(r, vec![(Reason::TruncatedValue, "http://evil.com/b…", 2)]);
+}
+
+#[test]
+fn file_names_posing_as_domains() {
+    // `_` in the registrable label under an ICANN suffix: no registry sells such a name.
+    for raw in ["report_2026.zip", "invoice_final.mov", "nx_2026073083242.zip", "my_site.com", "a.b_c.co.uk"]
+    {
+        let (r, d) = detail(raw);
+        assert_eq!(r, Reason::InvalidValue, "{raw}");
+        assert!(d.contains("cannot hold `_`"), "{raw}: {d}");
+    }
+    assert_eq!(norm("http://report_2026.zip/x"), Err(Reason::InvalidValue));
+    let dom = Some(TypeHint::Exact(IndicatorType::DomainName));
+    assert_eq!(normalize("Report_2026.ZIP", dom, true).unwrap_err().0, Reason::InvalidValue);
+    // `_` in a subdomain label is fine (`_dmarc`), and so is the registrable label under a
+    // private-section suffix: psl puts `dpdns.org` and `typedream.app` in the private section, so
+    // `a_b.pdf.lnk.dpdns.org` has the registrable label `lnk` and `_` only in subdomain labels.
+    assert_eq!(registrable_domain("a_b.pdf.lnk.dpdns.org"), Some("lnk.dpdns.org"));
+    assert_eq!(norm("a_b.pdf.lnk.dpdns.org"), ok(IndicatorType::DomainName, "a_b.pdf.lnk.dpdns.org"));
+    assert_eq!(
+        norm("public-faq-start-helps_-trezr.typedream.app"),
+        ok(IndicatorType::DomainName, "public-faq-start-helps_-trezr.typedream.app")
+    );
+    assert_eq!(norm("_dmarc.evil.com"), ok(IndicatorType::DomainName, "_dmarc.evil.com"));
+    assert_eq!(norm("my_host.evil.zip"), ok(IndicatorType::DomainName, "my_host.evil.zip"));
+    // A document/executable extension left of a file-extension gTLD (`.zip`, `.mov`).
+    for raw in ["something.pdf.zip", "x.doc.mov", "pdf.zip", "Invoice.DOCX.zip", "a.exe.mov", "b.lnk.zip"] {
+        let (r, d) = detail(raw);
+        assert_eq!(r, Reason::InvalidValue, "{raw}");
+        assert!(d.contains("reads as a file name"), "{raw}: {d}");
+    }
+    assert_eq!(norm("https://x.pdf.zip/"), Err(Reason::InvalidValue));
+    // Other double extensions are not on a real TLD at all.
+    for raw in ["x.pdf.exe", "a.doc.js", "a.pdf.lnk"] {
+        let (r, d) = detail(raw);
+        assert_eq!(r, Reason::InvalidValue, "{raw}");
+        assert!(d.contains("unknown top-level domain"), "{raw}: {d}");
+    }
+    // Real-looking .zip/.mov names, and extensions under other TLDs, stay domains.
+    for raw in [
+        "returns.zip",
+        "c2.absolutely-not-a-virus.zip",
+        "pdf.mov.evil.com",
+        "docusign.pdf-adobe.us",
+        "pdf.com",
+    ] {
+        assert_eq!(norm(raw).map(|(k, _)| k), Ok(IndicatorType::DomainName), "{raw}");
+    }
+}
+
+#[test]
+fn one_canonical_url() {
+    let canonical = "http://x.com/a%5Eb";
+    for raw in [
+        "http://x.com/a^b",
+        "http://x.com/a%5eb",
+        "http://x.com/a%5Eb",
+        "http://x.com:80/a%5Eb",
+        "HTTP://X.COM:080/a%5eb",
+        "http://x.com/%61%5Eb",
+        "http://x.com/a%5Eb#frag",
+    ] {
+        assert_eq!(norm(raw), ok(IndicatorType::Url, canonical), "{raw}");
+    }
+    let cases = [
+        // Unreserved escapes decoded (any hex case); reserved escapes kept, hex upper-cased.
+        ("http://x.com/%41%2d%2E%5f%7E", "http://x.com/A-._~"),
+        ("http://x.com/a%2fb%3F%23%26%3d", "http://x.com/a%2Fb%3F%23%26%3D"),
+        // Reserved characters stay as written.
+        (
+            "http://x.com/a/b?c=d&e=f;g,h+i*j!k$l'm(n)o@p:q[r]",
+            "http://x.com/a/b?c=d&e=f;g,h+i*j!k$l'm(n)o@p:q[r]",
+        ),
+        // What a browser encodes is encoded, in the path and in the query.
+        ("http://x.com/ \"<>^`{|}", "http://x.com/%20%22%3C%3E%5E%60%7B%7C%7D"),
+        ("http://x.com/?q={a|b}", "http://x.com/?q=%7Ba%7Cb%7D"),
+        ("http://x.com/é", "http://x.com/%C3%A9"),
+        ("http://x.com/%c3%a9", "http://x.com/%C3%A9"),
+        ("http://x.com/\u{7f}", "http://x.com/%7F"),
+        // A `%` that starts no escape is `%25`.
+        ("http://x.com/100%zz", "http://x.com/100%25zz"),
+        // (and decoding cannot create a new escape: `%%341` is `%25`, `4`, `1`).
+        ("http://x.com/%%341", "http://x.com/%2541"),
+        // Default ports dropped, other ports kept.
+        ("https://x.com:443/a", "https://x.com/a"),
+        ("https://x.com:80/a", "https://x.com:80/a"),
+        ("http://x.com:443/a", "http://x.com:443/a"),
+        ("http://1.2.3.4:80", "http://1.2.3.4/"),
+        // Empty path rule: no path is `/`, with or without a query.
+        ("http://x.com", "http://x.com/"),
+        ("http://x.com:80", "http://x.com/"),
+        ("http://x.com?a=1", "http://x.com/?a=1"),
+        // A defang revealed only by decoding is refanged too (spellings stay alike).
+        ("http://x.com/r?u=h%78%78p://y.com/", "http://x.com/r?u=http://y.com/"),
+        ("http://x.com/r?u=hxxp://y.com/", "http://x.com/r?u=http://y.com/"),
+    ];
+    for (raw, want) in cases {
+        assert_eq!(norm(raw), ok(IndicatorType::Url, want), "{raw}");
+        assert_eq!(norm(want), ok(IndicatorType::Url, want), "{want} is its own canonical form");
+    }
+    // Refang off: values are taken literally, but still canonical.
+    assert_eq!(normalize("http://x.com/h%78%78p:", None, false).unwrap().1, "http://x.com/hxxp:");
+}
+
+#[test]
+fn canonical_merges_are_counted() {
+    // Line 1 and 2 are one URL by every rule (a plain duplicate); 3 and 4 only by the canonical
+    // percent-encoding, 5 only by the default port: 3 merges out of 4 duplicates. Line 6 repeats
+    // the spelling of line 3: a duplicate, but not a new merge.
+    let input = "http://x.com/a^b\nHTTP://X.com/a^b\nhttp://x.com/a%5eb\nhttp://x.com/a%5Eb\n\
+                 http://x.com:80/a^b\nhttp://x.com/a%5eb\n8.8.8.8\n8.8.8.8:53\n";
+    let p = parse(input, Format::Text);
+    assert_eq!(
+        values(&p),
+        vec![(IndicatorType::Url, "http://x.com/a%5Eb", 1), (IndicatorType::IpAddress, "8.8.8.8", 7)]
+    );
+    assert_eq!((p.duplicates, p.canonical_merges), (6, 3));
+    // In a MISP event too (typed values).
+    let event = r#"{"Event":{"Attribute":[{"type":"url","value":"http://x.com/%7e","to_ids":true},
+        {"type":"url","value":"http://x.com/~","to_ids":true}]}}"#;
+    let p = parse(event, Format::Misp);
+    assert_eq!((p.iocs.len(), p.duplicates, p.canonical_merges), (1, 1, 1));
 }
 
 // ---- STIX ----

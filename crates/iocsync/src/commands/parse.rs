@@ -38,6 +38,10 @@ pub struct ParseReport {
     pub duplicates: u64,
     /// Every accepted value.
     pub indicators: Vec<ParsedIndicator>,
+    /// Of `duplicates`: URLs merged only by the canonical URL form (percent-encoding, default
+    /// port); text output only, not a JSON key.
+    #[serde(skip)]
+    pub canonical_merges: u64,
     /// A few rejected values per reason, for the text output.
     #[serde(skip)]
     pub examples: BTreeMap<Reason, Vec<Rejection>>,
@@ -78,6 +82,7 @@ impl ParseReport {
             accepted,
             rejected,
             duplicates: parsed.duplicates,
+            canonical_merges: parsed.canonical_merges,
             indicators,
             examples,
             show,
@@ -119,6 +124,7 @@ pub async fn run(args: &ParseArgs) -> anyhow::Result<ParseReport> {
             let p = iocsync_ioc::parse(&body.1, &opts)?;
             all.lines += p.lines;
             all.duplicates += p.duplicates;
+            all.canonical_merges += p.canonical_merges;
             all.rejections.extend(p.rejections);
             for ioc in p.iocs {
                 if seen.insert((ioc.kind, ioc.value.clone())) {

@@ -54,6 +54,34 @@ fn parse_text_output_shows_reasons_with_line_numbers() {
 }
 
 #[test]
+fn parse_counts_canonical_url_merges_in_text_only() {
+    // Line 2 (`%5e`) and line 3 (`:80`, `%5E`) are line 1 once canonical: 2 merges; line 4 repeats
+    // line 1's spelling: a plain duplicate. Line 5 was cut short by its publisher.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("urls.txt");
+    std::fs::write(
+        &f,
+        "http://x.com/a^b\nhttp://x.com/a%5eb\nhttp://x.com:80/a%5Eb\nhttp://x.com/a^b\nhttp://x.com/b\u{2026}\n",
+    )
+    .unwrap();
+    let out = iocsync().args(["parse", f.to_str().unwrap(), "--show", "5"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("duplicates: 3"), "{text}");
+    assert!(text.contains("merged by the canonical URL form: 2"), "{text}");
+    assert!(text.contains("truncated-value"), "{text}");
+    assert!(text.contains("http://x.com/a%5Eb"), "{text}");
+    // The JSON document keeps exactly DESIGN.md's keys.
+    let out = iocsync().args(["--output", "json", "parse", f.to_str().unwrap()]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    assert_eq!(keys, ["accepted", "duplicates", "format", "indicators", "lines", "rejected", "source"]);
+    assert_eq!(v["duplicates"], 3);
+    assert_eq!(v["rejected"]["truncated-value"], 1);
+}
+
+#[test]
 fn a_missing_file_is_a_clear_error_with_exit_1() {
     let out = iocsync().args(["parse", "/nonexistent/feed.txt"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
