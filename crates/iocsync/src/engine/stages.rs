@@ -327,7 +327,11 @@ async fn plan_and_apply(
         Ok(Some(roles)) => roles.iter().any(|r| r == "Ti.ReadWrite.All"),
         _ => true,
     };
-    let existing: Vec<Existing> = listed.iter().map(to_existing).collect();
+    let existing: Vec<Existing> = listed
+        .iter()
+        .filter(|i| !super::marker::is_own_canary(i, &tenant.client_id))
+        .map(to_existing)
+        .collect();
 
     // Provenance naming only feeds no longer configured (renamed, removed) is unknown origin:
     // while a feed is failing, such rows are kept rather than deleted.
@@ -391,9 +395,13 @@ async fn plan_and_apply(
         tracing::warn!(tenant = %tenant.name, "{}", plan.brake.as_deref().unwrap_or_default());
         ApplyResult::nothing()
     } else if req.dry_run {
-        apply::apply(&plan, &DryRunWrites, &config.sync.owner_tag, &req.stop).await
+        apply::apply(&plan, &DryRunWrites, &req.stop).await
     } else {
-        apply::apply(&plan, &LiveWrites(client), &config.sync.owner_tag, &req.stop).await
+        // Nothing is imported unless the tenant is known to keep the ownership marker.
+        if !plan.import_items().is_empty() {
+            super::marker::ensure(client, &tenant.client_id, &config.marker(), &listed).await?;
+        }
+        apply::apply(&plan, &LiveWrites(client), &req.stop).await
     };
     report.failed = applied.failed.clone();
 
@@ -458,6 +466,7 @@ pub(crate) fn to_existing(i: &iocsync_defender::Indicator) -> Existing {
         raw_action: i.action.as_str().to_owned(),
         created_by: i.created_by.clone(),
         application: i.application.clone(),
+        external_id: i.external_id.clone(),
         severity: i.severity.as_deref().and_then(|s| s.parse().ok()),
         title: i.title.clone().unwrap_or_default(),
         description: i.description.clone().unwrap_or_default(),

@@ -12,6 +12,7 @@ mod examples;
 mod fetch;
 mod harness;
 mod hostile;
+mod ownership;
 mod state;
 mod sync;
 mod taxii;
