@@ -31,6 +31,11 @@ pub const CANARY_VALUE: &str = "dcea6dcc2a6dd834095d790bbe515cddf8e091311506833d
 /// Action of the canary indicator: Audit (alerts only, never blocks).
 pub const CANARY_ACTION: &str = "Audit";
 
+/// The note of a dry run that would import into a tenant where no marked row proves the marker.
+pub const UNPROVEN_NOTE: &str = "no indicator of this app carries the ownership marker yet: before it imports, \
+     `sync` creates, reads back and deletes one canary indicator, and writes nothing if the marker is lost \
+     (`iocsync check` runs the same canary)";
+
 /// What the canary showed (`iocsync check --output json`: the `canary` key).
 #[derive(Debug, Clone, Serialize)]
 pub struct CanaryResult {
@@ -163,7 +168,16 @@ pub async fn canary(
     };
     let created = client.submit(&item).await.context("creating the canary indicator")?;
     let id = created.id.clone();
-    let read = client.get(&id).await.context("reading the canary indicator back");
+    // GET by id is undocumented (spec §3 E2, used by production integrations); when it finds
+    // nothing or fails, the documented listing is the fallback.
+    let read = match client.get(&id).await {
+        Ok(Some(r)) => Ok(Some(r)),
+        Ok(None) | Err(_) => client
+            .list_all()
+            .await
+            .map(|rows| rows.into_iter().find(|r| r.id == id))
+            .context("reading the canary indicator back"),
+    };
     let deleted = match client.delete(&id).await {
         Ok(_) => true,
         Err(e) => {
@@ -173,7 +187,9 @@ pub async fn canary(
     };
     let read = read?;
     let (ok, detail) = match &read {
-        None => (false, format!("the canary indicator {id} could not be read back (404)")),
+        None => {
+            (false, format!("the canary indicator {id} could not be read back (not found by id nor listed)"))
+        }
         Some(r) => {
             let ok = marker.carried_by(r.external_id.as_deref(), r.description.as_deref());
             let detail = match (ok, marker.field) {

@@ -390,6 +390,12 @@ async fn plan_and_apply(
     for note in &plan.notes {
         tracing::warn!(tenant = %tenant.name, "{note}");
     }
+    if req.dry_run
+        && !plan.import_items().is_empty()
+        && !super::marker::proven_by_listing(&listed, &tenant.client_id, &config.marker())
+    {
+        report.notes.push(super::marker::UNPROVEN_NOTE.to_owned());
+    }
 
     let applied = if plan.brake.is_some() {
         tracing::warn!(tenant = %tenant.name, "{}", plan.brake.as_deref().unwrap_or_default());

@@ -187,6 +187,9 @@ async fn sync_refuses_to_write_when_the_tenant_drops_external_id_and_the_descrip
     // `plan` writes nothing, so it needs no proof.
     let (code, v) = env.run_json(&["plan"]).await;
     assert_eq!((code, v["counts"]["create"].as_u64()), (0, Some(8)), "{v}");
+    let text = String::from_utf8_lossy(&env.run(&["plan"]).await.stdout).into_owned();
+    assert!(text.contains("note:") && text.contains("canary"), "plan says a canary comes first: {text}");
+    assert!(env.emu.indicators().is_empty());
 
     // The fallback: the marker as a description suffix.
     let cfg = |file: &str| {
@@ -226,4 +229,17 @@ async fn application_set_to_the_owner_tag_is_a_config_error() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("defaults.application") && err.contains("owner tag"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_canary_is_read_back_from_the_listing_when_get_by_id_finds_nothing() {
+    use iocsync_emulator::{Fault, FaultRule, Trigger};
+    let env = Env::start(EnvOptions::default()).await;
+    env.emu.inject(FaultRule::new(Some(EndpointFamily::Get), Fault::Status(404), Trigger::Always));
+    env.write("a.txt", &text_feed(&public_ips(3, 78_000)));
+    env.config(&format!("{BASE}{}", feed("a", "a.txt", "")));
+    let (code, v) = env.run_json(&["check"]).await;
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["canary"]["ok"], true, "{v}");
+    assert!(env.emu.indicators().is_empty(), "the canary is deleted");
 }
