@@ -11,6 +11,7 @@
 pub mod allowlist;
 pub mod batch;
 pub mod feed_health;
+pub mod marker;
 pub mod merge;
 pub mod model;
 pub mod pacing;
@@ -23,6 +24,7 @@ mod testutil;
 
 pub use allowlist::Allowlist;
 pub use feed_health::{FeedStats, Health, HealthRules, judge, looks_like_html};
+pub use marker::{Marker, MarkerField};
 pub use merge::merge;
 pub use model::{Action, Desired, Severity, Skip, action_allowed};
 pub use plan::{Change, Existing, IndicatorRef, Owner, Plan, PlanSettings, Replace, plan};

@@ -204,6 +204,14 @@ pub struct Desired {
     pub mitre_techniques: Vec<String>,
     /// End-user notification link (network kinds only).
     pub educate_url: Option<String>,
+    /// Rendered `application`: the text Defender shows end users in block notifications in place
+    /// of the blocked file or domain (create-only; never the owner tag). `None` = not sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub application: Option<String>,
+    /// The `externalId` sent: the ownership marker `iocsync:{owner_tag}` (`None` when the marker
+    /// goes into the description, `[sync] marker_field = "description"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
     /// When the indicator expires, at whole-second precision (Defender echoes seconds).
     pub expiration: DateTime<Utc>,
     /// Feed priority; higher wins merges and capacity cuts.
@@ -241,6 +249,10 @@ impl Desired {
         field("category", self.category.as_deref().unwrap_or(""));
         field("mitre_techniques", &sorted_join(&self.mitre_techniques));
         field("educate_url", self.educate_url.as_deref().unwrap_or(""));
+        // Only when set, so fingerprints remembered before `application` existed stay valid.
+        if let Some(a) = &self.application {
+            field("application", a);
+        }
         hex::encode(&h.finalize()[..16])
     }
 

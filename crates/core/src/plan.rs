@@ -13,24 +13,30 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
-/// Who iocsync is in the tenant: what Defender records as `createdBy` and what iocsync sends as
-/// `application`. An indicator is owned only when both match.
+/// Who iocsync is in the tenant: what Defender records as `createdBy` and the owner tag of its
+/// marker `iocsync:{tag}` (see [`crate::marker`]). An indicator is owned only when both match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
     /// Entra application (client) id; compared case-insensitively (GUIDs).
     pub client_id: String,
-    /// Owner tag sent as `application` (default `iocsync`); compared exactly (no trim, case
-    /// matters), the rule of `iocsync_defender::Indicator::is_owned_by`.
+    /// Owner tag of the marker `iocsync:{tag}` (default `iocsync`); compared exactly (no trim,
+    /// case matters), the rule of [`crate::marker::is_owned`].
     pub tag: String,
 }
 
 impl Owner {
-    /// True when `e` was created by this app under this tag (DESIGN principle 1): the client id
-    /// compared case-insensitively, the tag exactly (same rule as
-    /// `iocsync_defender::Indicator::is_owned_by`, so plan and list/purge agree on ownership).
+    /// True when `e` was created by this app and carries its marker (DESIGN principle 1): the
+    /// client id compared case-insensitively, the marker (`externalId`, description suffix, or the
+    /// legacy `application` tag) exactly. The rule is [`crate::marker::is_owned`], shared with
+    /// `iocsync_defender::Indicator::is_owned_by`, so plan and list/purge agree on ownership.
     pub fn owns(&self, e: &Existing) -> bool {
-        e.created_by.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(&self.client_id))
-            && e.application.as_deref() == Some(self.tag.as_str())
+        let fields = crate::marker::OwnershipFields {
+            created_by: e.created_by.as_deref(),
+            external_id: e.external_id.as_deref(),
+            description: Some(e.description.as_str()),
+            application: e.application.as_deref(),
+        };
+        crate::marker::is_owned(fields, &self.client_id, &self.tag)
     }
 }
 
@@ -145,6 +151,8 @@ pub struct Existing {
     pub created_by: Option<String>,
     /// `application`.
     pub application: Option<String>,
+    /// `externalId` (where iocsync's marker `iocsync:{owner_tag}` lives).
+    pub external_id: Option<String>,
     /// `severity` (`None`: unset or unknown, read as Informational).
     pub severity: Option<Severity>,
     /// `title` (empty if null).
@@ -179,7 +187,8 @@ impl Existing {
             action: Some(d.action),
             raw_action: d.action.as_str().to_owned(),
             created_by: Some(owner.client_id.clone()),
-            application: Some(owner.tag.clone()),
+            application: d.application.clone(),
+            external_id: d.external_id.clone(),
             severity: Some(d.severity),
             title: d.title.clone(),
             description: d.description.clone(),
@@ -800,6 +809,7 @@ mod tests {
         let mut e = owned(id, d);
         e.created_by = Some("analyst@contoso.example".into());
         e.application = None;
+        e.external_id = None;
         e
     }
 
@@ -833,14 +843,15 @@ mod tests {
         let d = dom("a.example");
         let mut other_tag = owned(1, &d);
         other_tag.application = Some("oldscript".into());
+        other_tag.external_id = None;
         let mut other_client = owned(2, &dom("b.example"));
         other_client.created_by = Some("99999999-0000-0000-0000-000000000000".into());
         let mut upper_guid = owned(3, &dom("c.example"));
         upper_guid.created_by = Some(ME.to_uppercase());
         let mut upper_tag = owned(4, &dom("d.example"));
-        upper_tag.application = Some("IOCSYNC".into());
+        upper_tag.external_id = Some("iocsync:IOCSYNC".into());
         let mut padded_tag = owned(5, &dom("e.example"));
-        padded_tag.application = Some(" iocsync".into());
+        padded_tag.external_id = Some(" iocsync:iocsync".into());
         let s = settings();
         assert!(!s.owner.owns(&other_tag));
         assert!(!s.owner.owns(&other_client));

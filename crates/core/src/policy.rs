@@ -1,6 +1,7 @@
 //! Per-feed policy: turns a feed's accepted `Ioc`s into [`Desired`] indicators (action,
 //! severity, texts, groups, expiry), or [`Skip`]s when the policy cannot apply to a value.
 
+use crate::marker::{Marker, MarkerField, with_description_suffix};
 use crate::model::{Action, Desired, Severity, Skip, action_allowed, allowed_actions};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use iocsync_ioc::{IndicatorType, Ioc, Reason};
@@ -13,6 +14,9 @@ pub const TITLE_MAX_CHARS: usize = 4000;
 /// to 100 characters do so for the retired Graph tiIndicator bridge, not for this API, so the
 /// title's bound is reused.
 pub const DESCRIPTION_MAX_CHARS: usize = 4000;
+
+/// Longest `application` text sent, in characters (shown to end users; no documented maximum).
+pub const APPLICATION_MAX_CHARS: usize = 4000;
 
 /// Longest recommended-actions text sent, in characters (same reasoning as the description).
 pub const RECOMMENDED_ACTIONS_MAX_CHARS: usize = 4000;
@@ -43,6 +47,13 @@ pub struct FeedPolicy {
     pub mitre_techniques: Vec<String>,
     /// Notification link for Block/Warn on network indicators.
     pub educate_url: Option<String>,
+    /// `application` template (same placeholders as the title): shown to end users in block
+    /// notifications in place of the blocked file or domain. `None` (the default): not sent.
+    pub application: Option<String>,
+    /// The ownership marker written on every indicator: `externalId = "iocsync:{tag}"`, or a
+    /// ` [iocsync:{tag}]` description suffix (counted in the description's maximum length).
+    /// `None`: no marker (only for tools that never write, such as `parse`).
+    pub marker: Option<Marker>,
     /// Days until a pushed indicator expires (renewed while the value stays in the feed). Must be ≥ 1.
     pub expire_days: u32,
     /// Priority: higher wins when feeds overlap and when the cap forces a cut.
@@ -71,6 +82,8 @@ impl FeedPolicy {
             category: None,
             mitre_techniques: Vec::new(),
             educate_url: None,
+            application: None,
+            marker: Some(Marker::new(MarkerField::ExternalId, "iocsync")),
             expire_days: 30,
             priority: 0,
             row_policy: false,
@@ -225,10 +238,21 @@ fn apply_one(
         Some(t) => truncate_chars(t.trim(), TITLE_MAX_CHARS),
         None => render(&policy.title, TITLE_MAX_CHARS),
     };
-    let description = match attrs.and_then(|a| a.description.as_deref()).filter(|s| !s.trim().is_empty()) {
+    let mut description = match attrs.and_then(|a| a.description.as_deref()).filter(|s| !s.trim().is_empty())
+    {
         Some(t) => truncate_chars(t.trim(), DESCRIPTION_MAX_CHARS),
         None => render(&policy.description, DESCRIPTION_MAX_CHARS),
     };
+    let external_id = match &policy.marker {
+        Some(m) if m.field == MarkerField::ExternalId => Some(m.external_id()),
+        Some(m) => {
+            description = with_description_suffix(&description, &m.tag, DESCRIPTION_MAX_CHARS);
+            None
+        }
+        None => None,
+    };
+    let application =
+        policy.application.as_deref().map(|t| render(t, APPLICATION_MAX_CHARS)).filter(|s| !s.is_empty());
     let recommended_actions = match attrs.and_then(|a| a.recommended_actions.as_deref()) {
         Some(t) if !t.trim().is_empty() => Some(truncate_chars(t.trim(), RECOMMENDED_ACTIONS_MAX_CHARS)),
         _ => policy
@@ -275,6 +299,8 @@ fn apply_one(
         category,
         mitre_techniques,
         educate_url,
+        application,
+        external_id,
         expiration,
         priority: policy.priority,
         recency: -i64::try_from(ioc.line).unwrap_or(i64::MAX),
@@ -558,5 +584,32 @@ mod tests {
         );
         assert!(d[0].educate_url.is_some());
         assert!(d[1].educate_url.is_none());
+    }
+
+    #[test]
+    fn marker_and_application_templates() {
+        let mut p = FeedPolicy::new("urlhaus");
+        let (d, _) = apply_policy(&p, &[ioc(IndicatorType::DomainName, "a.example", 1)], now());
+        assert_eq!(d[0].external_id.as_deref(), Some("iocsync:iocsync"), "externalId marker by default");
+        assert_eq!(d[0].application, None, "application is unset by default");
+        assert_eq!(d[0].description, "Imported by iocsync from urlhaus");
+
+        p.application = Some("Blocked by Contoso: {type} from {feed}".into());
+        p.marker = Some(Marker::new(MarkerField::Description, "team-a"));
+        p.description = "y".repeat(5000);
+        let mut row = ioc(IndicatorType::DomainName, "b.example", 2);
+        row.attrs =
+            Some(Box::new(SourceAttrs { description: Some("Row text".into()), ..Default::default() }));
+        let (d, _) = apply_policy(&p, &[ioc(IndicatorType::DomainName, "a.example", 1), row], now());
+        assert_eq!(d[0].application.as_deref(), Some("Blocked by Contoso: DomainName from urlhaus"));
+        assert_eq!(d[0].external_id, None);
+        assert_eq!(d[0].description.chars().count(), DESCRIPTION_MAX_CHARS, "the suffix counts in the limit");
+        assert!(d[0].description.ends_with("… [iocsync:team-a]"));
+        assert_eq!(d[1].description, "Row text [iocsync:team-a]", "kept across a row's own description");
+
+        p.application = Some(String::new());
+        p.marker = None;
+        let (d, _) = apply_policy(&p, &[ioc(IndicatorType::DomainName, "a.example", 1)], now());
+        assert_eq!((d[0].application.as_deref(), d[0].external_id.as_deref()), (None, None));
     }
 }

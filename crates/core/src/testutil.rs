@@ -24,6 +24,8 @@ pub(crate) fn desired(kind: IndicatorType, value: &str, action: Action) -> Desir
         category: None,
         mitre_techniques: Vec::new(),
         educate_url: None,
+        application: None,
+        external_id: Some("iocsync:iocsync".to_owned()),
         expiration: t0() + chrono::Duration::days(30),
         priority: 0,
         recency: 0,

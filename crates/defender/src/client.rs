@@ -215,18 +215,16 @@ impl DefenderClient {
         Ok(roles)
     }
 
-    /// Every indicator this app created with `application == owner_tag`, all pages.
+    /// Every indicator this app created that carries its marker for `owner_tag`
+    /// ([`Indicator::is_owned_by`]), all pages.
     ///
-    /// Asks the server to filter (`createdBy eq … and application eq …`); if it refuses the
-    /// filter (400 `ODataError`) lists everything and filters here. The result is always
-    /// filtered here too, so a server that ignores the filter cannot leak foreign indicators in.
+    /// Asks the server to filter on `createdBy` (whether `$filter` works on `externalId` is not
+    /// documented, spec §13.2) and checks the marker here; if the server refuses the filter (400
+    /// `ODataError`) lists everything. The result is always filtered here too, so a server that
+    /// ignores the filter cannot leak foreign indicators in.
     pub async fn list_owned(&self, owner_tag: &str) -> Result<Vec<Indicator>, Error> {
         check_id_like("owner tag", owner_tag)?;
-        let filter = format!(
-            "createdBy eq '{}' and application eq '{}'",
-            odata_quote(&self.inner.client_id),
-            odata_quote(owner_tag)
-        );
+        let filter = format!("createdBy eq '{}'", odata_quote(&self.inner.client_id));
         let rows = match self.list(Some(&filter)).await {
             Ok(rows) => rows,
             Err(e) if e.status() == Some(400) && e.code() == Some("ODataError") => {
@@ -290,6 +288,37 @@ impl DefenderClient {
             })
             .await?;
         Ok(match_outcomes(items, results))
+    }
+
+    /// Create or update one indicator (`POST /api/indicators`); returns the entity Defender
+    /// stored, as it answers it. Used for the ownership canary of `iocsync check` and `sync`.
+    /// Retried like import: it is an upsert keyed on (type, value, action).
+    pub async fn submit(&self, item: &ImportItem) -> Result<Indicator, Error> {
+        let body = Bytes::from(
+            serde_json::to_vec(item)
+                .map_err(|e| Error::config(format!("cannot encode the indicator: {e}")))?,
+        );
+        let url = self.endpoint(&["api", "indicators"])?;
+        self.execute(CallFamily::Submit, Method::POST, &url, Some(&body), |r| match r.status {
+            200 | 201 => {
+                serde_json::from_slice::<Indicator>(&r.body).map_err(|e| malformed("submitted indicator", &e))
+            }
+            _ => Err(api_error(r)),
+        })
+        .await
+    }
+
+    /// Delete one indicator by id (`DELETE /api/indicators/{id}`); `false` when it was already
+    /// gone (404). Retrying is safe: delete-by-id is idempotent.
+    pub async fn delete(&self, id: &str) -> Result<bool, Error> {
+        check_id_like("indicator id", id)?;
+        let url = self.endpoint(&["api", "indicators", id])?;
+        self.execute(CallFamily::Delete, Method::DELETE, &url, None, |r| match r.status {
+            200 | 204 => Ok(true),
+            404 => Ok(false),
+            _ => Err(api_error(r)),
+        })
+        .await
     }
 
     /// Delete up to 500 indicators by id.
@@ -626,7 +655,7 @@ impl DefenderClient {
                                 false,
                                 format!(
                                     "Defender rejected a freshly issued token ({}); check that the app has the \
-                                     WindowsDefenderATP application permission Ti.ReadWrite or Ti.ReadWrite.All \
+                                     WindowsDefenderATP application permission Ti.ReadWrite.All \
                                      with admin consent, and that authority, scope and api_base belong to the same cloud",
                                     e.message()
                                 ),
@@ -787,7 +816,8 @@ fn api_error(r: &Reply) -> Error {
     };
     if r.status == 403 {
         message.push_str(
-            " (the app needs the WindowsDefenderATP application permission Ti.ReadWrite or Ti.ReadWrite.All with admin consent)",
+            " (the app needs the WindowsDefenderATP application permission Ti.ReadWrite.All with admin consent: \
+             Submit, Import, Delete and BatchDelete require it)",
         );
     }
     Error::new(kind, retryable, message)

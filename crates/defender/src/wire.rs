@@ -177,11 +177,22 @@ pub struct Indicator {
 }
 
 impl Indicator {
-    /// True when this indicator was created by `client_id` (case-insensitive GUID compare)
-    /// with `application == owner_tag`: the ownership rule of DESIGN.md.
+    /// True when this indicator was created by `client_id` (case-insensitive GUID compare) and
+    /// carries iocsync's marker for `owner_tag` (`externalId == "iocsync:{owner_tag}"`, a
+    /// ` [iocsync:{owner_tag}]` description suffix, or the legacy `application == owner_tag`):
+    /// the ownership rule of DESIGN.md, [`iocsync_core::marker::is_owned`].
     pub fn is_owned_by(&self, client_id: &str, owner_tag: &str) -> bool {
-        self.created_by.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(client_id))
-            && self.application.as_deref() == Some(owner_tag)
+        iocsync_core::marker::is_owned(self.ownership_fields(), client_id, owner_tag)
+    }
+
+    /// The fields that decide ownership, for [`iocsync_core::marker`].
+    pub fn ownership_fields(&self) -> iocsync_core::marker::OwnershipFields<'_> {
+        iocsync_core::marker::OwnershipFields {
+            created_by: self.created_by.as_deref(),
+            external_id: self.external_id.as_deref(),
+            description: self.description.as_deref(),
+            application: self.application.as_deref(),
+        }
     }
 }
 
@@ -199,7 +210,8 @@ pub struct ImportItem {
     pub title: String,
     /// Description (required).
     pub description: String,
-    /// Application tag (create-only; iocsync's owner tag).
+    /// User-facing text shown in block notifications in place of the blocked file or domain
+    /// (create-only: Defender ignores it on update). Never iocsync's owner tag.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub application: Option<String>,
     /// Expiry, sent at second precision.
@@ -227,7 +239,7 @@ pub struct ImportItem {
     /// MITRE technique ids.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mitre_techniques: Vec<String>,
-    /// Caller correlation id.
+    /// Caller correlation id: iocsync's ownership marker `iocsync:{owner_tag}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
 }

@@ -192,6 +192,14 @@ pub struct Behaviour {
     /// Deleted indicators keep counting toward the cap for this long (§3 E6 [OBS]: integrations pause
     /// ~20 s after big deletes; default 0 = freed at once).
     pub capacity_release_lag: Duration,
+    /// The tenant silently drops `externalId` on submit and import (stores and lists `null`) (§13.2:
+    /// the field is accepted and echoed by every capture so far; this switch models a tenant that
+    /// does not keep it, so a client relying on it as an ownership marker can be tested; default false).
+    pub drop_external_id: bool,
+    /// Record what end users see in block notifications: every indicator created (or seeded) with a
+    /// non-null `application` adds its text to [`crate::Emulator::notifications`] (§13.1: Defender shows
+    /// `application` in place of the blocked file or domain; default false: nothing recorded).
+    pub notification_log: bool,
 }
 
 impl Default for Behaviour {
@@ -215,6 +223,8 @@ impl Default for Behaviour {
             next_link_skip_token: false,
             capacity_release_lag: Duration::ZERO,
             top_limits_total: false,
+            drop_external_id: false,
+            notification_log: false,
         }
     }
 }

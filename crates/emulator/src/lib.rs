@@ -83,6 +83,26 @@ pub struct CallRecord {
     pub fault: Option<Fault>,
 }
 
+/// What an end user sees in a block notification for one indicator (spec §13.1): Defender shows the
+/// indicator's `application` text in place of the blocked file name or domain. Recorded when an
+/// indicator with a non-null `application` is created or seeded while `Behaviour::notification_log`
+/// is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// Id of the indicator.
+    pub indicator_id: String,
+    /// `indicatorType`.
+    pub indicator_type: String,
+    /// `indicatorValue` (what the notification would show without `application`).
+    pub indicator_value: String,
+    /// `action`.
+    pub action: String,
+    /// `createdBy` of the indicator.
+    pub created_by: String,
+    /// The text shown to the end user in place of the blocked file or domain.
+    pub shown: String,
+}
+
 /// Errors starting or stopping the emulator.
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
@@ -175,6 +195,18 @@ impl Emulator {
     /// The call log, oldest first.
     pub fn calls(&self) -> Vec<CallRecord> {
         self.app.calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The block-notification log (oldest first): what end users would see in place of the blocked
+    /// file or domain, one entry per indicator created or seeded with a non-null `application`
+    /// while `Behaviour::notification_log` is on.
+    pub fn notifications(&self) -> Vec<Notification> {
+        self.app.notifications.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Empties the block-notification log.
+    pub fn clear_notifications(&self) {
+        self.app.notifications.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
     }
 
     /// Empties the call log.

@@ -24,7 +24,7 @@ use crate::store::{Caller, SeedIndicator, Store};
 use crate::token::{BearerError, TokenRequest, Tokens};
 use crate::validate::{ApiError, check_keys, parse_indicator};
 use crate::wire::{ImportResult, Indicator};
-use crate::{CallRecord, Emulator, EmulatorError, EndpointFamily};
+use crate::{CallRecord, Emulator, EmulatorError, EndpointFamily, Notification};
 
 const MAX_BODY: usize = 32 * 1024 * 1024;
 const MAX_BATCH: usize = 500;
@@ -46,6 +46,8 @@ pub(crate) struct App {
     pub limiter: Limiter,
     pub faults: Faults,
     pub calls: Mutex<Vec<CallRecord>>,
+    /// What end users saw in block notifications (`Behaviour::notification_log`).
+    pub notifications: Mutex<Vec<Notification>>,
     state_file: Option<PathBuf>,
     save_notify: Arc<Notify>,
     save_lock: Mutex<()>,
@@ -89,6 +91,7 @@ pub(crate) async fn start(config: EmulatorConfig) -> Result<Emulator, EmulatorEr
         limiter: Limiter::new(config.rate_limits),
         faults: Faults::new(config.fault_seed),
         calls: Mutex::new(Vec::new()),
+        notifications: Mutex::new(Vec::new()),
         state_file: config.state_file.clone(),
         save_notify: save_notify.clone(),
         save_lock: Mutex::new(()),
@@ -153,9 +156,28 @@ impl App {
     }
 
     pub(crate) fn seed(&self, seed: SeedIndicator) -> String {
-        let id = lock(&self.store).seed(seed, self.now());
+        let ind = lock(&self.store).seed(seed, self.now());
         self.mutated();
-        id
+        self.notify(&ind);
+        ind.id
+    }
+
+    /// Records the block-notification text an end user sees for a new indicator (spec §13.1:
+    /// `application`, when set, is shown in place of the blocked file or domain).
+    fn notify(&self, ind: &Indicator) {
+        if !self.behaviour().notification_log {
+            return;
+        }
+        if let Some(text) = &ind.application {
+            lock(&self.notifications).push(Notification {
+                indicator_id: ind.id.clone(),
+                indicator_type: ind.indicator_type.clone(),
+                indicator_value: ind.indicator_value.clone(),
+                action: ind.action.clone(),
+                created_by: ind.created_by.clone(),
+                shown: text.clone(),
+            });
+        }
     }
 
     /// Writes the state file atomically (temp file in the same directory, then rename).
@@ -684,6 +706,9 @@ fn submit(app: &App, caller: &Caller, body: &Bytes, base: &str) -> Result<Respon
     let input = parse_indicator(&v, &behaviour, now)?;
     let up = lock(&app.store).upsert(input, caller, now, app.capacity, &behaviour)?;
     app.mutated();
+    if up.created {
+        app.notify(&up.indicator);
+    }
     Ok(entity(base, &up.indicator))
 }
 
@@ -699,6 +724,7 @@ fn import(
     let behaviour = app.behaviour();
     let now = app.now();
     let mut results = Vec::with_capacity(items.len());
+    let mut created = Vec::new();
     {
         let mut store = lock(&app.store);
         for item in items {
@@ -706,12 +732,13 @@ fn import(
             let outcome = parse_indicator(item, &behaviour, now)
                 .and_then(|input| store.upsert(input, caller, now, app.capacity, &behaviour));
             results.push(match outcome {
-                Ok(up) => ImportResult {
-                    id: Some(up.indicator.id),
-                    indicator,
-                    is_failed: false,
-                    failure_reason: None,
-                },
+                Ok(up) => {
+                    let id = up.indicator.id.clone();
+                    if up.created {
+                        created.push(up.indicator);
+                    }
+                    ImportResult { id: Some(id), indicator, is_failed: false, failure_reason: None }
+                }
                 Err(e) => {
                     ImportResult { id: None, indicator, is_failed: true, failure_reason: Some(e.message) }
                 }
@@ -720,6 +747,9 @@ fn import(
     }
     if results.iter().any(|r| !r.is_failed) {
         app.mutated();
+    }
+    for ind in &created {
+        app.notify(ind);
     }
     let body = if behaviour.import_odata_context {
         json!({"@odata.context": format!("{base}/api/$metadata#Collection(microsoft.windowsDefenderATP.api.ImportIndicatorResult)"), "value": results})

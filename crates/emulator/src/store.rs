@@ -130,6 +130,8 @@ impl StateSnapshot {
 #[derive(Debug, Clone)]
 pub(crate) struct Upserted {
     pub indicator: Indicator,
+    /// True when a new row was created (false: an existing row was updated in place).
+    pub created: bool,
 }
 
 #[derive(Debug, Default)]
@@ -209,12 +211,15 @@ impl Store {
     /// Submit-or-update on (type, value, action) among the rows the caller can see.
     pub(crate) fn upsert(
         &mut self,
-        input: IndicatorInput,
+        mut input: IndicatorInput,
         caller: &Caller,
         now: DateTime<Utc>,
         capacity: usize,
         behaviour: &Behaviour,
     ) -> Result<Upserted, ApiError> {
+        if behaviour.drop_external_id {
+            input.external_id = None;
+        }
         let key: Key = (input.itype.clone(), input.value.to_lowercase(), input.action.clone());
         let matches = |s: &Indicator| {
             caller.sees(s)
@@ -252,7 +257,7 @@ impl Store {
             };
             stored.expires = input_expiry(&ind);
             stored.ind = ind.clone();
-            return Ok(Upserted { indicator: ind });
+            return Ok(Upserted { indicator: ind, created: false });
         }
         if self.used_slots(now, behaviour.capacity_release_lag) >= capacity {
             return Err(ApiError::bad(
@@ -273,10 +278,10 @@ impl Store {
             source_type,
             ..from_input(input, expiration_time)
         };
-        Ok(Upserted { indicator: self.insert(ind) })
+        Ok(Upserted { indicator: self.insert(ind), created: true })
     }
 
-    pub(crate) fn seed(&mut self, seed: SeedIndicator, now: DateTime<Utc>) -> String {
+    pub(crate) fn seed(&mut self, seed: SeedIndicator, now: DateTime<Utc>) -> Indicator {
         let created = seed.created_at.unwrap_or(now);
         let ind = Indicator {
             id: String::new(),
@@ -313,7 +318,7 @@ impl Store {
             source: None,
             source_type: None,
         };
-        self.insert(ind).id
+        self.insert(ind)
     }
 
     /// A copy of the persistent state, taken under the lock and serialized outside it.

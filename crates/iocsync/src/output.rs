@@ -238,6 +238,10 @@ pub fn check(format: OutputFormat, tenants: &[TenantCheck]) {
                 c.limit, c.foreign, c.owned, c.headroom, c.free
             );
         }
+        if let Some(k) = &t.canary {
+            let _ =
+                writeln!(s, "  canary: {}: {}", if k.ok { "marker kept" } else { "MARKER LOST" }, k.detail);
+        }
         if let Some(e) = &t.error {
             let _ = writeln!(s, "  error: {e}");
         }

@@ -2,6 +2,7 @@
 //! of the plan, and the policy -> merge -> allowlist -> plan pipeline.
 
 mod allowlist_feeds;
+mod ownership;
 mod pipeline;
 mod plan_props;
 

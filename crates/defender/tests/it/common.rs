@@ -56,7 +56,7 @@ pub fn sha_item(n: usize) -> ImportItem {
         action: Action::Block,
         title: format!("test {n}"),
         description: "integration test".into(),
-        application: Some(TAG.into()),
+        external_id: Some(format!("iocsync:{TAG}")),
         severity: Some("High".into()),
         generate_alert: Some(true),
         ..ImportItem::default()

@@ -84,3 +84,39 @@ async fn fifteen_thousand_indicators_take_thirty_imports_and_two_lists() {
     let s = client.stats();
     assert_eq!((s.token, s.import, s.list, s.throttled), (1, 30, 2, 0));
 }
+
+#[tokio::test]
+async fn list_owned_checks_the_marker_and_keeps_legacy_rows() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let me = iocsync_emulator::DEFAULT_CLIENT_ID;
+    // Made by an earlier iocsync: the owner tag in application, no marker. Still ours.
+    emu.seed(SeedIndicator::app("FileSha256", &format!("{:064x}", 1), "Block", me, TAG));
+    // Our client, no marker at all: another tool sharing the app registration.
+    let mut unmarked = SeedIndicator::app("FileSha256", &format!("{:064x}", 2), "Block", me, "x");
+    unmarked.application = None;
+    emu.seed(unmarked);
+    // Our marker under another creator.
+    let mut theirs = SeedIndicator::app("FileSha256", &format!("{:064x}", 3), "Block", "other-app", "x");
+    theirs.external_id = Some(format!("iocsync:{TAG}"));
+    emu.seed(theirs);
+    let client = client_for(&emu);
+    client.import(&[sha_item(4)]).await.unwrap();
+    let mut owned: Vec<String> =
+        client.list_owned(TAG).await.unwrap().into_iter().map(|i| i.indicator_value).collect();
+    owned.sort();
+    assert_eq!(owned, [format!("{:064x}", 1), format!("{:064x}", 4)]);
+}
+
+#[tokio::test]
+async fn submit_returns_the_stored_entity_and_delete_removes_it() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let client = client_for(&emu);
+    let stored = client.submit(&sha_item(7)).await.unwrap();
+    assert_eq!(stored.external_id.as_deref(), Some("iocsync:iocsync"));
+    assert_eq!(stored.application, None);
+    assert_eq!(calls_of(&emu, EndpointFamily::Submit).len(), 1);
+    assert!(client.get(&stored.id).await.unwrap().is_some());
+    assert!(client.delete(&stored.id).await.unwrap());
+    assert!(!client.delete(&stored.id).await.unwrap(), "already gone: false, not an error");
+    assert!(emu.indicators().is_empty());
+}

@@ -112,3 +112,105 @@ async fn device_groups_unauthorized_body_and_skip_token() {
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["value"][0]["indicatorValue"], "8.0.0.3");
 }
+
+/// `externalId` is stored and echoed by submit, import, list and get (spec §13.2); with
+/// `drop_external_id` the tenant silently stores `null` instead, on create and on update.
+#[tokio::test]
+async fn external_id_is_echoed_and_drop_external_id_switch_drops_it() {
+    let env = env().await;
+    let mut one = ip(1);
+    one["externalId"] = json!("iocsync:iocsync");
+    let v = env.post("/api/indicators", &one).await.json();
+    assert_eq!(v["externalId"], "iocsync:iocsync", "submit echoes it");
+    let mut two = ip(2);
+    two["externalId"] = json!("iocsync:other");
+    let r = env.import(vec![two]).await.json();
+    let id2 = r["value"][0]["id"].as_str().unwrap().to_owned();
+    let listed = env.get("/api/indicators").await.json();
+    let ext = |list: &serde_json::Value, id: &str| {
+        list["value"].as_array().unwrap().iter().find(|i| i["id"] == id).unwrap()["externalId"].clone()
+    };
+    assert_eq!(ext(&listed, v["id"].as_str().unwrap()), json!("iocsync:iocsync"));
+    assert_eq!(ext(&listed, &id2), json!("iocsync:other"), "import keeps it too");
+    assert_eq!(env.get(&format!("/api/indicators/{id2}")).await.json()["externalId"], "iocsync:other");
+    // An update through import can set it on a row created without one (migration of old rows).
+    let mut three = ip(3);
+    let id3 = env.post("/api/indicators", &three).await.json()["id"].clone();
+    assert_eq!(
+        env.get(&format!("/api/indicators/{}", id3.as_str().unwrap())).await.json()["externalId"],
+        json!(null)
+    );
+    three["externalId"] = json!("iocsync:iocsync");
+    let r = env.import(vec![three.clone()]).await.json();
+    assert_eq!(r["value"][0]["id"], id3, "same row updated");
+    assert_eq!(
+        env.emu.indicators().iter().find(|i| i.id == id3).unwrap().external_id.as_deref(),
+        Some("iocsync:iocsync")
+    );
+
+    env.emu.set_behaviour(Behaviour { drop_external_id: true, ..Behaviour::default() });
+    let mut four = ip(4);
+    four["externalId"] = json!("iocsync:iocsync");
+    let r = env.post("/api/indicators", &four).await;
+    assert_eq!(r.status, 200, "accepted without complaint");
+    assert_eq!(r.json()["externalId"], json!(null));
+    let mut five = ip(5);
+    five["externalId"] = json!("iocsync:iocsync");
+    let r = env.import(vec![five, three]).await.json();
+    assert!(r["value"].as_array().unwrap().iter().all(|x| x["isFailed"] == false), "{r}");
+    let all = env.emu.indicators();
+    for value in ["8.0.0.4", "8.0.0.5", "8.0.0.3"] {
+        let row = all.iter().find(|i| i.indicator_value == value).unwrap();
+        assert_eq!(row.external_id, None, "{value}: dropped on create and on update");
+    }
+    assert_eq!(
+        all.iter().find(|i| i.indicator_value == "8.0.0.1").unwrap().external_id.as_deref(),
+        Some("iocsync:iocsync"),
+        "rows stored before keep theirs"
+    );
+}
+
+/// The notification log records the `application` text end users see in place of the blocked
+/// file or domain (spec §13.1), for indicators created through submit and import and for seeded
+/// ones; rows without `application` show nothing, and an update cannot change the text.
+#[tokio::test]
+async fn notification_log_switch_records_application_texts() {
+    let env = env().await;
+    let mut quiet = ip(1);
+    quiet["application"] = json!("Before the switch");
+    env.post("/api/indicators", &quiet).await;
+    assert!(env.emu.notifications().is_empty(), "off by default");
+
+    env.emu.set_behaviour(Behaviour { notification_log: true, ..Behaviour::default() });
+    let mut a = ip(2);
+    a["application"] = json!("Blocked by Contoso security");
+    let id_a = env.post("/api/indicators", &a).await.json()["id"].as_str().unwrap().to_owned();
+    let mut b = ip(3);
+    b["application"] = json!("Phishing site");
+    let plain = ip(4);
+    env.import(vec![b, plain]).await;
+    // An update of an existing row cannot change what users see (application is create-only).
+    a["application"] = json!("Changed later");
+    a["severity"] = json!("Low");
+    env.post("/api/indicators", &a).await;
+    env.emu.seed(iocsync_emulator::SeedIndicator::app(
+        "DomainName",
+        "legacy.example",
+        "Block",
+        "some-app",
+        "legacy-tag",
+    ));
+
+    let log = env.emu.notifications();
+    let shown: Vec<&str> = log.iter().map(|n| n.shown.as_str()).collect();
+    assert_eq!(shown, ["Blocked by Contoso security", "Phishing site", "legacy-tag"]);
+    assert_eq!(log[0].indicator_id, id_a);
+    assert_eq!(log[0].indicator_value, "8.0.0.2");
+    assert_eq!(log[1].created_by, iocsync_emulator::DEFAULT_CLIENT_ID);
+    assert_eq!(
+        env.emu.indicators().iter().find(|i| i.id == id_a).unwrap().application.as_deref(),
+        Some("Blocked by Contoso security")
+    );
+    env.emu.clear_notifications();
+    assert!(env.emu.notifications().is_empty());
+}

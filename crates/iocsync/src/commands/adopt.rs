@@ -4,12 +4,15 @@
 //! and an import of the same type, value and action updates the existing row in place. So the
 //! only way to own such an indicator is to delete it and create it again under iocsync's
 //! identity, with the same action, metadata and expiry. Deletes go first (the import would
-//! otherwise update the old row); any import failure is reported value by value.
+//! otherwise update the old row); any import failure is reported value by value. The new rows
+//! carry iocsync's ownership marker (and no `application`: that text is shown to end users), and
+//! nothing is deleted unless the tenant is known to keep the marker (see `engine::marker`).
 
 use crate::cli::AdoptArgs;
 use crate::config::Config;
 use anyhow::Context;
 use iocsync_core::batch::{DELETE_BATCH, IMPORT_BATCH};
+use iocsync_core::marker::MarkerField;
 use iocsync_defender::ImportItem;
 use serde::Serialize;
 
@@ -33,18 +36,19 @@ pub struct AdoptReport {
 /// Adopts the matching indicators of the first selected tenant.
 pub async fn run(config: &Config, args: &AdoptArgs) -> anyhow::Result<AdoptReport> {
     let tenant = config.one_tenant(args.tenant.tenant.as_deref())?;
-    let tag = config.sync.owner_tag.as_str();
+    let marker = config.marker();
     let conn = crate::connect::connect(config, tenant).await?;
     let result = async {
         let listed = conn.client.list_all().await?;
         let candidates: Vec<_> = listed
-            .into_iter()
+            .iter()
             .filter(|i| i.created_by.as_deref() == Some(args.created_by.as_str()))
             .filter(|i| !config.owns(tenant, i))
             .filter(|i| match &args.title_prefix {
                 Some(p) => i.title.as_deref().is_some_and(|t| t.starts_with(p.as_str())),
                 None => true,
             })
+            .cloned()
             .collect();
         let mut report = AdoptReport {
             tenant: tenant.name.clone(),
@@ -71,6 +75,9 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> anyhow::Result<AdoptRepor
             report.adopted = targets.len() as u64;
             return anyhow::Ok(report);
         }
+        if !targets.is_empty() {
+            crate::engine::marker::ensure(&conn.client, &tenant.client_id, &marker, &listed).await?;
+        }
         let mut adopted = Vec::new();
         for (n, chunk) in targets.chunks(DELETE_BATCH.min(IMPORT_BATCH)).enumerate() {
             let ids: Vec<String> = chunk.iter().map(|i| i.id.clone()).collect();
@@ -84,7 +91,17 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> anyhow::Result<AdoptRepor
                         indicator_type: i.indicator_type.clone(),
                         action: action.clone(),
                         title: i.title.clone().unwrap_or_else(|| i.indicator_value.clone()),
-                        description: i.description.clone().unwrap_or_else(|| "Adopted by iocsync".to_owned()),
+                        description: {
+                            let d = i.description.clone().unwrap_or_else(|| "Adopted by iocsync".to_owned());
+                            match marker.field {
+                                MarkerField::ExternalId => d,
+                                MarkerField::Description => iocsync_core::marker::with_description_suffix(
+                                    &d,
+                                    &marker.tag,
+                                    iocsync_core::policy::DESCRIPTION_MAX_CHARS,
+                                ),
+                            }
+                        },
                         severity: i.severity.clone(),
                         expiration_time: i.expiration_time,
                         recommended_actions: i.recommended_actions.clone(),
@@ -97,7 +114,7 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> anyhow::Result<AdoptRepor
                         rbac_group_names: i.rbac_group_names.clone(),
                         mitre_techniques: i.mitre_techniques.clone(),
                         educate_url: i.educate_url.clone(),
-                        application: Some(tag.to_owned()),
+                        external_id: (marker.field == MarkerField::ExternalId).then(|| marker.external_id()),
                         ..ImportItem::default()
                     }
                 })

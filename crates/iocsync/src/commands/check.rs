@@ -1,4 +1,6 @@
-//! `iocsync check`: validate the config, get a token, list the tenant, show the capacity.
+//! `iocsync check`: validate the config, get a token, list the tenant, show the capacity, and
+//! prove with one canary indicator (created, read back, deleted) that Defender keeps iocsync's
+//! ownership marker (see [`crate::engine::marker`]).
 
 use crate::config::{Config, Tenant};
 use serde::Serialize;
@@ -36,6 +38,8 @@ pub struct TenantCheck {
     pub steps: Vec<Step>,
     /// Capacity, when the tenant could be listed.
     pub capacity: Option<CapacityView>,
+    /// The ownership-marker canary, when it ran.
+    pub canary: Option<crate::engine::marker::CanaryResult>,
     /// What failed.
     pub error: Option<String>,
 }
@@ -55,6 +59,7 @@ async fn check_one(config: &Config, tenant: &Tenant) -> TenantCheck {
         tenant: tenant.name.clone(),
         steps: vec![Step { what: format!("config {} is valid", config.path.display()), ok: true }],
         capacity: None,
+        canary: None,
         error: None,
     };
     // What `sync` reads before it talks to Defender: the allowlists and the feed files.
@@ -93,6 +98,28 @@ async fn check_one(config: &Config, tenant: &Tenant) -> TenantCheck {
             anyhow::anyhow!("{e}")
         })?;
         c.steps.push(Step { what: "get a token from Entra ID".into(), ok: true });
+        // Submit, Import, Delete and BatchDelete document only Ti.ReadWrite.All (spec §13.3), and
+        // without it foreign indicators are invisible (neither counted nor avoided).
+        if let Ok(Some(roles)) = conn.client.token_roles().await {
+            let all = roles.iter().any(|r| r == "Ti.ReadWrite.All");
+            let what = if all {
+                "the token carries the Ti.ReadWrite.All application permission".to_owned()
+            } else {
+                format!(
+                    "the token carries the Ti.ReadWrite.All application permission (it has: {}): grant \
+                     WindowsDefenderATP Ti.ReadWrite.All with admin consent",
+                    if roles.is_empty() { "none".to_owned() } else { roles.join(", ") }
+                )
+            };
+            c.steps.push(Step { what, ok: all });
+            if !all {
+                anyhow::bail!(
+                    "the app lacks the WindowsDefenderATP application permission Ti.ReadWrite.All (token roles: {}): \
+                     writing indicators requires it, and without it other creators' indicators are invisible",
+                    if roles.is_empty() { "none".to_owned() } else { roles.join(", ") }
+                );
+            }
+        }
         let all = conn.client.list_all().await.map_err(|e| {
             c.steps.push(Step { what: "list the tenant's indicators".into(), ok: false });
             anyhow::anyhow!("{e}")
@@ -110,6 +137,28 @@ async fn check_one(config: &Config, tenant: &Tenant) -> TenantCheck {
             headroom,
             free: limit.saturating_sub(foreign).saturating_sub(headroom).saturating_sub(owned),
         });
+        let marker = config.marker();
+        let canary = crate::engine::marker::canary(&conn.client, &tenant.client_id, &marker, &all)
+            .await
+            .inspect_err(|_| {
+                c.steps.push(Step { what: "create, read back and delete a canary indicator".into(), ok: false });
+            })?;
+        c.steps.push(Step {
+            what: format!(
+                "canary indicator ({} {}, {}) keeps the ownership marker in {}{}",
+                canary.kind,
+                canary.value,
+                crate::engine::marker::CANARY_ACTION,
+                canary.marker_field,
+                if canary.deleted { "; deleted again" } else { "; NOT deleted (it expires within the hour)" }
+            ),
+            ok: canary.ok,
+        });
+        let failed = (!canary.ok).then(|| crate::engine::marker::not_kept_message(&canary));
+        c.canary = Some(canary);
+        if let Some(message) = failed {
+            anyhow::bail!("{message}");
+        }
         anyhow::Ok(())
     }
     .await;

@@ -19,8 +19,10 @@ pub struct ListedIndicator {
     pub action: String,
     /// Creator (app id or UPN).
     pub created_by: Option<String>,
-    /// `application` tag.
+    /// `application` (the text end users see in block notifications).
     pub application: Option<String>,
+    /// `externalId` (where iocsync's ownership marker lives).
+    pub external_id: Option<String>,
     /// Whether iocsync owns it.
     pub owned: bool,
     /// Expiry (RFC 3339), or none.
@@ -57,6 +59,7 @@ pub async fn run(config: &Config, args: &ListArgs) -> anyhow::Result<ListReport>
                 action: i.action.as_str().to_owned(),
                 created_by: i.created_by,
                 application: i.application,
+                external_id: i.external_id,
                 owned,
                 expiration: i.expiration_time.map(|t| t.to_rfc3339()),
             }

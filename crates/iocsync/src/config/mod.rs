@@ -6,6 +6,7 @@ mod starter;
 
 pub use starter::STARTER_CONFIG;
 
+use iocsync_core::marker::{Marker, MarkerField};
 use iocsync_core::model::{Action, Severity};
 use iocsync_core::policy::FeedPolicy;
 use iocsync_ioc::formats::Column;
@@ -128,8 +129,11 @@ pub struct Tenant {
 /// `[sync]` settings.
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
-    /// Sent as `application` on create; part of the ownership test.
+    /// Owner tag of the marker `iocsync:{owner_tag}` written on every indicator; with the client
+    /// id, the ownership test (DESIGN principle 1). Never sent as `application`.
     pub owner_tag: String,
+    /// Where the marker goes: `externalId` (default) or a description suffix.
+    pub marker_field: MarkerField,
     /// Tenant indicator cap (15,000).
     pub capacity: usize,
     /// Room left free for analysts' manual indicators.
@@ -215,6 +219,8 @@ pub struct PolicySpec {
     pub mitre_techniques: Option<Vec<String>>,
     /// Educate URL (Warn/Block on network indicators).
     pub educate_url: Option<String>,
+    /// `application` template, shown to end users in block notifications (unset by default).
+    pub application: Option<String>,
     /// Expiry in days.
     pub expire_days: Option<u32>,
 }
@@ -236,6 +242,7 @@ impl PolicySpec {
             category: self.category.clone().or_else(|| under.category.clone()),
             mitre_techniques: self.mitre_techniques.clone().or_else(|| under.mitre_techniques.clone()),
             educate_url: self.educate_url.clone().or_else(|| under.educate_url.clone()),
+            application: self.application.clone().or_else(|| under.application.clone()),
             expire_days: self.expire_days.or(under.expire_days),
         }
     }
@@ -253,6 +260,7 @@ impl PolicySpec {
             category: None,
             mitre_techniques: Some(Vec::new()),
             educate_url: None,
+            application: None,
             expire_days: Some(30),
         }
     }
@@ -421,6 +429,11 @@ impl Config {
         }
     }
 
+    /// The ownership marker iocsync writes (`[sync] owner_tag` in `[sync] marker_field`).
+    pub fn marker(&self) -> Marker {
+        Marker::new(self.sync.marker_field, self.sync.owner_tag.clone())
+    }
+
     /// Whether iocsync owns a listed indicator in `tenant` (DESIGN principle 1).
     pub fn owns(&self, tenant: &Tenant, i: &iocsync_defender::Indicator) -> bool {
         i.is_owned_by(&tenant.client_id, &self.sync.owner_tag)
@@ -448,6 +461,8 @@ impl Config {
             category: p.category,
             mitre_techniques: p.mitre_techniques.unwrap_or_default(),
             educate_url: p.educate_url,
+            application: p.application.filter(|a| !a.trim().is_empty()),
+            marker: Some(self.marker()),
             expire_days: p.expire_days.unwrap_or(30),
             priority: feed.priority,
             row_policy: feed.row_policy,
@@ -541,6 +556,27 @@ impl Validator {
                 "defender",
                 "missing: add a [defender] block with tenant_id, client_id and client_secret (or `emulator = true` to try iocsync locally)",
             ),
+        }
+        // `application` is shown to end users in block notifications: never the owner tag.
+        let tag = sync.owner_tag.clone();
+        let mut specs: Vec<(String, &PolicySpec)> = vec![("defaults.application".to_owned(), &defaults)];
+        specs.extend(
+            tenants.iter().map(|t| (format!("tenants.{}.defaults.application", t.name), &t.defaults)),
+        );
+        specs.extend(feeds.iter().enumerate().map(|(i, f)| (format!("feeds[{i}].application"), &f.policy)));
+        let bad: Vec<String> = specs
+            .into_iter()
+            .filter(|(_, p)| p.application.as_deref().is_some_and(|a| a.trim() == tag))
+            .map(|(k, _)| k)
+            .collect();
+        for key in bad {
+            self.problem(
+                key,
+                format!(
+                    "must not be the owner tag `{tag}`: Defender shows `application` to end users in block \
+                     notifications; iocsync marks its indicators in `[sync] marker_field` instead"
+                ),
+            );
         }
         // The effective expiry of every feed, for every tenant, must outlast the renewal window.
         for t in &tenants {
@@ -811,6 +847,7 @@ impl Validator {
             &raw.unknown,
             &[
                 "owner_tag",
+                "marker_field",
                 "capacity",
                 "headroom",
                 "max_delete_fraction",
@@ -829,6 +866,14 @@ impl Validator {
         if owner_tag.trim().is_empty() {
             self.problem("sync.owner_tag", "must not be empty: it marks the indicators iocsync owns");
         }
+        let marker_field = match raw.marker_field.as_deref().map(str::parse::<MarkerField>) {
+            None => MarkerField::ExternalId,
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                self.problem("sync.marker_field", e);
+                MarkerField::ExternalId
+            }
+        };
         let capacity = self.count("sync.capacity", raw.capacity, 15_000, 1, 15_000);
         let headroom = self.count("sync.headroom", raw.headroom, 500, 0, 15_000);
         if headroom >= capacity {
@@ -857,6 +902,7 @@ impl Validator {
             };
         SyncSettings {
             owner_tag,
+            marker_field,
             capacity,
             headroom,
             max_delete_fraction,
@@ -942,8 +988,19 @@ impl Validator {
                 "Defender requires generate_alert = true with action = \"Audit\"",
             );
         }
-        for (k, t) in [("title", &raw.title), ("description", &raw.description)] {
+        for (k, t) in
+            [("title", &raw.title), ("description", &raw.description), ("application", &raw.application)]
+        {
             if let Some(t) = t {
+                if k == "application" {
+                    if let Some(bad) = unknown_placeholder(t) {
+                        self.problem(
+                            format!("{key}.{k}"),
+                            format!("unknown placeholder `{{{bad}}}`: use {{feed}}, {{value}} or {{type}}"),
+                        );
+                    }
+                    continue;
+                }
                 if let Some(bad) = unknown_placeholder(t) {
                     self.problem(
                         format!("{key}.{k}"),
@@ -982,6 +1039,7 @@ impl Validator {
             category: raw.category.clone(),
             mitre_techniques: raw.mitre_techniques.clone(),
             educate_url: raw.educate_url.clone(),
+            application: raw.application.clone(),
             expire_days,
         }
     }
@@ -1227,6 +1285,7 @@ const FEED_KEYS: &[&str] = &[
 
 /// Indicator policy keys, in `[defaults]`, tenant `defaults` and each feed.
 const POLICY_KEYS: &[&str] = &[
+    "application",
     "action",
     "severity",
     "generate_alert",
@@ -1424,5 +1483,32 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("tenants.a.defaults.expire_days"), "{err}");
+    }
+
+    #[test]
+    fn marker_field_and_application() {
+        const HEAD: &str = "[defender]\nemulator = true\n[[feeds]]\nname = \"a\"\nsource = \"a.txt\"\n";
+        let c = load(HEAD).unwrap();
+        assert_eq!(c.sync.marker_field, MarkerField::ExternalId);
+        let p = c.feed_policy(&c.tenants[0], &c.feeds[0]);
+        assert_eq!(p.application, None, "unset by default");
+        assert_eq!(p.marker, Some(Marker::new(MarkerField::ExternalId, "iocsync")));
+
+        let c = load(&format!(
+            "[sync]\nmarker_field = \"description\"\nowner_tag = \"team\"\n[defaults]\napplication = \"Blocked: {{type}}\"\n{HEAD}application = \"Feed a: {{value}}\"\n"
+        ))
+        .unwrap();
+        let p = c.feed_policy(&c.tenants[0], &c.feeds[0]);
+        assert_eq!(p.application.as_deref(), Some("Feed a: {value}"), "the feed wins over [defaults]");
+        assert_eq!(p.marker, Some(Marker::new(MarkerField::Description, "team")));
+
+        let err = load(&format!(
+            "[sync]\nmarker_field = \"application\"\n[defaults]\napplication = \"{{nope}}\"\n{HEAD}application = \"iocsync\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("sync.marker_field: unknown marker field `application`"), "{err}");
+        assert!(err.contains("defaults.application: unknown placeholder `{nope}`"), "{err}");
+        assert!(err.contains("feeds[0].application: must not be the owner tag `iocsync`"), "{err}");
     }
 }

@@ -67,6 +67,7 @@ pub struct RawTenant {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawSync {
     pub owner_tag: Option<String>,
+    pub marker_field: Option<String>,
     pub capacity: Option<i64>,
     pub headroom: Option<i64>,
     pub max_delete_fraction: Option<f64>,
@@ -96,6 +97,7 @@ pub struct RawPolicy {
     pub category: Option<String>,
     pub mitre_techniques: Option<Vec<String>>,
     pub educate_url: Option<String>,
+    pub application: Option<String>,
     pub expire_days: Option<i64>,
     #[serde(flatten)]
     pub unknown: Unknown,

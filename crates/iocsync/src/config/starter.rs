@@ -6,8 +6,9 @@ pub const STARTER_CONFIG: &str = r#"# iocsync configuration. Every key is option
 
 [defender]
 # Required: your Entra tenant id and the app registration's client id. The app needs the
-# WindowsDefenderATP application permission Ti.ReadWrite.All (or Ti.ReadWrite: then iocsync sees only
-# its own indicators and cannot count other creators' ones against the 15,000 cap).
+# WindowsDefenderATP application permission Ti.ReadWrite.All (Submit, Import, Delete and BatchDelete
+# require it; with Ti.ReadWrite iocsync sees only its own indicators and cannot count other creators'
+# ones against the 15,000 cap).
 tenant_id = "00000000-0000-0000-0000-000000000000"
 client_id = "00000000-0000-0000-0000-000000000000"
 # Required: where the client secret is. Never write the secret itself here.
@@ -20,7 +21,9 @@ cloud = "commercial"            # commercial | gcc | gcc-high | dod
 # emulator = true               # try iocsync against a local emulator instead of a tenant
 
 [sync]
-owner_tag = "iocsync"           # sent as `application`; iocsync changes only indicators with its client id AND this tag
+owner_tag = "iocsync"           # marker `iocsync:{owner_tag}`; iocsync changes only indicators with its client id AND this marker
+marker_field = "externalId"     # where the marker goes: externalId (never shown to users) | description (a
+                                #   ` [iocsync:TAG]` suffix, for tenants that drop externalId: `iocsync check` tells)
 capacity = 15000                # Defender's tenant-wide cap, shared with every other creator
 headroom = 500                  # left free for analysts' manual indicators
 max_delete_fraction = 0.25      # refuse a plan deleting more than this share of owned indicators (override: --force)
@@ -35,6 +38,8 @@ expire_days = 30                # every indicator expires; iocsync renews it whi
 title = "{feed}: {value}"       # placeholders: {feed} {value} {type}
 description = "Imported by iocsync from {feed}"
 rbac_groups = []                # device-group names; [] = all devices
+# application = "Blocked by Contoso security"   # shown to END USERS in block notifications in place of the
+                                #   blocked file or domain ({feed} {value} {type}); unset by default
 
 [[feeds]]
 name = "feodo"

@@ -72,12 +72,7 @@ pub struct ApplyResult {
 
 /// Applies a plan: deletes (pure deletes and the old side of replaces) first, then imports.
 /// A failed call stops the apply; the next run completes it (Defender is the source of truth).
-pub async fn apply(
-    plan: &Plan,
-    port: &impl WritePort,
-    owner_tag: &str,
-    stop: &super::StopFlag,
-) -> ApplyResult {
+pub async fn apply(plan: &Plan, port: &impl WritePort, stop: &super::StopFlag) -> ApplyResult {
     let mut result = ApplyResult { complete: true, ..ApplyResult::default() };
     let delete_ids = plan.delete_ids();
     let bar = progress::batch_bar("deleting", delete_ids.len() as u64);
@@ -102,7 +97,7 @@ pub async fn apply(
         if stop.is_requested() {
             return stopped(result, &bar, &items[n * IMPORT_BATCH..]);
         }
-        let wire: Vec<ImportItem> = chunk.iter().map(|d| import_item(d, owner_tag)).collect();
+        let wire: Vec<ImportItem> = chunk.iter().map(|d| import_item(d)).collect();
         match port.import(&wire).await {
             Ok(outcomes) => {
                 for (d, o) in chunk.iter().zip(outcomes.iter()) {
@@ -191,8 +186,11 @@ fn is_transient_failure(reason: &str, value: &str) -> bool {
     .any(|k| r.contains(k))
 }
 
-/// The wire item for one desired indicator; `application` carries the owner tag (create-only).
-pub fn import_item(d: &Desired, owner_tag: &str) -> ImportItem {
+/// The wire item for one desired indicator: `externalId` carries the ownership marker (or the
+/// description its suffix); `application` is the feed's user-facing text, if any (create-only:
+/// Defender ignores it on update, so a row made by an earlier version keeps the owner tag there
+/// while the update gives it the marker).
+pub fn import_item(d: &Desired) -> ImportItem {
     ImportItem {
         indicator_value: d.value.clone(),
         indicator_type: d.kind.as_str().to_owned(),
@@ -206,8 +204,8 @@ pub fn import_item(d: &Desired, owner_tag: &str) -> ImportItem {
         rbac_group_names: d.rbac_groups.clone(),
         mitre_techniques: d.mitre_techniques.clone(),
         educate_url: d.educate_url.clone(),
-        application: Some(owner_tag.to_owned()),
-        ..ImportItem::default()
+        application: d.application.clone(),
+        external_id: d.external_id.clone(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! live in `iocsync-core`, the ones that talk to the world are here.
 
 mod apply;
+pub mod marker;
 mod stages;
 
 pub use apply::{DryRunWrites, LiveWrites, WritePort};

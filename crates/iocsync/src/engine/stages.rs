@@ -347,7 +347,11 @@ async fn plan_and_apply(
             tenant.name
         );
     }
-    let existing: Vec<Existing> = listed.iter().map(to_existing).collect();
+    let existing: Vec<Existing> = listed
+        .iter()
+        .filter(|i| !super::marker::is_own_canary(i, &tenant.client_id))
+        .map(to_existing)
+        .collect();
 
     // Provenance naming only feeds no longer configured (renamed, removed) is unknown origin:
     // while a feed is failing, such rows are kept rather than deleted.
@@ -427,15 +431,25 @@ async fn plan_and_apply(
     for note in &plan.notes {
         tracing::warn!(tenant = %tenant.name, "{note}");
     }
+    if req.dry_run
+        && !plan.import_items().is_empty()
+        && !super::marker::proven_by_listing(&listed, &tenant.client_id, &config.marker())
+    {
+        report.notes.push(super::marker::UNPROVEN_NOTE.to_owned());
+    }
 
     if let Some(b) = &plan.brake {
         tracing::warn!(tenant = %tenant.name, "{b}");
     }
     // A braked plan no longer holds the excess: what it still holds is applied.
     let applied = if req.dry_run {
-        apply::apply(&plan, &DryRunWrites, &config.sync.owner_tag, &req.stop).await
+        apply::apply(&plan, &DryRunWrites, &req.stop).await
     } else {
-        apply::apply(&plan, &LiveWrites(client), &config.sync.owner_tag, &req.stop).await
+        // Nothing is imported unless the tenant is known to keep the ownership marker.
+        if !plan.import_items().is_empty() {
+            super::marker::ensure(client, &tenant.client_id, &config.marker(), &listed).await?;
+        }
+        apply::apply(&plan, &LiveWrites(client), &req.stop).await
     };
     report.failed = applied.failed.clone();
 
@@ -509,6 +523,7 @@ pub(crate) fn to_existing(i: &iocsync_defender::Indicator) -> Existing {
         raw_action: i.action.as_str().to_owned(),
         created_by: i.created_by.clone(),
         application: i.application.clone(),
+        external_id: i.external_id.clone(),
         severity: i.severity.as_deref().and_then(|s| s.parse().ok()),
         title: i.title.clone().unwrap_or_default(),
         description: i.description.clone().unwrap_or_default(),

@@ -18,8 +18,8 @@ use std::time::Duration;
 /// (indicatorType, indicatorValue, action): the identity of an indicator in Defender.
 pub(crate) type Key = (String, String, String);
 
-/// The owner tag iocsync writes as `application` (the default of `[sync] owner_tag`).
-pub(crate) const OWNER_TAG: &str = "iocsync";
+/// The ownership marker iocsync writes as `externalId` (`iocsync:` + the default owner tag).
+pub(crate) const OWNER_MARKER: &str = "iocsync:iocsync";
 /// Another app registered in the tenant (not iocsync).
 const OTHER_APP: &str = "9f9f9f9f-0000-4000-8000-000000000000";
 
@@ -41,9 +41,9 @@ pub(crate) async fn chaos_env() -> Env {
     env
 }
 
-/// Whether iocsync owns this indicator (its client id AND its owner tag).
+/// Whether iocsync owns this indicator (its client id AND its marker in `externalId`).
 pub(crate) fn is_owned(i: &Indicator) -> bool {
-    i.created_by == CLIENT_ID && i.application.as_deref() == Some(OWNER_TAG)
+    i.created_by == CLIENT_ID && i.external_id.as_deref() == Some(OWNER_MARKER)
 }
 
 fn key_of(i: &Indicator) -> Key {

@@ -96,7 +96,9 @@ async fn adopt_takes_over_an_older_tools_indicators_then_sync_manages_them() {
     );
     let owned = env.owned();
     assert_eq!(owned.len(), 6);
-    assert!(owned.iter().all(|i| i.application.as_deref() == Some("iocsync")));
+    assert!(
+        owned.iter().all(|i| i.external_id.as_deref() == Some("iocsync:iocsync") && i.application.is_none())
+    );
     // Now owned, the value no feed carries is deleted by the next sync (1 of 6: under the brake).
     let (code, v) = env.run_json(&["sync"]).await;
     assert_eq!(code, 0, "{v}");

@@ -22,7 +22,8 @@ async fn first_sync_creates_everything_in_batches_and_second_sync_writes_nothing
     let owned = env.owned();
     assert_eq!(owned.len(), 1_234);
     assert!(owned.iter().all(|i| i.expiration_time.is_some()), "every indicator expires");
-    assert!(owned.iter().all(|i| i.application.as_deref() == Some("iocsync")));
+    assert!(owned.iter().all(|i| i.external_id.as_deref() == Some("iocsync:iocsync")), "the marker");
+    assert!(owned.iter().all(|i| i.application.is_none()), "nothing shown to end users by default");
     // ceil(1234 / 500) = 3 import calls, no deletes.
     assert_eq!(env.calls_of(EndpointFamily::Import), 3);
     assert_eq!(report["api_calls"]["import"], 3);
