@@ -9,14 +9,16 @@
 mod client;
 mod config;
 mod error;
+mod failure;
 mod stats;
 mod token;
 pub mod wire;
 
-pub use client::{BatchDeleteOutcome, DefenderClient, MAX_BATCH, PAGE_SIZE};
-pub use config::{ClientConfig, Cloud, Credential, RetryPolicy};
+pub use client::{BatchDeleteOutcome, DefenderClient, MAX_BATCH, MAX_LISTED_ROWS, PAGE_SIZE};
+pub use config::{ClientConfig, Cloud, Credential, MAX_RESPONSE_BYTES, RetryPolicy, SPLIT_BUDGET};
 pub use error::{Error, ErrorKind};
+pub use failure::{FailureClass, FailureContext, classify_failure};
 pub use iocsync_core::pacing::{CallFamily, CallStamp, PacingLimits};
 pub use stats::{CallStats, ThrottledBy};
 pub use token::thumbprint_from_certificate_pem;
-pub use wire::{Action, ImportItem, ImportOutcome, Indicator};
+pub use wire::{Action, FailureOrigin, ImportItem, ImportOutcome, Indicator};

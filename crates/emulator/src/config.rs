@@ -234,9 +234,9 @@ impl Behaviour {
     }
 }
 
-/// Cap-reached text of [`Behaviour::strict`]: says neither the number nor "limit".
-pub const STRICT_CAPACITY_MESSAGE: &str =
-    "Cannot add more indicators to this tenant. Remove some and try again.";
+/// Cap-reached text of [`Behaviour::strict`]: names neither the number, nor a limit, nor the
+/// indicators (a client must tell a full tenant from the listing's count).
+pub const STRICT_CAPACITY_MESSAGE: &str = "The request cannot be completed for this tenant.";
 
 impl Default for Behaviour {
     fn default() -> Self {
