@@ -13,5 +13,6 @@ mod fetch;
 mod harness;
 mod hostile;
 mod state;
+mod strict;
 mod sync;
 mod taxii;
