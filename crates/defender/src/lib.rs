@@ -4,6 +4,10 @@
 //! certificate assertion), lists indicators page by page, imports and batch-deletes them in
 //! batches of at most 500, paces every call to the documented per-endpoint limits (one
 //! [`iocsync_core::pacing::Pacer`] per client) and retries throttling, 5xx and network failures.
+//! A batch Defender refuses as a whole is split until the bad items stand alone (within a
+//! per-client budget); a listing either completes — de-duplicated, bounded in rows, pages and
+//! bytes, read leniently — or fails, never returning a partial tenant; [`classify_failure`]
+//! tells a rejected item from a full tenant by the listing's count before the text.
 //! Secrets and tokens never appear in `Debug`, `Display`, logs or errors.
 
 mod client;
