@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,16 +19,20 @@ use crate::error::{Error, ErrorKind};
 use crate::stats::{CallStats, Counters};
 use crate::token::{AccessToken, CachedToken, EntraError, PreparedCredential, TokenResponse, refresh_after};
 use crate::wire::{
-    BatchDeleteRequest, ErrorEnvelope, ImportItem, ImportOutcome, ImportRequest, ImportResponse, Indicator,
-    ListPage,
+    BatchDeleteRequest, ErrorEnvelope, FailureOrigin, ImportItem, ImportOutcome, ImportRequest,
+    ImportResponse, Indicator, ListPage, parse_row,
 };
 
 /// Maximum items per import and ids per BatchDelete (spec §3 E4/E6).
 pub const MAX_BATCH: usize = 500;
 /// Page size requested when listing (spec §3 E1: `$top` max 10,000).
 pub const PAGE_SIZE: usize = 10_000;
-/// Safety stop for a server that keeps sending `@odata.nextLink`.
-const MAX_PAGES: usize = 1_000;
+/// Most rows a listing may bring: the 15,000 tenant cap plus 5,000 of slack for expired rows not
+/// yet cleaned up and deleted rows still holding their slot. More means the server is not paging
+/// the way it says (or the cap changed): the listing fails rather than grow without bound.
+pub const MAX_LISTED_ROWS: usize = 15_000 + 5_000;
+/// Pages allowed beyond what [`MAX_LISTED_ROWS`] needs at the first page's size.
+const PAGE_SLACK: usize = 2;
 /// At most this many ids are re-checked one by one after a BatchDelete 404; more are checked by listing.
 const GET_RECOVERY_MAX: usize = 5;
 /// Rounds of "BatchDelete, 404, find the ids still there" before giving up.
@@ -49,6 +53,12 @@ pub struct BatchDeleteOutcome {
     pub deleted: Vec<String>,
     /// Ids that were already gone (deleted earlier, e.g. by a run killed mid-apply, or expired).
     pub already_gone: Vec<String>,
+    /// Ids Defender refused with a 400 even when sent alone (e.g. malformed), with its text:
+    /// retrying them unchanged cannot help.
+    pub rejected: Vec<(String, String)>,
+    /// Ids not sent because the split budget ran out while isolating refused ids: still present,
+    /// the next run retries them.
+    pub not_attempted: Vec<String>,
 }
 
 /// Client for one (tenant, app): Entra token source plus the Defender Indicators API.
@@ -73,6 +83,8 @@ struct Inner {
     generation: AtomicU64,
     pacer: Mutex<Pacer>,
     counters: Counters,
+    split_budget: AtomicU32,
+    max_response_bytes: usize,
 }
 
 impl std::fmt::Debug for DefenderClient {
@@ -157,6 +169,8 @@ impl DefenderClient {
                 generation: AtomicU64::new(0),
                 pacer: Mutex::new(Pacer::new(config.limits)),
                 counters: Counters::default(),
+                split_budget: AtomicU32::new(config.split_budget),
+                max_response_bytes: config.max_response_bytes.max(1),
             }),
         })
     }
@@ -250,7 +264,11 @@ impl DefenderClient {
         let url = self.endpoint(&["api", "indicators", id])?;
         self.execute(CallFamily::Get, Method::GET, &url, None, |r| match r.status {
             200 => {
-                serde_json::from_slice::<Indicator>(&r.body).map(Some).map_err(|e| malformed("indicator", &e))
+                let row = serde_json::from_slice::<serde_json::Value>(&r.body)
+                    .map_err(|e| malformed("indicator", &e))?;
+                parse_row(row).map(Some).ok_or_else(|| {
+                    Error::new(ErrorKind::Api, true, "Defender sent an indicator that is not a JSON object")
+                })
             }
             404 => Ok(None),
             _ => Err(api_error(r)),
@@ -261,6 +279,13 @@ impl DefenderClient {
     /// Create or update up to 500 indicators in one call; returns one outcome per item, in
     /// the order of `items` (per-item failures such as an invalid value or the tenant cap come
     /// back as `is_failed` with Defender's `failure_reason`).
+    ///
+    /// A batch Defender refuses as a whole (400: one item fails model binding, spec §13.7) is
+    /// split in halves, depth first, until the bad items stand alone: they come back failed with
+    /// the server's text and [`FailureOrigin::RequestRefused`], and every other item lands. That
+    /// costs at most 2·⌈log2 n⌉ extra calls per bad item, taken from the client's split budget
+    /// ([`ClientConfig::split_budget`](crate::ClientConfig)); items left unjudged when it runs out
+    /// come back failed with [`FailureOrigin::NotJudged`] (retry next run), never as rejected.
     ///
     /// Retried after throttling, 5xx and dropped connections: import is an upsert keyed on
     /// (type, value, action), so re-sending a batch that may already have landed is safe.
@@ -274,20 +299,101 @@ impl DefenderClient {
                 items.len()
             )));
         }
+        match self.import_once(items).await? {
+            Ok(outcomes) => Ok(outcomes),
+            Err(refusal) => self.split_import(items, refusal).await,
+        }
+    }
+
+    /// One import call: `Ok(Ok(outcomes))` on 200, `Ok(Err(refusal))` when Defender refused the
+    /// request as a whole (400, 413), `Err` for anything else.
+    async fn import_once(&self, items: &[ImportItem]) -> Result<Result<Vec<ImportOutcome>, Error>, Error> {
         let body = Bytes::from(
             serde_json::to_vec(&ImportRequest { indicators: items })
                 .map_err(|e| Error::config(format!("cannot encode the import body: {e}")))?,
         );
         let url = self.endpoint(&["api", "indicators", "import"])?;
-        let results = self
-            .execute(CallFamily::Import, Method::POST, &url, Some(&body), |r| match r.status {
-                200 => serde_json::from_slice::<ImportResponse>(&r.body)
-                    .map(|b| b.value)
-                    .map_err(|e| malformed("import result", &e)),
-                _ => Err(api_error(r)),
+        self.execute(CallFamily::Import, Method::POST, &url, Some(&body), |r| match r.status {
+            200 => serde_json::from_slice::<ImportResponse>(&r.body)
+                .map(|b| Ok(match_outcomes(items, b.value)))
+                .map_err(|e| malformed("import result", &e)),
+            400 | 413 => Ok(Err(api_error(r))),
+            _ => Err(api_error(r)),
+        })
+        .await
+    }
+
+    /// Split a refused import until the bad items stand alone (see [`DefenderClient::import`]).
+    async fn split_import(&self, items: &[ImportItem], refusal: Error) -> Result<Vec<ImportOutcome>, Error> {
+        tracing::warn!(
+            items = items.len(),
+            error = %refusal,
+            "Defender refused the import batch as a whole; splitting it to isolate the bad items"
+        );
+        let mut out: Vec<Option<ImportOutcome>> = vec![None; items.len()];
+        // Depth first, left half first: each bad item is isolated before the next is looked at,
+        // so a budget that runs out still leaves every isolated item reported.
+        let mut stack = vec![(0..items.len(), refusal)];
+        while let Some((range, refusal)) = stack.pop() {
+            if range.len() == 1 {
+                // This item was sent alone and refused.
+                let item = &items[range.start];
+                tracing::warn!(value = %item.indicator_value, reason = %refusal.message(), "Defender refuses this item");
+                out[range.start] = Some(ImportOutcome {
+                    id: None,
+                    indicator: item.indicator_value.clone(),
+                    is_failed: true,
+                    failure_reason: Some(refusal.message().to_owned()),
+                    origin: FailureOrigin::RequestRefused,
+                });
+                continue;
+            }
+            let mid = range.start + range.len() / 2;
+            let mut refused = Vec::new();
+            for half in [range.start..mid, mid..range.end] {
+                if !self.take_split_call() {
+                    tracing::warn!(
+                        items = half.len(),
+                        "split budget spent: these items are left for the next run"
+                    );
+                    continue;
+                }
+                match self.import_once(&items[half.clone()]).await? {
+                    Ok(outcomes) => {
+                        for (slot, o) in out[half].iter_mut().zip(outcomes) {
+                            *slot = Some(o);
+                        }
+                    }
+                    Err(e) => refused.push((half, e)),
+                }
+            }
+            stack.extend(refused.into_iter().rev());
+        }
+        Ok(out
+            .into_iter()
+            .zip(items)
+            .map(|(o, i)| {
+                o.unwrap_or_else(|| ImportOutcome {
+                    id: None,
+                    indicator: i.indicator_value.clone(),
+                    is_failed: true,
+                    failure_reason: Some(
+                        "not applied: Defender refused its batch as a whole and the split budget ran out before \
+                         this item was tried; the next run retries it"
+                            .to_owned(),
+                    ),
+                    origin: FailureOrigin::NotJudged,
+                })
             })
-            .await?;
-        Ok(match_outcomes(items, results))
+            .collect())
+    }
+
+    /// Take one call from the split budget; false when it is spent.
+    fn take_split_call(&self) -> bool {
+        self.inner
+            .split_budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
+            .is_ok()
     }
 
     /// Create or update one indicator (`POST /api/indicators`); returns the entity Defender
@@ -327,6 +433,10 @@ impl DefenderClient {
     /// expired): the ids still present are found (GET each, or one listing for many) and deleted
     /// again, so the call completes what an interrupted run started. Retrying is safe:
     /// delete-by-id is idempotent.
+    ///
+    /// A 400 for the whole request (a malformed id) is split like an import: the ids refused
+    /// alone come back in `rejected` with the server's text, the others are deleted; ids left
+    /// when the split budget runs out come back in `not_attempted`.
     pub async fn batch_delete(&self, ids: &[String]) -> Result<BatchDeleteOutcome, Error> {
         let mut outcome = BatchDeleteOutcome::default();
         if ids.is_empty() {
@@ -346,22 +456,69 @@ impl DefenderClient {
                 pending.push(id.clone());
             }
         }
+        // Depth first, left half first (see `split_import`).
+        let mut stack = vec![pending];
+        while let Some(group) = stack.pop() {
+            let Some((group, refusal)) = self.delete_group(group, &mut outcome).await? else {
+                continue;
+            };
+            if group.len() == 1 {
+                tracing::warn!(id = %group[0], reason = %refusal.message(), "Defender refuses to delete this id");
+                outcome.rejected.push((group[0].clone(), refusal.message().to_owned()));
+                continue;
+            }
+            tracing::warn!(ids = group.len(), error = %refusal, "Defender refused the BatchDelete as a whole; splitting it");
+            let (left, right) = group.split_at(group.len() / 2);
+            let mut halves = Vec::new();
+            for half in [left, right] {
+                if self.take_split_call() {
+                    halves.push(half.to_vec());
+                } else {
+                    tracing::warn!(
+                        ids = half.len(),
+                        "split budget spent: these ids are left for the next run"
+                    );
+                    outcome.not_attempted.extend(half.iter().cloned());
+                }
+            }
+            stack.extend(halves.into_iter().rev());
+        }
+        Ok(outcome)
+    }
+
+    /// BatchDelete `pending` (with the 404 recovery rounds); `Some((ids, refusal))` when Defender
+    /// refused the request for `ids` as a whole (400, 413).
+    async fn delete_group(
+        &self,
+        mut pending: Vec<String>,
+        outcome: &mut BatchDeleteOutcome,
+    ) -> Result<Option<(Vec<String>, Error)>, Error> {
+        enum Answer {
+            Deleted,
+            SomeMissing,
+            Refused(Error),
+        }
         let url = self.endpoint(&["api", "indicators", "BatchDelete"])?;
         for _ in 0..DELETE_ROUNDS {
             let body = Bytes::from(
                 serde_json::to_vec(&BatchDeleteRequest { indicator_ids: &pending })
                     .map_err(|e| Error::config(format!("cannot encode the BatchDelete body: {e}")))?,
             );
-            let all_deleted = self
+            let answer = self
                 .execute(CallFamily::BatchDelete, Method::POST, &url, Some(&body), |r| match r.status {
-                    200 | 204 => Ok(true),
-                    404 => Ok(false),
+                    200 | 204 => Ok(Answer::Deleted),
+                    404 => Ok(Answer::SomeMissing),
+                    400 | 413 => Ok(Answer::Refused(api_error(r))),
                     _ => Err(api_error(r)),
                 })
                 .await?;
-            if all_deleted {
-                outcome.deleted.append(&mut pending);
-                return Ok(outcome);
+            match answer {
+                Answer::Deleted => {
+                    outcome.deleted.append(&mut pending);
+                    return Ok(None);
+                }
+                Answer::Refused(e) => return Ok(Some((pending, e))),
+                Answer::SomeMissing => {}
             }
             tracing::info!(
                 ids = pending.len(),
@@ -372,7 +529,7 @@ impl DefenderClient {
                 pending.into_iter().partition(|id| present.contains(id));
             outcome.already_gone.extend(gone);
             if still.is_empty() {
-                return Ok(outcome);
+                return Ok(None);
             }
             pending = still;
         }
@@ -409,6 +566,16 @@ impl DefenderClient {
 
     /// All pages of `GET /api/indicators?$top=10000[&$filter=…]`, following nextLink verbatim;
     /// after a full page without nextLink, continues with `$skip` until a short page.
+    ///
+    /// Built so it can neither loop nor explode, and never returns a partial listing: rows are
+    /// de-duplicated by `id` (offsets shift when indicators are created or deleted during the
+    /// listing, spec §13.9); a page that brings no new id while more are announced is an error (a
+    /// page equal to the first one: the server ignores `$skip`); more than [`MAX_LISTED_ROWS`]
+    /// rows, or more pages than those rows need at the first page's size (plus slack), is an
+    /// error; every body is capped (`max_response_bytes`); rows are read leniently (a foreign row
+    /// with odd field types never fails the page). A 404 on the first page is an empty tenant
+    /// only when it carries Defender's error envelope; otherwise (an HTML or proxy page) it is an
+    /// error naming `api_base`.
     async fn list(&self, filter: Option<&str>) -> Result<Vec<Indicator>, Error> {
         let mut first = self.endpoint(&["api", "indicators"])?;
         let mut query = format!("$top={PAGE_SIZE}");
@@ -419,29 +586,105 @@ impl DefenderClient {
         let base_query = query.clone();
         first.set_query(Some(&query));
         let mut url = first.clone();
-        let mut out = Vec::new();
+        let mut out: Vec<Indicator> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut first_ids: Vec<String> = Vec::new();
         let mut visited = HashSet::new();
-        for page_no in 0..MAX_PAGES {
+        let mut received = 0usize;
+        let mut max_pages = usize::MAX;
+        for page_no in 0.. {
+            if page_no >= max_pages {
+                return Err(Error::new(
+                    ErrorKind::Api,
+                    false,
+                    format!(
+                        "listing needed more than {max_pages} pages, more than {MAX_LISTED_ROWS} indicators allow; \
+                         stopping (the server does not page as it says)"
+                    ),
+                ));
+            }
             let page = self
                 .execute(CallFamily::List, Method::GET, &url, None, |r| match r.status {
                     200 => serde_json::from_slice::<ListPage>(&r.body)
                         .map(Some)
                         .map_err(|e| malformed("list page", &e)),
-                    404 if page_no == 0 => Ok(None),
+                    404 if page_no == 0 && has_error_envelope(r) => Ok(None),
+                    404 if page_no == 0 => Err(self.not_the_api(r)),
                     _ => Err(api_error(r)),
                 })
                 .await?;
             let Some(page) = page else {
                 return Ok(out);
             };
-            let full_page = page.value.len() >= PAGE_SIZE;
-            out.extend(page.value);
-            match page.next_link.filter(|l| !l.trim().is_empty()) {
+            let page_len = page.value.len();
+            received += page_len;
+            let mut page_ids = Vec::with_capacity(page_len);
+            let mut fresh = 0usize;
+            for row in page.value {
+                let Some(ind) = parse_row(row) else {
+                    tracing::warn!(page = page_no + 1, "ignoring a listed row that is not a JSON object");
+                    continue;
+                };
+                page_ids.push(ind.id.clone());
+                if ind.id.is_empty() || seen.insert(ind.id.clone()) {
+                    fresh += 1;
+                    out.push(ind);
+                }
+            }
+            if out.len() > MAX_LISTED_ROWS {
+                return Err(Error::new(
+                    ErrorKind::Api,
+                    false,
+                    format!(
+                        "listing brought more than {MAX_LISTED_ROWS} indicators, more than the 15,000 cap allows; \
+                         stopping rather than plan from a listing that does not end"
+                    ),
+                ));
+            }
+            if page_no == 0 {
+                max_pages = MAX_LISTED_ROWS.div_ceil(page_len.max(1)) + PAGE_SLACK;
+                first_ids.clone_from(&page_ids);
+            }
+            let full_page = page_len >= PAGE_SIZE;
+            let next_link = page.next_link.filter(|l| !l.trim().is_empty());
+            let more = next_link.is_some() || full_page;
+            if page_no > 0 && fresh < page_len {
+                tracing::info!(
+                    page = page_no + 1,
+                    repeated = page_len - fresh,
+                    "list offsets shifted during the listing; repeated ids dropped"
+                );
+                if fresh == 0 && more {
+                    let why = if page_len > 0 && page_ids == first_ids {
+                        "repeats the first page: the server ignores $skip"
+                    } else {
+                        "brings no new indicator"
+                    };
+                    return Err(Error::new(
+                        ErrorKind::Api,
+                        false,
+                        format!(
+                            "list page {} {why}; the listing cannot be completed, so nothing is planned from it",
+                            page_no + 1
+                        ),
+                    ));
+                }
+            } else if page_no > 0 && page_len == 0 && more {
+                return Err(Error::new(
+                    ErrorKind::Api,
+                    false,
+                    format!(
+                        "list page {} is empty but announces more; the listing does not advance",
+                        page_no + 1
+                    ),
+                ));
+            }
+            match next_link {
                 // A server that reads `$top` as a total limit (OData's own meaning) sends no
                 // nextLink after a full page: ask for the rows after the ones we have.
                 None if full_page => {
                     let mut next = first.clone();
-                    next.set_query(Some(&format!("{base_query}&$skip={}", out.len())));
+                    next.set_query(Some(&format!("{base_query}&$skip={received}")));
                     url = next;
                 }
                 None => return Ok(out),
@@ -458,7 +701,27 @@ impl DefenderClient {
                 }
             }
         }
-        Err(Error::new(ErrorKind::Api, false, format!("listing exceeded {MAX_PAGES} pages; stopping")))
+        unreachable!("the page loop only ends by returning")
+    }
+
+    /// The error for a 404 on the list endpoint without Defender's envelope: not the API.
+    fn not_the_api(&self, r: &Reply) -> Error {
+        let text: String =
+            String::from_utf8_lossy(&r.body).chars().filter(|c| !c.is_control()).take(120).collect();
+        let content_type =
+            header_str(&r.headers, "content-type").unwrap_or_else(|| "no content type".to_owned());
+        Error::new(
+            ErrorKind::Api,
+            false,
+            format!(
+                "listing indicators at {} answered 404 without Defender's error envelope ({content_type}: {:?}): \
+                 api_base does not look like the Defender API (check api_base and cloud, or a proxy in between)",
+                self.inner.api_base.as_str().trim_end_matches('/'),
+                text.trim()
+            ),
+        )
+        .with_status(404)
+        .with_request_id(header_str(&r.headers, "request-id"))
     }
 
     /// A nextLink is followed as is, but only to the configured API origin or a Defender host
@@ -567,7 +830,7 @@ impl DefenderClient {
             for (_, value) in &mut form {
                 value.zeroize();
             }
-            let (err, retry_after) = match read_reply(sent).await {
+            let (err, retry_after) = match read_reply(sent, inner.max_response_bytes).await {
                 Ok(reply) if reply.status == 200 => {
                     match serde_json::from_slice::<TokenResponse>(&reply.body) {
                         Ok(TokenResponse { access_token: Some(t), expires_in }) if !t.is_empty() => {
@@ -634,7 +897,7 @@ impl DefenderClient {
                 req = req.header(CONTENT_TYPE, "application/json").body(b.clone());
             }
             let t0 = Instant::now();
-            let result = read_reply(req.send().await).await;
+            let result = read_reply(req.send().await, self.inner.max_response_bytes).await;
             self.inner.pacer.lock().await.complete(family, slot, now_ms());
             let (err, retry_after) = match result {
                 Err(e) => (e, None),
@@ -746,12 +1009,37 @@ impl DefenderClient {
 }
 
 /// Read the whole answer; transport failures become retryable network errors.
-async fn read_reply(sent: Result<reqwest::Response, reqwest::Error>) -> Result<Reply, Error> {
-    let resp = sent.map_err(network_error)?;
+///
+/// A body larger than `limit` bytes is refused (not retried) as soon as its length is known.
+async fn read_reply(sent: Result<reqwest::Response, reqwest::Error>, limit: usize) -> Result<Reply, Error> {
+    let mut resp = sent.map_err(network_error)?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let body = resp.bytes().await.map_err(network_error)?;
-    Ok(Reply { status, headers, body })
+    let too_large = || {
+        Error::new(
+            ErrorKind::Api,
+            false,
+            format!("the response body (HTTP {status}) is larger than {limit} bytes (max_response_bytes); not reading it"),
+        )
+        .with_status(status)
+    };
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(network_error)? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Reply { status, headers, body: Bytes::from(body) })
+}
+
+/// True when a body is Defender's error envelope with a code.
+fn has_error_envelope(r: &Reply) -> bool {
+    serde_json::from_slice::<ErrorEnvelope>(&r.body)
+        .is_ok_and(|e| e.error.code.is_some_and(|c| !c.is_empty()))
 }
 
 fn network_error(e: reqwest::Error) -> Error {
@@ -895,6 +1183,7 @@ pub(crate) fn match_outcomes(items: &[ImportItem], results: Vec<ImportOutcome>) 
                     indicator: i.indicator_value.clone(),
                     is_failed: true,
                     failure_reason: Some("Defender returned no result for this item".to_owned()),
+                    origin: FailureOrigin::NotJudged,
                 }
             })
         })
@@ -941,6 +1230,7 @@ mod tests {
             indicator: v.into(),
             is_failed: failed,
             failure_reason: failed.then(|| "bad".to_owned()),
+            origin: FailureOrigin::ItemResult,
         }
     }
 

@@ -175,7 +175,23 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Total timeout of one HTTP request, body included.
     pub request_timeout: Duration,
+    /// Extra import/BatchDelete calls this client may spend splitting batches that Defender
+    /// refused as a whole (default [`SPLIT_BUDGET`]); past it, the items not yet judged are
+    /// reported as not applied (retryable), never as rejected.
+    pub split_budget: u32,
+    /// Largest response body accepted (default [`MAX_RESPONSE_BYTES`]); a larger one is an error.
+    pub max_response_bytes: usize,
 }
+
+/// Default [`ClientConfig::split_budget`]: 120 extra calls, four minutes of the import quota
+/// (30/min). Isolating one bad item among 500 takes at most 2·⌈log2 500⌉ = 18, so one run always
+/// isolates at least six; their rejects are remembered by the app, so the next run gets further.
+pub const SPLIT_BUDGET: u32 = 120;
+
+/// Default [`ClientConfig::max_response_bytes`]: 32 MiB. The largest answer is a 10,000-row list
+/// page; the emulator's full-entity rows make that 7.7 MB, so 32 MiB leaves room for rows of
+/// about 3 KiB (long titles and descriptions) while a runaway or hostile body is cut early.
+pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
 impl ClientConfig {
     /// A configuration with the documented limits, default retries, 10 s connect and 120 s
@@ -198,6 +214,8 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(120),
+            split_budget: SPLIT_BUDGET,
+            max_response_bytes: MAX_RESPONSE_BYTES,
         }
     }
 }

@@ -266,6 +266,23 @@ pub struct ImportOutcome {
     pub is_failed: bool,
     /// Why (free text), when failed.
     pub failure_reason: Option<String>,
+    /// How the client learned of the failure (not on the wire): see [`FailureOrigin`].
+    #[serde(skip)]
+    pub origin: FailureOrigin,
+}
+
+/// How the client learned that an import item failed; decides whether a retry can help.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum FailureOrigin {
+    /// Defender's per-item result (`isFailed` in a 200): a bad value, or a full tenant.
+    #[default]
+    ItemResult,
+    /// Defender refused a request holding only this item with a 400 (found by splitting a batch
+    /// refused as a whole, spec §13.7): the item itself is bad; resending it unchanged fails again.
+    RequestRefused,
+    /// Not judged by Defender: the split budget ran out, or Defender returned no result for it.
+    /// The next run retries it.
+    NotJudged,
 }
 
 /// Import response body: `{"value": [...]}`.
@@ -281,10 +298,11 @@ pub(crate) struct BatchDeleteRequest<'a> {
     pub(crate) indicator_ids: &'a [String],
 }
 
-/// One page of a list: `{"value": [...], "@odata.nextLink": "..."}`.
+/// One page of a list: `{"value": [...], "@odata.nextLink": "..."}`. Rows are kept as JSON
+/// and read one by one with [`parse_row`], so one odd row never fails the page.
 #[derive(Debug, Deserialize)]
 pub(crate) struct ListPage {
-    pub(crate) value: Vec<Indicator>,
+    pub(crate) value: Vec<serde_json::Value>,
     #[serde(rename = "@odata.nextLink", default)]
     pub(crate) next_link: Option<String>,
 }
@@ -301,6 +319,109 @@ pub(crate) struct ErrorBody {
     pub(crate) code: Option<String>,
     pub(crate) message: Option<String>,
     pub(crate) target: Option<String>,
+}
+
+/// JSON shape a known [`Indicator`] key must have; anything else is coerced by [`parse_row`].
+#[derive(Clone, Copy)]
+enum Shape {
+    /// A string (numbers and booleans keep their text; objects and arrays become null).
+    Text,
+    /// A boolean (`"true"`/`"false"` read as such; anything else null).
+    Bool,
+    /// A number (a numeric string read as such; anything else null).
+    Number,
+    /// A list of strings or numbers (a string stays: it is read as comma-separated).
+    List,
+    /// Kept raw, whatever it is.
+    Raw,
+}
+
+const SHAPES: &[(&str, Shape)] = &[
+    ("id", Shape::Text),
+    ("indicatorValue", Shape::Text),
+    ("indicatorType", Shape::Text),
+    ("action", Shape::Text),
+    ("title", Shape::Text),
+    ("description", Shape::Text),
+    ("application", Shape::Text),
+    ("expirationTime", Shape::Raw),
+    ("severity", Shape::Text),
+    ("recommendedActions", Shape::Text),
+    ("rbacGroupNames", Shape::List),
+    ("rbacGroupIds", Shape::List),
+    ("generateAlert", Shape::Bool),
+    ("educateUrl", Shape::Text),
+    ("category", Shape::Raw),
+    ("mitreTechniques", Shape::List),
+    ("externalId", Shape::Text),
+    ("bypassDurationHours", Shape::Number),
+    ("notificationId", Shape::Text),
+    ("notificationBody", Shape::Text),
+    ("version", Shape::Raw),
+    ("certificateInfo", Shape::Raw),
+    ("historicalDetection", Shape::Bool),
+    ("lookBackPeriod", Shape::Raw),
+    ("additionalInfo", Shape::Text),
+    ("createdBy", Shape::Text),
+    ("createdByDisplayName", Shape::Text),
+    ("createdBySource", Shape::Text),
+    ("creationTimeDateTimeUtc", Shape::Raw),
+    ("lastUpdateTime", Shape::Raw),
+    ("lastUpdatedBy", Shape::Text),
+    ("source", Shape::Text),
+    ("sourceType", Shape::Text),
+];
+
+fn coerce(v: serde_json::Value, shape: Shape) -> serde_json::Value {
+    use serde_json::Value as V;
+    match (shape, v) {
+        (Shape::Raw, v) => v,
+        (Shape::Text, v @ (V::String(_) | V::Null)) => v,
+        (Shape::Text, V::Number(n)) => V::String(n.to_string()),
+        (Shape::Text, V::Bool(b)) => V::String(b.to_string()),
+        (Shape::Bool, v @ (V::Bool(_) | V::Null)) => v,
+        (Shape::Bool, V::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" => V::Bool(true),
+            "false" => V::Bool(false),
+            _ => V::Null,
+        },
+        (Shape::Number, v @ (V::Number(_) | V::Null)) => v,
+        (Shape::Number, V::String(s)) => {
+            s.trim().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(V::Null, V::Number)
+        }
+        (Shape::List, V::Array(items)) => {
+            V::Array(items.into_iter().filter(|i| i.is_string() || i.is_number()).collect())
+        }
+        (Shape::List, v @ (V::String(_) | V::Null)) => v,
+        (Shape::List, V::Number(n)) => V::Array(vec![V::Number(n)]),
+        _ => V::Null,
+    }
+}
+
+/// Read one listed row leniently (spec §4 [OBS]: rows made elsewhere may carry odd types): a
+/// known key with an unexpected JSON type is coerced (a number or boolean keeps its text where a
+/// string belongs; anything unreadable becomes `None`/empty), unknown keys are ignored. `None`
+/// only for a row that is not a JSON object at all.
+pub(crate) fn parse_row(row: serde_json::Value) -> Option<Indicator> {
+    let serde_json::Value::Object(mut obj) = row else {
+        return None;
+    };
+    for (key, shape) in SHAPES {
+        if let Some(v) = obj.get_mut(*key) {
+            *v = coerce(std::mem::take(v), *shape);
+        }
+    }
+    let row = serde_json::Value::Object(obj);
+    match serde_json::from_value::<Indicator>(row.clone()) {
+        Ok(i) => Some(i),
+        // A key this table does not know yet has a type the struct refuses: keep what reads.
+        Err(_) => {
+            let serde_json::Value::Object(obj) = row else { return None };
+            let known: serde_json::Map<String, serde_json::Value> =
+                obj.into_iter().filter(|(k, _)| SHAPES.iter().any(|(s, _)| s == k)).collect();
+            serde_json::from_value(serde_json::Value::Object(known)).ok()
+        }
+    }
 }
 
 fn ser_time<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
@@ -435,6 +556,35 @@ mod tests {
         assert_eq!(first["action"], "Block");
         assert!(first.get("severity").is_none());
         assert!(first.get("rbacGroupNames").is_none());
+    }
+
+    #[test]
+    fn rows_with_odd_types_parse_leniently() {
+        let row = serde_json::json!({
+            "id": 77, "indicatorValue": "x.example", "indicatorType": "DomainName", "action": "Block",
+            "severity": 3, "rbacGroupNames": "x", "rbacGroupIds": 7, "expirationTime": 12,
+            "generateAlert": "yes", "historicalDetection": "true", "bypassDurationHours": "2h",
+            "title": 42, "createdByDisplayName": {}, "mitreTechniques": [1, {"id": "T1071"}, "T1566"],
+            "createdBy": "analyst@contoso.example", "application": ["a"], "externalId": false
+        });
+        let i = parse_row(row).unwrap();
+        assert_eq!(i.id, "77");
+        assert_eq!(i.severity.as_deref(), Some("3"));
+        assert_eq!(i.rbac_group_names, vec!["x"]);
+        assert_eq!(i.rbac_group_ids, vec!["7"]);
+        assert_eq!(i.expiration_time, None);
+        assert_eq!(i.generate_alert, None);
+        assert_eq!(i.historical_detection, Some(true));
+        assert_eq!(i.bypass_duration_hours, None);
+        assert_eq!(i.title.as_deref(), Some("42"));
+        assert_eq!(i.created_by_display_name, None);
+        assert_eq!(i.mitre_techniques, vec!["1", "T1566"]);
+        assert_eq!(i.application, None);
+        assert_eq!(i.external_id.as_deref(), Some("false"));
+        assert_eq!(i.created_by.as_deref(), Some("analyst@contoso.example"));
+        assert!(parse_row(serde_json::json!("not a row")).is_none());
+        let spec: serde_json::Value = serde_json::from_str(SPEC_ENTITY).unwrap();
+        assert_eq!(parse_row(spec).unwrap(), serde_json::from_str::<Indicator>(SPEC_ENTITY).unwrap());
     }
 
     #[test]

@@ -200,7 +200,51 @@ pub struct Behaviour {
     /// non-null `application` adds its text to [`crate::Emulator::notifications`] (§13.1: Defender shows
     /// `application` in place of the blocked file or domain; default false: nothing recorded).
     pub notification_log: bool,
+    /// Model-binding failures fail the whole request (§13.7 [UNCERTAIN]; default false): an import
+    /// item with a wrong field type, an unknown enum value, an unknown property or a string field
+    /// longer than [`MAX_FIELD_LEN`](crate::MAX_FIELD_LEN) makes the whole import answer 400
+    /// `InvalidRequestBody` (naming the item) and nothing is committed, instead of a per-item
+    /// `isFailed`. BatchDelete refuses the whole request for a malformed id whatever this switch says.
+    pub whole_request_400: bool,
+    /// Text of the cap-reached refusal, in place of the default message naming the limit (§8.2
+    /// [UNCERTAIN]: no public example; default `None`).
+    pub capacity_message: Option<String>,
+    /// List ignores `$skip`/`$skiptoken` and always serves the first page, while still sending a
+    /// `@odata.nextLink` when more rows exist (a broken proxy or server; default false).
+    pub list_ignores_skip: bool,
+    /// Offsets shift during a listing (§13.9 [OBS]): a page asked for with `$skip=s` starts
+    /// `list_shift × (s / page length)` rows earlier, as if that many indicators had been created
+    /// ahead of the offset before each page, so pages repeat ids of earlier pages (default 0).
+    pub list_shift: usize,
+    /// Rows created by others are listed (and got) with unexpected field types: `severity: 3`,
+    /// `rbacGroupNames: "x"`, `expirationTime: 12`, `generateAlert: "yes"`, `rbacGroupIds: 7`,
+    /// `bypassDurationHours: "2h"`, `title: 42`, `createdByDisplayName: {}` (default false).
+    pub odd_foreign_fields: bool,
+    /// The list endpoint answers 404 with an HTML page (a proxy, a wrong host) instead of JSON
+    /// (default false; compare `empty_list_404`, which carries Defender's error envelope).
+    pub list_404_html: bool,
 }
+
+impl Behaviour {
+    /// The hostile profile: every real-service behaviour that breaks a naive client, at once —
+    /// whole-request 400 on model-binding failures, a cap-reached text without the limit in it,
+    /// shifting list offsets (one repeated row per page) and foreign rows with odd field types.
+    /// Everything else keeps the spec's defaults. (`list_ignores_skip` and `list_404_html` are
+    /// left off: no client can complete a listing against them.)
+    pub fn strict() -> Self {
+        Self {
+            whole_request_400: true,
+            capacity_message: Some(STRICT_CAPACITY_MESSAGE.to_owned()),
+            list_shift: 1,
+            odd_foreign_fields: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// Cap-reached text of [`Behaviour::strict`]: names neither the number, nor a limit, nor the
+/// indicators (a client must tell a full tenant from the listing's count).
+pub const STRICT_CAPACITY_MESSAGE: &str = "The request cannot be completed for this tenant.";
 
 impl Default for Behaviour {
     fn default() -> Self {
@@ -225,6 +269,12 @@ impl Default for Behaviour {
             top_limits_total: false,
             drop_external_id: false,
             notification_log: false,
+            whole_request_400: false,
+            capacity_message: None,
+            list_ignores_skip: false,
+            list_shift: 0,
+            odd_foreign_fields: false,
+            list_404_html: false,
         }
     }
 }

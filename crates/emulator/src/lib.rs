@@ -22,7 +22,7 @@ use std::sync::Arc;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     BatchDeleteMode, Behaviour, ClientCredential, EmulatorConfig, ForeignDeleteStatus, PastExpiration, Role,
-    parse_client_spec,
+    STRICT_CAPACITY_MESSAGE, parse_client_spec,
 };
 pub use fault::{Fault, FaultRule, Trigger};
 pub use limits::{FamilyLimits, RateLimits, Window};
@@ -36,6 +36,9 @@ pub const DEFAULT_CLIENT_ID: &str = "11111111-1111-4111-8111-111111111111";
 pub const DEFAULT_CLIENT_SECRET: &str = "iocsync-emulator-secret";
 /// Display name recorded as `createdByDisplayName` for the default client.
 pub const DEFAULT_APP_NAME: &str = "iocsync";
+/// Longest string field accepted when [`Behaviour::whole_request_400`] is on (§4: title length
+/// [UNCERTAIN]; one connector truncates at 4,000).
+pub const MAX_FIELD_LEN: usize = 4_000;
 /// Audience of tokens for the Defender API (the WindowsDefenderATP resource).
 pub const DEFAULT_AUDIENCE: &str = "https://api.securitycenter.microsoft.com";
 

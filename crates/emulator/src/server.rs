@@ -22,7 +22,7 @@ use crate::fault::{Fault, Faults};
 use crate::limits::Limiter;
 use crate::store::{Caller, SeedIndicator, Store};
 use crate::token::{BearerError, TokenRequest, Tokens};
-use crate::validate::{ApiError, check_keys, parse_indicator};
+use crate::validate::{ApiError, binding_error, check_keys, parse_indicator};
 use crate::wire::{ImportResult, Indicator};
 use crate::{CallRecord, Emulator, EmulatorError, EndpointFamily, Notification};
 
@@ -566,16 +566,44 @@ struct Entity<'a> {
 }
 
 #[derive(Serialize)]
-struct ListBody<'a> {
+struct ListBody<T: Serialize> {
     #[serde(rename = "@odata.context")]
     context: String,
-    value: Vec<&'a Indicator>,
+    value: Vec<T>,
     #[serde(rename = "@odata.nextLink", skip_serializing_if = "Option::is_none")]
     next_link: Option<String>,
 }
 
 fn entity(base: &str, ind: &Indicator) -> Response {
     odata_json(&Entity { context: format!("{base}/api/$metadata#Indicators/$entity"), indicator: ind })
+}
+
+/// A row as `Behaviour::odd_foreign_fields` renders another creator's indicator: several keys
+/// carry a JSON type the spec does not give them.
+fn odd_row(ind: &Indicator) -> Value {
+    let mut v = serde_json::to_value(ind).unwrap_or(Value::Null);
+    if let Value::Object(obj) = &mut v {
+        obj.insert("severity".into(), json!(3));
+        obj.insert("rbacGroupNames".into(), json!("x"));
+        obj.insert("rbacGroupIds".into(), json!(7));
+        obj.insert("expirationTime".into(), json!(12));
+        obj.insert("generateAlert".into(), json!("yes"));
+        obj.insert("bypassDurationHours".into(), json!("2h"));
+        obj.insert("title".into(), json!(42));
+        obj.insert("createdByDisplayName".into(), json!({}));
+        obj.insert("mitreTechniques".into(), json!([1, {"id": "T1071"}]));
+    }
+    v
+}
+
+/// The HTML page a proxy or a wrong host answers with (`Behaviour::list_404_html`).
+fn html_404() -> Response {
+    let mut r = Response::new(Body::from(
+        "<!DOCTYPE html><html><head><title>404 - Not Found</title></head><body><h1>404 - File or directory not found.</h1></body></html>",
+    ));
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r
 }
 
 fn odata_err(msg: impl Into<String>) -> ApiError {
@@ -626,23 +654,40 @@ fn list(app: &App, caller: &Caller, uri: &http::Uri, base: &str) -> Result<Respo
         }
         None => None,
     };
+    let behaviour = app.behaviour();
+    if behaviour.list_404_html {
+        return Ok(html_404());
+    }
     let store = lock(&app.store);
     let rows: Vec<&Indicator> = store
         .iter()
         .filter(|i| caller.sees(i))
         .filter(|i| filter.as_ref().is_none_or(|f| crate::odata::eval(f, i)))
         .collect();
-    let after_skip = rows.len().saturating_sub(skip);
+    // Where this page really starts: `$skip` as asked, or shifted/ignored by a switch.
+    let nominal_len = app.page_size.min(top.unwrap_or(usize::MAX)).max(1);
+    let start = if behaviour.list_ignores_skip {
+        0
+    } else {
+        skip.saturating_sub(behaviour.list_shift.saturating_mul(skip / nominal_len))
+    };
+    let after_start = rows.len().saturating_sub(start);
     // Default: `$top` sizes the page and `@odata.nextLink` leads on (what a 15,000-row tenant
     // listed with `$top=10000` in 2 calls implies, spec §3 E1). Strict OData: `$top` caps the total.
-    let strict = app.behaviour().top_limits_total;
-    let wanted = if strict { top.map_or(after_skip, |t| t.min(after_skip)) } else { after_skip };
+    let strict = behaviour.top_limits_total;
+    let wanted = if strict { top.map_or(after_start, |t| t.min(after_start)) } else { after_start };
     let page_len = wanted.min(app.page_size).min(top.unwrap_or(usize::MAX));
-    let page: Vec<&Indicator> = rows.iter().skip(skip).take(page_len).copied().collect();
-    if page.is_empty() && app.behaviour().empty_list_404 {
+    let page: Vec<&Indicator> = rows.iter().skip(start).take(page_len).copied().collect();
+    if page.is_empty() && behaviour.empty_list_404 {
         return Err(ApiError::new(404, "ResourceNotFound", "No indicators found."));
     }
-    let next_link = (page_len < wanted).then(|| {
+    // Ignoring `$skip`, the server still believes it pages: more rows lie past `$skip` + this page.
+    let more = if behaviour.list_ignores_skip {
+        skip.saturating_add(page_len) < rows.len()
+    } else {
+        page_len < wanted
+    };
+    let next_link = more.then(|| {
         use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
         let mut q = Vec::new();
         if let Some(f) = &filter_raw {
@@ -651,14 +696,28 @@ fn list(app: &App, caller: &Caller, uri: &http::Uri, base: &str) -> Result<Respo
         if let Some(t) = top {
             q.push(format!("$top={}", if strict { t - page_len } else { t }));
         }
-        if app.behaviour().next_link_skip_token {
+        if behaviour.next_link_skip_token {
             q.push(format!("$skiptoken={}", encode_skip_token(skip + page_len)));
         } else {
             q.push(format!("$skip={}", skip + page_len));
         }
         format!("{base}{}?{}", uri.path(), q.join("&"))
     });
-    Ok(odata_json(&ListBody { context: format!("{base}/api/$metadata#Indicators"), value: page, next_link }))
+    let context = format!("{base}/api/$metadata#Indicators");
+    if behaviour.odd_foreign_fields {
+        let value = page
+            .iter()
+            .map(|i| {
+                if i.created_by == caller.client_id {
+                    serde_json::to_value(i).unwrap_or(Value::Null)
+                } else {
+                    odd_row(i)
+                }
+            })
+            .collect();
+        return Ok(odata_json(&ListBody::<Value> { context, value, next_link }));
+    }
+    Ok(odata_json(&ListBody { context, value: page, next_link }))
 }
 
 /// Opaque paging token (base64url of `skip:N`), used when `next_link_skip_token` is on.
@@ -688,6 +747,13 @@ fn get(app: &App, caller: &Caller, id: &str, base: &str) -> Result<Response, Api
     let store = lock(&app.store);
     let ind =
         parse_id(id).and_then(|n| store.get(n)).filter(|i| caller.sees(i)).ok_or_else(|| not_found(id))?;
+    if app.behaviour().odd_foreign_fields && ind.created_by != caller.client_id {
+        let mut v = odd_row(ind);
+        if let Value::Object(obj) = &mut v {
+            obj.insert("@odata.context".into(), json!(format!("{base}/api/$metadata#Indicators/$entity")));
+        }
+        return Ok(odata_json(&v));
+    }
     Ok(entity(base, ind))
 }
 
@@ -723,6 +789,19 @@ fn import(
     let items = wrapped_array(&v, "Indicators", "ImportIndicatorsRequest", "an array", "indicators", rec)?;
     let behaviour = app.behaviour();
     let now = app.now();
+    if behaviour.whole_request_400 {
+        // ASP.NET model binding runs before the handler: one bad item fails the whole request.
+        for (n, item) in items.iter().enumerate() {
+            if let Some(e) = binding_error(item, &behaviour, now) {
+                let value = item.get("indicatorValue").and_then(Value::as_str).unwrap_or_default();
+                let value: String = value.chars().take(100).collect();
+                return Err(ApiError::bad(
+                    "InvalidRequestBody",
+                    format!("The request is invalid. Indicators[{n}] ('{value}'): {}", e.message),
+                ));
+            }
+        }
+    }
     let mut results = Vec::with_capacity(items.len());
     let mut created = Vec::new();
     {

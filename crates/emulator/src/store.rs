@@ -260,12 +260,12 @@ impl Store {
             return Ok(Upserted { indicator: ind, created: false });
         }
         if self.used_slots(now, behaviour.capacity_release_lag) >= capacity {
-            return Err(ApiError::bad(
-                "BadRequest",
+            let message = behaviour.capacity_message.clone().unwrap_or_else(|| {
                 format!(
                     "The maximum number of active indicators ({capacity}) for this tenant has been reached. Delete indicators before adding new ones."
-                ),
-            ));
+                )
+            });
+            return Err(ApiError::bad("BadRequest", message));
         }
         let ind = Indicator {
             created_by: caller.client_id.clone(),

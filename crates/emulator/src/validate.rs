@@ -308,6 +308,31 @@ pub(crate) fn parse_indicator(
     })
 }
 
+/// The model-binding failure of one import item, if any (§13.7): a wrong field type, an unknown
+/// or wrong-case property, an unknown enum value, an unparseable date, or a string field longer
+/// than [`crate::MAX_FIELD_LEN`] characters. Value validation (a bad hash, a private IP) is not
+/// model binding and stays per item.
+pub(crate) fn binding_error(v: &Value, b: &Behaviour, now: DateTime<Utc>) -> Option<ApiError> {
+    if let Value::Object(obj) = v
+        && let Some((key, s)) = obj.iter().find_map(|(k, x)| {
+            x.as_str().filter(|s| s.chars().count() > crate::MAX_FIELD_LEN).map(|s| (k, s))
+        })
+    {
+        return Some(ApiError::bad(
+            "InvalidRequestBody",
+            format!(
+                "The field {key} must be a string with a maximum length of {}; got {} characters.",
+                crate::MAX_FIELD_LEN,
+                s.chars().count()
+            ),
+        ));
+    }
+    match parse_indicator(v, b, now) {
+        Err(e) if e.code == "InvalidRequestBody" => Some(e),
+        _ => None,
+    }
+}
+
 fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|c| c.is_ascii_hexdigit())
 }

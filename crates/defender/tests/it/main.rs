@@ -4,6 +4,8 @@ mod auth;
 mod canned;
 mod common;
 mod delete;
+mod hostile;
 mod import;
+mod limits;
 mod list;
 mod resilience;

@@ -80,9 +80,16 @@ async fn retries_stop_at_the_attempt_budget_and_4xx_is_not_retried() {
     assert_eq!(calls_of(&emu, EndpointFamily::Import).len(), 3);
     emu.clear_faults();
 
-    // A malformed id is a 400 from BatchDelete: permanent, one call.
+    // A malformed id is a 400 from BatchDelete: rejected with the server's text, one call.
     emu.clear_calls();
-    let err = client.batch_delete(&["not-a-number".to_owned()]).await.unwrap_err();
+    let out = client.batch_delete(&["not-a-number".to_owned()]).await.unwrap();
+    assert_eq!(out.rejected.len(), 1);
+    assert!(out.rejected[0].1.contains("not-a-number"), "{:?}", out.rejected);
+    assert_eq!(calls_of(&emu, EndpointFamily::BatchDelete).len(), 1);
+    // Other 4xx answers are errors, permanent, one call.
+    emu.inject(rule(EndpointFamily::BatchDelete, Fault::Status(409), Trigger::Always));
+    emu.clear_calls();
+    let err = client.batch_delete(&["12".to_owned()]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Api);
     assert!(!err.is_retryable());
     assert_eq!(calls_of(&emu, EndpointFamily::BatchDelete).len(), 1);

@@ -8,6 +8,7 @@ mod common;
 mod entity;
 mod expiry;
 mod faults;
+mod hostile;
 mod import;
 mod list_odata;
 mod ratelimit;

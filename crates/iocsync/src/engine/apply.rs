@@ -8,7 +8,9 @@ use iocsync_core::batch::{DELETE_BATCH, IMPORT_BATCH};
 use iocsync_core::model::Desired;
 use iocsync_core::plan::{Existing, Plan};
 use iocsync_core::report::Failed;
-use iocsync_defender::{DefenderClient, ImportItem, ImportOutcome};
+use iocsync_defender::{
+    DefenderClient, FailureClass, FailureContext, ImportItem, ImportOutcome, classify_failure,
+};
 use iocsync_ioc::IndicatorType;
 use std::collections::BTreeMap;
 
@@ -35,7 +37,14 @@ impl WritePort for LiveWrites<'_> {
         self.0.import(items).await
     }
     async fn batch_delete(&self, ids: &[String]) -> Result<(), iocsync_defender::Error> {
-        self.0.batch_delete(ids).await.map(|_| ())
+        let out = self.0.batch_delete(ids).await?;
+        for (id, reason) in &out.rejected {
+            tracing::warn!("Defender refused to delete indicator {id}: {reason}");
+        }
+        if !out.not_attempted.is_empty() {
+            tracing::warn!("{} deletes left for the next run (split budget spent)", out.not_attempted.len());
+        }
+        Ok(())
     }
 }
 
@@ -92,6 +101,12 @@ pub async fn apply(plan: &Plan, port: &impl WritePort, stop: &super::StopFlag) -
     bar.finish();
 
     let items: Vec<&Desired> = plan.import_items();
+    // Free slots under the cap as the listing counted them; room freed by this run's deletes is
+    // not counted (Defender may keep a deleted indicator's slot for a while).
+    let c = &plan.capacity;
+    let mut room = c.limit as i64 - (c.foreign + c.owned_before) as i64;
+    let creates: std::collections::BTreeSet<_> =
+        plan.creates.iter().chain(plan.replaces.iter().map(|r| &r.new)).map(Desired::key).collect();
     let bar = progress::batch_bar("importing", items.len() as u64);
     for (n, chunk) in items.chunks(IMPORT_BATCH).enumerate() {
         if stop.is_requested() {
@@ -101,14 +116,23 @@ pub async fn apply(plan: &Plan, port: &impl WritePort, stop: &super::StopFlag) -
         match port.import(&wire).await {
             Ok(outcomes) => {
                 for (d, o) in chunk.iter().zip(outcomes.iter()) {
+                    let is_create = creates.contains(&d.key());
                     if o.is_failed {
                         let reason = o.failure_reason.clone().unwrap_or_else(|| "no reason given".to_owned());
+                        let class = classify_failure(
+                            o,
+                            &d.value,
+                            FailureContext { creates: is_create, room_left: Some(room) },
+                        );
                         result.failed.push(Failed {
                             kind: d.kind,
                             value: d.value.clone(),
-                            reason: reason.clone(),
+                            reason: match class {
+                                FailureClass::OverCapacity => format!("over-capacity: {reason}"),
+                                _ => reason.clone(),
+                            },
                         });
-                        if !is_transient_failure(&reason, &d.value) {
+                        if class == FailureClass::Rejected {
                             result.permanent_rejects.push(RejectRow {
                                 indicator_type: d.kind.as_str().to_owned(),
                                 value: d.value.clone(),
@@ -119,6 +143,9 @@ pub async fn apply(plan: &Plan, port: &impl WritePort, stop: &super::StopFlag) -
                             });
                         }
                     } else if let Some(id) = &o.id {
+                        if is_create {
+                            room -= 1;
+                        }
                         result.ids.insert(
                             (d.kind.as_str().to_owned(), d.value.clone(), d.action.as_str().to_owned()),
                             id.clone(),
@@ -163,27 +190,6 @@ fn stopped(mut result: ApplyResult, bar: &indicatif::ProgressBar, left: &[&Desir
         });
     }
     result
-}
-
-/// A failure that says the tenant is full or busy (or that Defender's answer could not be
-/// matched to the item), not that the value is bad: not remembered. The value itself is cut
-/// out of the reason first, so `limited-offer.com is invalid` is not read as a limit.
-fn is_transient_failure(reason: &str, value: &str) -> bool {
-    let r = reason.to_ascii_lowercase().replace(&value.to_ascii_lowercase(), "");
-    [
-        "15000",
-        "15,000",
-        "limit",
-        "capacity",
-        "quota",
-        "throttl",
-        "try again",
-        "timeout",
-        "internal",
-        "no result",
-    ]
-    .iter()
-    .any(|k| r.contains(k))
 }
 
 /// The wire item for one desired indicator: `externalId` carries the ownership marker (or the
@@ -308,13 +314,98 @@ pub fn provenance_rows(
 
 #[cfg(test)]
 mod tests {
-    use super::is_transient_failure;
+    use super::*;
+    use iocsync_core::model::{Action, Severity};
+    use iocsync_core::plan::IndicatorRef;
+    use iocsync_core::report::Capacity;
+    use std::sync::Mutex;
 
-    #[test]
-    fn the_value_in_a_reason_does_not_make_it_transient() {
-        assert!(!is_transient_failure("Domain name limited-offer.com is invalid.", "limited-offer.com"));
-        assert!(is_transient_failure("Tenant reached the limit of 15000 active indicators", "a.example"));
-        assert!(is_transient_failure("Defender returned no result for this item", "2001:db8::1"));
-        assert!(!is_transient_failure("Invalid device group name Servers", "45.1.2.3"));
+    fn desired(value: &str) -> Desired {
+        Desired {
+            kind: IndicatorType::DomainName,
+            value: value.to_owned(),
+            action: Action::Block,
+            severity: Severity::High,
+            title: "t".into(),
+            description: "d".into(),
+            recommended_actions: None,
+            rbac_groups: Vec::new(),
+            generate_alert: true,
+            category: None,
+            mitre_techniques: Vec::new(),
+            educate_url: None,
+            expiration: DateTime::from_timestamp(2_000_000_000, 0).unwrap(),
+            priority: 0,
+            recency: 0,
+            feeds: vec!["f".into()],
+        }
+    }
+
+    fn plan(creates: Vec<Desired>, capacity: Capacity) -> Plan {
+        Plan {
+            creates,
+            updates: Vec::new(),
+            renews: Vec::new(),
+            replaces: Vec::new(),
+            deletes: Vec::<IndicatorRef>::new(),
+            duplicate_deletes: 0,
+            unchanged: Vec::new(),
+            kept: Vec::new(),
+            skipped: Vec::new(),
+            capacity,
+            brake: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Refuses every item with one text; records nothing else.
+    struct Refusing(&'static str, Mutex<usize>);
+
+    impl WritePort for Refusing {
+        async fn import(&self, items: &[ImportItem]) -> Result<Vec<ImportOutcome>, iocsync_defender::Error> {
+            *self.1.lock().unwrap() += 1;
+            Ok(items
+                .iter()
+                .map(|i| ImportOutcome {
+                    indicator: i.indicator_value.clone(),
+                    is_failed: true,
+                    failure_reason: Some(self.0.to_owned()),
+                    ..ImportOutcome::default()
+                })
+                .collect())
+        }
+        async fn batch_delete(&self, _ids: &[String]) -> Result<(), iocsync_defender::Error> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_tenant_by_count_is_never_a_permanent_reject_whatever_the_text() {
+        let port = Refusing("The request cannot be completed for this tenant.", Mutex::new(0));
+        // The listing counted 10 of 10 slots used: no room, whatever the text says.
+        let full = Capacity { limit: 10, foreign: 4, owned_before: 6, owned_after: 8 };
+        let p = plan(vec![desired("a.example"), desired("b.example")], full);
+        let r = apply(&p, &port, "iocsync", &crate::engine::StopFlag::default()).await;
+        assert_eq!(r.failed.len(), 2);
+        assert!(r.failed.iter().all(|f| f.reason.starts_with("over-capacity: ")), "{:?}", r.failed);
+        assert!(r.permanent_rejects.is_empty(), "over-capacity is never remembered");
+        // With room to spare, the same text is about the items: remembered.
+        let roomy = Capacity { limit: 100, foreign: 4, owned_before: 6, owned_after: 8 };
+        let r = apply(&plan(vec![desired("a.example")], roomy), &port, "iocsync", &Default::default()).await;
+        assert_eq!(r.permanent_rejects.len(), 1);
+        assert_eq!(r.permanent_rejects[0].detail.as_deref(), Some(port.0));
+    }
+
+    #[tokio::test]
+    async fn a_cap_text_is_over_capacity_even_when_the_count_says_room() {
+        let port = Refusing("Tenant reached the limit of 15000 active indicators", Mutex::new(0));
+        let roomy = Capacity { limit: 15_000, foreign: 0, owned_before: 0, owned_after: 1 };
+        let r = apply(&plan(vec![desired("a.example")], roomy), &port, "iocsync", &Default::default()).await;
+        assert!(r.permanent_rejects.is_empty());
+        let port = Refusing("Domain name limited-offer.com is invalid.", Mutex::new(0));
+        let r =
+            apply(&plan(vec![desired("limited-offer.com")], roomy), &port, "iocsync", &Default::default())
+                .await;
+        assert_eq!(r.permanent_rejects.len(), 1, "the value in the text is not read as a limit");
     }
 }

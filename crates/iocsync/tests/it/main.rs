@@ -16,5 +16,6 @@ mod model;
 mod ownership;
 mod safety;
 mod state;
+mod strict;
 mod sync;
 mod taxii;

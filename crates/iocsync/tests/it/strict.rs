@@ -1,0 +1,91 @@
+//! `sync` against the emulator's hostile behaviours (issue #11): the strict profile, and item 5
+//! (a full tenant is recognised by the listing's count, not by keywords in Defender's text, and
+//! an over-capacity item is never remembered as a permanent reject).
+
+use crate::harness::{Env, EnvOptions, public_ips, text_feed};
+use iocsync_emulator::{Behaviour, EndpointFamily, STRICT_CAPACITY_MESSAGE, SeedIndicator};
+use std::time::Duration;
+
+const BASE: &str = "[sync]\nstate = \"state/iocsync.db\"\ncapacity = 5\nheadroom = 0\n";
+
+fn config(action: &str) -> String {
+    format!(
+        "{BASE}[[feeds]]\nname = \"ips\"\nsource = \"ips.txt\"\nformat = \"text\"\naction = \"{action}\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_tenant_with_an_unknown_text_is_over_capacity_and_not_remembered() {
+    // Deleted indicators keep their slot for an hour and the cap-reached text names no limit.
+    let hostile = Behaviour {
+        capacity_message: Some(STRICT_CAPACITY_MESSAGE.to_owned()),
+        capacity_release_lag: Duration::from_secs(3600),
+        ..Behaviour::default()
+    };
+    let env =
+        Env::start(EnvOptions { capacity: 5, behaviour: hostile.clone(), ..EnvOptions::default() }).await;
+    env.write("ips.txt", &text_feed(&public_ips(5, 9000)));
+    env.config(&config("Block"));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(env.owned().len(), 5);
+
+    // A new action replaces every indicator: the deletes land, but their slots are not free yet.
+    env.config(&config("Audit"));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 3, "{report}");
+    let failed = report["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 5, "{report}");
+    assert!(failed.iter().all(|f| f["reason"].as_str().unwrap().starts_with("over-capacity")), "{report}");
+
+    // Once the slots are released, the next run creates them: nothing was remembered as rejected.
+    env.emu.set_behaviour(Behaviour { capacity_release_lag: Duration::ZERO, ..hostile });
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["counts"]["create"], 5, "{report}");
+    let owned = env.owned();
+    assert_eq!(owned.len(), 5);
+    assert!(owned.iter().all(|i| i.action == "Audit"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_converges_against_the_strict_profile() {
+    let env = Env::start(EnvOptions { behaviour: Behaviour::strict(), ..EnvOptions::default() }).await;
+    // Foreign rows (listed with odd field types) and one that holds a value of the feed.
+    let ips = public_ips(1_200, 20_000);
+    env.emu.seed_many((0..30).map(|n| {
+        SeedIndicator::portal("DomainName", &format!("p{n}.example.net"), "Block", "analyst@contoso.example")
+    }));
+    env.emu.seed(SeedIndicator::portal("IpAddress", &ips[7], "Block", "analyst@contoso.example"));
+    env.write("ips.txt", &text_feed(&ips));
+    // A URL so long that its title (`{feed}: {value}`) fails model binding: the whole import
+    // batch holding it is refused, split, and only that one item is rejected.
+    let long = format!("https://evil-site.com/{}", "a".repeat(4_100));
+    let urls = vec![long.clone(), "https://evil-site.com/x".to_owned(), "https://evil-site.com/y".to_owned()];
+    env.write("urls.txt", &text_feed(&urls));
+    env.config(
+        "[sync]\nstate = \"state/iocsync.db\"\n\
+         [[feeds]]\nname = \"ips\"\nsource = \"ips.txt\"\nformat = \"text\"\n\
+         [[feeds]]\nname = \"urls\"\nsource = \"urls.txt\"\nformat = \"text\"\n",
+    );
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 3, "one item refused: {report}");
+    assert_eq!(report["counts"]["create"], 1_202, "{report}");
+    assert_eq!(report["skipped"]["foreign-indicator"], 1, "{report}");
+    assert_eq!(report["capacity"]["foreign"], 31, "{report}");
+    let failed = report["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{report}");
+    assert_eq!(failed[0]["value"], long.as_str());
+    assert!(failed[0]["reason"].as_str().unwrap().contains("maximum length"), "{report}");
+    assert_eq!(env.owned().len(), 1_201);
+
+    // The refused URL is remembered; nothing is duplicated, nothing re-sent.
+    env.emu.clear_calls();
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["skipped"]["rejected-by-defender"], 1, "{report}");
+    assert_eq!(report["counts"]["unchanged"], 1_201, "{report}");
+    assert_eq!(report["counts"]["delete"], 0, "{report}");
+    assert_eq!(env.write_calls(), 0, "{report}");
+    assert_eq!(env.calls_of(EndpointFamily::List), 1);
+}
