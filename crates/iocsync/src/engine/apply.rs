@@ -338,6 +338,8 @@ mod tests {
             priority: 0,
             recency: 0,
             feeds: vec!["f".into()],
+            application: None,
+            external_id: None,
         }
     }
 
@@ -351,6 +353,8 @@ mod tests {
             duplicate_deletes: 0,
             unchanged: Vec::new(),
             kept: Vec::new(),
+            brake_counted: 0,
+            brake_held: 0,
             skipped: Vec::new(),
             capacity,
             brake: None,
@@ -385,13 +389,13 @@ mod tests {
         // The listing counted 10 of 10 slots used: no room, whatever the text says.
         let full = Capacity { limit: 10, foreign: 4, owned_before: 6, owned_after: 8 };
         let p = plan(vec![desired("a.example"), desired("b.example")], full);
-        let r = apply(&p, &port, "iocsync", &crate::engine::StopFlag::default()).await;
+        let r = apply(&p, &port, &crate::engine::StopFlag::default()).await;
         assert_eq!(r.failed.len(), 2);
         assert!(r.failed.iter().all(|f| f.reason.starts_with("over-capacity: ")), "{:?}", r.failed);
         assert!(r.permanent_rejects.is_empty(), "over-capacity is never remembered");
         // With room to spare, the same text is about the items: remembered.
         let roomy = Capacity { limit: 100, foreign: 4, owned_before: 6, owned_after: 8 };
-        let r = apply(&plan(vec![desired("a.example")], roomy), &port, "iocsync", &Default::default()).await;
+        let r = apply(&plan(vec![desired("a.example")], roomy), &port, &Default::default()).await;
         assert_eq!(r.permanent_rejects.len(), 1);
         assert_eq!(r.permanent_rejects[0].detail.as_deref(), Some(port.0));
     }
@@ -400,12 +404,10 @@ mod tests {
     async fn a_cap_text_is_over_capacity_even_when_the_count_says_room() {
         let port = Refusing("Tenant reached the limit of 15000 active indicators", Mutex::new(0));
         let roomy = Capacity { limit: 15_000, foreign: 0, owned_before: 0, owned_after: 1 };
-        let r = apply(&plan(vec![desired("a.example")], roomy), &port, "iocsync", &Default::default()).await;
+        let r = apply(&plan(vec![desired("a.example")], roomy), &port, &Default::default()).await;
         assert!(r.permanent_rejects.is_empty());
         let port = Refusing("Domain name limited-offer.com is invalid.", Mutex::new(0));
-        let r =
-            apply(&plan(vec![desired("limited-offer.com")], roomy), &port, "iocsync", &Default::default())
-                .await;
+        let r = apply(&plan(vec![desired("limited-offer.com")], roomy), &port, &Default::default()).await;
         assert_eq!(r.permanent_rejects.len(), 1, "the value in the text is not read as a limit");
     }
 }

@@ -173,7 +173,9 @@ pub async fn sync_tenant(
             (None, _) => "ok",
         };
         let json = serde_json::to_string(&outcome.report).unwrap_or_default();
-        if let Err(e) = lock(store).finish_run(id, status, outcome.exit as i32, &json, req.now.unwrap_or_else(Utc::now)) {
+        if let Err(e) =
+            lock(store).finish_run(id, status, outcome.exit as i32, &json, req.now.unwrap_or_else(Utc::now))
+        {
             tracing::warn!("could not record the run in the state database: {e}");
         }
     }

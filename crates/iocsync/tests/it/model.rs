@@ -13,7 +13,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use iocsync::config::Config;
 use iocsync::engine::{SyncRequest, sync_all};
 use iocsync_emulator::{
-    ClientCredential, EmulatorConfig, EndpointFamily, Fault, FaultRule, ManualClock, Role, SeedIndicator, Trigger,
+    ClientCredential, EmulatorConfig, EndpointFamily, Fault, FaultRule, ManualClock, Role, SeedIndicator,
+    Trigger,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -166,7 +167,12 @@ impl World {
         let start = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
         let clock = ManualClock::new(start);
         let config = EmulatorConfig {
-            clients: vec![ClientCredential::with_secret(CLIENT_ID, SECRET, Role::ReadWriteAll, "iocsync-model")],
+            clients: vec![ClientCredential::with_secret(
+                CLIENT_ID,
+                SECRET,
+                Role::ReadWriteAll,
+                "iocsync-model",
+            )],
             capacity: CAP,
             clock: clock.clone(),
             ..EmulatorConfig::default()
@@ -211,10 +217,14 @@ impl World {
                 Shape::Healthy => f.values.iter().map(|v| format!("{v}\n")).collect::<String>().into_bytes(),
                 Shape::Broken(0) => b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>\n".to_vec(),
                 Shape::Broken(1) => Vec::new(),
-                Shape::Broken(_) => (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect(),
+                Shape::Broken(_) => {
+                    (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
+                }
                 Shape::Hostile => {
                     let exp = (self.now + Duration::days(2)).format("%Y-%m-%dT%H:%M:%SZ");
-                    let mut s = String::from("IndicatorType,IndicatorValue,Action,Severity,ExpirationTime,GenerateAlert\n");
+                    let mut s = String::from(
+                        "IndicatorType,IndicatorValue,Action,Severity,ExpirationTime,GenerateAlert\n",
+                    );
                     for v in &f.values {
                         s.push_str(&format!("DomainName,{v},Allowed,Informational,{exp},False\n"));
                     }
@@ -235,7 +245,11 @@ impl World {
             self.emu.tenant_id()
         );
         for f in &self.feeds {
-            let _ = write!(s, "[[feeds]]\nname = \"{}\"\nsource = \"{}\"\naction = \"Block\"\nmax_age = \"48h\"\n\n", f.name, f.file);
+            let _ = write!(
+                s,
+                "[[feeds]]\nname = \"{}\"\nsource = \"{}\"\naction = \"Block\"\nmax_age = \"48h\"\n\n",
+                f.name, f.file
+            );
         }
         let quoted: Vec<String> = self.allow.iter().map(|v| format!("\"{v}\"")).collect();
         let _ = write!(s, "[allowlist]\nvalues = [{}]\n", quoted.join(", "));
@@ -290,12 +304,21 @@ impl World {
                 let vals = &self.feeds[f].values;
                 if !vals.is_empty() {
                     let v = vals[n % vals.len()].clone();
-                    self.emu.seed(SeedIndicator::portal("DomainName", &v, "Block", "analyst@contoso.example"));
+                    self.emu.seed(SeedIndicator::portal(
+                        "DomainName",
+                        &v,
+                        "Block",
+                        "analyst@contoso.example",
+                    ));
                 }
             }
             Step::Faults(per_mille, nth) => {
                 return Some(vec![
-                    FaultRule::new(None, Fault::Status(503), Trigger::Probability(f64::from(per_mille) / 1000.0)),
+                    FaultRule::new(
+                        None,
+                        Fault::Status(503),
+                        Trigger::Probability(f64::from(per_mille) / 1000.0),
+                    ),
                     FaultRule::new(Some(EndpointFamily::Import), Fault::DropAfterCommit, Trigger::Nth(nth)),
                 ]);
             }
@@ -343,7 +366,8 @@ pub async fn run_history(steps: &[Step]) -> Result<Stats, String> {
         w.clock.set(w.now);
         let had_faults = !faults.is_empty();
         let report = run_once(&mut w, &std::mem::take(&mut faults), force).await;
-        let checked = check(&mut w, &report, force, had_faults).map_err(|e| format!("run {index} (step {i}): {e}"))?;
+        let checked =
+            check(&mut w, &report, force, had_faults).map_err(|e| format!("run {index} (step {i}): {e}"))?;
         w.stats.checks += checked;
         force = false;
     }
@@ -439,7 +463,12 @@ fn check(w: &mut World, r: &RunReport, forced: bool, _faulted: bool) -> Result<u
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|f| (f["name"].as_str().unwrap_or("").to_owned(), f["status"].as_str().unwrap_or("").to_owned()))
+                .map(|f| {
+                    (
+                        f["name"].as_str().unwrap_or("").to_owned(),
+                        f["status"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -511,7 +540,10 @@ fn check(w: &mut World, r: &RunReport, forced: bool, _faulted: bool) -> Result<u
         if let Some(entry) = touches_allowlist(&a.indicator_value, &w.allow)
             && !owned_before.iter().any(|b| b.id == a.id)
         {
-            return Err(format!("{} was pushed although the allowlist holds {entry}: {r}", a.indicator_value));
+            return Err(format!(
+                "{} was pushed although the allowlist holds {entry}: {r}",
+                a.indicator_value
+            ));
         }
         // 5. No action weaker than configured, never Allowed.
         n += 1;
@@ -534,7 +566,11 @@ fn check(w: &mut World, r: &RunReport, forced: bool, _faulted: bool) -> Result<u
     let room = CAP.saturating_sub(foreign).saturating_sub(HEADROOM);
     n += 1;
     if owned_after.len() > room && owned_after.len() > owned_before.len() {
-        return Err(format!("{} owned with room for {room} (was {}): {r}", owned_after.len(), owned_before.len()));
+        return Err(format!(
+            "{} owned with room for {room} (was {}): {r}",
+            owned_after.len(),
+            owned_before.len()
+        ));
     }
 
     // The model's record of each feed's last good copy follows the engine's verdicts.
@@ -624,7 +660,8 @@ mod regressions {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn hostile_rows_and_allowlisted_parents() {
-        let steps = vec![Run(1), Hostile(1), ParentOfAllowlisted(2, 1), Run(2), AllowOwned(3), Run(2), Force, Run(1)];
+        let steps =
+            vec![Run(1), Hostile(1), ParentOfAllowlisted(2, 1), Run(2), AllowOwned(3), Run(2), Force, Run(1)];
         run_history(&steps).await.unwrap();
     }
 }
