@@ -50,6 +50,9 @@ pub enum Step {
     Foreign(usize, usize),
     /// The next run's API calls fail with this probability (per mille), or drop the Nth import.
     Faults(u32, u32),
+    /// The next run dies mid-apply: its deletes land, then every import call fails until the
+    /// retries give up (what a killed process or a lost network leaves behind).
+    Crash,
     /// The next run is `sync --force`.
     Force,
     /// Time passes (hours), then `sync` runs.
@@ -96,8 +99,9 @@ pub fn history(seed: u64, runs: usize) -> Vec<Step> {
         match r.below(100) {
             0..=5 => out.push(Step::AllowOwned(r.below(1000) as usize)),
             6..=11 => out.push(Step::Foreign(r.below(FEEDS as u64) as usize, r.below(1000) as usize)),
-            12..=21 => out.push(Step::Faults(r.below(400) as u32, 1 + r.below(3) as u32)),
-            22 => out.push(Step::Force),
+            12..=19 => out.push(Step::Faults(r.below(400) as u32, 1 + r.below(3) as u32)),
+            20..=23 => out.push(Step::Crash),
+            24 => out.push(Step::Force),
             _ => {}
         }
         out.push(Step::Run(1 + r.below(10) as u32));
@@ -322,6 +326,9 @@ impl World {
                     FaultRule::new(Some(EndpointFamily::Import), Fault::DropAfterCommit, Trigger::Nth(nth)),
                 ]);
             }
+            Step::Crash => {
+                return Some(vec![FaultRule::new(Some(EndpointFamily::Import), Fault::Drop, Trigger::Always)]);
+            }
             Step::Force | Step::Run(_) => {}
         }
         None
@@ -339,10 +346,12 @@ fn write_private(path: &std::path::Path, content: &str) {
 
 /// Whether `v` is, or is under, or covers an allowlisted domain.
 fn touches_allowlist(v: &str, allow: &[String]) -> Option<String> {
-    allow
-        .iter()
-        .find(|a| v == a.as_str() || v.ends_with(&format!(".{a}")) || a.ends_with(&format!(".{v}")))
-        .cloned()
+    let under = |child: &str, parent: &str| {
+        child.len() > parent.len() + 1
+            && child.ends_with(parent)
+            && child.as_bytes()[child.len() - parent.len() - 1] == b'.'
+    };
+    allow.iter().find(|a| v == a.as_str() || under(v, a) || under(a, v)).cloned()
 }
 
 /// Runs one history; `Err` names the first broken invariant (with the step index).
@@ -425,7 +434,7 @@ async fn run_once(w: &mut World, faults: &[FaultRule], force: bool) -> RunReport
     w.stats.fault_runs += u64::from(!faults.is_empty());
     w.stats.forced_runs += u64::from(force);
     let o = &outcomes[0];
-    w.stats.crashed_runs += u64::from(o.error.is_some());
+    w.stats.crashed_runs += u64::from(o.error.is_some() || !o.report.failed.is_empty());
     w.stats.braked_runs += u64::from(o.report.brake.is_some());
     let mut json = serde_json::to_value(&o.report).unwrap();
     if let Some(e) = &o.error {
@@ -440,9 +449,8 @@ fn check(w: &mut World, r: &RunReport, forced: bool, _faulted: bool) -> Result<u
     let ours = |i: &iocsync_emulator::wire::Indicator| i.created_by == CLIENT_ID;
     let after_by_id: BTreeMap<&str, &iocsync_emulator::wire::Indicator> =
         r.after.iter().map(|i| (i.id.as_str(), i)).collect();
-    let alive = |i: &iocsync_emulator::wire::Indicator| {
-        i.expiration_time.as_deref().is_none_or(|t| t > w.now.to_rfc3339().as_str())
-    };
+    let now_text = w.now.to_rfc3339();
+    let alive = |i: &iocsync_emulator::wire::Indicator| i.expiration_time.as_deref().is_none_or(|t| t > now_text.as_str());
 
     // 1. No foreign indicator changed or deleted.
     for b in r.before.iter().filter(|i| !ours(i)) {
@@ -534,11 +542,12 @@ fn check(w: &mut World, r: &RunReport, forced: bool, _faulted: bool) -> Result<u
     w.ledger.push((w.now, counted, owned_before.len().max(owned_after.len())));
     w.stats.deletes += counted as u64;
 
+    let before_ids: BTreeSet<&str> = owned_before.iter().map(|b| b.id.as_str()).collect();
     for a in &owned_after {
         // 4. Nothing pushed under or over an allowlisted value.
         n += 1;
-        if let Some(entry) = touches_allowlist(&a.indicator_value, &w.allow)
-            && !owned_before.iter().any(|b| b.id == a.id)
+        if !before_ids.contains(a.id.as_str())
+            && let Some(entry) = touches_allowlist(&a.indicator_value, &w.allow)
         {
             return Err(format!(
                 "{} was pushed although the allowlist holds {entry}: {r}",
