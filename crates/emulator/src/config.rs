@@ -223,12 +223,17 @@ pub struct Behaviour {
     /// The list endpoint answers 404 with an HTML page (a proxy, a wrong host) instead of JSON
     /// (default false; compare `empty_list_404`, which carries Defender's error envelope).
     pub list_404_html: bool,
+    /// IPv6 `IpAddress` values must be written with all 8 groups, as the documentation asks
+    /// (§13.6 [UNCERTAIN]: a compressed form may be refused or never match); a `::` form gets 400
+    /// `InvalidIpAddress` (default false).
+    pub refuse_compressed_ipv6: bool,
 }
 
 impl Behaviour {
     /// The hostile profile: every real-service behaviour that breaks a naive client, at once —
     /// whole-request 400 on model-binding failures, a cap-reached text without the limit in it,
-    /// shifting list offsets (one repeated row per page) and foreign rows with odd field types.
+    /// shifting list offsets (one repeated row per page), foreign rows with odd field types, and IPv6
+    /// values refused unless written with all 8 groups.
     /// Everything else keeps the spec's defaults. (`list_ignores_skip` and `list_404_html` are
     /// left off: no client can complete a listing against them.)
     pub fn strict() -> Self {
@@ -237,6 +242,7 @@ impl Behaviour {
             capacity_message: Some(STRICT_CAPACITY_MESSAGE.to_owned()),
             list_shift: 1,
             odd_foreign_fields: true,
+            refuse_compressed_ipv6: true,
             ..Self::default()
         }
     }
@@ -275,6 +281,7 @@ impl Default for Behaviour {
             list_shift: 0,
             odd_foreign_fields: false,
             list_404_html: false,
+            refuse_compressed_ipv6: false,
         }
     }
 }

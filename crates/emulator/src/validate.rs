@@ -368,6 +368,9 @@ fn validate_ip(value: &str, b: &Behaviour) -> Result<(), ApiError> {
         return Err(invalid("CIDR ranges are not supported; submit single addresses."));
     }
     let ip: IpAddr = value.parse().map_err(|_| invalid("Expected one IPv4 or IPv6 address."))?;
+    if b.refuse_compressed_ipv6 && ip.is_ipv6() && (value.contains("::") || value.split(':').count() != 8) {
+        return Err(invalid("Specify all 8 segments of an IPv6 address."));
+    }
     if is_private(ip, b.documentation_ranges_private) {
         return Err(invalid("Only external IP addresses are allowed."));
     }
@@ -509,6 +512,11 @@ mod tests {
         assert_eq!(code(&base("DomainName", "bad domain.com", "Block")), "InvalidDomainName");
         assert_eq!(code(&base("Url", "example.com/x", "Block")), "InvalidUrl");
         assert_eq!(code(&base("IpAddress", " ", "Block")), "InvalidInput");
+        let strict = Behaviour { refuse_compressed_ipv6: true, ..Behaviour::default() };
+        assert!(validate_value("IpAddress", "2001:4860:4860::8888", &strict).is_err());
+        assert!(validate_value("IpAddress", "2001:4860:4860:0:0:0:0:8888", &strict).is_ok());
+        assert!(validate_value("IpAddress", "8.8.8.8", &strict).is_ok());
+        assert!(validate_value("IpAddress", "2001:4860:4860::8888", &Behaviour::default()).is_ok());
         assert_eq!(code(&base("Nope", "x", "Block")), "InvalidRequestBody");
         assert_eq!(code(&base("Url", "https://x.example/a", "Explode")), "InvalidRequestBody");
     }

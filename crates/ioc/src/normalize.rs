@@ -224,7 +224,17 @@ fn accept_ip(ip: IpAddr) -> Result<(IndicatorType, String), Refusal> {
     let ip = canonical_ip(ip);
     match ip_class(ip) {
         Some(reason) => Err((reason, Some(format!("{ip} is in a {} range", reason_range(reason))))),
-        None => Ok((IndicatorType::IpAddress, ip.to_string())),
+        None => Ok((IndicatorType::IpAddress, defender_ip_form(ip))),
+    }
+}
+
+/// The form Defender documents for an `IpAddress` indicator: IPv4 dotted quad, IPv6 with all 8
+/// groups (lower-case hex, no leading zeros, no `::`), e.g. `2001:4860:4860:0:0:0:0:8888`. A
+/// compressed IPv6 value may be refused or may never match traffic (spec §13.6).
+pub fn defender_ip_form(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => v6.segments().iter().map(|g| format!("{g:x}")).collect::<Vec<_>>().join(":"),
     }
 }
 
@@ -623,8 +633,12 @@ fn url_host_normalize(host: &str, allow_suffix: bool) -> Result<String, Refusal>
     if let Some(inner) = host.strip_prefix('[') {
         let inner = inner.strip_suffix(']').unwrap_or(inner);
         let ip = Ipv6Addr::from_str(inner).map_err(|_| invalid("invalid IPv6 address in URL host"))?;
+        // A URL host keeps the compressed form a browser sends (`[2001:db8::1]`).
         let (_, s) = accept_ip(IpAddr::V6(ip))?;
-        return Ok(if s.contains(':') { format!("[{s}]") } else { s });
+        return Ok(match s.parse::<Ipv6Addr>() {
+            Ok(v6) => format!("[{v6}]"),
+            Err(_) => s,
+        });
     }
     if let Ok(ip) = Ipv4Addr::from_str(host) {
         return accept_ip(IpAddr::V4(ip)).map(|(_, s)| s);

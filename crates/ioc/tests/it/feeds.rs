@@ -35,7 +35,7 @@ fn criticalpath_avanzato() {
     check(&p, 16_087, &[("IpAddress", 16_087)], &[], 0);
     let v6 = p.iocs.iter().filter(|i| i.value.contains(':')).count();
     assert_eq!(v6, 24);
-    assert!(p.iocs.iter().any(|i| i.value == "2a02:4c00:0:4010::2"));
+    assert!(p.iocs.iter().any(|i| i.value == "2a02:4c00:0:4010:0:0:0:2"));
 }
 
 #[test]

@@ -169,7 +169,7 @@ fn defanged_url() {
 #[test]
 fn ip_with_port() {
     assert_eq!(norm("1.2.3.4:443"), ok(IndicatorType::IpAddress, "1.2.3.4"));
-    assert_eq!(norm("[2606:4700::1111]:443"), ok(IndicatorType::IpAddress, "2606:4700::1111"));
+    assert_eq!(norm("[2606:4700::1111]:443"), ok(IndicatorType::IpAddress, "2606:4700:0:0:0:0:0:1111"));
     // 2001:db8::/32 is the IPv6 documentation range.
     assert_eq!(norm("[2001:db8::1]:443"), Err(Reason::ReservedAddress));
 }
@@ -179,7 +179,7 @@ fn cidr() {
     assert_eq!(norm("10.0.0.0/8"), Err(Reason::CidrNotSupported));
     assert_eq!(norm("8.8.8.0/24"), Err(Reason::CidrNotSupported));
     assert_eq!(norm("8.8.8.8/32"), ok(IndicatorType::IpAddress, "8.8.8.8"));
-    assert_eq!(norm("2606:4700::1111/128"), ok(IndicatorType::IpAddress, "2606:4700::1111"));
+    assert_eq!(norm("2606:4700::1111/128"), ok(IndicatorType::IpAddress, "2606:4700:0:0:0:0:0:1111"));
 }
 
 #[test]

@@ -92,3 +92,36 @@ async fn sync_converges_against_the_strict_profile() {
     assert_eq!(env.write_calls(), 0, "{report}");
     assert_eq!(env.calls_of(EndpointFamily::List), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ipv6_goes_out_with_all_8_groups_and_matches_either_form() {
+    // Issue #11 item 2: a tenant that refuses compressed IPv6 (the documented form has 8 groups).
+    let env = Env::start(EnvOptions {
+        behaviour: Behaviour { refuse_compressed_ipv6: true, ..Behaviour::default() },
+        ..EnvOptions::default()
+    })
+    .await;
+    // The portal holds one value in its compressed spelling (seeded, so not validated).
+    env.emu.seed(SeedIndicator::portal("IpAddress", "2606:4700::1111", "Block", "analyst@contoso.example"));
+    let values =
+        ["2606:4700::1111", "2a02:4c00:0:4010::2", "[2a03:2880:f10c:83::25de]:443"].map(str::to_owned);
+    env.write("ips.txt", &text_feed(&values));
+    env.config(
+        &format!("{BASE}[[feeds]]\nname = \"ips\"\nsource = \"ips.txt\"\nformat = \"text\"\n")
+            .replace("capacity = 5\nheadroom = 0\n", ""),
+    );
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["counts"]["create"], 2, "{report}");
+    assert_eq!(
+        report["skipped"]["foreign-indicator"], 1,
+        "the compressed foreign row is the same address: {report}"
+    );
+    let mut owned: Vec<String> = env.owned().into_iter().map(|i| i.indicator_value).collect();
+    owned.sort();
+    assert_eq!(owned, ["2a02:4c00:0:4010:0:0:0:2", "2a03:2880:f10c:83:0:0:0:25de"]);
+    env.emu.clear_calls();
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!((code, report["counts"]["unchanged"].as_u64()), (0, Some(2)), "{report}");
+    assert_eq!(env.write_calls(), 0);
+}
