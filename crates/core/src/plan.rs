@@ -78,6 +78,9 @@ pub struct PlanSettings {
     pub allowlisted: BTreeSet<(IndicatorType, String)>,
     /// Permanent rejections remembered: (type, value, action, fingerprint) not to resend.
     pub suppressed: BTreeSet<(IndicatorType, String, Action, String)>,
+    /// Updates Defender did not keep (the same payload sent on two runs in a row, still
+    /// different): (type, value, action, fingerprint) not to resend unless a renewal is due.
+    pub not_kept: BTreeSet<(IndicatorType, String, Action, String)>,
 }
 
 impl PlanSettings {
@@ -97,6 +100,7 @@ impl PlanSettings {
             provenance: BTreeMap::new(),
             allowlisted: BTreeSet::new(),
             brake_window: BrakeWindow::default(),
+            not_kept: BTreeSet::new(),
             suppressed: BTreeSet::new(),
         }
     }
@@ -434,7 +438,8 @@ fn metadata_differs(d: &Desired, e: &Existing) -> bool {
         || e.description != d.description
         || opt_text(e.recommended_actions.as_deref()) != opt_text(d.recommended_actions.as_deref())
         || set(&e.rbac_groups) != set(&d.rbac_groups)
-        || e.generate_alert != d.generate_alert
+        // Defender ignores generateAlert on Allowed; whatever it echoes there is no difference.
+        || (d.action != Action::Allowed && e.generate_alert != d.generate_alert)
         || category_differs
         || set(&e.mitre_techniques) != set(&d.mitre_techniques)
         || opt_text(e.educate_url.as_deref()) != opt_text(d.educate_url.as_deref())
@@ -624,6 +629,19 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
         if let Some(e) = exact.get(&(d.kind, mv.clone(), d.action)).and_then(|rows| rows.first()) {
             consumed.insert(&e.id);
             if no_send {
+                unchanged.push(e.to_ref());
+            } else if metadata_differs(&d, e)
+                && !s.not_kept.is_empty()
+                && s.not_kept.contains(&(d.kind, d.value.clone(), d.action, d.fingerprint()))
+                && e.expiration.is_some_and(|x| x > renew_at)
+            {
+                // Defender did not keep this update twice in a row: not resent until the desired
+                // payload changes (or a renewal is due, which carries it once more).
+                skipped.push(Skip::of(
+                    &d,
+                    Reason::UpdateNotKept,
+                    "Defender did not keep this update on two runs in a row",
+                ));
                 unchanged.push(e.to_ref());
             } else if metadata_differs(&d, e) {
                 updates.push(Change { id: e.id.clone(), desired: d });

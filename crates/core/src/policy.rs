@@ -229,8 +229,10 @@ fn apply_one(
             ),
         ));
     }
-    let generate_alert =
-        action == Action::Audit || attrs.and_then(|a| a.generate_alert).unwrap_or(policy.generate_alert);
+    // `generateAlert` has no effect on `Allowed` (spec §13.8): always false there, so what the
+    // tenant echoes never differs from what is desired.
+    let generate_alert = action != Action::Allowed
+        && (action == Action::Audit || attrs.and_then(|a| a.generate_alert).unwrap_or(policy.generate_alert));
     let render = |t: &str, max: usize| {
         truncate_chars(render_template(t, &policy.feed, &ioc.value, ioc.kind).trim(), max)
     };
@@ -284,8 +286,13 @@ fn apply_one(
         .filter(|s| !s.trim().is_empty())
         .or_else(|| policy.category.clone());
     // Defender documents educateUrl for network indicators only.
-    let educate_url =
-        if ioc.kind.is_network() { policy.educate_url.clone().filter(|s| !s.is_empty()) } else { None };
+    // Defender documents educateUrl for URL indicators with Block or Warn only (spec §13.8); sent
+    // elsewhere it may be dropped and the plan would update the row on every run.
+    let educate_url = if ioc.kind == IndicatorType::Url && matches!(action, Action::Block | Action::Warn) {
+        policy.educate_url.clone().filter(|s| !s.is_empty())
+    } else {
+        None
+    };
     Ok(Desired {
         kind: ioc.kind,
         value: ioc.value.clone(),
@@ -571,7 +578,7 @@ mod tests {
     }
 
     #[test]
-    fn educate_url_only_on_network_kinds() {
+    fn educate_url_only_on_urls_that_block_or_warn_and_no_alert_on_allowed() {
         let mut p = FeedPolicy::new("f");
         p.educate_url = Some("https://intranet.example/why".into());
         let (d, _) = apply_policy(
@@ -579,16 +586,26 @@ mod tests {
             &[
                 ioc(IndicatorType::Url, "https://evil.example/", 1),
                 ioc(IndicatorType::FileSha1, &"d".repeat(40), 2),
+                ioc(IndicatorType::DomainName, "evil.example", 3),
             ],
             now(),
         );
         assert!(d[0].educate_url.is_some());
         assert!(d[1].educate_url.is_none());
+        assert!(d[2].educate_url.is_none(), "documented for URL indicators only");
+        p.action = Action::Audit;
+        let (d, _) = apply_policy(&p, &[ioc(IndicatorType::Url, "https://evil.example/", 1)], now());
+        assert!(d[0].educate_url.is_none(), "Block or Warn only");
+        p.action = Action::Allowed;
+        p.generate_alert = true;
+        let (d, _) = apply_policy(&p, &[ioc(IndicatorType::Url, "https://good.example/", 1)], now());
+        assert!(!d[0].generate_alert, "no alert on Allowed");
     }
 
     #[test]
     fn marker_and_application_templates() {
         let mut p = FeedPolicy::new("urlhaus");
+        p.row_policy = true;
         let (d, _) = apply_policy(&p, &[ioc(IndicatorType::DomainName, "a.example", 1)], now());
         assert_eq!(d[0].external_id.as_deref(), Some("iocsync:iocsync"), "externalId marker by default");
         assert_eq!(d[0].application, None, "application is unset by default");

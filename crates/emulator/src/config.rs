@@ -227,9 +227,23 @@ pub struct Behaviour {
     /// (§13.6 [UNCERTAIN]: a compressed form may be refused or never match); a `::` form gets 400
     /// `InvalidIpAddress` (default false).
     pub refuse_compressed_ipv6: bool,
+    /// An update merges instead of replacing (§13.8 [UNCERTAIN]): optional fields the update
+    /// leaves out (`recommendedActions`, `educateUrl`, `category`, `rbacGroupNames`,
+    /// `mitreTechniques`) keep their old values, so a client that "clears" a field by omitting
+    /// it never gets there (default false).
+    pub merge_updates: bool,
 }
 
 impl Behaviour {
+    /// The named profiles: `default` (the spec's defaults) and `strict` ([`Behaviour::strict`]).
+    pub fn profile(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "" | "default" => Some(Self::default()),
+            "strict" => Some(Self::strict()),
+            _ => None,
+        }
+    }
+
     /// The hostile profile: every real-service behaviour that breaks a naive client, at once —
     /// whole-request 400 on model-binding failures, a cap-reached text without the limit in it,
     /// shifting list offsets (one repeated row per page), foreign rows with odd field types, and IPv6
@@ -243,6 +257,7 @@ impl Behaviour {
             list_shift: 1,
             odd_foreign_fields: true,
             refuse_compressed_ipv6: true,
+            merge_updates: true,
             ..Self::default()
         }
     }
@@ -282,6 +297,7 @@ impl Default for Behaviour {
             odd_foreign_fields: false,
             list_404_html: false,
             refuse_compressed_ipv6: false,
+            merge_updates: false,
         }
     }
 }

@@ -255,6 +255,25 @@ impl Store {
                 source_type: old.source_type.clone(),
                 ..from_input(input, expiration_time)
             };
+            let mut ind = ind;
+            if behaviour.merge_updates {
+                let old = &stored.ind;
+                if ind.recommended_actions.is_none() {
+                    ind.recommended_actions.clone_from(&old.recommended_actions);
+                }
+                if ind.educate_url.is_none() {
+                    ind.educate_url.clone_from(&old.educate_url);
+                }
+                if ind.category.is_none() {
+                    ind.category = old.category;
+                }
+                if ind.rbac_group_names.is_empty() {
+                    ind.rbac_group_names.clone_from(&old.rbac_group_names);
+                }
+                if ind.mitre_techniques.is_empty() {
+                    ind.mitre_techniques.clone_from(&old.mitre_techniques);
+                }
+            }
             stored.expires = input_expiry(&ind);
             stored.ind = ind.clone();
             return Ok(Upserted { indicator: ind, created: false });

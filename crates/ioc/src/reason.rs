@@ -44,11 +44,14 @@ pub enum Reason {
     /// percent-escapes. The full value is unknown, and the stub
     /// would block more (or something else) than the publisher meant.
     TruncatedValue,
+    /// Defender did not keep an update: the same payload was sent on two runs in a row and the
+    /// row still differs on read-back; it is not resent until the desired payload changes.
+    UpdateNotKept,
 }
 
 impl Reason {
     /// Every code, in documentation order.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::InvalidValue,
         Reason::CidrNotSupported,
         Reason::PrivateAddress,
@@ -65,6 +68,7 @@ impl Reason {
         Reason::UnsupportedPattern,
         Reason::ForeignIndicator,
         Reason::TruncatedValue,
+        Reason::UpdateNotKept,
     ];
 
     /// The kebab-case code, e.g. `"cidr-not-supported"`.
@@ -86,6 +90,7 @@ impl Reason {
             Reason::UnsupportedPattern => "unsupported-pattern",
             Reason::ForeignIndicator => "foreign-indicator",
             Reason::TruncatedValue => "truncated-value",
+            Reason::UpdateNotKept => "update-not-kept",
         }
     }
 
@@ -119,6 +124,9 @@ impl Reason {
             }
             Reason::TruncatedValue => {
                 "a value cut short by its publisher (ends in `…`, or a URL in `...` or mid-escape)"
+            }
+            Reason::UpdateNotKept => {
+                "Defender did not keep the same update sent on two runs in a row; not resent until it changes"
             }
         }
     }

@@ -55,6 +55,7 @@ pub async fn connect(config: &Config, tenant: &Tenant) -> anyhow::Result<Connect
         let emu_config = iocsync_emulator::EmulatorConfig {
             tenant_id: tenant.tenant_id.clone(),
             state_file: Some(state_file),
+            behaviour: emulator_profile()?,
             rate_limits: iocsync_emulator::RateLimits::documented().scaled(tenant.time_scale),
             ..iocsync_emulator::EmulatorConfig::default()
         };
@@ -170,4 +171,13 @@ mod tests {
             .to_string();
         assert!(err.contains("IOCSYNC_TEST_UNSET_VARIABLE_X"), "{err}");
     }
+}
+
+/// The embedded emulator's behaviour: `IOCSYNC_EMULATOR_PROFILE=strict` turns on every
+/// real-service behaviour the spec marks UNCERTAIN at its most hostile setting.
+pub fn emulator_profile() -> anyhow::Result<iocsync_emulator::Behaviour> {
+    let name = std::env::var("IOCSYNC_EMULATOR_PROFILE").unwrap_or_default();
+    iocsync_emulator::Behaviour::profile(&name).ok_or_else(|| {
+        anyhow::anyhow!("IOCSYNC_EMULATOR_PROFILE={name}: unknown profile (expected default or strict)")
+    })
 }

@@ -104,7 +104,35 @@ CREATE TABLE feed_baseline (
     shrink_since TEXT
 );
 ",
+    // 3: updates sent, to notice one Defender does not keep (update-not-kept).
+    r"
+CREATE TABLE sent_updates (
+    tenant         TEXT NOT NULL,
+    indicator_type TEXT NOT NULL,
+    value          TEXT NOT NULL,
+    action         TEXT NOT NULL,
+    fingerprint    TEXT NOT NULL,
+    times          INTEGER NOT NULL,
+    last_sent      TEXT NOT NULL,
+    PRIMARY KEY (tenant, indicator_type, value, action)
+);
+",
 ];
+
+/// One update iocsync sent, and on how many runs in a row it sent the same payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentUpdate {
+    /// Defender `indicatorType` name.
+    pub indicator_type: String,
+    /// Normalised value.
+    pub value: String,
+    /// Defender action name.
+    pub action: String,
+    /// Fingerprint of the payload sent.
+    pub fingerprint: String,
+    /// Consecutive runs that sent this same payload.
+    pub times: u32,
+}
 
 /// How long brake ledger rows are kept: far longer than any sensible `brake_window`.
 pub const BRAKE_LEDGER_RETENTION: chrono::Duration = chrono::Duration::days(30);
@@ -468,6 +496,56 @@ impl StateStore {
                  shrink_runs = excluded.shrink_runs, shrink_since = excluded.shrink_since",
             params![feed, source, to_i64(b.accepted), i64::from(b.shrink_runs), b.shrink_since.map(fmt_ts)],
         )?;
+        Ok(())
+    }
+
+    // ---- sent updates -------------------------------------------------------------------------
+
+    /// The updates of `tenant` remembered from earlier runs.
+    pub fn sent_updates(&self, tenant: &str) -> Result<Vec<SentUpdate>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT indicator_type, value, action, fingerprint, times FROM sent_updates WHERE tenant = ?1",
+        )?;
+        let rows = stmt.query_map([tenant], |r| {
+            Ok(SentUpdate {
+                indicator_type: r.get(0)?,
+                value: r.get(1)?,
+                action: r.get(2)?,
+                fingerprint: r.get(3)?,
+                times: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(u32::MAX),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Replaces the remembered updates of `tenant`.
+    pub fn replace_sent_updates(
+        &self,
+        tenant: &str,
+        rows: &[SentUpdate],
+        now: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute("DELETE FROM sent_updates WHERE tenant = ?1", [tenant])?;
+        {
+            let mut put = tx.prepare(
+                "INSERT OR REPLACE INTO sent_updates
+                     (tenant, indicator_type, value, action, fingerprint, times, last_sent)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for r in rows {
+                put.execute(params![
+                    tenant,
+                    r.indicator_type,
+                    r.value,
+                    r.action,
+                    r.fingerprint,
+                    i64::from(r.times),
+                    fmt_ts(now)
+                ])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 

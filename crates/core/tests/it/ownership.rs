@@ -38,6 +38,10 @@ fn legacy_rows_stay_owned_and_take_the_marker_when_updated() {
     gone.external_id = Some("some-other-correlation-id".into());
     gone.application = Some("iocsync".into());
     rows.push(gone);
+    // A feed brought it (known provenance), and the brake is not under test here.
+    let mut s = s;
+    s.provenance.insert((IndicatorType::DomainName, "left-the-feed.example".into()), ["f".to_owned()].into());
+    s.max_delete_fraction = 1.0;
     let p = plan(desired, &rows, &s);
     assert_eq!(p.renews.len(), 1, "{p:?}");
     assert_eq!(p.renews[0].id, "1");

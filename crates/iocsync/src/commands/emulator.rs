@@ -6,7 +6,8 @@ use iocsync_emulator::{ClientCredential, EmulatorConfig, RateLimits, Role};
 
 /// Starts the emulator, prints its URLs and accepted credentials, and serves until interrupted.
 pub async fn run(args: &EmulatorArgs, format: OutputFormat) -> anyhow::Result<()> {
-    let mut config = EmulatorConfig { listen: args.listen, ..EmulatorConfig::default() };
+    let behaviour = crate::connect::emulator_profile()?;
+    let mut config = EmulatorConfig { listen: args.listen, behaviour, ..EmulatorConfig::default() };
     if let Some(t) = &args.tenant {
         config.tenant_id = t.clone();
     }

@@ -206,7 +206,8 @@ pub fn import_item(d: &Desired) -> ImportItem {
         severity: Some(d.severity.as_str().to_owned()),
         expiration_time: Some(d.expiration),
         recommended_actions: d.recommended_actions.clone(),
-        generate_alert: Some(d.generate_alert),
+        // Only fields that apply (spec §13.8): no generateAlert on Allowed.
+        generate_alert: (d.action != iocsync_core::model::Action::Allowed).then_some(d.generate_alert),
         rbac_group_names: d.rbac_groups.clone(),
         mitre_techniques: d.mitre_techniques.clone(),
         educate_url: d.educate_url.clone(),
@@ -310,6 +311,51 @@ pub fn provenance_rows(
         });
     }
     rows
+}
+
+/// The updates to remember after a run: each update applied now, counted once more when the
+/// last run sent the same payload (a run in between without it starts the count again), and the
+/// ones the plan held back as `update-not-kept` (so they stay held until their payload changes).
+pub fn sent_update_rows(
+    plan: &Plan,
+    applied: &ApplyResult,
+    old: &[crate::state::SentUpdate],
+) -> Vec<crate::state::SentUpdate> {
+    let key = |t: &str, v: &str, a: &str| (t.to_owned(), v.to_ascii_lowercase(), a.to_owned());
+    let old_by_key: BTreeMap<(String, String, String), &crate::state::SentUpdate> =
+        old.iter().map(|u| (key(&u.indicator_type, &u.value, &u.action), u)).collect();
+    let failed: std::collections::BTreeSet<(IndicatorType, String)> =
+        applied.failed.iter().map(|f| (f.kind, f.value.to_ascii_lowercase())).collect();
+    let mut out = Vec::new();
+    for c in &plan.updates {
+        let d = &c.desired;
+        if failed.contains(&(d.kind, d.value.to_ascii_lowercase())) {
+            continue;
+        }
+        let fingerprint = d.fingerprint();
+        let k = key(d.kind.as_str(), &d.value, d.action.as_str());
+        let times = match old_by_key.get(&k) {
+            Some(u) if u.fingerprint == fingerprint => u.times.saturating_add(1),
+            _ => 1,
+        };
+        out.push(crate::state::SentUpdate {
+            indicator_type: d.kind.as_str().to_owned(),
+            value: d.value.clone(),
+            action: d.action.as_str().to_owned(),
+            fingerprint,
+            times,
+        });
+    }
+    for s in plan.skipped.iter().filter(|s| s.reason == iocsync_ioc::Reason::UpdateNotKept) {
+        let Some(kind) = s.kind else { continue };
+        let held = old.iter().find(|u| {
+            u.indicator_type == kind.as_str() && u.value.eq_ignore_ascii_case(&s.value) && u.times >= 2
+        });
+        if let Some(u) = held {
+            out.push(u.clone());
+        }
+    }
+    out
 }
 
 #[cfg(test)]

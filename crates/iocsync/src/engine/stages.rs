@@ -401,6 +401,18 @@ async fn plan_and_apply(
         "reading the brake's memory from the state database (the brake cannot be judged without it)",
     )?;
     let not_fresh = protected_feeds(loaded);
+    // An update sent with the same payload on two runs in a row that is still different on
+    // read-back was not kept: it is not resent until its payload changes.
+    let sent_updates = lock(store).sent_updates(&tenant.name).unwrap_or_default();
+    let not_kept = sent_updates
+        .iter()
+        .filter(|u| u.times >= 2)
+        .filter_map(|u| {
+            let t = u.indicator_type.parse::<IndicatorType>().ok()?;
+            let a = u.action.parse::<Action>().ok()?;
+            Some((t, u.value.clone(), a, u.fingerprint.clone()))
+        })
+        .collect();
     let settings = PlanSettings {
         owner,
         capacity: config.sync.capacity,
@@ -416,6 +428,7 @@ async fn plan_and_apply(
         provenance,
         allowlisted,
         suppressed,
+        not_kept,
     };
     let plan = iocsync_core::plan::plan(desired.clone(), &existing, &settings);
     let counts = plan.counts();
@@ -469,6 +482,10 @@ async fn plan_and_apply(
         }
         let rows =
             apply::provenance_rows(&plan, &desired, &applied, &existing, &stored_provenance, &not_fresh, now);
+        let sent = apply::sent_update_rows(&plan, &applied, &sent_updates);
+        if let Err(e) = s.replace_sent_updates(&tenant.name, &sent, now) {
+            tracing::warn!("could not save the updates sent: {e}");
+        }
         if let Err(e) = s.replace_provenance(&tenant.name, &rows) {
             tracing::warn!("could not save provenance: {e}");
         }

@@ -25,10 +25,13 @@ pub struct EnvOptions {
 
 impl Default for EnvOptions {
     fn default() -> Self {
+        // CI runs the sync suites a second time with IOCSYNC_EMULATOR_PROFILE=strict.
+        let profile = std::env::var("IOCSYNC_EMULATOR_PROFILE").unwrap_or_default();
         EnvOptions {
             role: Role::ReadWriteAll,
             capacity: 15_000,
-            behaviour: iocsync_emulator::Behaviour::default(),
+            behaviour: iocsync_emulator::Behaviour::profile(&profile)
+                .expect("IOCSYNC_EMULATOR_PROFILE: default or strict"),
         }
     }
 }

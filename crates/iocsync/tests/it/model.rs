@@ -179,6 +179,10 @@ impl World {
             )],
             capacity: CAP,
             clock: clock.clone(),
+            behaviour: iocsync_emulator::Behaviour::profile(
+                &std::env::var("IOCSYNC_EMULATOR_PROFILE").unwrap_or_default(),
+            )
+            .expect("IOCSYNC_EMULATOR_PROFILE: default or strict"),
             ..EmulatorConfig::default()
         };
         let emu = iocsync_emulator::start(config).await.expect("emulator starts");

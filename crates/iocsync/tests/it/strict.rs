@@ -125,3 +125,39 @@ async fn ipv6_goes_out_with_all_8_groups_and_matches_either_form() {
     assert_eq!((code, report["counts"]["unchanged"].as_u64()), (0, Some(2)), "{report}");
     assert_eq!(env.write_calls(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_the_tenant_does_not_keep_is_not_resent_every_run() {
+    // Issue #11 item 4: a tenant that merges updates keeps a field iocsync clears by leaving it
+    // out, so the row differs again on every run. After two runs with the same payload the
+    // update is `update-not-kept` and no longer sent, until the payload changes.
+    let env = Env::start(EnvOptions {
+        behaviour: Behaviour { merge_updates: true, ..Behaviour::default() },
+        ..EnvOptions::default()
+    })
+    .await;
+    env.write("ips.txt", &text_feed(&public_ips(3, 9500)));
+    let cfg = |extra: &str| {
+        format!(
+            "[sync]\nstate = \"state/iocsync.db\"\n[[feeds]]\nname = \"ips\"\nsource = \"ips.txt\"\nformat = \"text\"\n{extra}\n"
+        )
+    };
+    env.config(&cfg("recommended_actions = \"Isolate the device\""));
+    assert_eq!(env.run_json(&["sync"]).await.0, 0);
+    env.config(&cfg(""));
+    let mut updates = Vec::new();
+    for _ in 0..4 {
+        env.emu.clear_calls();
+        let (code, report) = env.run_json(&["sync"]).await;
+        assert_eq!(code, 0, "{report}");
+        updates.push((report["counts"]["update"].as_u64().unwrap(), env.write_calls()));
+        if updates.len() == 3 {
+            assert_eq!(report["skipped"]["update-not-kept"], 3, "{report}");
+        }
+    }
+    assert_eq!(updates, [(3, 1), (3, 1), (0, 0), (0, 0)], "sent twice, then held");
+    // A new payload (another title) is sent again.
+    env.config(&cfg("title = \"new {value}\""));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!((code, report["counts"]["update"].as_u64()), (0, Some(3)), "{report}");
+}
