@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use tokio::sync::Mutex;
 use url::Url;
 
-use crate::config::{ClientConfig, RetryPolicy, parse_secure_url};
+use crate::config::{ClientConfig, RetryPolicy, parse_secure_url, scope_for};
 use crate::error::{Error, ErrorKind};
 use crate::stats::{CallStats, Counters};
 use crate::token::{AccessToken, CachedToken, EntraError, PreparedCredential, TokenResponse, refresh_after};
@@ -139,7 +139,7 @@ impl DefenderClient {
             return Err(Error::config("api_base must be an absolute http(s) URL"));
         }
         let token_url = format!("{}/{tenant}/oauth2/v2.0/token", authority.as_str().trim_end_matches('/'));
-        let scope = config.scope.clone().unwrap_or_else(|| config.cloud.scope().to_owned());
+        let scope = config.scope.clone().unwrap_or_else(|| scope_for(config.cloud, &api_base));
         if scope.trim().is_empty() {
             return Err(Error::config("scope is empty"));
         }
@@ -208,10 +208,27 @@ impl DefenderClient {
     /// without verifying the signature (Defender verifies it; this only tells what the app may
     /// see). `None` when the token is not a readable JWT.
     pub async fn token_roles(&self) -> Result<Option<Vec<String>>, Error> {
+        Ok(self.token_claims().await?.and_then(|claims| {
+            claims
+                .get("roles")?
+                .as_array()
+                .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        }))
+    }
+
+    /// The `aud` claim of the access token: which API the token is for (shown by `check`, so a
+    /// wrong scope for the cloud or host is visible before any call fails).
+    pub async fn token_audience(&self) -> Result<Option<String>, Error> {
+        Ok(self.token_claims().await?.and_then(|c| c.get("aud")?.as_str().map(str::to_owned)))
+    }
+
+    /// The access token's claims (its middle JWT part), when it is a JWT. Only the claims are
+    /// returned, never the token.
+    async fn token_claims(&self) -> Result<Option<serde_json::Value>, Error> {
         use base64::Engine as _;
         use secrecy::ExposeSecret as _;
         let (token, _) = self.token().await?;
-        let roles = token
+        Ok(token
             .0
             .expose_secret()
             .split('.')
@@ -219,14 +236,7 @@ impl DefenderClient {
             .and_then(|p| {
                 base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok()
             })
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|claims| {
-                claims
-                    .get("roles")?
-                    .as_array()
-                    .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-            });
-        Ok(roles)
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()))
     }
 
     /// Every indicator this app created that carries its marker for `owner_tag`

@@ -59,7 +59,9 @@ impl Cloud {
         match self {
             Cloud::Commercial => "https://api.securitycenter.microsoft.com/.default",
             Cloud::Gcc => "https://api-gcc.securitycenter.microsoft.us/.default",
-            Cloud::GccHigh | Cloud::Dod => "https://api-gov.securitycenter.microsoft.us/.default",
+            // Spec §13.4: what public clients use for GCC High and DoD (the api-gov resource is
+            // used by none of them and is UNCERTAIN).
+            Cloud::GccHigh | Cloud::Dod => "https://securitycenter.onmicrosoft.us/windowsatpservice/.default",
         }
     }
 }
@@ -147,6 +149,25 @@ impl RetryPolicy {
         let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
         let jitter = if nanos == 0 { 0 } else { rand::thread_rng().gen_range(0..=nanos) };
         half + Duration::from_nanos(jitter)
+    }
+}
+
+/// Regional prefixes of the unified API host `api.security.microsoft.com` (spec §13.10).
+pub const REGIONAL_HOSTS: &[&str] = &["us", "eu", "uk", "au", "swa", "ina", "aea"];
+
+/// The OAuth scope for `api_base` in `cloud`: the cloud's default, except that the unified host
+/// `api.security.microsoft.com` and its regional hosts (`eu.api.security.microsoft.com`, ...) take
+/// that host's resource, `https://api.security.microsoft.com/.default`.
+pub fn scope_for(cloud: Cloud, api_base: &Url) -> String {
+    let host = api_base.host_str().unwrap_or("").to_ascii_lowercase();
+    let unified = host == "api.security.microsoft.com"
+        || host
+            .strip_suffix(".api.security.microsoft.com")
+            .is_some_and(|region| REGIONAL_HOSTS.contains(&region));
+    if unified && cloud == Cloud::Commercial {
+        "https://api.security.microsoft.com/.default".to_owned()
+    } else {
+        cloud.scope().to_owned()
     }
 }
 
@@ -269,7 +290,34 @@ mod tests {
         assert_eq!(Cloud::Dod.authority(), "https://login.microsoftonline.us");
         assert_eq!(Cloud::Gcc.authority(), "https://login.microsoftonline.com");
         assert_eq!(Cloud::Gcc.api_base(), "https://api-gcc.securitycenter.microsoft.us");
-        assert_eq!(Cloud::GccHigh.scope(), "https://api-gov.securitycenter.microsoft.us/.default");
+        assert_eq!(
+            Cloud::GccHigh.scope(),
+            "https://securitycenter.onmicrosoft.us/windowsatpservice/.default"
+        );
+        assert_eq!(Cloud::Dod.scope(), Cloud::GccHigh.scope());
+        let url = |s: &str| Url::parse(s).unwrap();
+        for region in REGIONAL_HOSTS {
+            let base = url(&format!("https://{region}.api.security.microsoft.com"));
+            assert_eq!(
+                scope_for(Cloud::Commercial, &base),
+                "https://api.security.microsoft.com/.default",
+                "{region}"
+            );
+            assert!(parse_secure_url(base.as_str(), "api_base").is_ok());
+        }
+        assert_eq!(
+            scope_for(Cloud::Commercial, &url("https://api.security.microsoft.com")),
+            "https://api.security.microsoft.com/.default"
+        );
+        assert_eq!(
+            scope_for(Cloud::Commercial, &url("https://api.securitycenter.microsoft.com")),
+            Cloud::Commercial.scope(),
+            "the legacy host keeps its resource"
+        );
+        assert_eq!(
+            scope_for(Cloud::Commercial, &url("https://evil.api.security.microsoft.com.example")),
+            Cloud::Commercial.scope()
+        );
         assert_eq!(Cloud::Commercial.scope(), "https://api.securitycenter.microsoft.com/.default");
         for c in [Cloud::Commercial, Cloud::Gcc, Cloud::GccHigh, Cloud::Dod] {
             assert_eq!(c.as_str().parse::<Cloud>().unwrap(), c);

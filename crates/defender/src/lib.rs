@@ -19,7 +19,9 @@ mod token;
 pub mod wire;
 
 pub use client::{BatchDeleteOutcome, DefenderClient, MAX_BATCH, MAX_LISTED_ROWS, PAGE_SIZE};
-pub use config::{ClientConfig, Cloud, Credential, MAX_RESPONSE_BYTES, RetryPolicy, SPLIT_BUDGET};
+pub use config::{
+    ClientConfig, Cloud, Credential, MAX_RESPONSE_BYTES, REGIONAL_HOSTS, RetryPolicy, SPLIT_BUDGET, scope_for,
+};
 pub use error::{Error, ErrorKind};
 pub use failure::{FailureClass, FailureContext, classify_failure};
 pub use iocsync_core::pacing::{CallFamily, CallStamp, PacingLimits};

@@ -145,6 +145,15 @@ fn read_private_file(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read secret file {}", path.display()))
 }
 
+/// The embedded emulator's behaviour: `IOCSYNC_EMULATOR_PROFILE=strict` turns on every
+/// real-service behaviour the spec marks UNCERTAIN at its most hostile setting.
+pub fn emulator_profile() -> anyhow::Result<iocsync_emulator::Behaviour> {
+    let name = std::env::var("IOCSYNC_EMULATOR_PROFILE").unwrap_or_default();
+    iocsync_emulator::Behaviour::profile(&name).ok_or_else(|| {
+        anyhow::anyhow!("IOCSYNC_EMULATOR_PROFILE={name}: unknown profile (expected default or strict)")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,13 +180,4 @@ mod tests {
             .to_string();
         assert!(err.contains("IOCSYNC_TEST_UNSET_VARIABLE_X"), "{err}");
     }
-}
-
-/// The embedded emulator's behaviour: `IOCSYNC_EMULATOR_PROFILE=strict` turns on every
-/// real-service behaviour the spec marks UNCERTAIN at its most hostile setting.
-pub fn emulator_profile() -> anyhow::Result<iocsync_emulator::Behaviour> {
-    let name = std::env::var("IOCSYNC_EMULATOR_PROFILE").unwrap_or_default();
-    iocsync_emulator::Behaviour::profile(&name).ok_or_else(|| {
-        anyhow::anyhow!("IOCSYNC_EMULATOR_PROFILE={name}: unknown profile (expected default or strict)")
-    })
 }

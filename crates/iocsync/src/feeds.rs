@@ -447,7 +447,7 @@ async fn fall_back(
         match prev.parse(spec, now).await {
             Ok((parsed, _)) => out.protects = values_of(&parsed),
             Err(e) => {
-                tracing::warn!(feed = %spec.name, error = %e, "the previous source's copy no longer parses")
+                tracing::warn!(feed = %spec.name, error = %e, "the previous source's copy no longer parses");
             }
         }
         return out;
@@ -874,7 +874,7 @@ mod tests {
         let (merged, changed) = merge_taxii(Some(&base), vec![a2, b0], now).unwrap();
         assert!(changed);
         let doc: serde_json::Value = serde_json::from_slice(&merged).unwrap();
-        assert_eq!(doc["objects"], json!([b1.clone()]));
+        assert_eq!(doc["objects"], json!([b1]));
         // An object whose valid_until passed leaves the copy too (hole 4: the merged cache must
         // not fill up with objects that can only be rejected).
         let c = json!({"id": "indicator--c", "modified": "2026-08-01T00:00:00Z", "valid_until": "2026-08-05T00:00:00Z"});

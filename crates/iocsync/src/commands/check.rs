@@ -98,6 +98,10 @@ async fn check_one(config: &Config, tenant: &Tenant) -> TenantCheck {
             anyhow::anyhow!("{e}")
         })?;
         c.steps.push(Step { what: "get a token from Entra ID".into(), ok: true });
+        // The audience tells whether the scope fits the cloud and host (spec §13.4, §13.10).
+        if let Ok(Some(aud)) = conn.client.token_audience().await {
+            c.steps.push(Step { what: format!("the token's audience is {aud}"), ok: true });
+        }
         // Submit, Import, Delete and BatchDelete document only Ti.ReadWrite.All (spec §13.3), and
         // without it foreign indicators are invisible (neither counted nor avoided).
         if let Ok(Some(roles)) = conn.client.token_roles().await {

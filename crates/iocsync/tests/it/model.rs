@@ -82,7 +82,6 @@ pub fn history(seed: u64, runs: usize) -> Vec<Step> {
     for _ in 0..runs {
         for f in 0..FEEDS {
             let p = r.below(100);
-            let f = f as usize;
             match p {
                 0..=14 => out.push(Step::Grow(f, 1 + r.below(25) as usize)),
                 15..=24 => out.push(Step::Shrink(f, 50 + r.below(200) as u32)),
@@ -687,7 +686,10 @@ async fn random_histories_keep_every_invariant() {
         }
     }
     // The numbers RELIABILITY.md quotes come from this line (run with --nocapture).
-    eprintln!("model: {total:?}");
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("model: {total:?}");
+    }
     assert_eq!(total.histories, histories);
     assert!(total.runs >= histories * runs as u64);
 }
