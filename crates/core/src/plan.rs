@@ -579,13 +579,19 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
     let dup_extra: HashSet<&str> =
         exact.values().flat_map(|rows| rows.iter().skip(1).map(|e| e.id.as_str())).collect();
     let mut kept_ids: HashSet<&str> = HashSet::new();
+    // Values of protected owned rows that are also desired: they go first under the cap, and a
+    // capacity cut never deletes their row (it is kept instead): other feeds' values never push
+    // out a value a not-fresh feed protects.
+    let mut protected_desired: HashSet<ValueKey> = HashSet::new();
     for (e, vk) in owned.iter().zip(&owned_keys) {
         match vk {
             Some(vk) => {
-                if !cand_values.contains(vk)
-                    && !dup_extra.contains(e.id.as_str())
-                    && is_protected(e, vk.0, &vk.1)
-                {
+                if dup_extra.contains(e.id.as_str()) || !is_protected(e, vk.0, &vk.1) {
+                    continue;
+                }
+                if cand_values.contains(vk) {
+                    protected_desired.insert(vk.clone());
+                } else {
                     kept_ids.insert(&e.id);
                 }
             }
@@ -599,8 +605,14 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
     let foreign_count = foreign.len();
     let available = s.capacity.saturating_sub(foreign_count).saturating_sub(s.headroom);
     let room = available.saturating_sub(kept_ids.len());
-    // Candidates are already in rank order.
+    // Candidates are already in rank order; protected ones move to the front (stable).
     let mut selected = candidates;
+    if !protected_desired.is_empty() {
+        let (mut first, rest): (Vec<Candidate>, Vec<Candidate>) =
+            selected.into_iter().partition(|c| protected_desired.contains(&(c.d.kind, c.mv.clone())));
+        first.extend(rest);
+        selected = first;
+    }
     if selected.len() > room {
         let dropped = selected.split_off(room);
         let why = format!(
@@ -615,6 +627,7 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
         }
     }
     selected.sort_by(|a, b| (a.d.kind, &a.mv, a.d.action).cmp(&(b.d.kind, &b.mv, b.d.action)));
+    let selected_keys: HashSet<ValueKey> = selected.iter().map(|c| (c.d.kind, c.mv.clone())).collect();
 
     // Match the selected values against owned rows.
     let mut creates = Vec::new();
@@ -672,7 +685,13 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
         if consumed.contains(e.id.as_str()) {
             continue;
         }
-        if kept_ids.contains(e.id.as_str()) {
+        // A protected value the cap cut keeps its row (unless another row of it stays anyway).
+        let protected_cut = !dup_extra.contains(e.id.as_str())
+            && e.kind.is_some_and(|k| {
+                let vk = (k, match_value(k, &e.value));
+                protected_desired.contains(&vk) && !selected_keys.contains(&vk)
+            });
+        if kept_ids.contains(e.id.as_str()) || protected_cut {
             kept.push(e.to_ref());
         } else {
             deletes.push(e.to_ref());
@@ -1223,6 +1242,36 @@ mod tests {
         let p = plan(vec![], &rows, &s);
         assert_eq!(p.deletes.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["1", "2"]);
         assert_eq!(p.kept.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["3"]);
+    }
+
+    #[test]
+    fn a_capacity_cut_never_deletes_a_protected_value() {
+        // Found by the model test: feed a on its last good copy (protected), the cap full, feed b's
+        // higher-priority values outranked a's; the cut must keep a's rows, not delete them.
+        let mut a_vals: Vec<Desired> = (0..3).map(|i| dom(&format!("a{i}.example"))).collect();
+        for d in &mut a_vals {
+            d.feeds = vec!["a".into()];
+        }
+        let rows: Vec<Existing> = a_vals.iter().enumerate().map(|(i, d)| owned(i as u32 + 1, d)).collect();
+        let mut b_vals: Vec<Desired> = (0..3).map(|i| dom(&format!("b{i}.example"))).collect();
+        for d in &mut b_vals {
+            d.priority = 10;
+            d.feeds = vec!["b".into()];
+        }
+        let mut s = settings();
+        s.capacity = 3;
+        s.headroom = 0;
+        for d in &a_vals {
+            s.provenance.insert((DomainName, d.value.clone()), ["a".to_owned()].into());
+        }
+        let desired: Vec<Desired> = a_vals.iter().chain(&b_vals).cloned().collect();
+        let p = plan(desired.clone(), &rows, &s);
+        assert_eq!(p.deletes.len(), 3, "without protection b's values push a's out: {p:?}");
+        s.protected_feeds.insert("a".into());
+        let p = plan(desired, &rows, &s);
+        assert!(p.deletes.is_empty(), "{p:?}");
+        assert!(p.creates.is_empty(), "no room until a's rows may go");
+        assert_eq!(p.counts().unchanged, 3);
     }
 
     #[test]

@@ -722,6 +722,44 @@ mod regressions {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn a_capacity_cut_never_deletes_a_protected_value() {
+        // Found by seed 1, history 342: feed 0 on its last good copy, the cap full, another
+        // feed's new values outranked some of feed 0's, and the cut deleted them.
+        let steps = vec![
+            Grow(0, 19),
+            Grow(2, 20),
+            Grow(1, 7),
+            Grow(1, 13),
+            Grow(2, 13),
+            Grow(1, 16),
+            Grow(0, 5),
+            Grow(1, 8),
+            Grow(2, 13),
+            Grow(2, 11),
+            Grow(0, 22),
+            Run(8),
+            Grow(0, 24),
+            Shrink(2, 907),
+            Grow(2, 23),
+            Grow(1, 22),
+            Grow(1, 16),
+            Grow(1, 18),
+            Rename(2),
+            Grow(0, 25),
+            Grow(1, 18),
+            Break(0, 2),
+            Grow(0, 11),
+            Run(3),
+            Recover(0),
+            Run(7),
+            Break(0, 2),
+            Grow(2, 19),
+            Run(9),
+        ];
+        run_history(&steps).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn hostile_rows_and_allowlisted_parents() {
         let steps =
             vec![Run(1), Hostile(1), ParentOfAllowlisted(2, 1), Run(2), AllowOwned(3), Run(2), Force, Run(1)];
