@@ -758,9 +758,12 @@ mod tests {
         assert_eq!(ok("1.2.3.4:443").1, "1.2.3.4");
         assert_eq!(ok("8.8.8.8/32").1, "8.8.8.8");
         assert_eq!(ok("::ffff:8.8.4.4").1, "8.8.4.4");
-        assert_eq!(ok("2606:4700:0:0:0:0:0:1111").1, "2606:4700::1111");
-        assert_eq!(ok("[2606:4700::1111]:443").1, "2606:4700::1111");
-        assert_eq!(ok("2606:4700::1111/128").1, "2606:4700::1111");
+        // IpAddress values go out with all 8 groups (the documented form, spec §13.6).
+        assert_eq!(ok("2606:4700:0:0:0:0:0:1111").1, "2606:4700:0:0:0:0:0:1111");
+        assert_eq!(ok("2606:4700::1111").1, "2606:4700:0:0:0:0:0:1111");
+        assert_eq!(ok("[2606:4700::1111]:443").1, "2606:4700:0:0:0:0:0:1111");
+        assert_eq!(ok("2606:4700::1111/128").1, "2606:4700:0:0:0:0:0:1111");
+        assert_eq!(ok("2A03:2880:F10C:83::25DE").1, "2a03:2880:f10c:83:0:0:0:25de", "lower-case hex");
         assert_eq!(reason("10.0.0.0/8"), Reason::CidrNotSupported);
         assert_eq!(reason("10.1.2.3"), Reason::PrivateAddress);
         assert_eq!(reason("100.64.0.1"), Reason::PrivateAddress);

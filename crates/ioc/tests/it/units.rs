@@ -278,7 +278,8 @@ fn truncated_values() {
     assert_eq!(norm("evil.com."), ok(IndicatorType::DomainName, "evil.com"));
     // The reason code is stable and listed.
     assert_eq!(Reason::TruncatedValue.code(), "truncated-value");
-    assert_eq!(Reason::ALL.last(), Some(&Reason::TruncatedValue));
+    assert!(Reason::ALL.contains(&Reason::TruncatedValue));
+    assert_eq!(Reason::UpdateNotKept.code(), "update-not-kept");
     let p = parse("http://evil.com/a\nhttp://evil.com/b…\n", Format::Text);
     let r: Vec<_> = p.rejections.iter().map(|r| (r.reason, r.value.as_str(), r.line)).collect();
     assert_eq!(r, vec![(Reason::TruncatedValue, "http://evil.com/b…", 2)]);
