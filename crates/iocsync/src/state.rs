@@ -792,31 +792,10 @@ impl StateStore {
             rows.collect::<Result<_, _>>()?
         };
         tx.execute("DELETE FROM provenance WHERE tenant = ?1", [tenant])?;
-        {
-            let mut put = tx.prepare(
-                "INSERT OR REPLACE INTO provenance
-                     (tenant, indicator_type, value, action, defender_id, feeds_json, first_seen, last_pushed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            for row in rows {
-                let key = (row.indicator_type.clone(), row.value.clone(), row.action.clone());
-                let first = first_seen.get(&key).cloned().unwrap_or_else(|| fmt_ts(row.first_seen));
-                let feeds = serde_json::to_string(&row.feeds).map_err(|e| StateError::Corrupt {
-                    what: "provenance.feeds_json",
-                    detail: e.to_string(),
-                })?;
-                put.execute(params![
-                    tenant,
-                    row.indicator_type,
-                    row.value,
-                    row.action,
-                    row.defender_id,
-                    feeds,
-                    first,
-                    fmt_ts(row.last_pushed),
-                ])?;
-            }
-        }
+        put_provenance(&tx, tenant, rows, |row| {
+            let key = (row.indicator_type.clone(), row.value.clone(), row.action.clone());
+            first_seen.get(&key).cloned().unwrap_or_else(|| fmt_ts(row.first_seen))
+        })?;
         tx.commit()?;
         Ok(())
     }
@@ -824,32 +803,7 @@ impl StateStore {
     /// Adds or replaces the provenance of a few values, leaving the others as they are.
     pub fn upsert_provenance(&self, tenant: &str, rows: &[ProvenanceRow]) -> Result<(), StateError> {
         let tx = self.conn.unchecked_transaction()?;
-        {
-            let mut put = tx.prepare(
-                "INSERT INTO provenance
-                     (tenant, indicator_type, value, action, defender_id, feeds_json, first_seen, last_pushed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (tenant, indicator_type, value, action) DO UPDATE SET
-                     defender_id = excluded.defender_id, feeds_json = excluded.feeds_json,
-                     last_pushed = excluded.last_pushed",
-            )?;
-            for row in rows {
-                let feeds = serde_json::to_string(&row.feeds).map_err(|e| StateError::Corrupt {
-                    what: "provenance.feeds_json",
-                    detail: e.to_string(),
-                })?;
-                put.execute(params![
-                    tenant,
-                    row.indicator_type,
-                    row.value,
-                    row.action,
-                    row.defender_id,
-                    feeds,
-                    fmt_ts(row.first_seen),
-                    fmt_ts(row.last_pushed),
-                ])?;
-            }
-        }
+        put_provenance(&tx, tenant, rows, |row| fmt_ts(row.first_seen))?;
         tx.commit()?;
         Ok(())
     }
@@ -996,6 +950,39 @@ fn create_private(_path: &Path) -> std::io::Result<()> {
 }
 
 /// Timestamps are stored as RFC 3339 text (UTC, milliseconds) so the file reads well in `sqlite3`.
+/// Writes provenance rows of `tenant` (a row already there gets the new feeds, id and last push,
+/// and keeps its `first_seen`); `first` gives a new row's `first_seen`.
+fn put_provenance(
+    tx: &rusqlite::Transaction<'_>,
+    tenant: &str,
+    rows: &[ProvenanceRow],
+    first: impl Fn(&ProvenanceRow) -> String,
+) -> Result<(), StateError> {
+    let mut put = tx.prepare(
+        "INSERT INTO provenance
+             (tenant, indicator_type, value, action, defender_id, feeds_json, first_seen, last_pushed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (tenant, indicator_type, value, action) DO UPDATE SET
+             defender_id = excluded.defender_id, feeds_json = excluded.feeds_json,
+             last_pushed = excluded.last_pushed",
+    )?;
+    for row in rows {
+        let feeds = serde_json::to_string(&row.feeds)
+            .map_err(|e| StateError::Corrupt { what: "provenance.feeds_json", detail: e.to_string() })?;
+        put.execute(params![
+            tenant,
+            row.indicator_type,
+            row.value,
+            row.action,
+            row.defender_id,
+            feeds,
+            first(row),
+            fmt_ts(row.last_pushed),
+        ])?;
+    }
+    Ok(())
+}
+
 fn fmt_ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
