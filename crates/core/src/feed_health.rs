@@ -45,8 +45,9 @@ pub enum Health {
     Suspect(String),
 }
 
-/// Judges `current` against the last good fetch of the same feed.
-pub fn judge(current: &FeedStats, last_good: Option<&FeedStats>, rules: &HealthRules) -> Health {
+/// Judges one fetch on its own: an HTML page, an empty body, nothing accepted, or mostly rejects
+/// is suspect. The shrink against earlier fetches is [`judge_with_baseline`]'s part.
+pub fn judge(current: &FeedStats, rules: &HealthRules) -> Health {
     if current.looks_like_html {
         return Health::Suspect("the body is an HTML page, not the feed (error or login page?)".to_owned());
     }
@@ -58,17 +59,6 @@ pub fn judge(current: &FeedStats, last_good: Option<&FeedStats>, rules: &HealthR
             "no value accepted ({} rejected): the source may have answered an error page",
             current.rejected
         ));
-    }
-    if let Some(last) = last_good.filter(|l| l.accepted > 0) {
-        let floor = last.accepted as f64 * (1.0 - rules.max_shrink_fraction);
-        if (current.accepted as f64) < floor {
-            return Health::Suspect(format!(
-                "accepted values fell from {} to {} (more than {:.0}% down)",
-                last.accepted,
-                current.accepted,
-                rules.max_shrink_fraction * 100.0
-            ));
-        }
     }
     let total = current.accepted + current.rejected;
     if total >= rules.min_values_for_reject_rule
@@ -134,7 +124,7 @@ pub fn judge_with_baseline(
     now: DateTime<Utc>,
 ) -> Judged {
     let old = baseline.copied().unwrap_or_default();
-    if let Health::Suspect(why) = judge(current, None, rules) {
+    if let Health::Suspect(why) = judge(current, rules) {
         // A broken copy says nothing about the feed's size: the baseline stays as it was.
         return Judged { health: Health::Suspect(why), baseline: old, note: None };
     }
@@ -154,7 +144,7 @@ pub fn judge_with_baseline(
             return Judged { health: Health::Good, baseline, note: Some(note) };
         }
         let why = format!(
-            "accepted values fell from {} (the feed's baseline) to {} (more than {:.0}% down); run {runs} of the \
+            "accepted values fell from {} to {} (more than {:.0}% below the feed's baseline); run {runs} of the \
              {} runs and {}h after which a smaller size is accepted",
             old.accepted,
             current.accepted,
@@ -195,40 +185,53 @@ mod tests {
 
     #[test]
     fn good_feed_is_good() {
-        assert_eq!(judge(&stats(100, 3), Some(&stats(110, 0)), &HealthRules::default()), Health::Good);
-        assert_eq!(judge(&stats(5, 0), None, &HealthRules::default()), Health::Good);
+        let b110 = Baseline { accepted: 110, ..Baseline::default() };
+        let accept = AcceptShrink::default();
+        assert_eq!(
+            judge_with_baseline(&stats(100, 3), Some(&b110), &HealthRules::default(), &accept, Utc::now())
+                .health,
+            Health::Good
+        );
+        assert_eq!(judge(&stats(5, 0), &HealthRules::default()), Health::Good);
     }
 
     #[test]
     fn html_and_empty_are_suspect() {
         let mut s = stats(1, 0);
         s.looks_like_html = true;
-        assert!(matches!(judge(&s, None, &HealthRules::default()), Health::Suspect(r) if r.contains("HTML")));
+        assert!(matches!(judge(&s, &HealthRules::default()), Health::Suspect(r) if r.contains("HTML")));
         let e = FeedStats::default();
-        assert!(
-            matches!(judge(&e, None, &HealthRules::default()), Health::Suspect(r) if r.contains("empty"))
-        );
+        assert!(matches!(judge(&e, &HealthRules::default()), Health::Suspect(r) if r.contains("empty")));
     }
 
     #[test]
     fn shrink_is_suspect() {
-        let r = judge(&stats(40, 0), Some(&stats(100, 0)), &HealthRules::default());
-        assert!(matches!(r, Health::Suspect(m) if m.contains("100 to 40")));
-        assert_eq!(judge(&stats(50, 0), Some(&stats(100, 0)), &HealthRules::default()), Health::Good);
+        let b100 = Baseline { accepted: 100, ..Baseline::default() };
+        let j = |n| {
+            judge_with_baseline(
+                &stats(n, 0),
+                Some(&b100),
+                &HealthRules::default(),
+                &AcceptShrink::default(),
+                Utc::now(),
+            )
+        };
+        assert!(matches!(j(40).health, Health::Suspect(m) if m.contains("100 to 40")));
+        assert_eq!(j(50).health, Health::Good);
     }
 
     #[test]
     fn mostly_rejects_is_suspect_only_with_enough_values() {
-        assert!(matches!(judge(&stats(4, 6), None, &HealthRules::default()), Health::Suspect(_)));
-        assert_eq!(judge(&stats(1, 2), None, &HealthRules::default()), Health::Good);
-        assert_eq!(judge(&stats(5, 5), None, &HealthRules::default()), Health::Good);
+        assert!(matches!(judge(&stats(4, 6), &HealthRules::default()), Health::Suspect(_)));
+        assert_eq!(judge(&stats(1, 2), &HealthRules::default()), Health::Good);
+        assert_eq!(judge(&stats(5, 5), &HealthRules::default()), Health::Good);
     }
 
     #[test]
     fn nothing_accepted_is_suspect_without_last_good_and_below_reject_minimum() {
-        let r = judge(&stats(0, 3), None, &HealthRules::default());
+        let r = judge(&stats(0, 3), &HealthRules::default());
         assert!(matches!(r, Health::Suspect(m) if m.contains("no value accepted")));
-        let r = judge(&stats(0, 1), Some(&stats(0, 0)), &HealthRules::default());
+        let r = judge(&stats(0, 1), &HealthRules::default());
         assert!(matches!(r, Health::Suspect(m) if m.contains("no value accepted")));
     }
 

@@ -706,13 +706,11 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
         dup_extra.contains(r.id.as_str())
             || r.kind.is_some_and(|k| allowlisted.contains(&(k, match_value(k, &r.value))))
     };
-    let expiry_of: HashMap<&str, Option<DateTime<Utc>>> =
-        owned.iter().map(|e| (e.id.as_str(), e.expiration)).collect();
+    let owned_by_id: HashMap<&str, &Existing> = owned.iter().map(|e| (e.id.as_str(), *e)).collect();
     let is_cut = |c: &Change| {
-        expiry_of
+        owned_by_id
             .get(c.id.as_str())
-            .copied()
-            .flatten()
+            .and_then(|e| e.expiration)
             .is_some_and(|x| c.desired.expiration + Duration::days(1) < x)
     };
     let peak = s.brake_window.peak_owned.max(owned_before);
@@ -755,7 +753,7 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
     for c in updates {
         if !is_cut(&c) || take(&mut budget) {
             allowed_updates.push(c);
-        } else if let Some(e) = owned.iter().find(|e| e.id == c.id) {
+        } else if let Some(e) = owned_by_id.get(c.id.as_str()) {
             unchanged.push(e.to_ref());
         }
     }

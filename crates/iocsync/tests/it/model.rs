@@ -380,10 +380,8 @@ pub async fn run_history(steps: &[Step]) -> Result<Stats, String> {
         index += 1;
         w.now += Duration::hours(i64::from(hours));
         w.clock.set(w.now);
-        let had_faults = !faults.is_empty();
         let report = run_once(&mut w, &std::mem::take(&mut faults), force).await;
-        let checked =
-            check(&mut w, &report, force, had_faults).map_err(|e| format!("run {index} (step {i}): {e}"))?;
+        let checked = check(&mut w, &report, force).map_err(|e| format!("run {index} (step {i}): {e}"))?;
         w.stats.checks += checked;
         force = false;
     }
@@ -425,7 +423,7 @@ async fn quiet_run(w: &mut World, forced: bool, hours: i64) -> Result<(usize, bo
     w.clock.set(w.now);
     w.emu.clear_calls();
     let report = run_once(w, &[], forced).await;
-    check(w, &report, forced, false).map_err(|e| format!("quiet run: {e}"))?;
+    check(w, &report, forced).map_err(|e| format!("quiet run: {e}"))?;
     let all_fresh = report.json["feeds"]
         .as_array()
         .is_some_and(|a| a.iter().all(|f| matches!(f["status"].as_str(), Some("ok" | "not-modified"))));
@@ -477,7 +475,7 @@ async fn run_once(w: &mut World, faults: &[FaultRule], force: bool) -> RunReport
 }
 
 /// Checks every invariant after one run; returns how many checks it made.
-fn check(w: &mut World, r: &RunReport, forced: bool, _faulted: bool) -> Result<u64, String> {
+fn check(w: &mut World, r: &RunReport, forced: bool) -> Result<u64, String> {
     let mut n = 0u64;
     let ours = |i: &iocsync_emulator::wire::Indicator| i.created_by == CLIENT_ID;
     let after_by_id: BTreeMap<&str, &iocsync_emulator::wire::Indicator> =

@@ -106,10 +106,7 @@ async fn ipv6_goes_out_with_all_8_groups_and_matches_either_form() {
     let values =
         ["2606:4700::1111", "2a02:4c00:0:4010::2", "[2a03:2880:f10c:83::25de]:443"].map(str::to_owned);
     env.write("ips.txt", &text_feed(&values));
-    env.config(
-        &format!("{BASE}[[feeds]]\nname = \"ips\"\nsource = \"ips.txt\"\nformat = \"text\"\n")
-            .replace("capacity = 5\nheadroom = 0\n", ""),
-    );
+    env.config("[sync]\nstate = \"state/iocsync.db\"\n[[feeds]]\nname = \"ips\"\nsource = \"ips.txt\"\nformat = \"text\"\n");
     let (code, report) = env.run_json(&["sync"]).await;
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["counts"]["create"], 2, "{report}");
