@@ -177,7 +177,7 @@ pub fn allowed_actions(kind: IndicatorType) -> Vec<Action> {
 
 /// One indicator iocsync wants the tenant to hold: the result of applying a feed's policy to
 /// one value (then merged across feeds and filtered by the allowlist).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Desired {
     /// Defender `indicatorType`.
     #[serde(rename = "type")]
@@ -206,11 +206,11 @@ pub struct Desired {
     pub educate_url: Option<String>,
     /// Rendered `application`: the text Defender shows end users in block notifications in place
     /// of the blocked file or domain (create-only; never the owner tag). `None` = not sent.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub application: Option<String>,
     /// The `externalId` sent: the ownership marker `iocsync:{owner_tag}` (`None` when the marker
     /// goes into the description, `[sync] marker_field = "description"`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
     /// When the indicator expires, at whole-second precision (Defender echoes seconds).
     pub expiration: DateTime<Utc>,

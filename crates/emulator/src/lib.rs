@@ -84,6 +84,9 @@ pub struct CallRecord {
     pub throttled: bool,
     /// The injected fault applied to this call, if any.
     pub fault: Option<Fault>,
+    /// Ids this call wrote: the items an import created or updated, the ids a delete or
+    /// BatchDelete removed (so a test can compare a client's journal with what landed).
+    pub written: Vec<String>,
 }
 
 /// What an end user sees in a block notification for one indicator (spec §13.1): Defender shows the

@@ -296,6 +296,7 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
         client_id: None,
         throttled: false,
         fault: None,
+        written: Vec::new(),
     };
     let resp = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
         Ok(body) => handle(&app, route, &uri, &headers, &body, &mut rec).await,
@@ -394,7 +395,7 @@ fn handle_route(
         Route::Get(id) => get(app, &caller, &id, &base),
         Route::Submit => submit(app, &caller, body, &base),
         Route::Import => import(app, &caller, body, &base, rec),
-        Route::Delete(id) => delete(app, &caller, &id),
+        Route::Delete(id) => delete(app, &caller, &id, rec),
         Route::BatchDelete => batch_delete(app, &caller, body, rec),
         Route::Token { .. } | Route::MethodNotAllowed(_) | Route::NotFound => {
             Err(ApiError::new(404, "NotFound", "No such route."))
@@ -813,6 +814,7 @@ fn import(
             results.push(match outcome {
                 Ok(up) => {
                     let id = up.indicator.id.clone();
+                    rec.written.push(id.clone());
                     if up.created {
                         created.push(up.indicator);
                     }
@@ -851,7 +853,7 @@ fn foreign_error(app: &App, id: &str) -> ApiError {
     }
 }
 
-fn delete(app: &App, caller: &Caller, id: &str) -> Result<Response, ApiError> {
+fn delete(app: &App, caller: &Caller, id: &str, rec: &mut CallRecord) -> Result<Response, ApiError> {
     let n = parse_id(id).ok_or_else(|| not_found(id))?;
     let mut store = lock(&app.store);
     let ind = store.get(n).ok_or_else(|| not_found(id))?;
@@ -860,6 +862,7 @@ fn delete(app: &App, caller: &Caller, id: &str) -> Result<Response, ApiError> {
     }
     store.delete(n, app.now());
     drop(store);
+    rec.written.push(id.to_owned());
     app.mutated();
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::NO_CONTENT;
@@ -960,6 +963,7 @@ fn batch_delete(
         let now = app.now();
         for n in &present {
             store.delete(*n, now);
+            rec.written.push(n.to_string());
         }
         drop(store);
         if !present.is_empty() {

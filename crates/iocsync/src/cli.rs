@@ -43,6 +43,8 @@ pub enum OutputFormat {
     Text,
     /// One JSON document on stdout, for machines.
     Json,
+    /// A review text for a pull request (`plan`); other commands print text.
+    Markdown,
 }
 
 /// The commands.
@@ -62,7 +64,7 @@ pub enum Command {
     Purge(PurgeArgs),
     /// Take over indicators made by an older tool (same app id, other or no owner tag).
     Adopt(AdoptArgs),
-    /// Past runs from the state database.
+    /// Past runs from the state database; with --run ID --changes, that run's journal of changes.
     History(HistoryArgs),
     /// Run sync on a schedule; serve metrics and health over HTTP.
     Daemon,
@@ -96,6 +98,12 @@ pub struct SyncArgs {
     /// Apply even when the plan would delete more than `max_delete_fraction` of the owned indicators.
     #[arg(long)]
     pub force: bool,
+    /// Apply exactly this saved plan (`plan --out FILE`), refused if the rows it touches drifted.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Refuse a saved plan older than this (e.g. 24h, 90m).
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub max_plan_age: std::time::Duration,
     /// Tenant selection.
     #[command(flatten)]
     pub tenant: TenantArgs,
@@ -107,6 +115,9 @@ pub struct PlanArgs {
     /// Exit 2 when changes are pending (0 when none).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Save the exact change set, with its content hash, to this file (for `sync --plan`).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
     /// Tenant selection.
     #[command(flatten)]
     pub tenant: TenantArgs,
@@ -185,9 +196,57 @@ pub struct HistoryArgs {
     /// How many runs to show, newest first.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+    /// Only this run.
+    #[arg(long)]
+    pub run: Option<i64>,
+    /// With --run: list the run's journal of changes.
+    #[arg(long, requires = "run")]
+    pub changes: bool,
+    /// Stream the journal (oldest first) as JSON lines or CSV, for a SIEM.
+    #[arg(long, value_enum, conflicts_with_all = ["run", "changes"])]
+    pub export: Option<ExportFormat>,
+    /// With --export: only changes at or after this time (RFC 3339, or an age such as 7d).
+    #[arg(long, requires = "export")]
+    pub since: Option<String>,
     /// Tenant selection.
     #[command(flatten)]
     pub tenant: TenantArgs,
+}
+
+/// Journal export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// CSV with a header row; `before`, `after` and `feeds` hold JSON.
+    Csv,
+}
+
+/// `iocsync explain`.
+#[derive(Debug, Clone, Args)]
+pub struct ExplainArgs {
+    /// The value, in any spelling (defanged, upper-case, ...): it is normalised first.
+    pub value: String,
+    /// Answer from the config, the feeds' last copies and the state only: no API call.
+    #[arg(long)]
+    pub offline: bool,
+    /// Tenant selection.
+    #[command(flatten)]
+    pub tenant: TenantArgs,
+}
+
+/// `iocsync undo`.
+#[derive(Debug, Clone, Args)]
+pub struct UndoArgs {
+    /// The run to revert (see `iocsync history`).
+    #[arg(long)]
+    pub run: i64,
+    /// Really apply (without it, undo only shows what it would do).
+    #[arg(long)]
+    pub yes: bool,
+    /// Apply even past the delete brake.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `iocsync emulator`.

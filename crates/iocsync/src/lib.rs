@@ -16,6 +16,7 @@ pub mod output;
 pub mod progress;
 pub mod state;
 
+use anyhow::Context as _;
 use cli::{Cli, Command, OutputFormat};
 
 /// Process exit codes of DESIGN.md.
@@ -117,16 +118,44 @@ async fn execute(cli: Cli) -> anyhow::Result<Exit> {
         Command::Sync(args) => {
             let config = config::Config::load(&g.config)?;
             let _lock = if args.dry_run { None } else { Some(daemon::RunLock::acquire(&config.sync.state)?) };
-            let req = engine::SyncRequest { dry_run: args.dry_run, force: args.force, ..Default::default() };
+            let mut req =
+                engine::SyncRequest { dry_run: args.dry_run, force: args.force, ..Default::default() };
+            let mut tenant = args.tenant.tenant.clone();
+            if let Some(path) = &args.plan {
+                let saved = engine::saved::SavedPlan::load(path, args.max_plan_age, chrono::Utc::now())?;
+                if tenant.as_deref().is_some_and(|t| t != saved.tenant) {
+                    anyhow::bail!(
+                        "the saved plan {} is for tenant {}, not {}",
+                        path.display(),
+                        saved.tenant,
+                        tenant.unwrap_or_default()
+                    );
+                }
+                tenant = Some(saved.tenant.clone());
+                req.apply_plan = Some(std::sync::Arc::new(saved));
+            }
             req.stop.on_signal();
-            let outcomes = engine::sync_all(&config, args.tenant.tenant.as_deref(), &req).await?;
+            let outcomes = engine::sync_all(&config, tenant.as_deref(), &req).await?;
             output::sync(format, &outcomes);
             Ok(engine::exit_of(&outcomes, false))
         }
         Command::Plan(args) => {
             let config = config::Config::load(&g.config)?;
-            let req = engine::SyncRequest { dry_run: true, ..Default::default() };
+            let save = args.out.is_some() || format == OutputFormat::Markdown;
+            if args.out.is_some() && args.tenant.tenant.is_none() && config.tenants.len() > 1 {
+                anyhow::bail!("plan --out saves one tenant's plan: name it with --tenant");
+            }
+            let req = engine::SyncRequest { dry_run: true, save_plan: save, ..Default::default() };
             let outcomes = engine::sync_all(&config, args.tenant.tenant.as_deref(), &req).await?;
+            if let Some(path) = &args.out {
+                let Some(saved) = outcomes.iter().find_map(|o| o.saved.as_ref()) else {
+                    let why = outcomes.iter().find_map(|o| o.error.clone()).unwrap_or_default();
+                    anyhow::bail!("no plan to save: {why}");
+                };
+                std::fs::write(path, saved.to_json()?)
+                    .with_context(|| format!("writing the saved plan {}", path.display()))?;
+                tracing::info!(path = %path.display(), hash = %saved.content_hash, "saved the plan");
+            }
             output::sync(format, &outcomes);
             Ok(engine::exit_of(&outcomes, args.detailed_exitcode))
         }
@@ -158,8 +187,15 @@ async fn execute(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::History(args) => {
             let config = config::Config::load(&g.config)?;
-            let runs = commands::history::run(&config, args)?;
-            output::history(format, &runs);
+            if let Some(export) = args.export {
+                commands::history::export(&config, args, export)?;
+            } else if args.changes {
+                let changes = commands::history::changes(&config, args)?;
+                output::changes(format, &changes);
+            } else {
+                let runs = commands::history::run(&config, args)?;
+                output::history(format, &runs);
+            }
             Ok(Exit::Ok)
         }
         Command::Completions { shell } => {

@@ -42,7 +42,7 @@ pub fn error(format: OutputFormat, e: &anyhow::Error) {
     let message = format!("{e:#}");
     match format {
         OutputFormat::Json => json(&serde_json::json!({ "error": message })),
-        OutputFormat::Text => {
+        OutputFormat::Text | OutputFormat::Markdown => {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(err, "error: {message}");
         }
@@ -107,9 +107,178 @@ pub fn sync(format: OutputFormat, outcomes: &[TenantOutcome]) {
     }
     let mut s = String::new();
     for o in outcomes {
-        sync_text(&mut s, o);
+        match (&o.saved, format) {
+            (Some(p), OutputFormat::Markdown) => plan_markdown(&mut s, o, p),
+            _ => sync_text(&mut s, o),
+        }
     }
     emit(&s);
+}
+
+/// How many values of each kind of change the markdown review lists.
+const REVIEW_SAMPLES: usize = 10;
+
+/// `plan --output markdown`: a review text for a pull request.
+fn plan_markdown(s: &mut String, o: &TenantOutcome, p: &crate::engine::saved::SavedPlan) {
+    let r = &o.report;
+    let _ = writeln!(s, "## iocsync plan for tenant `{}`\n", p.tenant);
+    let _ = writeln!(s, "Made at {}; content hash `{}`.\n", p.created_at.to_rfc3339(), p.content_hash);
+    if let Some(e) = &o.error {
+        let _ = writeln!(s, "**Error:** {e}\n");
+    }
+    let _ = writeln!(s, "| change | count |\n|---|---:|");
+    for (k, n) in &p.counts {
+        let _ = writeln!(s, "| {k} | {n} |");
+    }
+    let _ = writeln!(s, "| unchanged | {} |\n", r.counts.unchanged);
+    let mut per_feed: std::collections::BTreeMap<(&str, &str), usize> = std::collections::BTreeMap::new();
+    for c in &p.changes {
+        for f in &c.change.feeds {
+            *per_feed.entry((f.as_str(), c.change.kind.as_str())).or_insert(0) += 1;
+        }
+    }
+    let _ = writeln!(s, "### Changes per feed\n");
+    if per_feed.is_empty() {
+        let _ = writeln!(s, "none\n");
+    } else {
+        let _ = writeln!(s, "| feed | change | count |\n|---|---|---:|");
+        for ((f, k), n) in &per_feed {
+            let _ = writeln!(s, "| {f} | {k} | {n} |");
+        }
+        s.push('\n');
+    }
+    for kind in ["create", "update", "renew", "delete"] {
+        let of: Vec<_> = p.changes.iter().filter(|c| c.change.kind == kind).collect();
+        if of.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "### {kind}: first {} of {}\n", of.len().min(REVIEW_SAMPLES), of.len());
+        for c in of.iter().take(REVIEW_SAMPLES) {
+            let _ = writeln!(
+                s,
+                "- `{}` {} {} ({})",
+                shorten(&c.change.value, 100),
+                c.change.indicator_type,
+                c.change.action,
+                c.change.reason
+            );
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(s, "### Skipped by reason\n");
+    if r.skipped.is_empty() {
+        let _ = writeln!(s, "none\n");
+    } else {
+        for (reason, n) in &r.skipped {
+            let _ = writeln!(s, "- {reason}: {n}");
+        }
+        s.push('\n');
+    }
+    let c = &r.capacity;
+    let _ = writeln!(
+        s,
+        "**Capacity:** {} owned before, {} after, {} by other creators, limit {}.\n",
+        c.owned_before, c.owned_after, c.foreign, c.limit
+    );
+    match &r.brake {
+        Some(b) => {
+            let _ = writeln!(s, "**Brake:** {b}\n");
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "**Brake:** not engaged ({} deletes, replaces or expiry cuts counted).\n",
+                p.brake_counted
+            );
+        }
+    }
+}
+
+/// `history --run ID --changes`.
+pub fn changes(format: OutputFormat, c: &crate::commands::history::RunChanges) {
+    if format == OutputFormat::Json {
+        return json(c);
+    }
+    let mut s = String::new();
+    let r = &c.run;
+    let _ =
+        writeln!(s, "run #{} {} {} {}: {} changes", r.id, r.tenant, r.started_at, r.status, c.changes.len());
+    for j in &c.changes {
+        let e = &j.entry;
+        let _ = writeln!(
+            s,
+            "  {} {:<7} {:<14} {:<8} {} id {} ({}; {})",
+            j.at.to_rfc3339(),
+            e.kind,
+            e.indicator_type,
+            e.action,
+            shorten(&e.value, 80),
+            e.id.as_deref().unwrap_or("-"),
+            e.reason,
+            e.feeds.join(", ")
+        );
+    }
+    emit(&s);
+}
+
+/// The columns of a CSV journal export.
+pub const EXPORT_COLUMNS: [&str; 13] = [
+    "seq", "run", "at", "tenant", "kind", "id", "type", "value", "action", "reason", "feeds", "before",
+    "after",
+];
+
+/// `history --export`: prints the journal row by row as it streams from the database.
+#[derive(Debug)]
+pub struct JournalExport {
+    format: crate::cli::ExportFormat,
+}
+
+impl JournalExport {
+    /// Starts an export (the CSV header row).
+    pub fn start(format: crate::cli::ExportFormat) -> Self {
+        if format == crate::cli::ExportFormat::Csv {
+            emit(&csv_line(EXPORT_COLUMNS.iter().map(|c| (*c).to_owned())));
+        }
+        JournalExport { format }
+    }
+
+    /// Prints one row.
+    pub fn row(&mut self, j: &crate::state::JournalRow) {
+        match self.format {
+            crate::cli::ExportFormat::Jsonl => {
+                emit(&(serde_json::to_string(j).unwrap_or_default() + "\n"));
+            }
+            crate::cli::ExportFormat::Csv => {
+                let e = &j.entry;
+                let opt =
+                    |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_default();
+                emit(&csv_line(
+                    [
+                        j.seq.to_string(),
+                        j.run.to_string(),
+                        j.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        j.tenant.clone(),
+                        e.kind.clone(),
+                        e.id.clone().unwrap_or_default(),
+                        e.indicator_type.clone(),
+                        e.value.clone(),
+                        e.action.clone(),
+                        e.reason.clone(),
+                        serde_json::to_string(&e.feeds).unwrap_or_default(),
+                        opt(&e.before),
+                        opt(&e.after),
+                    ]
+                    .into_iter(),
+                ));
+            }
+        }
+    }
+}
+
+fn csv_line(fields: impl Iterator<Item = String>) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record(fields.collect::<Vec<_>>());
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
 fn with_error(o: &TenantOutcome) -> serde_json::Value {

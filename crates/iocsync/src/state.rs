@@ -117,7 +117,78 @@ CREATE TABLE sent_updates (
     PRIMARY KEY (tenant, indicator_type, value, action)
 );
 ",
+    // 4: the change journal: one row per write Defender confirmed (append-only; pruned by age
+    // only), and which run an undo run reverted.
+    r"
+CREATE TABLE journal (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id         INTEGER NOT NULL,
+    at             TEXT NOT NULL,
+    tenant         TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    indicator_id   TEXT,
+    indicator_type TEXT NOT NULL,
+    value          TEXT NOT NULL,
+    action         TEXT NOT NULL,
+    before_json    TEXT,
+    after_json     TEXT,
+    feeds_json     TEXT NOT NULL,
+    reason         TEXT NOT NULL
+);
+CREATE INDEX journal_by_run ON journal (run_id, seq);
+CREATE INDEX journal_by_time ON journal (at);
+CREATE INDEX journal_by_value ON journal (tenant, indicator_type, value);
+CREATE TRIGGER journal_append_only BEFORE UPDATE ON journal
+BEGIN
+    SELECT RAISE(ABORT, 'the journal is append-only');
+END;
+ALTER TABLE runs ADD COLUMN undo_of INTEGER;
+",
 ];
+
+/// One change to append to the journal: a write Defender confirmed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JournalEntry {
+    /// `create`, `update`, `renew` or `delete` (a replace is a delete and a create).
+    pub kind: String,
+    /// Defender indicator id (created, changed or deleted), when known.
+    pub id: Option<String>,
+    /// Defender `indicatorType`.
+    #[serde(rename = "type")]
+    pub indicator_type: String,
+    /// Indicator value.
+    pub value: String,
+    /// Defender action.
+    pub action: String,
+    /// The tenant row before the change (wire field names); `None` for a create.
+    pub before: Option<serde_json::Value>,
+    /// The payload sent (wire field names); `None` for a delete.
+    pub after: Option<serde_json::Value>,
+    /// The feeds that caused the change (carry the value, or carried it before).
+    pub feeds: Vec<String>,
+    /// Why: new-in-feed, left-feed, metadata-changed, renewal, allowlisted, over-capacity,
+    /// duplicate, undo, purge, adopt or manual.
+    pub reason: String,
+}
+
+/// A stored journal row: the entry with its sequence number, run, time and tenant.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JournalRow {
+    /// Sequence number (increasing, unique).
+    pub seq: i64,
+    /// The run that made the change.
+    pub run: i64,
+    /// When Defender confirmed it.
+    pub at: DateTime<Utc>,
+    /// Tenant name.
+    pub tenant: String,
+    /// The change.
+    #[serde(flatten)]
+    pub entry: JournalEntry,
+}
+
+/// Default `[sync] journal_retention`: journal rows older than this are pruned.
+pub const JOURNAL_RETENTION_DAYS: u64 = 400;
 
 /// One update iocsync sent, and on how many runs in a row it sent the same payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -696,12 +767,20 @@ impl StateStore {
 
     /// The latest `limit` runs, newest first, optionally of one tenant only.
     pub fn runs(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<RunRow>, StateError> {
+        self.runs_where(tenant, i64::try_from(limit).unwrap_or(i64::MAX), None)
+    }
+
+    fn runs_where(
+        &self,
+        tenant: Option<&str>,
+        limit: i64,
+        id: Option<i64>,
+    ) -> Result<Vec<RunRow>, StateError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, tenant, started_at, finished_at, status, exit_code, dry_run, report_json
-             FROM runs WHERE (?1 IS NULL OR tenant = ?1) ORDER BY id DESC LIMIT ?2",
+             FROM runs WHERE (?1 IS NULL OR tenant = ?1) AND (?3 IS NULL OR id = ?3) ORDER BY id DESC LIMIT ?2",
         )?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![tenant, limit], |r| {
+        let rows = stmt.query_map(params![tenant, limit, id], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
@@ -728,6 +807,181 @@ impl StateStore {
             });
         }
         Ok(out)
+    }
+
+    /// One run by id.
+    pub fn run(&self, id: i64) -> Result<Option<RunRow>, StateError> {
+        Ok(self.runs_where(None, 1, Some(id))?.into_iter().next())
+    }
+
+    /// Records that run `id` reverted run `of` (an undo run).
+    pub fn set_undo_of(&self, id: i64, of: i64) -> Result<(), StateError> {
+        self.conn.execute("UPDATE runs SET undo_of = ?2 WHERE id = ?1", params![id, of])?;
+        Ok(())
+    }
+
+    /// The run that run `id` reverted, when it was an undo run.
+    pub fn undo_of(&self, id: i64) -> Result<Option<i64>, StateError> {
+        Ok(self
+            .conn
+            .query_row("SELECT undo_of FROM runs WHERE id = ?1", [id], |r| r.get::<_, Option<i64>>(0))
+            .optional()?
+            .flatten())
+    }
+
+    /// Whether a later run of `tenant` than `id` exists.
+    pub fn later_run_exists(&self, tenant: &str, id: i64) -> Result<bool, StateError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM runs WHERE tenant = ?1 AND id > ?2 LIMIT 1",
+                params![tenant, id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    // ---- journal ------------------------------------------------------------------------------
+
+    /// Appends the changes one confirmed call made, in one transaction.
+    pub fn append_journal(
+        &self,
+        run: i64,
+        tenant: &str,
+        at: DateTime<Utc>,
+        entries: &[JournalEntry],
+    ) -> Result<(), StateError> {
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let mut put = tx.prepare(
+                "INSERT INTO journal (run_id, at, tenant, kind, indicator_id, indicator_type, value, action,
+                                      before_json, after_json, feeds_json, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?;
+            for e in entries {
+                let json = |v: &Option<serde_json::Value>| v.as_ref().map(serde_json::Value::to_string);
+                let feeds = serde_json::Value::from(e.feeds.clone()).to_string();
+                put.execute(params![
+                    run,
+                    fmt_ts(at),
+                    tenant,
+                    e.kind,
+                    e.id,
+                    e.indicator_type,
+                    e.value,
+                    e.action,
+                    json(&e.before),
+                    json(&e.after),
+                    feeds,
+                    e.reason,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The journal of one run, in the order the changes landed.
+    pub fn journal_of_run(&self, run: i64) -> Result<Vec<JournalRow>, StateError> {
+        let mut out = Vec::new();
+        self.journal_query("run_id = ?1", params![run], |r| {
+            out.push(r);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The journal of one value (any spelling Defender stores is compared case-insensitively),
+    /// newest last.
+    pub fn journal_of_value(
+        &self,
+        tenant: &str,
+        indicator_type: &str,
+        value: &str,
+    ) -> Result<Vec<JournalRow>, StateError> {
+        let mut out = Vec::new();
+        self.journal_query(
+            "tenant = ?1 AND indicator_type = ?2 AND lower(value) = lower(?3)",
+            params![tenant, indicator_type, value],
+            |r| {
+                out.push(r);
+                Ok(())
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// Journal rows of `tenant` (or every tenant) made by runs after `run`.
+    pub fn journal_after_run(&self, tenant: &str, run: i64) -> Result<Vec<JournalRow>, StateError> {
+        let mut out = Vec::new();
+        self.journal_query("tenant = ?1 AND run_id > ?2", params![tenant, run], |r| {
+            out.push(r);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Streams the journal (oldest first) of one tenant or all, from `since` on, to `each`; an
+    /// error from `each` (e.g. a closed pipe) stops the stream.
+    pub fn journal_stream(
+        &self,
+        tenant: Option<&str>,
+        since: Option<DateTime<Utc>>,
+        each: impl FnMut(JournalRow) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        self.journal_query(
+            "(?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR at >= ?2)",
+            params![tenant, since.map(fmt_ts)],
+            each,
+        )
+    }
+
+    /// Deletes journal rows older than `before` (`[sync] journal_retention`); returns how many.
+    pub fn prune_journal(&self, before: DateTime<Utc>) -> Result<usize, StateError> {
+        Ok(self.conn.execute("DELETE FROM journal WHERE at < ?1", [fmt_ts(before)])?)
+    }
+
+    fn journal_query(
+        &self,
+        filter: &str,
+        args: impl rusqlite::Params,
+        mut each: impl FnMut(JournalRow) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT seq, run_id, at, tenant, kind, indicator_id, indicator_type, value, action,
+                    before_json, after_json, feeds_json, reason
+             FROM journal WHERE {filter} ORDER BY seq"
+        ))?;
+        let mut rows = stmt.query(args)?;
+        while let Some(r) = rows.next()? {
+            let corrupt = |what: &'static str| {
+                move |e: serde_json::Error| StateError::Corrupt { what, detail: e.to_string() }
+            };
+            let json = |s: Option<String>, what: &'static str| {
+                s.map(|s| serde_json::from_str::<serde_json::Value>(&s).map_err(corrupt(what))).transpose()
+            };
+            let at: String = r.get(2)?;
+            let feeds: String = r.get(11)?;
+            each(JournalRow {
+                seq: r.get(0)?,
+                run: r.get(1)?,
+                at: parse_ts("journal.at", &at)?,
+                tenant: r.get(3)?,
+                entry: JournalEntry {
+                    kind: r.get(4)?,
+                    id: r.get(5)?,
+                    indicator_type: r.get(6)?,
+                    value: r.get(7)?,
+                    action: r.get(8)?,
+                    before: json(r.get(9)?, "journal.before_json")?,
+                    after: json(r.get(10)?, "journal.after_json")?,
+                    feeds: serde_json::from_str(&feeds).map_err(corrupt("journal.feeds_json"))?,
+                    reason: r.get(12)?,
+                },
+            })?;
+        }
+        Ok(())
     }
 
     // ---- provenance ---------------------------------------------------------------------------
@@ -1077,6 +1331,37 @@ mod tests {
         assert_eq!(s.load_api_calls("t", "c").unwrap(), calls[1..].to_vec());
         // The other client's row fell out of the window of this save and was pruned.
         assert!(s.load_api_calls("t", "other").unwrap().is_empty());
+    }
+
+    fn entry(value: &str) -> JournalEntry {
+        JournalEntry {
+            kind: "create".into(),
+            id: Some("7".into()),
+            indicator_type: "DomainName".into(),
+            value: value.into(),
+            action: "Block".into(),
+            before: None,
+            after: Some(serde_json::json!({"indicatorValue": value})),
+            feeds: vec!["f".into()],
+            reason: "new-in-feed".into(),
+        }
+    }
+
+    #[test]
+    fn journal_is_append_only_and_pruned_by_age() {
+        let s = StateStore::open_in_memory().unwrap();
+        let run = s.begin_run("t", false, t(0)).unwrap();
+        s.append_journal(run, "t", t(0), &[entry("old.example")]).unwrap();
+        s.append_journal(run, "t", t(100), &[entry("new.example")]).unwrap();
+        let rows = s.journal_of_run(run).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].entry, entry("new.example"));
+        assert!(s.conn.execute("UPDATE journal SET reason = 'manual'", []).is_err(), "rows are never edited");
+        assert_eq!(s.prune_journal(t(50)).unwrap(), 1);
+        let left = s.journal_of_run(run).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].entry.value, "new.example");
+        assert_eq!(s.journal_of_value("t", "DomainName", "NEW.example").unwrap().len(), 1);
     }
 
     #[test]

@@ -156,6 +156,8 @@ pub struct SyncSettings {
     pub brake_window: Duration,
     /// A feed's smaller size becomes its baseline once it held this long.
     pub accept_shrink_after: AcceptShrinkAfter,
+    /// Journal rows older than this are pruned (default 400 days).
+    pub journal_retention: Duration,
 }
 
 /// `accept_shrink_after = "3 runs, 24h"`: both must have passed before a shrunken feed's new
@@ -860,6 +862,7 @@ impl Validator {
                 "max_reject_fraction",
                 "brake_window",
                 "accept_shrink_after",
+                "journal_retention",
             ],
         );
         let owner_tag = raw.owner_tag.unwrap_or_else(|| "iocsync".to_owned());
@@ -900,7 +903,13 @@ impl Validator {
                     AcceptShrinkAfter::default()
                 }
             };
+        let journal_retention = self.duration(
+            "sync.journal_retention",
+            raw.journal_retention.as_deref(),
+            Duration::from_secs(crate::state::JOURNAL_RETENTION_DAYS * 24 * 3600),
+        );
         SyncSettings {
+            journal_retention,
             owner_tag,
             marker_field,
             capacity,

@@ -80,6 +80,7 @@ pub struct RawSync {
     pub max_reject_fraction: Option<f64>,
     pub brake_window: Option<String>,
     pub accept_shrink_after: Option<String>,
+    pub journal_retention: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

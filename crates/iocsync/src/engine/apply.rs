@@ -21,11 +21,12 @@ pub trait WritePort {
         &self,
         items: &[ImportItem],
     ) -> impl Future<Output = Result<Vec<ImportOutcome>, iocsync_defender::Error>> + Send;
-    /// Deletes up to 500 indicators by id.
+    /// Deletes up to 500 indicators by id; returns the ids this call deleted (not the ones
+    /// already gone, refused or left for the next run).
     fn batch_delete(
         &self,
         ids: &[String],
-    ) -> impl Future<Output = Result<(), iocsync_defender::Error>> + Send;
+    ) -> impl Future<Output = Result<Vec<String>, iocsync_defender::Error>> + Send;
 }
 
 /// Writes to the real tenant (or the emulator).
@@ -36,7 +37,7 @@ impl WritePort for LiveWrites<'_> {
     async fn import(&self, items: &[ImportItem]) -> Result<Vec<ImportOutcome>, iocsync_defender::Error> {
         self.0.import(items).await
     }
-    async fn batch_delete(&self, ids: &[String]) -> Result<(), iocsync_defender::Error> {
+    async fn batch_delete(&self, ids: &[String]) -> Result<Vec<String>, iocsync_defender::Error> {
         let out = self.0.batch_delete(ids).await?;
         for (id, reason) in &out.rejected {
             tracing::warn!("Defender refused to delete indicator {id}: {reason}");
@@ -44,7 +45,7 @@ impl WritePort for LiveWrites<'_> {
         if !out.not_attempted.is_empty() {
             tracing::warn!("{} deletes left for the next run (split budget spent)", out.not_attempted.len());
         }
-        Ok(())
+        Ok(out.deleted)
     }
 }
 
@@ -59,8 +60,8 @@ impl WritePort for DryRunWrites {
             .map(|i| ImportOutcome { indicator: i.indicator_value.clone(), ..ImportOutcome::default() })
             .collect())
     }
-    async fn batch_delete(&self, _ids: &[String]) -> Result<(), iocsync_defender::Error> {
-        Ok(())
+    async fn batch_delete(&self, ids: &[String]) -> Result<Vec<String>, iocsync_defender::Error> {
+        Ok(ids.to_vec())
     }
 }
 
@@ -81,7 +82,13 @@ pub struct ApplyResult {
 
 /// Applies a plan: deletes (pure deletes and the old side of replaces) first, then imports.
 /// A failed call stops the apply; the next run completes it (Defender is the source of truth).
-pub async fn apply(plan: &Plan, port: &impl WritePort, stop: &super::StopFlag) -> ApplyResult {
+/// Each confirmed write is journaled through `journal` as soon as its call returns.
+pub async fn apply(
+    plan: &Plan,
+    port: &impl WritePort,
+    stop: &super::StopFlag,
+    journal: &super::journal::Journaler,
+) -> ApplyResult {
     let mut result = ApplyResult { complete: true, ..ApplyResult::default() };
     let delete_ids = plan.delete_ids();
     let bar = progress::batch_bar("deleting", delete_ids.len() as u64);
@@ -89,12 +96,15 @@ pub async fn apply(plan: &Plan, port: &impl WritePort, stop: &super::StopFlag) -
         if stop.is_requested() {
             return stopped(result, &bar, &plan.import_items());
         }
-        if let Err(e) = port.batch_delete(chunk).await {
-            tracing::error!("batch delete failed: {e}");
-            result.complete = false;
-            result.error = Some(format!("batch delete failed: {e}"));
-            bar.finish();
-            return result;
+        match port.batch_delete(chunk).await {
+            Ok(deleted) => journal.deleted(&deleted),
+            Err(e) => {
+                tracing::error!("batch delete failed: {e}");
+                result.complete = false;
+                result.error = Some(format!("batch delete failed: {e}"));
+                bar.finish();
+                return result;
+            }
         }
         bar.inc(chunk.len() as u64);
     }
@@ -115,6 +125,13 @@ pub async fn apply(plan: &Plan, port: &impl WritePort, stop: &super::StopFlag) -
         let wire: Vec<ImportItem> = chunk.iter().map(|d| import_item(d)).collect();
         match port.import(&wire).await {
             Ok(outcomes) => {
+                journal.imported(
+                    chunk
+                        .iter()
+                        .zip(outcomes.iter())
+                        .filter(|(_, o)| !o.is_failed)
+                        .filter_map(|(d, o)| Some((*d, o.id.as_deref()?))),
+                );
                 for (d, o) in chunk.iter().zip(outcomes.iter()) {
                     let is_create = creates.contains(&d.key());
                     if o.is_failed {
@@ -424,8 +441,8 @@ mod tests {
                 })
                 .collect())
         }
-        async fn batch_delete(&self, _ids: &[String]) -> Result<(), iocsync_defender::Error> {
-            Ok(())
+        async fn batch_delete(&self, ids: &[String]) -> Result<Vec<String>, iocsync_defender::Error> {
+            Ok(ids.to_vec())
         }
     }
 
@@ -435,13 +452,15 @@ mod tests {
         // The listing counted 10 of 10 slots used: no room, whatever the text says.
         let full = Capacity { limit: 10, foreign: 4, owned_before: 6, owned_after: 8 };
         let p = plan(vec![desired("a.example"), desired("b.example")], full);
-        let r = apply(&p, &port, &crate::engine::StopFlag::default()).await;
+        let r = apply(&p, &port, &crate::engine::StopFlag::default(), &Default::default()).await;
         assert_eq!(r.failed.len(), 2);
         assert!(r.failed.iter().all(|f| f.reason.starts_with("over-capacity: ")), "{:?}", r.failed);
         assert!(r.permanent_rejects.is_empty(), "over-capacity is never remembered");
         // With room to spare, the same text is about the items: remembered.
         let roomy = Capacity { limit: 100, foreign: 4, owned_before: 6, owned_after: 8 };
-        let r = apply(&plan(vec![desired("a.example")], roomy), &port, &Default::default()).await;
+        let r =
+            apply(&plan(vec![desired("a.example")], roomy), &port, &Default::default(), &Default::default())
+                .await;
         assert_eq!(r.permanent_rejects.len(), 1);
         assert_eq!(r.permanent_rejects[0].detail.as_deref(), Some(port.0));
     }
@@ -450,10 +469,18 @@ mod tests {
     async fn a_cap_text_is_over_capacity_even_when_the_count_says_room() {
         let port = Refusing("Tenant reached the limit of 15000 active indicators", Mutex::new(0));
         let roomy = Capacity { limit: 15_000, foreign: 0, owned_before: 0, owned_after: 1 };
-        let r = apply(&plan(vec![desired("a.example")], roomy), &port, &Default::default()).await;
+        let r =
+            apply(&plan(vec![desired("a.example")], roomy), &port, &Default::default(), &Default::default())
+                .await;
         assert!(r.permanent_rejects.is_empty());
         let port = Refusing("Domain name limited-offer.com is invalid.", Mutex::new(0));
-        let r = apply(&plan(vec![desired("limited-offer.com")], roomy), &port, &Default::default()).await;
+        let r = apply(
+            &plan(vec![desired("limited-offer.com")], roomy),
+            &port,
+            &Default::default(),
+            &Default::default(),
+        )
+        .await;
         assert_eq!(r.permanent_rejects.len(), 1, "the value in the text is not read as a limit");
     }
 }

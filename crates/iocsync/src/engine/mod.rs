@@ -3,11 +3,13 @@
 //! live in `iocsync-core`, the ones that talk to the world are here.
 
 mod apply;
+pub mod journal;
 pub mod marker;
+pub mod saved;
 mod stages;
 
 pub use apply::{DryRunWrites, LiveWrites, WritePort};
-pub(crate) use stages::build_allowlist;
+pub(crate) use stages::{build_allowlist, to_existing};
 
 use crate::Exit;
 use crate::config::{Config, Tenant};
@@ -29,6 +31,10 @@ pub struct SyncRequest {
     pub stop: StopFlag,
     /// The run's clock: `None` reads the system clock; tests drive virtual time through it.
     pub now: Option<chrono::DateTime<Utc>>,
+    /// Build the saved form of the plan (`plan --out`) into [`TenantOutcome::saved`].
+    pub save_plan: bool,
+    /// Apply exactly this saved plan (`sync --plan FILE`) instead of planning from the feeds.
+    pub apply_plan: Option<Arc<saved::SavedPlan>>,
 }
 
 /// A shared "stop after the current batch" request.
@@ -79,6 +85,8 @@ pub struct TenantOutcome {
     pub samples: Vec<ChangeSample>,
     /// Why a feed fell back or failed, by feed name (for the text output).
     pub feed_reasons: std::collections::BTreeMap<String, String>,
+    /// The saved form of the plan, when asked for (`plan --out`).
+    pub saved: Option<saved::SavedPlan>,
 }
 
 /// One planned change, shown as an example in the text output.
@@ -146,7 +154,11 @@ pub async fn sync_tenant(
 ) -> TenantOutcome {
     let started = req.now.unwrap_or_else(Utc::now);
     let run_id = lock(store).begin_run(&tenant.name, req.dry_run, started).ok();
-    let outcome = match stages::run(config, tenant, store, req).await {
+    let result = match &req.apply_plan {
+        Some(p) => saved::apply_saved(config, tenant, store, req, run_id, p).await,
+        None => stages::run(config, tenant, store, req, run_id).await,
+    };
+    let outcome = match result {
         Ok(o) => o,
         Err(e) => {
             tracing::error!(tenant = %tenant.name, "sync failed: {e:#}");
@@ -161,11 +173,15 @@ pub async fn sync_tenant(
                 throttled_by: Default::default(),
                 samples: Vec::new(),
                 feed_reasons: Default::default(),
+                saved: None,
             }
         }
     };
     if let Some(id) = run_id {
+        // A run that stopped midway after some writes landed: the journal shows which.
+        let landed = !req.dry_run && lock(store).journal_of_run(id).is_ok_and(|j| !j.is_empty());
         let status = match (&outcome.error, outcome.exit) {
+            (Some(_), _) if landed => "partial",
             (Some(_), _) => "error",
             (None, Exit::Brake) => "brake",
             (None, Exit::Partial) => "partial",
@@ -178,8 +194,22 @@ pub async fn sync_tenant(
         {
             tracing::warn!("could not record the run in the state database: {e}");
         }
+        if !req.dry_run {
+            prune_journal(config, store, req.now.unwrap_or_else(Utc::now));
+        }
     }
     outcome
+}
+
+/// Drops journal rows older than `[sync] journal_retention`.
+pub fn prune_journal(config: &Config, store: &Arc<Mutex<StateStore>>, now: chrono::DateTime<Utc>) {
+    let keep =
+        chrono::Duration::from_std(config.sync.journal_retention).unwrap_or(chrono::Duration::days(400));
+    match lock(store).prune_journal(now - keep) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("pruned {n} journal rows older than the journal retention"),
+        Err(e) => tracing::warn!("could not prune the journal: {e}"),
+    }
 }
 
 /// Locks the state store; a poisoned lock (a panicked holder) still yields the store.

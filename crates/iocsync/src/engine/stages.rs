@@ -1,6 +1,7 @@
 //! The stages of one tenant's sync, in data-path order.
 
 use super::apply::{self, ApplyResult, DryRunWrites, LiveWrites};
+use super::journal::{JournalContext, JournalSink, Journaler};
 use super::{SyncRequest, TenantOutcome, lock, protected_feeds};
 use crate::config::{AllowlistSpec, Config, Feed, FeedAuth, Tenant};
 use crate::connect;
@@ -28,6 +29,7 @@ pub(super) async fn run(
     tenant: &Tenant,
     store: &Arc<Mutex<StateStore>>,
     req: &SyncRequest,
+    run_id: Option<i64>,
 ) -> anyhow::Result<TenantOutcome> {
     let now = req.now.unwrap_or_else(Utc::now);
     // With no feed the desired state is empty and the plan would delete everything iocsync
@@ -46,9 +48,10 @@ pub(super) async fn run(
 
     let conn = connect::connect(config, tenant).await?;
     let result =
-        plan_and_apply(config, tenant, store, req, &conn.client, desired, &loaded, &allowlist, now).await;
+        plan_and_apply(config, tenant, store, req, run_id, &conn.client, desired, &loaded, &allowlist, now)
+            .await;
     conn.close().await;
-    let PlanApplied { mut report, applied, owned_by, throttled_by, samples } = result?;
+    let PlanApplied { mut report, applied, owned_by, throttled_by, samples, saved } = result?;
     let feed_ages = loaded
         .iter()
         .map(|f| {
@@ -104,6 +107,7 @@ pub(super) async fn run(
         throttled_by,
         samples,
         feed_reasons,
+        saved,
     })
 }
 
@@ -276,6 +280,7 @@ struct PlanApplied {
     owned_by: BTreeMap<(String, String), u64>,
     throttled_by: iocsync_defender::ThrottledBy,
     samples: Vec<super::ChangeSample>,
+    saved: Option<super::saved::SavedPlan>,
 }
 
 /// The first few values of each kind of change, so a person reading `plan` sees what moves.
@@ -320,6 +325,7 @@ async fn plan_and_apply(
     tenant: &Tenant,
     store: &Arc<Mutex<StateStore>>,
     req: &SyncRequest,
+    run_id: Option<i64>,
     client: &iocsync_defender::DefenderClient,
     desired: Vec<Desired>,
     loaded: &[LoadedFeed],
@@ -388,7 +394,7 @@ async fn plan_and_apply(
         .collect::<BTreeSet<_>>();
     let owner = Owner { client_id: tenant.client_id.clone(), tag: config.sync.owner_tag.clone() };
     // Owned rows the allowlist now covers are removed, whatever protects them, and outside the brake.
-    let allowlisted = existing
+    let allowlisted: BTreeSet<(IndicatorType, String)> = existing
         .iter()
         .filter(|e| owner.owns(e))
         .filter_map(|e| {
@@ -426,7 +432,7 @@ async fn plan_and_apply(
         protected_feeds: not_fresh.clone(),
         protected_values: loaded.iter().flat_map(|f| f.protects.iter().cloned()).collect(),
         provenance,
-        allowlisted,
+        allowlisted: allowlisted.clone(),
         suppressed,
         not_kept,
     };
@@ -454,15 +460,42 @@ async fn plan_and_apply(
     if let Some(b) = &plan.brake {
         tracing::warn!(tenant = %tenant.name, "{b}");
     }
+    let mut saved = None;
+    if req.save_plan {
+        saved = Some(super::saved::SavedPlan::build(
+            config,
+            tenant,
+            &plan,
+            &existing,
+            &desired,
+            &allowlisted,
+            &stored_provenance,
+            loaded,
+            now,
+        )?);
+    }
     // A braked plan no longer holds the excess: what it still holds is applied.
     let applied = if req.dry_run {
-        apply::apply(&plan, &DryRunWrites, &req.stop).await
+        apply::apply(&plan, &DryRunWrites, &req.stop, &Journaler::none()).await
     } else {
         // Nothing is imported unless the tenant is known to keep the ownership marker.
         if !plan.import_items().is_empty() {
             super::marker::ensure(client, &tenant.client_id, &config.marker(), &listed).await?;
         }
-        apply::apply(&plan, &LiveWrites(client), &req.stop).await
+        let cx = JournalContext {
+            existing: &existing,
+            desired: &desired,
+            allowlisted: &allowlisted,
+            provenance: &stored_provenance,
+        };
+        let sink = run_id.map(|run| JournalSink {
+            store: store.clone(),
+            tenant: tenant.name.clone(),
+            run,
+            clock: req.now,
+        });
+        let journal = Journaler::for_plan(&plan, &cx, sink);
+        apply::apply(&plan, &LiveWrites(client), &req.stop, &journal).await
     };
     report.failed = applied.failed.clone();
 
@@ -522,7 +555,7 @@ async fn plan_and_apply(
         lock(store).record_brake(&tenant.name, &entry).context("recording the run in the brake's memory")?;
     }
     let samples = change_samples(&plan);
-    Ok(PlanApplied { report, applied, owned_by, throttled_by: stats.throttled_by, samples })
+    Ok(PlanApplied { report, applied, owned_by, throttled_by: stats.throttled_by, samples, saved })
 }
 
 fn stamp(family: &str, at_ms: i64) -> Option<iocsync_core::pacing::CallStamp> {

@@ -2,6 +2,7 @@
 //! the emulator on 127.0.0.1:0, plus the state store and feed fetching.
 
 mod broken_feed;
+mod change_control;
 mod chaos;
 mod cli;
 mod commands;

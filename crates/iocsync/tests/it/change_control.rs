@@ -1,0 +1,335 @@
+//! Change control (issue 14): the journal of confirmed writes, saved plans applied exactly,
+//! `explain`, and `undo`, driven through the binary against the emulator.
+
+use crate::chaos::{SplitMix, chaos_config, chaos_env};
+use crate::harness::{Env, EnvOptions, public_ips, text_feed};
+use iocsync_emulator::{EndpointFamily, Fault, FaultRule, Trigger};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+const BASE: &str = "[sync]\nstate = \"state/iocsync.db\"\nheadroom = 500\n";
+
+fn feed(name: &str, file: &str, extra: &str) -> String {
+    format!("[[feeds]]\nname = \"{name}\"\nsource = \"{file}\"\nformat = \"text\"\n{extra}\n")
+}
+
+/// The newest run id in `history`.
+async fn last_run(env: &Env) -> i64 {
+    let (code, h) = env.run_json(&["history", "--limit", "1"]).await;
+    assert_eq!(code, 0, "{h}");
+    h["runs"][0]["id"].as_i64().expect("a run id")
+}
+
+/// The whole journal, through `history --export jsonl`.
+async fn journal(env: &Env) -> Vec<Value> {
+    let out = env.run(&["history", "--export", "jsonl"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
+        .collect()
+}
+
+/// (write, id) of every import and BatchDelete write the emulator answered with success: what the
+/// client was told landed. (The marker canary, submitted and deleted one by one through other
+/// endpoints to prove the tenant keeps the marker, is not a change to the tenant's indicators and
+/// is not journaled.)
+fn answered_writes(env: &Env) -> BTreeMap<(String, String), usize> {
+    let mut out = BTreeMap::new();
+    for c in env.emu.calls() {
+        let landed_and_told = (200..300).contains(&c.status)
+            && !matches!(c.fault, Some(Fault::Drop | Fault::DropAfterCommit | Fault::Malformed));
+        let what = match c.family {
+            EndpointFamily::Import => "import",
+            EndpointFamily::BatchDelete => "delete",
+            _ => continue,
+        };
+        if landed_and_told {
+            for id in c.written {
+                *out.entry((what.to_owned(), id)).or_insert(0) += 1;
+            }
+        }
+    }
+    out
+}
+
+fn journal_writes(rows: &[Value]) -> BTreeMap<(String, String), usize> {
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let what = if r["kind"] == "delete" { "delete" } else { "import" };
+        let id = r["id"].as_str().expect("every journal row names its indicator id").to_owned();
+        *out.entry((what.to_owned(), id)).or_insert(0) += 1;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_journal_records_each_change_with_its_cause_and_exports_round_trip() {
+    let env = Env::start(EnvOptions::default()).await;
+    let ips = public_ips(40, 3_000);
+    env.write("a.txt", &text_feed(&ips));
+    env.config(&format!("{BASE}[allowlist]\nvalues = []\n{}", feed("a", "a.txt", "")));
+    let out = env.run(&["sync"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let first = last_run(&env).await;
+    // Each journal line also goes to the log at INFO, with the run id.
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        log.lines().filter(|l| l.contains("journal") && l.contains(&format!("run={first}"))).count(),
+        40,
+        "{log}"
+    );
+
+    // One value leaves the feed, one is allowlisted, one is new; the rest change severity.
+    let mut next: Vec<String> = ips[2..].to_vec();
+    next.push(public_ips(1, 9_000)[0].clone());
+    env.write("a.txt", &text_feed(&next));
+    env.config(&format!(
+        "{BASE}[allowlist]\nvalues = [\"{}\"]\n{}",
+        ips[2],
+        feed("a", "a.txt", "severity = \"Low\"")
+    ));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    let second = last_run(&env).await;
+    let (code, ch) = env.run_json(&["history", "--run", &second.to_string(), "--changes"]).await;
+    assert_eq!(code, 0, "{ch}");
+    assert_eq!(ch["run"]["id"], second);
+    let rows = ch["changes"].as_array().unwrap();
+    let reason_of = |v: &str| -> Vec<(String, String)> {
+        rows.iter()
+            .filter(|r| r["value"] == v)
+            .map(|r| (r["kind"].as_str().unwrap().to_owned(), r["reason"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    assert_eq!(reason_of(&ips[0]), [("delete".to_owned(), "left-feed".to_owned())]);
+    assert_eq!(reason_of(&ips[2]), [("delete".to_owned(), "allowlisted".to_owned())]);
+    assert_eq!(reason_of(&next[next.len() - 1]), [("create".to_owned(), "new-in-feed".to_owned())]);
+    assert_eq!(reason_of(&ips[5]), [("update".to_owned(), "metadata-changed".to_owned())]);
+    let upd = rows.iter().find(|r| r["value"] == ips[5].as_str()).unwrap();
+    assert_eq!(upd["before"]["severity"], "High");
+    assert_eq!(upd["after"]["severity"], "Low");
+    assert_eq!(upd["feeds"], serde_json::json!(["a"]));
+    let gone = rows.iter().find(|r| r["value"] == ips[0].as_str()).unwrap();
+    assert_eq!(gone["feeds"], serde_json::json!(["a"]), "the feed that carried it");
+    assert!(gone["before"]["id"].is_string() && gone["after"].is_null());
+    // Everything the run changed and nothing else: 2 + 1 deletes, 1 create, 37 updates.
+    assert_eq!(rows.len(), 41);
+
+    // The export streams every row of both runs; JSON lines and CSV read back into the same rows.
+    let all = journal(&env).await;
+    assert_eq!(all.len(), 81);
+    let from_history: Vec<&Value> = rows.iter().collect();
+    let exported: Vec<&Value> = all.iter().filter(|r| r["run"] == second).collect();
+    assert_eq!(exported, from_history);
+    let csv = env.run(&["history", "--export", "csv"]).await;
+    assert!(csv.status.success());
+    let mut rdr = csv::Reader::from_reader(&csv.stdout[..]);
+    let headers = rdr.headers().unwrap().clone();
+    let mut n = 0;
+    for (rec, json) in rdr.records().zip(&all) {
+        let rec = rec.unwrap();
+        let get = |k: &str| rec.get(headers.iter().position(|h| h == k).unwrap()).unwrap().to_owned();
+        let parse = |s: String| if s.is_empty() { Value::Null } else { serde_json::from_str(&s).unwrap() };
+        let back = serde_json::json!({
+            "seq": get("seq").parse::<i64>().unwrap(), "run": get("run").parse::<i64>().unwrap(),
+            "at": get("at"), "tenant": get("tenant"), "kind": get("kind"),
+            "id": if get("id").is_empty() { Value::Null } else { Value::from(get("id")) },
+            "type": get("type"), "value": get("value"), "action": get("action"), "reason": get("reason"),
+            "feeds": parse(get("feeds")), "before": parse(get("before")), "after": parse(get("after")),
+        });
+        let mut want = json.clone();
+        // The JSON time carries its own offset spelling; compare the instants.
+        let t = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+        assert_eq!(t(&back["at"]), t(&want["at"]));
+        want["at"] = back["at"].clone();
+        assert_eq!(back, want);
+        n += 1;
+    }
+    assert_eq!(n, 81, "one CSV record per row");
+    // --since in the future: nothing.
+    let out = env.run(&["history", "--export", "jsonl", "--since", "2999-01-01T00:00:00Z"]).await;
+    assert!(out.status.success() && out.stdout.is_empty());
+}
+
+/// Random plans applied with random failures: the journal equals, id for id, the writes the
+/// emulator answered with success, and a run that stopped midway is `partial`.
+#[tokio::test(flavor = "multi_thread")]
+async fn journal_equals_the_answered_writes_under_random_failures() {
+    let env = chaos_env().await;
+    let pool = public_ips(1_600, 20_000);
+    env.config(&chaos_config("feed.txt"));
+    let mut rng = SplitMix(0x0c4a_46e1);
+    let trials: usize =
+        std::env::var("IOCSYNC_JOURNAL_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+    let mut stopped = 0;
+    for trial in 0..trials {
+        let start = rng.range(0, 600) as usize;
+        let len = rng.range(300, 1_000) as usize;
+        env.write("feed.txt", &text_feed(&pool[start..(start + len).min(pool.len())]));
+        let nth = rng.range(1, 3) as u32;
+        let rule = match rng.range(0, 6) {
+            0 => None,
+            1 => Some(FaultRule::new(Some(EndpointFamily::Import), Fault::Status(403), Trigger::Nth(nth))),
+            2 => Some(FaultRule::new(Some(EndpointFamily::BatchDelete), Fault::Status(403), Trigger::Nth(1))),
+            3 => Some(FaultRule::new(Some(EndpointFamily::Import), Fault::Drop, Trigger::Nth(nth))),
+            4 => {
+                Some(FaultRule::new(Some(EndpointFamily::Import), Fault::DropAfterCommit, Trigger::Nth(nth)))
+            }
+            _ => Some(FaultRule::new(Some(EndpointFamily::Import), Fault::Status(503), Trigger::FirstN(40))),
+        };
+        if let Some(r) = rule {
+            env.emu.inject(r);
+        }
+        let out = env.run(&["--output", "json", "sync", "--force"]).await;
+        let code = out.status.code().unwrap_or(-1);
+        assert!(
+            [0, 1, 3].contains(&code),
+            "trial {trial}: exit {code}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        env.emu.clear_faults();
+        if code != 0 {
+            stopped += 1;
+        }
+        let (j, a) = (journal_writes(&journal(&env).await), answered_writes(&env));
+        let only_j: Vec<_> = j.iter().filter(|(k, n)| a.get(*k) != Some(*n)).take(5).collect();
+        let only_a: Vec<_> = a.iter().filter(|(k, n)| j.get(*k) != Some(*n)).take(5).collect();
+        assert!(
+            only_j.is_empty() && only_a.is_empty(),
+            "trial {trial} (exit {code}): journal {} rows, answered {}; journal only e.g. {only_j:?}; answered only e.g. {only_a:?}",
+            j.values().sum::<usize>(),
+            a.values().sum::<usize>()
+        );
+    }
+    let (_, h) = env.run_json(&["history", "--limit", "100"]).await;
+    let partial = h["runs"].as_array().unwrap().iter().filter(|r| r["status"] == "partial").count();
+    assert!(
+        stopped >= 1 && partial >= 1,
+        "the seed must stop at least one run midway ({stopped} stopped, {partial} partial)"
+    );
+    assert!(!journal(&env).await.is_empty());
+}
+
+/// plan --out, nothing changes, sync --plan: exactly the planned writes land, even though the
+/// feed changed in between (the plan is what was approved).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_plan_applies_exactly_its_change_set() {
+    let env = Env::start(EnvOptions::default()).await;
+    let ips = public_ips(30, 40_000);
+    env.write("a.txt", &text_feed(&ips[..20]));
+    env.config(&format!("{BASE}{}", feed("a", "a.txt", "")));
+    let (code, _) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0);
+    // Next: 2 leave, 10 arrive.
+    env.write("a.txt", &text_feed(&ips[2..30]));
+    let (code, report) = env.run_json(&["plan", "--out", "plan.json"]).await;
+    assert_eq!(code, 0, "{report}");
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(env.path("plan.json")).unwrap()).unwrap();
+    assert_eq!(file["format"], "iocsync-plan/1");
+    assert_eq!(file["counts"]["create"], 10);
+    assert_eq!(file["counts"]["delete"], 2);
+    assert_eq!(file["content_hash"].as_str().unwrap().len(), 64);
+    assert_eq!(file["feeds"][0]["name"], "a");
+    assert!(file["feeds"][0]["content_hash"].is_string() && file["config_hash"].is_string());
+    let del = file["changes"].as_array().unwrap().iter().find(|c| c["kind"] == "delete").unwrap();
+    assert!(del["before"]["id"].is_string(), "the tenant row it was planned against");
+    let planned: BTreeSet<(String, String)> = file["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["kind"].as_str().unwrap().to_owned(), c["value"].as_str().unwrap().to_owned()))
+        .collect();
+    // The plan must not have written anything.
+    assert_eq!(env.owned().len(), 20);
+
+    // The feed moves on; the approved plan still applies as it was.
+    env.write("a.txt", &text_feed(&ips[5..10]));
+    env.emu.clear_calls();
+    let (code, report) = env.run_json(&["sync", "--plan", "plan.json"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["counts"]["create"], 10);
+    assert_eq!(report["counts"]["delete"], 2);
+    let written: usize = env
+        .emu
+        .calls()
+        .iter()
+        .filter(|c| matches!(c.family, EndpointFamily::Import | EndpointFamily::BatchDelete))
+        .map(|c| c.written.len())
+        .sum();
+    assert_eq!(written, 12, "the call log shows only the planned items");
+    let owned: BTreeSet<String> = env.owned().into_iter().map(|i| i.indicator_value).collect();
+    assert_eq!(owned, ips[2..30].iter().cloned().collect::<BTreeSet<_>>());
+    let run = last_run(&env).await;
+    let (_, ch) = env.run_json(&["history", "--run", &run.to_string(), "--changes"]).await;
+    let journaled: BTreeSet<(String, String)> = ch["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["kind"].as_str().unwrap().to_owned(), c["value"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(journaled, planned);
+
+    // Applying it twice: its creates are in the tenant now, so it has drifted.
+    let (code, out) = env.run_json(&["sync", "--plan", "plan.json"]).await;
+    assert_eq!(code, 1, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_plan_is_refused_when_a_row_it_touches_changed_when_tampered_or_too_old() {
+    let env = Env::start(EnvOptions::default()).await;
+    let ips = public_ips(20, 50_000);
+    env.write("a.txt", &text_feed(&ips));
+    env.config(&format!("{BASE}{}", feed("a", "a.txt", "")));
+    let (code, _) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0);
+    env.write("a.txt", &text_feed(&ips[1..]));
+    let (code, _) = env.run_json(&["plan", "--out", "plan.json"]).await;
+    assert_eq!(code, 0);
+    let text = std::fs::read_to_string(env.path("plan.json")).unwrap();
+
+    // Tampered: one value changed, the hash left as it was.
+    env.write("tampered.json", &text.replacen(&ips[0], "45.99.99.99", 1));
+    let (code, out) = env.run_json(&["sync", "--plan", "tampered.json"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out["error"].as_str().unwrap().contains("content hash does not match"), "{out}");
+    // Too old.
+    let (code, out) = env.run_json(&["sync", "--plan", "plan.json", "--max-plan-age", "1ns"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out["error"].as_str().unwrap().contains("older than --max-plan-age"), "{out}");
+
+    // The row the plan deletes changes (a later sync lowers every severity): refused, nothing written.
+    env.config(&format!("{BASE}{}", feed("a", "a.txt", "severity = \"Low\"")));
+    env.write("a.txt", &text_feed(&ips));
+    let (code, _) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0);
+    let before = env.emu.indicators();
+    env.emu.clear_calls();
+    let (code, out) = env.run_json(&["sync", "--plan", "plan.json"]).await;
+    assert_eq!(code, 1, "{out}");
+    let msg = out["error"].as_str().unwrap();
+    assert!(msg.contains(&ips[0]) && msg.contains("severity"), "says what drifted: {msg}");
+    assert_eq!(env.write_calls(), 0);
+    assert_eq!(env.emu.indicators(), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_markdown_is_a_review_text() {
+    let env = Env::start(EnvOptions::default()).await;
+    let ips = public_ips(12, 60_000);
+    let mut lines = ips.clone();
+    lines.push("10.0.0.1".into());
+    env.write("a.txt", &text_feed(&lines));
+    env.config(&format!("{BASE}{}", feed("a", "a.txt", "")));
+    let out = env.run(&["--output", "markdown", "plan"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let md = String::from_utf8(out.stdout).unwrap();
+    assert!(md.contains("## iocsync plan for tenant `default`"), "{md}");
+    assert!(md.contains("| create | 12 |"), "{md}");
+    assert!(md.contains("| a | create | 12 |"), "per-feed changes: {md}");
+    assert!(md.contains("### create: first 10 of 12"), "{md}");
+    assert!(md.contains("- private-address: 1"), "skips by reason: {md}");
+    assert!(md.contains("**Capacity:**") && md.contains("**Brake:**"), "{md}");
+    assert_eq!(env.write_calls(), 0);
+}
