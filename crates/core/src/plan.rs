@@ -410,6 +410,15 @@ fn rank_cmp(a: &Desired, b: &Desired) -> Ordering {
         .then_with(|| a.fingerprint().cmp(&b.fingerprint()))
 }
 
+/// The capacity rank (1 = kept first) of `(kind, value)` among `desired`, in the order a capacity
+/// cut keeps values (priority, severity, recency, then type and value); `None` when not desired.
+/// (The plan also ranks values protected from deletion first; this rank ignores that.)
+pub fn capacity_rank(desired: &[Desired], kind: IndicatorType, value: &str) -> Option<usize> {
+    let mv = match_value(kind, value);
+    let target = desired.iter().find(|d| d.kind == kind && match_value(d.kind, &d.value) == mv)?;
+    Some(1 + desired.iter().filter(|d| rank_cmp(d, target) == Ordering::Less).count())
+}
+
 fn ref_cmp(a: &IndicatorRef, b: &IndicatorRef) -> Ordering {
     (a.kind, &a.value, &a.raw_action)
         .cmp(&(b.kind, &b.value, &b.raw_action))

@@ -268,6 +268,14 @@ impl DefenderClient {
         self.list(None).await
     }
 
+    /// The indicators (every creator the app can see) holding one value, asked with one
+    /// `$filter=indicatorValue eq '…'` call; `explain` uses it to show a value's tenant rows
+    /// without listing the tenant.
+    pub async fn list_value(&self, value: &str) -> Result<Vec<Indicator>, Error> {
+        let filter = format!("indicatorValue eq '{}'", odata_quote(value));
+        self.list(Some(&filter)).await
+    }
+
     /// One indicator by id; `None` when it does not exist (404).
     pub async fn get(&self, id: &str) -> Result<Option<Indicator>, Error> {
         check_id_like("indicator id", id)?;

@@ -66,6 +66,8 @@ pub enum Command {
     Adopt(AdoptArgs),
     /// Past runs from the state database; with --run ID --changes, that run's journal of changes.
     History(HistoryArgs),
+    /// Why a value is (or is not) in the tenant: feeds, policy, allowlist, capacity, rejects, changes.
+    Explain(ExplainArgs),
     /// Run sync on a schedule; serve metrics and health over HTTP.
     Daemon,
     /// Serve the local Defender emulator (loopback only).

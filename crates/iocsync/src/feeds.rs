@@ -271,6 +271,18 @@ pub async fn unreachable(
     out
 }
 
+/// The feed as its last good copy stands, without a download (`explain` answers from it): that
+/// copy parsed again, `fallback` when young enough, `stale` past `max_age`, `failed` without one.
+pub async fn from_last_copy(store: &Mutex<StateStore>, spec: &FeedSpec, now: DateTime<Utc>) -> LoadedFeed {
+    let cached = with_store(store, |s| Ok((s.feed_cache(&spec.name)?, s.misp_events(&spec.name)?)));
+    let last = match cached {
+        Ok((Some(c), events)) if !events.is_empty() => Some(LastGood::Misp(c, events)),
+        Ok((Some(c), _)) if !c.body.is_empty() => Some(LastGood::Document(c)),
+        _ => None,
+    };
+    fall_back(spec, last, None, "read from the last good copy (no download)".to_owned(), now).await
+}
+
 /// Runs `f` on the locked store; a database error becomes a message. A poisoned lock still
 /// yields the store: SQLite rolled back whatever the panicking holder left unfinished.
 fn with_store<T>(

@@ -198,6 +198,12 @@ async fn execute(cli: Cli) -> anyhow::Result<Exit> {
             }
             Ok(Exit::Ok)
         }
+        Command::Explain(args) => {
+            let config = config::Config::load(&g.config)?;
+            let report = commands::explain::run(&config, args).await?;
+            output::explain(format, &report);
+            Ok(Exit::Ok)
+        }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();

@@ -194,6 +194,77 @@ fn plan_markdown(s: &mut String, o: &TenantOutcome, p: &crate::engine::saved::Sa
     }
 }
 
+/// `iocsync explain`.
+pub fn explain(format: OutputFormat, r: &crate::commands::explain::ExplainReport) {
+    if format == OutputFormat::Json {
+        return json(r);
+    }
+    let mut s = String::new();
+    let what = match (&r.kind, &r.value) {
+        (Some(k), Some(v)) => format!("{k} {v}"),
+        _ => r.input.clone(),
+    };
+    let _ = writeln!(s, "{what} (tenant {}): {}", r.tenant, r.verdict);
+    for f in &r.feeds {
+        let policy = match (&f.action, &f.severity) {
+            (Some(a), Some(sev)) => format!("{a}, {sev}, priority {}", f.priority.unwrap_or(0)),
+            _ => "left out by its policy".to_owned(),
+        };
+        let skip = f.skipped.as_deref().map(|x| format!(" [{x}]")).unwrap_or_default();
+        let _ = writeln!(s, "  feed {} ({}), line {}: {policy}{skip}", f.feed, f.status, f.line);
+    }
+    if let Some(a) = &r.allowlist {
+        let _ = writeln!(s, "  allowlist: {a}");
+    }
+    for x in &r.rejects {
+        let when = x.last_seen.map(|t| format!(" at {}", t.to_rfc3339())).unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "  refused by {}: {}{when} {}",
+            x.source,
+            x.reason,
+            x.detail.as_deref().unwrap_or("")
+        );
+    }
+    if let Some(c) = &r.capacity {
+        let _ = writeln!(
+            s,
+            "  capacity: rank {} of {}, room {} ({} foreign, {}): {}",
+            c.rank,
+            c.of,
+            c.room,
+            c.foreign,
+            c.foreign_from,
+            if c.fits { "fits" } else { "does not fit" }
+        );
+    }
+    match (&r.tenant_rows, &r.lookup_error) {
+        (Some(rows), _) => {
+            for t in rows {
+                let _ = writeln!(
+                    s,
+                    "  tenant row {} {} {} by {} ({})",
+                    t.id,
+                    t.kind,
+                    t.action,
+                    t.created_by.as_deref().unwrap_or("unknown"),
+                    if t.ours { "ours" } else { "foreign" }
+                );
+            }
+        }
+        (None, Some(e)) => {
+            let _ = writeln!(s, "  tenant lookup failed: {e}");
+        }
+        (None, None) => {
+            let _ = writeln!(s, "  tenant not asked (--offline)");
+        }
+    }
+    for j in &r.journal {
+        let _ = writeln!(s, "  run #{} {} {} ({})", j.run, j.at.to_rfc3339(), j.entry.kind, j.entry.reason);
+    }
+    emit(&s);
+}
+
 /// `history --run ID --changes`.
 pub fn changes(format: OutputFormat, c: &crate::commands::history::RunChanges) {
     if format == OutputFormat::Json {

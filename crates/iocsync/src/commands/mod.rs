@@ -3,6 +3,7 @@
 pub mod adopt;
 pub mod check;
 pub mod emulator;
+pub mod explain;
 pub mod history;
 pub mod init;
 pub mod list;

@@ -9,7 +9,7 @@ pub mod saved;
 mod stages;
 
 pub use apply::{DryRunWrites, LiveWrites, WritePort};
-pub(crate) use stages::{build_allowlist, to_existing};
+pub(crate) use stages::{build_allowlist, from_last_copies, to_existing};
 
 use crate::Exit;
 use crate::config::{Config, Tenant};

@@ -127,13 +127,45 @@ pub(crate) fn build_allowlist(global: &AllowlistSpec, tenant: &AllowlistSpec) ->
                     .map_err(|e| anyhow::anyhow!("allowlist file {}: {e}", path.display()))?;
             } else {
                 let text = String::from_utf8_lossy(&bytes);
-                for problem in list.add_text(&text) {
+                // The file is named as the entry's source, so a skip or `explain` says where it is.
+                for problem in list.add_text_from(&text, &path.display().to_string()) {
                     tracing::warn!(file = %path.display(), "allowlist entry ignored: {problem}");
                 }
             }
         }
     }
     Ok(list)
+}
+
+/// What `explain` reads: each feed's last good copy (no download), the desired state made from
+/// them with its skips, and the allowlist.
+pub(crate) struct LastCopies {
+    /// The feeds as their last good copies stand.
+    pub loaded: Vec<LoadedFeed>,
+    /// The desired state.
+    pub desired: Vec<Desired>,
+    /// Values left out, with reasons.
+    pub skips: Vec<Skip>,
+    /// The allowlist of the tenant.
+    pub allowlist: Allowlist,
+}
+
+/// Builds [`LastCopies`] for one tenant.
+pub(crate) async fn from_last_copies(
+    config: &Config,
+    tenant: &Tenant,
+    store: &Arc<Mutex<StateStore>>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<LastCopies> {
+    let allowlist = build_allowlist(&config.allowlist, &tenant.allowlist)?;
+    let rules = HealthRules::default();
+    let mut loaded = Vec::new();
+    for feed in config.feeds_for(tenant) {
+        let spec = feed_spec(config, feed, &rules)?;
+        loaded.push(feeds::from_last_copy(store, &spec, now).await);
+    }
+    let (desired, skips, _) = desired_state(config, tenant, &loaded, &allowlist, now);
+    Ok(LastCopies { loaded, desired, skips, allowlist })
 }
 
 /// Fetches and parses every feed of the tenant, with last-good fallback.

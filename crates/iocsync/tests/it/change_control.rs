@@ -333,3 +333,103 @@ async fn plan_markdown_is_a_review_text() {
     assert!(md.contains("**Capacity:**") && md.contains("**Brake:**"), "{md}");
     assert_eq!(env.write_calls(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_a_value_in_the_tenant_with_a_foreign_row_in_any_spelling() {
+    let env = Env::start(EnvOptions::default()).await;
+    let ips = public_ips(10, 70_000);
+    env.write("a.txt", &text_feed(&ips));
+    env.config(&format!("{BASE}{}", feed("a", "a.txt", "severity = \"Medium\"\npriority = 7")));
+    let (code, _) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0);
+    env.emu.seed(iocsync_emulator::SeedIndicator::portal(
+        "IpAddress",
+        &ips[3],
+        "Audit",
+        "analyst@contoso.com",
+    ));
+    let ours = env.owned().into_iter().find(|i| i.indicator_value == ips[3]).unwrap();
+    let defanged = ips[3].replace('.', "[.]");
+    env.emu.clear_calls();
+    let (code, r) = env.run_json(&["explain", &defanged]).await;
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["type"], "IpAddress");
+    assert_eq!(r["value"], ips[3].as_str(), "normalised first");
+    assert_eq!(r["feeds"][0]["feed"], "a");
+    assert_eq!(r["feeds"][0]["action"], "Block");
+    assert_eq!(r["feeds"][0]["severity"], "Medium");
+    assert_eq!(r["feeds"][0]["priority"], 7);
+    assert_eq!(r["feeds"][0]["line"], 5, "line 1 is the comment");
+    assert!(r["allowlist"].is_null() && r["desired"] == true);
+    assert_eq!(r["capacity"]["fits"], true);
+    let rows = r["tenant_rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let mine = rows.iter().find(|t| t["ours"] == true).unwrap();
+    assert_eq!(mine["id"], ours.id.as_str());
+    let theirs = rows.iter().find(|t| t["ours"] == false).unwrap();
+    assert_eq!(theirs["created_by"], "analyst@contoso.com");
+    assert_eq!(r["journal"].as_array().unwrap().len(), 1);
+    assert_eq!(r["journal"][0]["kind"], "create");
+    assert_eq!(r["api_calls"], 1);
+    assert_eq!(
+        env.emu.calls().iter().filter(|c| c.family != EndpointFamily::Token).count(),
+        1,
+        "one API call"
+    );
+    assert_eq!(env.write_calls(), 0);
+    // --offline: no call at all.
+    env.emu.clear_calls();
+    let (code, r) = env.run_json(&["explain", &ips[3], "--offline"]).await;
+    assert_eq!(code, 0, "{r}");
+    assert!(r["tenant_rows"].is_null());
+    assert_eq!(r["api_calls"], 0);
+    assert!(env.emu.calls().is_empty(), "{:?}", env.emu.calls());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_an_allowlisted_an_over_capacity_and_a_rejected_value() {
+    let env = Env::start(EnvOptions::default()).await;
+    let ips = public_ips(40, 80_000);
+    let mut lines = ips.clone();
+    lines.push("10.1.2.3".into());
+    env.write("a.txt", &text_feed(&lines));
+    env.write("allow.txt", &format!("# partner\n{}\n", ips[0]));
+    env.config(&format!(
+        "[sync]\nstate = \"state/iocsync.db\"\ncapacity = 30\nheadroom = 5\n[allowlist]\nfiles = [\"allow.txt\"]\n{}",
+        feed("a", "a.txt", "")
+    ));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(env.owned().len(), 25);
+
+    let (code, r) = env.run_json(&["explain", &ips[0]]).await;
+    assert_eq!(code, 0, "{r}");
+    let entry = r["allowlist"].as_str().expect("the allowlist entry");
+    assert!(entry.contains(&ips[0]) && entry.contains("allow.txt"), "which entry, from which file: {entry}");
+    assert_eq!(r["desired"], false);
+    assert!(r["verdict"].as_str().unwrap().starts_with("not pushed: allowlisted"), "{r}");
+    assert_eq!(r["tenant_rows"], serde_json::json!([]));
+
+    let owned: BTreeSet<String> = env.owned().into_iter().map(|i| i.indicator_value).collect();
+    let out = ips[1..].iter().find(|v| !owned.contains(*v)).expect("a value cut by the capacity");
+    let (code, r) = env.run_json(&["explain", out]).await;
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["capacity"]["fits"], false, "{r}");
+    assert_eq!(r["capacity"]["room"], 25);
+    assert_eq!(r["capacity"]["of"], 39);
+    assert!(r["capacity"]["rank"].as_u64().unwrap() > 25);
+    assert!(r["verdict"].as_str().unwrap().contains("over capacity"), "{r}");
+    let kept = ips[1..].iter().find(|v| owned.contains(*v)).unwrap();
+    let (_, r) = env.run_json(&["explain", kept]).await;
+    assert_eq!(r["capacity"]["fits"], true, "{r}");
+    assert!(r["capacity"]["rank"].as_u64().unwrap() <= 25);
+
+    let (code, r) = env.run_json(&["explain", "10.1.2.3", "--offline"]).await;
+    assert_eq!(code, 0, "{r}");
+    let rejects = r["rejects"].as_array().unwrap();
+    assert!(rejects.iter().any(|x| x["source"] == "input" && x["reason"] == "private-address"), "{r}");
+    let by_feed = rejects.iter().find(|x| x["source"] == "a").expect("the feed that carried it");
+    assert_eq!(by_feed["reason"], "private-address");
+    assert!(by_feed["last_seen"].is_string(), "when: {r}");
+    assert!(r["verdict"].as_str().unwrap().contains("refused"), "{r}");
+}
