@@ -68,6 +68,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Why a value is (or is not) in the tenant: feeds, policy, allowlist, capacity, rejects, changes.
     Explain(ExplainArgs),
+    /// Revert one run's journaled changes (shows the plan unless --yes).
+    Undo(UndoArgs),
     /// Run sync on a schedule; serve metrics and health over HTTP.
     Daemon,
     /// Serve the local Defender emulator (loopback only).
@@ -249,6 +251,9 @@ pub struct UndoArgs {
     /// Apply even past the delete brake.
     #[arg(long)]
     pub force: bool,
+    /// Tenant selection (must be the run's tenant).
+    #[command(flatten)]
+    pub tenant: TenantArgs,
 }
 
 /// `iocsync emulator`.

@@ -204,6 +204,13 @@ async fn execute(cli: Cli) -> anyhow::Result<Exit> {
             output::explain(format, &report);
             Ok(Exit::Ok)
         }
+        Command::Undo(args) => {
+            let config = config::Config::load(&g.config)?;
+            let _lock = if args.yes { Some(daemon::RunLock::acquire(&config.sync.state)?) } else { None };
+            let (report, exit) = engine::undo::run(&config, args).await?;
+            output::undo(format, &report);
+            Ok(exit)
+        }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();

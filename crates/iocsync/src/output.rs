@@ -265,6 +265,40 @@ pub fn explain(format: OutputFormat, r: &crate::commands::explain::ExplainReport
     emit(&s);
 }
 
+/// `iocsync undo`.
+pub fn undo(format: OutputFormat, r: &crate::engine::undo::UndoReport) {
+    if format == OutputFormat::Json {
+        return json(r);
+    }
+    let mut s = String::new();
+    let mode = if r.dry_run { " (plan only: run again with --yes to apply)" } else { "" };
+    let counts: Vec<String> = r.counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let _ = writeln!(s, "undo of run #{} (tenant {}){mode}: {}", r.run, r.tenant, counts.join(", "));
+    if let Some(u) = r.undo_run {
+        let _ = writeln!(s, "  journaled as run #{u} (reason undo)");
+    }
+    for c in r.changes.iter().take(20) {
+        let _ =
+            writeln!(s, "  {:<8} {:<14} {:<8} {}", c.kind, c.indicator_type, c.action, shorten(&c.value, 80));
+    }
+    if r.changes.len() > 20 {
+        let _ = writeln!(s, "  ... and {} more", r.changes.len() - 20);
+    }
+    for k in &r.skipped {
+        let _ = writeln!(s, "  skipped {} {} {}: {}", k.kind, k.indicator_type, shorten(&k.value, 80), k.why);
+    }
+    if let Some(b) = &r.brake {
+        let _ = writeln!(s, "  brake: {b}");
+    }
+    if let Some(e) = &r.error {
+        let _ = writeln!(s, "  stopped: {e}");
+    }
+    for f in &r.failed {
+        let _ = writeln!(s, "  failed {} {}: {}", f.kind, f.value, f.reason);
+    }
+    emit(&s);
+}
+
 /// `history --run ID --changes`.
 pub fn changes(format: OutputFormat, c: &crate::commands::history::RunChanges) {
     if format == OutputFormat::Json {

@@ -829,6 +829,14 @@ impl StateStore {
             .flatten())
     }
 
+    /// The undo run that reverted run `id`, if any.
+    pub fn undone_by(&self, id: i64) -> Result<Option<i64>, StateError> {
+        Ok(self
+            .conn
+            .query_row("SELECT id FROM runs WHERE undo_of = ?1 ORDER BY id LIMIT 1", [id], |r| r.get(0))
+            .optional()?)
+    }
+
     /// Whether a later run of `tenant` than `id` exists.
     pub fn later_run_exists(&self, tenant: &str, id: i64) -> Result<bool, StateError> {
         Ok(self

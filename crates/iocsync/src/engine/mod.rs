@@ -7,6 +7,7 @@ pub mod journal;
 pub mod marker;
 pub mod saved;
 mod stages;
+pub mod undo;
 
 pub use apply::{DryRunWrites, LiveWrites, WritePort};
 pub(crate) use stages::{build_allowlist, from_last_copies, to_existing};

@@ -433,3 +433,144 @@ async fn explain_an_allowlisted_an_over_capacity_and_a_rejected_value() {
     assert!(by_feed["last_seen"].is_string(), "when: {r}");
     assert!(r["verdict"].as_str().unwrap().contains("refused"), "{r}");
 }
+
+/// What undo must restore: every field of every indicator except ids and timestamps Defender sets.
+fn tenant_state(env: &Env) -> Vec<Value> {
+    let mut v: Vec<Value> = env
+        .emu
+        .indicators()
+        .into_iter()
+        .map(|i| {
+            serde_json::json!([
+                i.indicator_type,
+                i.indicator_value,
+                i.action,
+                i.created_by,
+                i.severity,
+                i.title,
+                i.description,
+                i.expiration_time,
+                i.external_id,
+                i.generate_alert,
+                i.rbac_group_names,
+                i.application,
+                i.recommended_actions,
+                i.mitre_techniques,
+                i.educate_url
+            ])
+        })
+        .collect();
+    v.sort_by_key(|x| x.to_string());
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn undo_of_a_run_creating_1200_and_deleting_300_restores_the_tenant_exactly() {
+    let env = Env::start(EnvOptions::default()).await;
+    env.emu.seed(iocsync_emulator::SeedIndicator::portal(
+        "IpAddress",
+        "45.1.1.1",
+        "Block",
+        "analyst@contoso.com",
+    ));
+    env.write("a.txt", &text_feed(&public_ips(300, 100_000)));
+    env.config(&format!("{BASE}{}", feed("a", "a.txt", "")));
+    let (code, _) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0);
+    let before = tenant_state(&env);
+    assert_eq!(before.len(), 301);
+
+    env.write("a.txt", &text_feed(&public_ips(1_200, 200_000)));
+    let (code, report) = env.run_json(&["sync", "--force"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        (report["counts"]["create"].as_u64(), report["counts"]["delete"].as_u64()),
+        (Some(1_200), Some(300))
+    );
+    let run = last_run(&env).await.to_string();
+    let changed = tenant_state(&env);
+
+    // A dry run by default; the brake (1,200 deletes) refuses without --force.
+    let (code, plan) = env.run_json(&["undo", "--run", &run]).await;
+    assert_eq!(code, 4, "{plan}");
+    assert!(plan["brake"].as_str().unwrap().contains("brake"), "{plan}");
+    assert_eq!(plan["counts"]["delete"], 1_200);
+    assert_eq!(plan["counts"]["create"], 300);
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(tenant_state(&env), changed, "nothing written");
+    let (code, plan) = env.run_json(&["undo", "--run", &run, "--force"]).await;
+    assert_eq!(code, 0, "{plan}");
+    assert_eq!(tenant_state(&env), changed, "still nothing written without --yes");
+
+    let (code, done) = env.run_json(&["undo", "--run", &run, "--force", "--yes"]).await;
+    assert_eq!(code, 0, "{done}");
+    assert_eq!(tenant_state(&env), before, "the tenant set is back, field for field");
+    let undo_run = done["undo_run"].as_i64().unwrap();
+    let (_, ch) = env.run_json(&["history", "--run", &undo_run.to_string(), "--changes"]).await;
+    let rows = ch["changes"].as_array().unwrap();
+    assert_eq!(rows.len(), 1_500);
+    assert!(rows.iter().all(|r| r["reason"] == "undo"));
+
+    // Undoing the undo is refused, and so is undoing the same run twice.
+    let (code, out) = env.run_json(&["undo", "--run", &undo_run.to_string(), "--yes", "--force"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out["error"].as_str().unwrap().contains("undoing an undo is refused"), "{out}");
+    let (code, out) = env.run_json(&["undo", "--run", &run, "--yes", "--force"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out["error"].as_str().unwrap().contains("already undone"), "{out}");
+    assert_eq!(tenant_state(&env), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn undo_skips_changes_a_later_run_superseded_and_values_allowlisted_since() {
+    let env = Env::start(EnvOptions::default()).await;
+    let ips = public_ips(55, 300_000);
+    env.write("a.txt", &text_feed(&ips[..50]));
+    let config = |sev: &str, allow: &str| {
+        format!(
+            "{BASE}[allowlist]\nvalues = [{allow}]\n{}",
+            feed("a", "a.txt", &format!("severity = \"{sev}\""))
+        )
+    };
+    env.config(&config("High", ""));
+    assert_eq!(env.run_json(&["sync"]).await.0, 0);
+    // Run 2: 0..5 leave, 50..55 arrive, the rest change severity.
+    env.write("a.txt", &text_feed(&ips[5..55]));
+    env.config(&config("Low", ""));
+    assert_eq!(env.run_json(&["sync"]).await.0, 0);
+    let run2 = last_run(&env).await;
+    // Run 3 (later): 50 and 51 leave again, 0 comes back.
+    let mut third: Vec<String> = ips[5..50].to_vec();
+    third.extend_from_slice(&ips[52..55]);
+    third.push(ips[0].clone());
+    env.write("a.txt", &text_feed(&third));
+    assert_eq!(env.run_json(&["sync"]).await.0, 0);
+    // Since then, ips[1] (deleted by run 2) was allowlisted.
+    env.config(&config("Low", &format!("\"{}\"", ips[1])));
+
+    let (code, plan) = env.run_json(&["undo", "--run", &run2.to_string()]).await;
+    assert_eq!(code, 0, "{plan}");
+    let skipped: BTreeMap<String, String> = plan["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["value"].as_str().unwrap().to_owned(), s["why"].as_str().unwrap().to_owned()))
+        .collect();
+    let run3 = format!("superseded by run {}", run2 + 1);
+    assert_eq!(skipped.get(&ips[0]), Some(&run3));
+    assert_eq!(skipped.get(&ips[50]), Some(&run3));
+    assert_eq!(skipped.get(&ips[51]), Some(&run3));
+    assert!(skipped[&ips[1]].starts_with("allowlisted since"), "undo says so: {skipped:?}");
+    assert_eq!(skipped.len(), 4);
+    assert_eq!(plan["counts"], serde_json::json!({"create": 3, "delete": 3, "restore": 45}));
+
+    let (code, done) = env.run_json(&["undo", "--run", &run2.to_string(), "--yes"]).await;
+    assert_eq!(code, 0, "{done}");
+    let owned: BTreeMap<String, String> =
+        env.owned().into_iter().map(|i| (i.indicator_value, i.severity)).collect();
+    let want: BTreeSet<String> =
+        [0, 2, 3, 4].iter().map(|n| ips[*n].clone()).chain(ips[5..50].iter().cloned()).collect();
+    assert_eq!(owned.keys().cloned().collect::<BTreeSet<_>>(), want);
+    assert!(ips[2..50].iter().all(|v| owned[v] == "High"), "restored fields");
+    assert_eq!(owned[&ips[0]], "Low", "run 3's re-create is left as run 3 made it");
+}
