@@ -10,6 +10,7 @@
 
 use crate::cli::AdoptArgs;
 use crate::config::Config;
+use crate::engine::journal::{JournalSink, reason};
 use anyhow::Context;
 use iocsync_core::batch::{DELETE_BATCH, IMPORT_BATCH};
 use iocsync_core::marker::MarkerField;
@@ -79,9 +80,20 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> anyhow::Result<AdoptRepor
             crate::engine::marker::ensure(&conn.client, &tenant.client_id, &marker, &listed).await?;
         }
         let mut adopted = Vec::new();
+        // Journaled as a run of its own (reason `adopt`): the old rows deleted, the new ones created.
+        let journal = JournalSink::begin(config, &tenant.name)?;
         for (n, chunk) in targets.chunks(DELETE_BATCH.min(IMPORT_BATCH)).enumerate() {
             let ids: Vec<String> = chunk.iter().map(|i| i.id.clone()).collect();
-            conn.client.batch_delete(&ids).await?;
+            let out = match conn.client.batch_delete(&ids).await {
+                Ok(out) => out,
+                Err(e) => {
+                    journal.finish("error", crate::Exit::Error, &report);
+                    return Err(e.into());
+                }
+            };
+            let gone: Vec<_> =
+                chunk.iter().filter(|i| out.deleted.contains(&i.id)).map(|i| (i, None, None)).collect();
+            journal.listed("delete", reason::ADOPT, &gone);
             let items: Vec<ImportItem> = chunk
                 .iter()
                 .map(|i| {
@@ -121,6 +133,13 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> anyhow::Result<AdoptRepor
                 .collect();
             match conn.client.import(&items).await {
                 Ok(outcomes) => {
+                    let created: Vec<_> = chunk
+                        .iter()
+                        .zip(items.iter().zip(&outcomes))
+                        .filter(|(_, (_, o))| !o.is_failed)
+                        .map(|(i, (item, o))| (i, serde_json::to_value(item).ok(), o.id.clone()))
+                        .collect();
+                    journal.listed("create", reason::ADOPT, &created);
                     for (item, o) in items.iter().zip(outcomes) {
                         if o.is_failed {
                             report.failed += 1;
@@ -162,6 +181,8 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> anyhow::Result<AdoptRepor
                 }
             }
         }
+        let exit = if report.failed > 0 { crate::Exit::Partial } else { crate::Exit::Ok };
+        journal.finish(if report.failed > 0 { "partial" } else { "ok" }, exit, &report);
         // Adopted values are of known origin: managed from now on, not protected as unknown.
         if !adopted.is_empty() {
             let store = crate::engine::open_store(config)?;

@@ -107,6 +107,56 @@ impl JournalSink {
     }
 }
 
+impl JournalSink {
+    /// Begins a run for a command that writes outside `sync` (`purge`, `adopt`), so its changes
+    /// are journaled under a run id like any other.
+    pub fn begin(config: &crate::config::Config, tenant: &str) -> anyhow::Result<JournalSink> {
+        let store = super::open_store(config)?;
+        let run = super::lock(&store).begin_run(tenant, false, Utc::now())?;
+        Ok(JournalSink { store, tenant: tenant.to_owned(), run, clock: None })
+    }
+
+    /// Records the end of a run begun with [`JournalSink::begin`].
+    pub fn finish(&self, status: &str, exit: crate::Exit, report: &impl serde::Serialize) {
+        let json = serde_json::to_string(report).unwrap_or_default();
+        if let Err(e) = super::lock(&self.store).finish_run(self.run, status, exit as i32, &json, Utc::now())
+        {
+            tracing::warn!("could not record the run in the state database: {e}");
+        }
+    }
+
+    /// Journals rows for indicators as listed (`purge` and `adopt` deletes; `adopt` re-creates).
+    pub fn listed(
+        &self,
+        kind: &str,
+        reason: &str,
+        rows: &[(&iocsync_defender::Indicator, Option<Value>, Option<String>)],
+    ) {
+        let entries: Vec<JournalEntry> = rows
+            .iter()
+            .map(|(i, after, id)| {
+                let e = super::to_existing(i);
+                JournalEntry {
+                    kind: kind.to_owned(),
+                    id: id.clone().or_else(|| Some(e.id.clone())),
+                    indicator_type: e.raw_type.clone(),
+                    value: e.value.clone(),
+                    action: if kind == "delete" {
+                        e.raw_action.clone()
+                    } else {
+                        after.as_ref().and_then(|a| a["action"].as_str()).unwrap_or(&e.raw_action).to_owned()
+                    },
+                    before: (kind == "delete").then(|| existing_json(&e)),
+                    after: after.clone(),
+                    feeds: Vec::new(),
+                    reason: reason.to_owned(),
+                }
+            })
+            .collect();
+        self.append(&entries);
+    }
+}
+
 /// The journal rows a plan's writes produce, looked up as Defender confirms each write.
 #[derive(Debug, Default)]
 pub struct Journaler {

@@ -574,3 +574,51 @@ async fn undo_skips_changes_a_later_run_superseded_and_values_allowlisted_since(
     assert!(ips[2..50].iter().all(|v| owned[v] == "High"), "restored fields");
     assert_eq!(owned[&ips[0]], "Low", "run 3's re-create is left as run 3 made it");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purge_and_adopt_are_journaled_and_a_purge_can_be_undone() {
+    let env = Env::start(EnvOptions::default()).await;
+    env.write("a.txt", &text_feed(&public_ips(20, 400_000)));
+    env.config(&format!("{BASE}{}", feed("a", "a.txt", "")));
+    assert_eq!(env.run_json(&["sync"]).await.0, 0);
+    let before = tenant_state(&env);
+
+    let (code, out) = env.run_json(&["purge", "--yes"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(env.owned().is_empty());
+    let purge_run = last_run(&env).await;
+    let (_, ch) = env.run_json(&["history", "--run", &purge_run.to_string(), "--changes"]).await;
+    let rows = ch["changes"].as_array().unwrap();
+    assert_eq!(rows.len(), 20);
+    assert!(
+        rows.iter()
+            .all(|r| r["kind"] == "delete" && r["reason"] == "purge" && r["before"]["title"].is_string())
+    );
+    let (code, out) = env.run_json(&["undo", "--run", &purge_run.to_string(), "--yes"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(tenant_state(&env), before, "a purge taken back");
+
+    // adopt: an older script's rows (this app, no marker) are deleted and re-created as iocsync's.
+    let legacy = public_ips(3, 500_000);
+    for v in &legacy {
+        env.emu.seed(iocsync_emulator::SeedIndicator::app(
+            "IpAddress",
+            v,
+            "Block",
+            crate::harness::CLIENT_ID,
+            "old-script",
+        ));
+    }
+    let (code, out) = env.run_json(&["adopt", "--created-by", crate::harness::CLIENT_ID, "--yes"]).await;
+    assert_eq!(code, 0, "{out}");
+    let adopt_run = last_run(&env).await;
+    let (_, ch) = env.run_json(&["history", "--run", &adopt_run.to_string(), "--changes"]).await;
+    let rows = ch["changes"].as_array().unwrap();
+    assert_eq!(rows.iter().filter(|r| r["kind"] == "delete" && r["reason"] == "adopt").count(), 3);
+    assert_eq!(rows.iter().filter(|r| r["kind"] == "create" && r["reason"] == "adopt").count(), 3);
+    let created: BTreeSet<&str> =
+        rows.iter().filter(|r| r["kind"] == "create").map(|r| r["id"].as_str().unwrap()).collect();
+    let now_owned: BTreeSet<String> =
+        env.owned().into_iter().filter(|i| legacy.contains(&i.indicator_value)).map(|i| i.id).collect();
+    assert_eq!(created, now_owned.iter().map(String::as_str).collect());
+}
