@@ -366,6 +366,16 @@ async fn apply_on(
             drift.push(format!("{what}: the indicator does not match the change"));
             continue;
         }
+        // Nothing dangerous is pushed, whatever the file says: the value must be one iocsync
+        // itself would produce, under an action its type allows.
+        match iocsync_ioc::normalize::normalize(&d.value, Some(iocsync_ioc::TypeHint::Exact(d.kind)), false) {
+            Ok((_, v)) if v == d.value => {}
+            Ok((_, v)) => drift.push(format!("{what}: not in normalised form (would be {v})")),
+            Err((reason, _)) => drift.push(format!("{what}: refused as {}", reason.code())),
+        }
+        if !iocsync_core::model::action_allowed(d.kind, d.action) {
+            drift.push(format!("{what}: action {} is not allowed for {}", d.action, d.kind));
+        }
         if let Some(hit) = allowlist.matches(d.kind, &d.value) {
             drift.push(format!("{what}: allowlisted since the plan was made ({hit})"));
         }
@@ -445,13 +455,27 @@ async fn apply_on(
     let bw = BrakeWindow::from_ledger(&ledger, now, window);
     let peak = bw.peak_owned.max(owned_before);
     let budget = ((config.sync.max_delete_fraction * peak as f64).floor() as usize).saturating_sub(bw.used);
+    // Counted from the change set itself, never from the file's own claim: deletes, and updates
+    // that bring an expiry earlier by more than a day.
+    let cuts = plan
+        .updates
+        .iter()
+        .filter(|c| {
+            by_id
+                .get(c.id.as_str())
+                .and_then(|e| e.expiration)
+                .is_some_and(|t| c.desired.expiration < t - chrono::Duration::days(1))
+        })
+        .count();
+    let counted = (plan.deletes.len() + cuts).max(saved.brake_counted);
+    plan.brake_counted = counted;
     let mut exit = Exit::Ok;
-    let applied = if saved.brake_counted > budget && !req.force {
+    let applied = if counted > budget && !req.force {
         let msg = format!(
             "the brake refuses the saved plan: it deletes, replaces or cuts {} owned indicators, and the brake \
              window allows {budget} more (max_delete_fraction {} of {peak}, {} used); nothing was applied \
              (--force overrides)",
-            saved.brake_counted, config.sync.max_delete_fraction, bw.used
+            counted, config.sync.max_delete_fraction, bw.used
         );
         tracing::warn!(tenant = %tenant.name, "{msg}");
         report.brake = Some(msg);

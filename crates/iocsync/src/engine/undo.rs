@@ -371,6 +371,11 @@ async fn plan_and_apply(
     let bw = BrakeWindow::from_ledger(&ledger, now, window);
     let peak = bw.peak_owned.max(owned_before);
     let budget = ((config.sync.max_delete_fraction * peak as f64).floor() as usize).saturating_sub(bw.used);
+    let calls = |client: &iocsync_defender::DefenderClient| {
+        let st = client.stats();
+        ApiCalls { token: st.token, list: st.list, import: st.import, batch_delete: st.batch_delete }
+    };
+    report.api_calls = calls(client);
     if plan.brake_counted > budget && !args.force {
         report.brake = Some(format!(
             "the brake refuses this undo: it deletes or cuts {} owned indicators and the brake window allows {budget} \

@@ -622,3 +622,154 @@ async fn purge_and_adopt_are_journaled_and_a_purge_can_be_undone() {
         env.owned().into_iter().filter(|i| legacy.contains(&i.indicator_value)).map(|i| i.id).collect();
     assert_eq!(created, now_owned.iter().map(String::as_str).collect());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_change_control_command_takes_tenant_in_a_multi_tenant_config() {
+    let east = Env::start(EnvOptions::default()).await;
+    let west = Env::start(EnvOptions::default()).await;
+    let block = |name: &str, env: &Env| {
+        let base = env.emu.base_url();
+        format!(
+            "[[tenants]]\nname = \"{name}\"\ntenant_id = \"{}\"\nclient_id = \"{}\"\nclient_secret = {{ env = \"IOCSYNC_TEST_SECRET\" }}\napi_base = \"{base}\"\nauthority = \"{base}\"\n\n",
+            env.emu.tenant_id(),
+            crate::harness::CLIENT_ID
+        )
+    };
+    let ips = public_ips(12, 600_000);
+    east.write("a.txt", &text_feed(&ips[..10]));
+    let text = format!("{}{}{BASE}{}", block("east", &east), block("west", &west), feed("a", "a.txt", ""));
+    east.write("iocsync.toml", &text);
+    let (code, out) = east.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!((east.owned().len(), west.owned().len()), (10, 10));
+
+    east.write("a.txt", &text_feed(&ips[2..12]));
+    let (code, out) = east.run_json(&["plan", "--out", "p.json"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out["error"].as_str().unwrap().contains("--tenant"), "{out}");
+    let (code, out) = east.run_json(&["plan", "--tenant", "west", "--out", "p.json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = east.run_json(&["sync", "--plan", "p.json", "--tenant", "east"]).await;
+    assert_eq!(code, 1, "{out}");
+    let east_before = tenant_state(&east);
+    let (code, out) = east.run_json(&["sync", "--plan", "p.json"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["tenant"], "west");
+    assert_eq!(tenant_state(&east), east_before, "only the plan's tenant is touched");
+    let west_values: BTreeSet<String> = west.owned().into_iter().map(|i| i.indicator_value).collect();
+    assert_eq!(west_values, ips[2..12].iter().cloned().collect());
+
+    let (_, h) = east.run_json(&["history", "--tenant", "west"]).await;
+    let runs = h["runs"].as_array().unwrap();
+    assert!(runs.iter().all(|r| r["tenant"] == "west") && runs.len() == 3, "{h}");
+    let west_run = runs[0]["id"].as_i64().unwrap().to_string();
+    let (code, _) = east.run_json(&["history", "--run", &west_run, "--changes", "--tenant", "east"]).await;
+    assert_eq!(code, 1);
+    let out = east.run(&["history", "--export", "jsonl", "--tenant", "west"]).await;
+    let rows: Vec<Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 10 + 4);
+    assert!(rows.iter().all(|r| r["tenant"] == "west"));
+
+    let (code, out) = east.run_json(&["explain", &ips[0]]).await;
+    assert_eq!(code, 1, "{out}");
+    let (code, out) = east.run_json(&["explain", &ips[0], "--tenant", "east"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["tenant"], "east");
+    assert_eq!(out["tenant_rows"].as_array().unwrap().len(), 1, "still in east");
+    let (code, out) = east.run_json(&["explain", &ips[0], "--tenant", "west"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["tenant_rows"], serde_json::json!([]), "gone from west");
+
+    let (code, _) = east.run_json(&["undo", "--run", &west_run, "--tenant", "east"]).await;
+    assert_eq!(code, 1);
+    let (code, out) =
+        east.run_json(&["undo", "--run", &west_run, "--tenant", "west", "--yes", "--force"]).await;
+    assert_eq!(code, 0, "{out}");
+    let west_values: BTreeSet<String> = west.owned().into_iter().map(|i| i.indicator_value).collect();
+    assert_eq!(west_values, ips[..10].iter().cloned().collect());
+}
+
+/// The content hash of a plan document (what `plan --out` computes): SHA-256 of the canonical JSON
+/// without `content_hash`. A forger can recompute it, so the apply must not trust the plan's claims.
+fn reseal(doc: &mut Value) {
+    use sha2::Digest as _;
+    doc.as_object_mut().unwrap().remove("content_hash");
+    let hash = hex::encode(sha2::Sha256::digest(doc.to_string().as_bytes()));
+    doc["content_hash"] = Value::from(hash);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_plan_cannot_bypass_ownership_the_allowlist_or_the_brake() {
+    let env = Env::start(EnvOptions::default()).await;
+    let foreign_id = env.emu.seed(iocsync_emulator::SeedIndicator::portal(
+        "IpAddress",
+        "45.200.0.1",
+        "Block",
+        "analyst@contoso.com",
+    ));
+    let ips = public_ips(20, 700_000);
+    env.write("a.txt", &text_feed(&ips));
+    env.config(&format!("{BASE}{}", feed("a", "a.txt", "")));
+    assert_eq!(env.run_json(&["sync"]).await.0, 0);
+    env.write("a.txt", &text_feed(&ips[1..]));
+    assert_eq!(env.run_json(&["plan", "--out", "plan.json"]).await.0, 0);
+    let text = std::fs::read_to_string(env.path("plan.json")).unwrap();
+    let before = tenant_state(&env);
+
+    // A forged plan (hash recomputed) aiming its delete at an analyst's indicator.
+    let mut doc: Value = serde_json::from_str(&text).unwrap();
+    let del = doc["changes"].as_array_mut().unwrap().iter_mut().find(|c| c["kind"] == "delete").unwrap();
+    del["id"] = Value::from(foreign_id.clone());
+    reseal(&mut doc);
+    env.write("forged.json", &doc.to_string());
+    let (code, out) = env.run_json(&["sync", "--plan", "forged.json"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out["error"].as_str().unwrap().contains("not iocsync's"), "{out}");
+    assert_eq!(tenant_state(&env), before);
+
+    // A create of a value allowlisted since the plan was made.
+    env.write("a.txt", &text_feed(&public_ips(21, 700_000)));
+    assert_eq!(env.run_json(&["plan", "--out", "grow.json"]).await.0, 0);
+    let new_value = &public_ips(21, 700_000)[20];
+    // A forged create of a private address (hash recomputed) is refused like a feed's would be.
+    let mut doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.path("grow.json")).unwrap()).unwrap();
+    let create = doc["changes"].as_array_mut().unwrap().iter_mut().find(|c| c["kind"] == "create").unwrap();
+    create["value"] = Value::from("10.0.0.5");
+    create["desired"]["value"] = Value::from("10.0.0.5");
+    reseal(&mut doc);
+    env.write("private.json", &doc.to_string());
+    let (code, out) = env.run_json(&["sync", "--plan", "private.json"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out["error"].as_str().unwrap().contains("refused as private-address"), "{out}");
+    assert_eq!(tenant_state(&env), before);
+    env.config(&format!("{BASE}[allowlist]\nvalues = [\"{new_value}\"]\n{}", feed("a", "a.txt", "")));
+    let (code, out) = env.run_json(&["sync", "--plan", "grow.json"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out["error"].as_str().unwrap().contains("allowlisted since"), "{out}");
+    assert_eq!(tenant_state(&env), before);
+
+    // The brake judges a saved plan at apply time: planned under a config without a brake, a
+    // plan deleting 15 of 20 waits (exit 4) once the brake is back...
+    env.write("a.txt", &text_feed(&ips[15..]));
+    let loose = "max_shrink_fraction = 0.9\nmax_delete_fraction = 1.0\n";
+    env.config(&format!("{BASE}{loose}{}", feed("a", "a.txt", "")));
+    let (code, out) = env.run_json(&["plan", "--out", "wipe.json"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["counts"]["delete"], 15);
+    env.config(&format!("{BASE}max_shrink_fraction = 0.9\n{}", feed("a", "a.txt", "")));
+    let (code, out) = env.run_json(&["sync", "--plan", "wipe.json"]).await;
+    assert_eq!(code, 4, "{out}");
+    assert!(out["brake"].as_str().unwrap().contains("15"), "{out}");
+    assert_eq!(tenant_state(&env), before, "nothing applied");
+    // ...even when the plan file claims it counts nothing for the brake.
+    let mut doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.path("wipe.json")).unwrap()).unwrap();
+    doc["brake_counted"] = Value::from(0);
+    reseal(&mut doc);
+    env.write("wipe.json", &doc.to_string());
+    let (code, out) = env.run_json(&["sync", "--plan", "wipe.json"]).await;
+    assert_eq!(code, 4, "{out}");
+    assert_eq!(tenant_state(&env), before, "nothing applied");
+}
