@@ -115,6 +115,12 @@ fn desired_from_row(row: &Value, feeds: &[String], now: DateTime<Utc>, expire_da
     })
 }
 
+/// The API calls a client made so far.
+fn calls(client: &iocsync_defender::DefenderClient) -> ApiCalls {
+    let st = client.stats();
+    ApiCalls { token: st.token, list: st.list, import: st.import, batch_delete: st.batch_delete }
+}
+
 /// Plans (and with `--yes` applies) the undo of one run.
 pub async fn run(config: &Config, args: &UndoArgs) -> anyhow::Result<(UndoReport, Exit)> {
     let now = Utc::now();
@@ -371,10 +377,6 @@ async fn plan_and_apply(
     let bw = BrakeWindow::from_ledger(&ledger, now, window);
     let peak = bw.peak_owned.max(owned_before);
     let budget = ((config.sync.max_delete_fraction * peak as f64).floor() as usize).saturating_sub(bw.used);
-    let calls = |client: &iocsync_defender::DefenderClient| {
-        let st = client.stats();
-        ApiCalls { token: st.token, list: st.list, import: st.import, batch_delete: st.batch_delete }
-    };
     report.api_calls = calls(client);
     if plan.brake_counted > budget && !args.force {
         report.brake = Some(format!(
@@ -403,13 +405,7 @@ async fn plan_and_apply(
     let applied = apply::apply(&plan, &LiveWrites(client), &super::StopFlag::default(), &journal).await;
     report.failed = applied.failed.clone();
     report.error = applied.error.clone();
-    let stats = client.stats();
-    report.api_calls = ApiCalls {
-        token: stats.token,
-        list: stats.list,
-        import: stats.import,
-        batch_delete: stats.batch_delete,
-    };
+    report.api_calls = calls(client);
     let exit = if report.error.is_some() || !report.failed.is_empty() { Exit::Partial } else { Exit::Ok };
     {
         let s = lock(store);
