@@ -744,6 +744,16 @@ async fn a_saved_plan_cannot_bypass_ownership_the_allowlist_or_the_brake() {
     assert_eq!(code, 1, "{out}");
     assert!(out["error"].as_str().unwrap().contains("refused as private-address"), "{out}");
     assert_eq!(tenant_state(&env), before);
+    // A forged create without iocsync's ownership marker.
+    let mut doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.path("grow.json")).unwrap()).unwrap();
+    let create = doc["changes"].as_array_mut().unwrap().iter_mut().find(|c| c["kind"] == "create").unwrap();
+    create["desired"].as_object_mut().unwrap().remove("external_id");
+    reseal(&mut doc);
+    env.write("unmarked.json", &doc.to_string());
+    let (code, out) = env.run_json(&["sync", "--plan", "unmarked.json"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out["error"].as_str().unwrap().contains("ownership marker"), "{out}");
     env.config(&format!("{BASE}[allowlist]\nvalues = [\"{new_value}\"]\n{}", feed("a", "a.txt", "")));
     let (code, out) = env.run_json(&["sync", "--plan", "grow.json"]).await;
     assert_eq!(code, 1, "{out}");
@@ -772,4 +782,49 @@ async fn a_saved_plan_cannot_bypass_ownership_the_allowlist_or_the_brake() {
     let (code, out) = env.run_json(&["sync", "--plan", "wipe.json"]).await;
     assert_eq!(code, 4, "{out}");
     assert_eq!(tenant_state(&env), before, "nothing applied");
+    // Other creators filled the tenant since: the plan's creates no longer fit.
+    env.config(&format!(
+        "[sync]\nstate = \"state/iocsync.db\"\ncapacity = 25\nheadroom = 2\n{}",
+        feed("a", "a.txt", "")
+    ));
+    for ip in public_ips(3, 710_000) {
+        env.emu.seed(iocsync_emulator::SeedIndicator::portal(
+            "IpAddress",
+            &ip,
+            "Block",
+            "analyst@contoso.com",
+        ));
+    }
+    let (code, out) = env.run_json(&["sync", "--plan", "grow.json"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out["error"].as_str().unwrap().contains("over the capacity"), "{out}");
+    assert_eq!(env.owned().len(), 20, "nothing created");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn undo_refuses_to_overfill_the_tenant() {
+    let env = Env::start(EnvOptions::default()).await;
+    let ips = public_ips(20, 800_000);
+    env.write("a.txt", &text_feed(&ips));
+    env.config(&format!(
+        "[sync]\nstate = \"state/iocsync.db\"\ncapacity = 25\nheadroom = 2\n{}",
+        feed("a", "a.txt", "")
+    ));
+    assert_eq!(env.run_json(&["sync"]).await.0, 0);
+    env.write("a.txt", &text_feed(&ips[5..]));
+    assert_eq!(env.run_json(&["sync"]).await.0, 0);
+    let run = last_run(&env).await.to_string();
+    for ip in public_ips(6, 810_000) {
+        env.emu.seed(iocsync_emulator::SeedIndicator::portal(
+            "IpAddress",
+            &ip,
+            "Block",
+            "analyst@contoso.com",
+        ));
+    }
+    let before = tenant_state(&env);
+    let (code, out) = env.run_json(&["undo", "--run", &run, "--yes", "--force"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out["error"].as_str().unwrap().contains("over the capacity"), "{out}");
+    assert_eq!(tenant_state(&env), before);
 }
