@@ -379,6 +379,12 @@ pub fn emulator_started(format: OutputFormat, info: &serde_json::Value) {
             );
         }
     }
+    if let Some(n) = info["hunting_events"].as_u64().filter(|n| *n > 0) {
+        let _ = writeln!(
+            s,
+            "  advanced hunting: {n} events (POST /api/advancedqueries/run, POST /v1.0/security/runHuntingQuery)"
+        );
+    }
     s.push_str("press ctrl-c to stop\n");
     emit(&s);
 }
