@@ -117,12 +117,53 @@ pub struct RunReport {
     pub failed: Vec<Failed>,
     /// Why the plan was refused, when the brake engaged.
     pub brake: Option<String>,
+    /// The impact check's summary (`null` when `[impact]` is off).
+    pub impact: Option<ImpactSummary>,
     /// Up to [`EXAMPLES_PER_REASON`] skipped values per reason, for the human output (not JSON).
     #[serde(skip)]
     pub skipped_examples: BTreeMap<Reason, Vec<Skip>>,
     /// Notes for the human output (not JSON), e.g. limited visibility of foreign indicators.
     #[serde(skip)]
     pub notes: Vec<String>,
+}
+
+/// What the impact check did in one run (spec §13.13).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImpactSummary {
+    /// Values about to be blocked that were checked (from the cache or by a query).
+    pub checked: u64,
+    /// Held: not pushed (`would-block-active`).
+    pub held: u64,
+    /// Pushed as `Audit` instead of blocking.
+    pub downgraded: u64,
+    /// Pushed as planned, with their hits reported.
+    pub reported: u64,
+    /// Values whose check did not complete this run.
+    pub unknown: u64,
+    /// Hunting queries sent this run.
+    pub queries: u64,
+    /// Values answered from the cache (`cache_for`) without a query.
+    pub cached: u64,
+    /// The values that were seen on `hold_devices` or more devices, with what was done.
+    pub values: Vec<ImpactValue>,
+}
+
+/// One value the impact check found in use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImpactValue {
+    /// Defender `indicatorType`.
+    #[serde(rename = "type")]
+    pub kind: IndicatorType,
+    /// The value.
+    pub value: String,
+    /// `hold`, `audit` or `report`.
+    pub verdict: String,
+    /// Distinct devices with traffic or runs in the lookback window.
+    pub devices: u64,
+    /// Events.
+    pub events: u64,
+    /// Latest event (RFC 3339).
+    pub last_seen: Option<String>,
 }
 
 impl RunReport {

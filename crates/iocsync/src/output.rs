@@ -209,6 +209,28 @@ fn sync_text(s: &mut String, o: &TenantOutcome) {
     if let Some(b) = &r.brake {
         let _ = writeln!(s, "  brake: {b}");
     }
+    if let Some(i) = &r.impact {
+        let _ = writeln!(
+            s,
+            "  impact check: {} checked ({} from cache), {} held, {} audit instead of block, {} reported, {} unknown; {} queries",
+            i.checked, i.cached, i.held, i.downgraded, i.reported, i.unknown, i.queries
+        );
+        for v in i.values.iter().take(20) {
+            let last = v.last_seen.as_deref().map(|t| format!(", last {t}")).unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "    {:<6} {:<22} {} — {} devices, {} events{last}",
+                v.verdict,
+                v.kind,
+                shorten(&v.value, 60),
+                v.devices,
+                v.events
+            );
+        }
+        if i.values.len() > 20 {
+            let _ = writeln!(s, "    … and {} more", i.values.len() - 20);
+        }
+    }
     for note in &r.notes {
         let _ = writeln!(s, "  note: {note}");
     }

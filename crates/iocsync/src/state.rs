@@ -117,7 +117,37 @@ CREATE TABLE sent_updates (
     PRIMARY KEY (tenant, indicator_type, value, action)
 );
 ",
+    // 4: the impact check's answers per value, reused for `[impact] cache_for`.
+    r"
+CREATE TABLE impact_cache (
+    tenant         TEXT NOT NULL,
+    indicator_type TEXT NOT NULL,
+    value          TEXT NOT NULL,
+    checked_at     TEXT NOT NULL,
+    devices        INTEGER NOT NULL,
+    events         INTEGER NOT NULL,
+    last_seen      TEXT,
+    PRIMARY KEY (tenant, indicator_type, value)
+);
+",
 ];
+
+/// One value's impact-check answer: what the tenant's telemetry showed when it was last asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImpactRecord {
+    /// Defender `indicatorType` name.
+    pub indicator_type: String,
+    /// Normalised value.
+    pub value: String,
+    /// When the telemetry was asked.
+    pub checked_at: DateTime<Utc>,
+    /// Distinct devices seen.
+    pub devices: u64,
+    /// Events seen.
+    pub events: u64,
+    /// Latest event.
+    pub last_seen: Option<DateTime<Utc>>,
+}
 
 /// One update iocsync sent, and on how many runs in a row it sent the same payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -516,6 +546,76 @@ impl StateStore {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Impact-check answers of `tenant` asked at or after `since` (older ones are stale).
+    pub fn impact_records(
+        &self,
+        tenant: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<ImpactRecord>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT indicator_type, value, checked_at, devices, events, last_seen
+             FROM impact_cache WHERE tenant = ?1 AND checked_at >= ?2",
+        )?;
+        let rows = stmt.query_map(params![tenant, fmt_ts(since)], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (indicator_type, value, checked, devices, events, last) = row?;
+            out.push(ImpactRecord {
+                indicator_type,
+                value,
+                checked_at: parse_ts("impact_cache.checked_at", &checked)?,
+                devices: u64::try_from(devices).unwrap_or(0),
+                events: u64::try_from(events).unwrap_or(0),
+                last_seen: last.map(|t| parse_ts("impact_cache.last_seen", &t)).transpose()?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Stores impact-check answers (replacing older answers for the same values) and drops the
+    /// answers of `tenant` older than `stale_before`.
+    pub fn save_impact_records(
+        &self,
+        tenant: &str,
+        records: &[ImpactRecord],
+        stale_before: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "DELETE FROM impact_cache WHERE tenant = ?1 AND checked_at < ?2",
+            params![tenant, fmt_ts(stale_before)],
+        )?;
+        {
+            let mut put = tx.prepare(
+                "INSERT OR REPLACE INTO impact_cache
+                     (tenant, indicator_type, value, checked_at, devices, events, last_seen)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for r in records {
+                put.execute(params![
+                    tenant,
+                    r.indicator_type,
+                    r.value,
+                    fmt_ts(r.checked_at),
+                    i64::try_from(r.devices).unwrap_or(i64::MAX),
+                    i64::try_from(r.events).unwrap_or(i64::MAX),
+                    r.last_seen.map(fmt_ts),
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Replaces the remembered updates of `tenant`.

@@ -413,6 +413,26 @@ async fn plan_and_apply(
             Some((t, u.value.clone(), a, u.fingerprint.clone()))
         })
         .collect();
+    // The impact check (off by default) runs before the plan: a held value never reaches it.
+    let (desired, impact_skips, impact_summary) = if config.impact.enabled {
+        let hunter = super::impact::Hunter::new(config, tenant, client)
+            .map_err(|e| tracing::warn!(tenant = %tenant.name, "impact check: no hunting client: {e:#}"))
+            .ok();
+        let since = super::impact::cache_since(config, now);
+        let cache = lock(store).impact_records(&tenant.name, since).unwrap_or_else(|e| {
+            tracing::warn!(tenant = %tenant.name, "impact check: cannot read its cache, asking again: {e}");
+            Vec::new()
+        });
+        let owns = |e: &Existing| owner.owns(e);
+        let o = super::impact::check(config, tenant, cache, hunter.as_ref(), desired, &existing, &owns, now)
+            .await;
+        if let Err(e) = lock(store).save_impact_records(&tenant.name, &o.records, since) {
+            tracing::warn!(tenant = %tenant.name, "impact check: cannot save its answers: {e}");
+        }
+        (o.desired, o.skips, Some(o.summary))
+    } else {
+        (desired, Vec::new(), None)
+    };
     let settings = PlanSettings {
         owner,
         capacity: config.sync.capacity,
@@ -441,6 +461,8 @@ async fn plan_and_apply(
 
     let mut report = RunReport::new(&tenant.name, req.dry_run);
     report.set_plan(&plan);
+    report.add_skips(&impact_skips);
+    report.impact = impact_summary;
     for note in &plan.notes {
         tracing::warn!(tenant = %tenant.name, "{note}");
     }

@@ -1,6 +1,8 @@
-//! The impact check's queries against the emulator's KQL evaluator: what `iocsync_core::impact`
-//! builds is valid in the hunting subset, finds the seeded traffic, and no value, however hostile,
-//! changes the query it sits in.
+//! The impact check (`[impact]`), against the emulator's hunting tables: what
+//! `iocsync_core::impact` builds is valid in the KQL subset, finds the seeded traffic, and no value,
+//! however hostile, changes the query it sits in; and through the binary, a value in use on many
+//! devices is held, downgraded or reported per config, the cache spares the resync any query, and
+//! a quota error never stops the sync.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +12,8 @@ use iocsync_emulator::{HuntingEvent, parse_events_jsonl};
 use iocsync_ioc::IndicatorType;
 use serde_json::{Map, Value, json};
 
-use crate::harness::{CLIENT_ID, Env, EnvOptions, SECRET};
+use crate::harness::{CLIENT_ID, Env, EnvOptions, SECRET, text_feed};
+use iocsync_emulator::EndpointFamily;
 
 async fn token(env: &Env) -> String {
     let url = format!("{}/{}/oauth2/v2.0/token", env.emu.base_url(), env.emu.tenant_id());
@@ -148,4 +151,138 @@ async fn hostile_values_cannot_change_the_query() {
         assert!(devices.iter().all(|d| !d.starts_with("bystander")), "{v:?} reached other rows: {devices:?}");
         assert!(devices.contains(&format!("h{i}").as_str()), "{v:?} found its own row: {devices:?}");
     }
+}
+
+/// A feed of two IPs: `busy` seen on 12 devices, `quiet` on one; plus the `[impact]` block.
+fn busy_and_quiet(env: &Env, impact: &str) {
+    let mut jsonl = String::new();
+    for d in 0..12 {
+        jsonl.push_str(&format!(
+            "{{\"Table\": \"DeviceNetworkEvents\", \"Timestamp\": \"-{}h\", \"DeviceId\": \"d{d}\", \"RemoteIP\": \"45.1.1.1\"}}\n",
+            d + 1
+        ));
+    }
+    jsonl.push_str("{\"Table\": \"DeviceNetworkEvents\", \"Timestamp\": \"-1d\", \"DeviceId\": \"d1\", \"RemoteIP\": \"45.2.2.2\"}\n");
+    env.emu.add_hunting_events(events(&jsonl));
+    env.write("ips.txt", &text_feed(&["45.1.1.1".to_owned(), "45.2.2.2".to_owned()]));
+    env.config(&format!(
+        "[sync]\nstate = \"state/iocsync.db\"\nheadroom = 10\n\n[[feeds]]\nname = \"ips\"\nsource = \"ips.txt\"\nformat = \"text\"\n\n\
+         [impact]\nenabled = true\ngraph_base = \"{}\"\n{impact}\n",
+        env.emu.base_url()
+    ));
+}
+
+fn action_of(env: &Env, value: &str) -> Option<String> {
+    env.owned().into_iter().find(|i| i.indicator_value == value).map(|i| i.action)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_in_use_on_many_devices_is_held_and_a_quiet_one_goes_ahead() {
+    let env = Env::start(EnvOptions::default()).await;
+    busy_and_quiet(&env, "hold_devices = 5\non_hit = \"hold\"");
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(action_of(&env, "45.1.1.1"), None, "held: not pushed");
+    assert_eq!(action_of(&env, "45.2.2.2").as_deref(), Some("Block"), "seen on 1 device: blocked");
+    assert_eq!(report["skipped"]["would-block-active"], 1, "{report}");
+    let impact = &report["impact"];
+    assert_eq!((impact["checked"].as_u64(), impact["held"].as_u64()), (Some(2), Some(1)), "{impact}");
+    assert_eq!(impact["values"][0]["value"], "45.1.1.1");
+    assert_eq!(impact["values"][0]["devices"], 12);
+    assert_eq!(impact["queries"], 1, "both IPs in one query");
+    assert_eq!(env.calls_of(EndpointFamily::RunHuntingQuery), 1, "Graph is the default backend");
+
+    // The resync asks nothing new: both answers come from the cache.
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(env.emu.hunting_queries().len(), 1, "no new query on the resync");
+    assert_eq!(report["impact"]["queries"], 0);
+    assert_eq!(report["impact"]["held"], 1, "still held, from the cache");
+    assert_eq!(action_of(&env, "45.1.1.1"), None);
+
+    // The text report names the held value with its device count.
+    let out = env.run(&["plan"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("hold") && text.contains("45.1.1.1") && text.contains("12 devices"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_pushes_the_busy_value_as_audit_and_report_pushes_it_as_planned() {
+    let env = Env::start(EnvOptions::default()).await;
+    busy_and_quiet(&env, "on_hit = \"audit\"\nbackend = \"mde\"");
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(action_of(&env, "45.1.1.1").as_deref(), Some("Audit"));
+    assert_eq!(action_of(&env, "45.2.2.2").as_deref(), Some("Block"));
+    assert_eq!(report["impact"]["downgraded"], 1);
+    assert_eq!(env.calls_of(EndpointFamily::AdvancedQueries), 1, "backend = mde");
+    // Audit alerts show who would have been hit.
+    let busy = env.owned().into_iter().find(|i| i.indicator_value == "45.1.1.1").unwrap();
+    assert!(busy.generate_alert);
+
+    let env = Env::start(EnvOptions::default()).await;
+    busy_and_quiet(&env, "on_hit = \"report\"");
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(action_of(&env, "45.1.1.1").as_deref(), Some("Block"));
+    assert_eq!(report["impact"]["reported"], 1);
+    assert_eq!(report["impact"]["values"][0]["verdict"], "report");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quota_error_leaves_the_sync_intact() {
+    let env = Env::start(EnvOptions::default()).await;
+    busy_and_quiet(&env, "");
+    env.emu.exhaust_hunting_quota(10);
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "a hunting quota error never fails the sync: {report}");
+    assert_eq!(report["impact"]["unknown"], 2);
+    assert_eq!(report["counts"]["create"], 2, "on_unknown = proceed (default): both pushed");
+    assert_eq!(env.owned().len(), 2);
+
+    let env = Env::start(EnvOptions::default()).await;
+    busy_and_quiet(&env, "on_unknown = \"wait\"");
+    env.emu.exhaust_hunting_quota(1);
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["skipped"]["impact-unknown"], 2, "{report}");
+    assert!(env.owned().is_empty(), "on_unknown = wait: nothing pushed while unknown");
+    // The quota is back: the next run checks and applies the verdicts.
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["impact"]["held"], 1);
+    assert_eq!(action_of(&env, "45.2.2.2").as_deref(), Some("Block"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn holding_never_deletes_a_row_iocsync_already_keeps_and_existing_blocks_are_not_asked() {
+    let env = Env::start(EnvOptions::default()).await;
+    busy_and_quiet(&env, "");
+    // First sync with the check off: both blocked.
+    let cfg = std::fs::read_to_string(env.path("iocsync.toml")).unwrap();
+    env.write("iocsync.toml", &cfg.replace("enabled = true", "enabled = false"));
+    let (code, _) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(env.owned().len(), 2);
+    // With the check on, values already blocking are not asked about and nothing changes.
+    env.write("iocsync.toml", &cfg);
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert!(env.emu.hunting_queries().is_empty(), "already blocking: no query");
+    assert_eq!(report["counts"]["delete"], 0);
+    assert_eq!(env.owned().len(), 2);
+
+    // A value iocsync keeps as Audit (an earlier on_hit = "audit") and now held stays Audit: holding
+    // a value iocsync already holds must not delete it.
+    let env = Env::start(EnvOptions::default()).await;
+    busy_and_quiet(&env, "on_hit = \"audit\"");
+    let (code, _) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(action_of(&env, "45.1.1.1").as_deref(), Some("Audit"));
+    let cfg = std::fs::read_to_string(env.path("iocsync.toml")).unwrap();
+    env.write("iocsync.toml", &cfg.replace("on_hit = \"audit\"", "on_hit = \"hold\""));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["counts"]["delete"], 0, "{report}");
+    assert_eq!(action_of(&env, "45.1.1.1").as_deref(), Some("Audit"), "kept, still not blocking");
 }
