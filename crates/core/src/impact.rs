@@ -307,6 +307,120 @@ pub fn verdict(
     }
 }
 
+/// The `DeviceEvents` action types that record Defender acting on a custom indicator
+/// ([UNCERTAIN]: Microsoft documents these for network protection and SmartScreen; which of them
+/// a custom *file* or *certificate* indicator produces is not documented, so those are counted
+/// from `AntivirusDetection` and `SmartScreenAppWarning` and may under-count).
+pub const HIT_ACTION_TYPES: &[&str] = &[
+    "ExploitGuardNetworkProtectionBlocked",
+    "ExploitGuardNetworkProtectionAudited",
+    "SmartScreenUrlWarning",
+    "SmartScreenAppWarning",
+    "AntivirusDetection",
+];
+
+/// The hit queries of one run: one per column of `DeviceEvents` that can name an indicator's value
+/// (`RemoteIP`, `RemoteUrl`, `SHA256`, `SHA1`, `MD5`), over the events in (`since`, `until`], summarised per
+/// (value, device). They carry no indicator value, so their length does not grow with the tenant.
+pub fn hit_queries(since: DateTime<Utc>, until: DateTime<Utc>) -> Vec<(&'static str, String)> {
+    let types: Vec<String> = HIT_ACTION_TYPES.iter().map(|t| kql_string(t)).collect();
+    let since = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    ["RemoteIP", "RemoteUrl", "SHA256", "SHA1", "MD5"]
+        .into_iter()
+        .map(|col| {
+            (
+                col,
+                format!(
+                    "DeviceEvents | where Timestamp > datetime({since}) and Timestamp <= datetime({until}) \
+                     | where ActionType in ({types}) | where {col} != \"\" | summarize Events = count(), LastSeen = max(Timestamp) by {col}, DeviceId",
+                    types = types.join(", ")
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The host of a URL-ish string (`https://a.b/c`, `a.b:443/x`, `a.b`), lower-cased.
+fn host_of(s: &str) -> Option<String> {
+    let rest = s.split_once("://").map_or(s, |(_, r)| r);
+    let host = rest.split(['/', '?', '#']).next()?;
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = if host.starts_with('[') { host } else { host.split(':').next()? };
+    (!host.is_empty()).then(|| host.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// Folds the rows of the hit query on `column` into per-indicator sightings for the `owned`
+/// values. `RemoteUrl` rows count for an owned URL they equal (ignoring a trailing slash and
+/// case) and for every owned domain that is their host or a parent of it.
+pub fn read_hit_rows(
+    column: &str,
+    rows: &[Map<String, Value>],
+    owned: &BTreeSet<(IndicatorType, String)>,
+    into: &mut BTreeMap<(IndicatorType, String), Sighting>,
+) {
+    let kinds: &[IndicatorType] = match column {
+        "RemoteIP" => &[IndicatorType::IpAddress],
+        "SHA256" => &[IndicatorType::FileSha256],
+        "SHA1" => &[IndicatorType::FileSha1, IndicatorType::CertificateThumbprint],
+        "MD5" => &[IndicatorType::FileMd5],
+        _ => &[],
+    };
+    for row in rows {
+        let (Some(cell), Some(device)) = (cell_str(row, column), cell_str(row, "DeviceId")) else {
+            continue;
+        };
+        let events = row.get("Events").and_then(Value::as_u64).unwrap_or(1);
+        let last = cell_str(row, "LastSeen")
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        let mut keys: Vec<(IndicatorType, String)> = Vec::new();
+        if column == "RemoteUrl" {
+            let url = cell.trim_end_matches('/').to_ascii_lowercase();
+            keys.extend(
+                owned
+                    .range((IndicatorType::Url, String::new())..)
+                    .take_while(|(k, _)| *k == IndicatorType::Url)
+                    .filter(|(_, v)| v.trim_end_matches('/').eq_ignore_ascii_case(&url))
+                    .cloned(),
+            );
+            if let Some(host) = host_of(cell) {
+                let mut h = host.as_str();
+                loop {
+                    let k = (IndicatorType::DomainName, h.to_owned());
+                    if owned.contains(&k) {
+                        keys.push(k);
+                    }
+                    match h.split_once('.') {
+                        Some((_, parent)) if parent.contains('.') => h = parent,
+                        _ => break,
+                    }
+                }
+            }
+        } else {
+            for kind in kinds {
+                let mut candidates = vec![cell.to_ascii_lowercase()];
+                if *kind == IndicatorType::IpAddress
+                    && let Ok(ip) = cell.parse::<std::net::Ipv6Addr>()
+                {
+                    // iocsync holds IPv6 in the 8-group form.
+                    let g = ip.segments().iter().map(|s| format!("{s:x}")).collect::<Vec<_>>().join(":");
+                    candidates.push(g);
+                }
+                for c in candidates {
+                    let k = (*kind, c);
+                    if owned.contains(&k) {
+                        keys.push(k);
+                    }
+                }
+            }
+        }
+        for k in keys {
+            into.entry(k).or_default().add(device, events, last);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,6 +534,46 @@ mod tests {
                 assert_eq!(run % 2, 1, "unescaped quote in {lit}");
             }
         }
+    }
+
+    #[test]
+    fn hit_rows_map_to_owned_domains_urls_and_ip_spellings() {
+        let owned: BTreeSet<(IndicatorType, String)> = [
+            (IndicatorType::DomainName, "evil.example".to_owned()),
+            (IndicatorType::Url, "https://bad.example/payload".to_owned()),
+            (IndicatorType::IpAddress, "2001:db8:0:0:0:0:0:1".to_owned()),
+            (IndicatorType::FileSha256, "a".repeat(64)),
+        ]
+        .into();
+        let row = |col: &str, v: &str, d: &str| -> Map<String, Value> {
+            serde_json::from_value(serde_json::json!({col: v, "DeviceId": d, "Events": 2})).unwrap()
+        };
+        let mut out = BTreeMap::new();
+        read_hit_rows(
+            "RemoteUrl",
+            &[
+                row("RemoteUrl", "https://cdn.evil.example:443/x", "d1"),
+                row("RemoteUrl", "https://bad.example/payload/", "d2"),
+                row("RemoteUrl", "https://notevil.example/", "d3"),
+            ],
+            &owned,
+            &mut out,
+        );
+        read_hit_rows("RemoteIP", &[row("RemoteIP", "2001:db8::1", "d4")], &owned, &mut out);
+        read_hit_rows("SHA256", &[row("SHA256", &"A".repeat(64), "d5")], &owned, &mut out);
+        let got: Vec<(&str, usize, u64)> =
+            out.iter().map(|((_, v), s)| (v.as_str(), s.device_count(), s.events)).collect();
+        let h = "a".repeat(64);
+        assert_eq!(
+            got,
+            [
+                (h.as_str(), 1, 2),
+                ("2001:db8:0:0:0:0:0:1", 1, 2),
+                ("evil.example", 1, 2),
+                ("https://bad.example/payload", 1, 2)
+            ]
+        );
+        assert_eq!(hit_queries(Utc::now(), Utc::now()).len(), 5);
     }
 
     proptest! {

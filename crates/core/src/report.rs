@@ -119,6 +119,8 @@ pub struct RunReport {
     pub brake: Option<String>,
     /// The impact check's summary (`null` when `[impact]` is off).
     pub impact: Option<ImpactSummary>,
+    /// Hits counted this run and each feed's yield (`null` when `[hits]` is off).
+    pub hits: Option<HitsSummary>,
     /// Up to [`EXAMPLES_PER_REASON`] skipped values per reason, for the human output (not JSON).
     #[serde(skip)]
     pub skipped_examples: BTreeMap<Reason, Vec<Skip>>,
@@ -146,6 +148,35 @@ pub struct ImpactSummary {
     pub cached: u64,
     /// The values that were seen on `hold_devices` or more devices, with what was done.
     pub values: Vec<ImpactValue>,
+}
+
+/// Hits counted in one run (events where Defender acted on an owned indicator), and each feed's
+/// yield from every count so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HitsSummary {
+    /// Hunting queries sent (0 in a dry run: hits are counted only by `sync`).
+    pub queries: u64,
+    /// Events counted this run.
+    pub events: u64,
+    /// Owned indicators with at least one event this run.
+    pub indicators_hit: u64,
+    /// Per configured feed, in config order.
+    pub feeds: Vec<FeedYield>,
+}
+
+/// What one feed's values caught.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FeedYield {
+    /// Feed name.
+    pub name: String,
+    /// Owned values this feed brought.
+    pub values: u64,
+    /// Of them, values Defender ever acted on (since hits were first counted).
+    pub values_hit: u64,
+    /// Of them, values acted on within `[hits] boost_for`.
+    pub values_hit_recently: u64,
+    /// Events counted on this feed's values since hits were first counted.
+    pub hits: u64,
 }
 
 /// One value the impact check found in use.

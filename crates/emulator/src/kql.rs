@@ -272,6 +272,22 @@ fn tokenize(q: &str) -> Result<Vec<(Tok, usize)>, QueryError> {
                 i += 1;
             }
             let word: String = chars[start..i].iter().collect();
+            if word == "datetime" && chars.get(i) == Some(&'(') {
+                // `datetime(2026-11-30T10:00:00Z)`: the literal's text runs to the closing parenthesis.
+                let Some(close) = chars[i..].iter().position(|c| *c == ')') else {
+                    return Err(QueryError {
+                        message: format!("Query could not be parsed at 'datetime' on line [1,{col}]"),
+                    });
+                };
+                let raw: String = chars[i + 1..i + close].iter().collect();
+                let raw = raw.trim().trim_matches(|c| c == '"' || c == '\'').to_owned();
+                out.push((Tok::Ident(word), col));
+                out.push((Tok::Sym("("), i + 1));
+                out.push((Tok::Str(raw), i + 2));
+                out.push((Tok::Sym(")"), i + close + 1));
+                i += close + 1;
+                continue;
+            }
             if word == "in" && chars.get(i) == Some(&'~') {
                 i += 1;
                 out.push((Tok::Sym("in~"), col));
@@ -662,7 +678,11 @@ fn eval(e: &Expr, ev: &Event) -> bool {
         Expr::And(a, b) => eval(a, ev) && eval(b, ev),
         Expr::Or(a, b) => eval(a, ev) || eval(b, ev),
         Expr::Cmp { column, op, values } => {
-            let v = ev.get(column);
+            // Kusto strings are never null: a missing string column reads as "".
+            let v = match ev.get(column) {
+                Scalar::Null => Scalar::Str(String::new()),
+                v => v,
+            };
             let lits: Vec<Scalar> = values.iter().map(literal_scalar).collect();
             let text = match &v {
                 Scalar::Str(s) => Some(s.as_str()),
@@ -976,6 +996,22 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("'DeviceId'"), "columns leave scope after summarize: {e}");
+    }
+
+    #[test]
+    fn datetime_literals_bound_a_window() {
+        let q = "DeviceNetworkEvents | where Timestamp > datetime(2026-11-29T12:00:00Z) and Timestamp <= datetime(2026-11-30T12:00:00Z) | project DeviceId";
+        let r = run(q, &sample(), now(), 10).unwrap();
+        assert_eq!(r.rows.len(), 3, "only the events of 2026-11-30T00:00:00Z");
+        assert!(
+            run("DeviceNetworkEvents | where Timestamp > datetime(yesterday)", &sample(), now(), 10).is_err()
+        );
+    }
+
+    #[test]
+    fn a_missing_column_reads_as_the_empty_string() {
+        let q = "DeviceNetworkEvents | where RemoteUrl != \"\" | project DeviceId";
+        assert_eq!(run(q, &sample(), now(), 10).unwrap().rows.len(), 1, "only the event with a RemoteUrl");
     }
 
     #[test]

@@ -146,6 +146,10 @@ pub struct ListArgs {
     /// Only values held under several actions or by several creators.
     #[arg(long)]
     pub duplicates: bool,
+    /// Add what Defender did with each indicator (from `[hits]` counts in the state database),
+    /// most hit first.
+    #[arg(long)]
+    pub hits: bool,
     /// Tenant selection.
     #[command(flatten)]
     pub tenant: TenantArgs,

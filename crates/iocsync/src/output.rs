@@ -290,6 +290,11 @@ pub fn list(format: OutputFormat, r: &ListReport) {
             i.expiration.as_deref().unwrap_or("never"),
             shorten(&i.value, 80)
         );
+        if let Some(h) = i.hits {
+            let last = i.last_hit.as_deref().map(|t| format!(", last {t}")).unwrap_or_default();
+            let _ =
+                writeln!(s, "            hits: {h} events on {} devices{last}", i.hit_devices.unwrap_or(0));
+        }
     }
     emit(&s);
 }

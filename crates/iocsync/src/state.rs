@@ -130,7 +130,44 @@ CREATE TABLE impact_cache (
     PRIMARY KEY (tenant, indicator_type, value)
 );
 ",
+    // 5: hits: the events where Defender acted on an owned indicator, and how far they were counted.
+    r"
+CREATE TABLE indicator_hits (
+    tenant         TEXT NOT NULL,
+    indicator_type TEXT NOT NULL,
+    value          TEXT NOT NULL,
+    hits           INTEGER NOT NULL,
+    devices        TEXT NOT NULL,
+    first_hit      TEXT,
+    last_hit       TEXT,
+    PRIMARY KEY (tenant, indicator_type, value)
+);
+CREATE TABLE hits_cursor (
+    tenant     TEXT PRIMARY KEY NOT NULL,
+    counted_to TEXT NOT NULL
+);
+",
 ];
+
+/// What Defender did with one owned indicator, summed over every run that counted hits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HitRecord {
+    /// Defender `indicatorType` name.
+    pub indicator_type: String,
+    /// Normalised value.
+    pub value: String,
+    /// Events where Defender acted on it.
+    pub hits: u64,
+    /// Distinct devices (ids, at most [`MAX_HIT_DEVICES`] kept).
+    pub devices: std::collections::BTreeSet<String>,
+    /// First and latest such event.
+    pub first_hit: Option<DateTime<Utc>>,
+    /// Latest such event.
+    pub last_hit: Option<DateTime<Utc>>,
+}
+
+/// Device ids kept per indicator (the count shown stops growing there).
+pub const MAX_HIT_DEVICES: usize = 1_000;
 
 /// One value's impact-check answer: what the tenant's telemetry showed when it was last asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -546,6 +583,111 @@ impl StateStore {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every hit record of `tenant`.
+    pub fn hit_records(&self, tenant: &str) -> Result<Vec<HitRecord>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT indicator_type, value, hits, devices, first_hit, last_hit FROM indicator_hits WHERE tenant = ?1
+             ORDER BY indicator_type, value",
+        )?;
+        let rows = stmt.query_map([tenant], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (indicator_type, value, hits, devices, first, last) = row?;
+            out.push(HitRecord {
+                indicator_type,
+                value,
+                hits: u64::try_from(hits).unwrap_or(0),
+                devices: serde_json::from_str(&devices).map_err(|e| StateError::Corrupt {
+                    what: "indicator_hits.devices",
+                    detail: e.to_string(),
+                })?,
+                first_hit: first.map(|t| parse_ts("indicator_hits.first_hit", &t)).transpose()?,
+                last_hit: last.map(|t| parse_ts("indicator_hits.last_hit", &t)).transpose()?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Until when hits of `tenant` were counted (`None`: never).
+    pub fn hits_counted_to(&self, tenant: &str) -> Result<Option<DateTime<Utc>>, StateError> {
+        let t: Option<String> = self
+            .conn
+            .query_row("SELECT counted_to FROM hits_cursor WHERE tenant = ?1", [tenant], |r| r.get(0))
+            .optional()?;
+        t.map(|t| parse_ts("hits_cursor.counted_to", &t)).transpose()
+    }
+
+    /// Adds newly counted hits to the records and moves the cursor to `counted_to`, in one
+    /// transaction (a crash counts the window again, never twice).
+    pub fn add_hits(
+        &self,
+        tenant: &str,
+        new: &[HitRecord],
+        counted_to: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        let old: std::collections::BTreeMap<(String, String), HitRecord> = self
+            .hit_records(tenant)?
+            .into_iter()
+            .map(|r| ((r.indicator_type.clone(), r.value.clone()), r))
+            .collect();
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let mut put = tx.prepare(
+                "INSERT OR REPLACE INTO indicator_hits (tenant, indicator_type, value, hits, devices, first_hit, last_hit)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for n in new {
+                let mut r =
+                    old.get(&(n.indicator_type.clone(), n.value.clone())).cloned().unwrap_or_else(|| {
+                        HitRecord {
+                            indicator_type: n.indicator_type.clone(),
+                            value: n.value.clone(),
+                            hits: 0,
+                            devices: Default::default(),
+                            first_hit: None,
+                            last_hit: None,
+                        }
+                    });
+                r.hits = r.hits.saturating_add(n.hits);
+                for d in &n.devices {
+                    if r.devices.len() >= MAX_HIT_DEVICES {
+                        break;
+                    }
+                    r.devices.insert(d.clone());
+                }
+                r.first_hit = match (r.first_hit, n.first_hit.or(n.last_hit)) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                r.last_hit = r.last_hit.max(n.last_hit);
+                put.execute(params![
+                    tenant,
+                    r.indicator_type,
+                    r.value,
+                    i64::try_from(r.hits).unwrap_or(i64::MAX),
+                    serde_json::to_string(&r.devices).unwrap_or_else(|_| "[]".to_owned()),
+                    r.first_hit.map(fmt_ts),
+                    r.last_hit.map(fmt_ts),
+                ])?;
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO hits_cursor (tenant, counted_to) VALUES (?1, ?2)",
+            params![tenant, fmt_ts(counted_to)],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Impact-check answers of `tenant` asked at or after `since` (older ones are stale).

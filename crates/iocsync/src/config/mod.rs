@@ -399,6 +399,27 @@ impl Default for ImpactSettings {
     }
 }
 
+/// `[hits]`: count, per owned indicator, the events where Defender acted on it (spec §13.13).
+#[derive(Debug, Clone)]
+pub struct HitsSettings {
+    /// Off by default; uses `[impact]`'s `backend` and `graph_base`.
+    pub enabled: bool,
+    /// How long after its last hit a value ranks above silent ones under the cap.
+    pub boost_for: Duration,
+    /// How far back the first count looks (later counts start where the previous one ended).
+    pub first_lookback: Duration,
+}
+
+impl Default for HitsSettings {
+    fn default() -> Self {
+        HitsSettings {
+            enabled: false,
+            boost_for: Duration::from_secs(30 * 86_400),
+            first_lookback: Duration::from_secs(86_400),
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -420,6 +441,8 @@ pub struct Config {
     pub daemon: DaemonSettings,
     /// `[impact]` settings.
     pub impact: ImpactSettings,
+    /// `[hits]` settings.
+    pub hits: HitsSettings,
 }
 
 impl Config {
@@ -557,7 +580,7 @@ impl Validator {
         self.unknown(
             "",
             &raw.unknown,
-            &["defender", "tenants", "sync", "defaults", "feeds", "allowlist", "daemon", "impact"],
+            &["defender", "tenants", "sync", "defaults", "feeds", "allowlist", "daemon", "impact", "hits"],
         );
         let raw_sync = raw.sync.unwrap_or_default();
         // DESIGN.md shows expire_days under [sync]: it is the fallback of [defaults].expire_days.
@@ -574,6 +597,7 @@ impl Validator {
         let allowlist = self.allowlist("allowlist", raw.allowlist.unwrap_or_default(), true);
         let daemon = self.daemon(raw.daemon.unwrap_or_default());
         let impact = self.impact(raw.impact.unwrap_or_default());
+        let hits = self.hits(&raw.hits.unwrap_or_default());
         let feed_names: BTreeSet<String> = feeds.iter().map(|f| f.name.clone()).collect();
         let renew = sync.renew_before_days;
         let check_expiry = |v: &mut Validator, key: String, days: u32| {
@@ -677,6 +701,22 @@ impl Validator {
             allowlist,
             daemon,
             impact,
+            hits,
+        }
+    }
+
+    fn hits(&mut self, raw: &raw::RawHits) -> HitsSettings {
+        self.unknown("hits", &raw.unknown, &["enabled", "boost_for", "first_lookback"]);
+        let d = HitsSettings::default();
+        let first_lookback =
+            self.duration("hits.first_lookback", raw.first_lookback.as_deref(), d.first_lookback);
+        if first_lookback > Duration::from_secs(30 * 86_400) {
+            self.problem("hits.first_lookback", "advanced hunting keeps 30 days: use at most \"30d\"");
+        }
+        HitsSettings {
+            enabled: raw.enabled.unwrap_or(false),
+            boost_for: self.duration("hits.boost_for", raw.boost_for.as_deref(), d.boost_for),
+            first_lookback: first_lookback.min(Duration::from_secs(30 * 86_400)),
         }
     }
 

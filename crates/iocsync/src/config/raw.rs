@@ -18,6 +18,7 @@ pub struct RawConfig {
     pub allowlist: Option<RawAllowlist>,
     pub daemon: Option<RawDaemon>,
     pub impact: Option<RawImpact>,
+    pub hits: Option<RawHits>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -161,6 +162,16 @@ pub struct RawImpact {
     pub graph_base: Option<String>,
     pub max_queries: Option<i64>,
     pub max_query_chars: Option<i64>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[hits]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawHits {
+    pub enabled: Option<bool>,
+    pub boost_for: Option<String>,
+    pub first_lookback: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

@@ -62,6 +62,16 @@ impl Hunter {
     }
 }
 
+impl Hunter {
+    /// Runs one query; its rows.
+    pub(crate) async fn query(
+        &self,
+        kql: &str,
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, iocsync_defender::Error> {
+        self.client.hunting_query(self.path, kql).await
+    }
+}
+
 /// The check's outcome for one run: the desired set to plan with, skips, and the summary.
 pub(crate) struct ImpactOutcome {
     pub desired: Vec<Desired>,
@@ -141,7 +151,7 @@ pub(crate) async fn check(
                 continue;
             };
             summary.queries += 1;
-            match h.client.hunting_query(h.path, &q.text).await {
+            match h.query(&q.text).await {
                 Ok(rows) => impact::read_rows(q, &rows, &mut fresh),
                 Err(e) => {
                     // A quota or rate error means no more asking this run; other errors too,

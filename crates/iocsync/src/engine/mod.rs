@@ -3,6 +3,7 @@
 //! live in `iocsync-core`, the ones that talk to the world are here.
 
 mod apply;
+mod hits;
 mod impact;
 pub mod marker;
 mod stages;

@@ -286,3 +286,83 @@ async fn holding_never_deletes_a_row_iocsync_already_keeps_and_existing_blocks_a
     assert_eq!(report["counts"]["delete"], 0, "{report}");
     assert_eq!(action_of(&env, "45.1.1.1").as_deref(), Some("Audit"), "kept, still not blocking");
 }
+
+/// Blocks of `[hits]` tests: a text feed of `values` (first line ranks highest), room for two.
+fn hits_config(env: &Env, values: &[&str], hits: bool) {
+    let owned: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+    env.write("ips.txt", &text_feed(&owned));
+    env.config(&format!(
+        "[sync]\nstate = \"state/iocsync.db\"\ncapacity = 3\nheadroom = 1\nmax_delete_fraction = 1.0\n\n\
+         [[feeds]]\nname = \"ips\"\nsource = \"ips.txt\"\nformat = \"text\"\n\n\
+         [impact]\ngraph_base = \"{}\"\n\n[hits]\nenabled = {hits}\n",
+        env.emu.base_url()
+    ));
+}
+
+fn blocked_events(value: &str, devices: usize) -> Vec<HuntingEvent> {
+    let mut jsonl = String::new();
+    for d in 0..devices {
+        jsonl.push_str(&format!(
+            "{{\"Table\": \"DeviceEvents\", \"Timestamp\": \"-2h\", \"DeviceId\": \"d{d}\", \"ActionType\": \"ExploitGuardNetworkProtectionBlocked\", \"RemoteIP\": \"{value}\"}}\n"
+        ));
+    }
+    // Not a block: never counted.
+    jsonl.push_str(&format!(
+        "{{\"Table\": \"DeviceEvents\", \"Timestamp\": \"-2h\", \"DeviceId\": \"x\", \"ActionType\": \"ProcessCreated\", \"RemoteIP\": \"{value}\"}}\n"
+    ));
+    events(&jsonl)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hits_are_counted_once_listed_and_keep_a_hit_value_under_the_cap() {
+    for hits in [false, true] {
+        let env = Env::start(EnvOptions::default()).await;
+        // Hits are counted from the first run that has them on (looking back first_lookback).
+        hits_config(&env, &["45.2.2.2", "45.1.1.1"], false);
+        let (code, report) = env.run_json(&["sync"]).await;
+        assert_eq!(code, 0, "{report}");
+        assert_eq!(env.owned().len(), 2);
+        env.emu.add_hunting_events(blocked_events("45.1.1.1", 3));
+
+        // A fresher value arrives; only two fit. Without hits the oldest line (45.1.1.1) goes.
+        hits_config(&env, &["45.3.3.3", "45.2.2.2", "45.1.1.1"], hits);
+        let (code, report) = env.run_json(&["sync"]).await;
+        assert_eq!(code, 0, "{report}");
+        let mut owned: Vec<String> = env.owned().into_iter().map(|i| i.indicator_value).collect();
+        owned.sort();
+        if !hits {
+            assert_eq!(owned, ["45.2.2.2", "45.3.3.3"], "{report}");
+            assert!(report["hits"].is_null());
+            continue;
+        }
+        assert_eq!(
+            owned,
+            ["45.1.1.1", "45.3.3.3"],
+            "the value Defender blocks on 3 devices keeps its slot: {report}"
+        );
+        assert_eq!(report["hits"]["events"], 3, "{report}");
+        assert_eq!(report["hits"]["indicators_hit"], 1);
+        assert_eq!(report["hits"]["queries"], 5, "one query per DeviceEvents column");
+        let feed = &report["hits"]["feeds"][0];
+        assert_eq!(
+            (feed["name"].as_str(), feed["values_hit"].as_u64(), feed["hits"].as_u64()),
+            (Some("ips"), Some(1), Some(3))
+        );
+
+        // Counted once: the next run starts where this one stopped.
+        let (code, report) = env.run_json(&["sync"]).await;
+        assert_eq!(code, 0, "{report}");
+        assert_eq!(report["hits"]["events"], 0, "{report}");
+        let (code, list) = env.run_json(&["list", "--hits"]).await;
+        assert_eq!(code, 0, "{list}");
+        let first = &list["indicators"][0];
+        assert_eq!(
+            (first["value"].as_str(), first["hits"].as_u64(), first["hit_devices"].as_u64()),
+            (Some("45.1.1.1"), Some(3), Some(3)),
+            "{list}"
+        );
+        assert_eq!(list["indicators"][1]["hits"], 0);
+        let out = env.run(&["list", "--hits"]).await;
+        assert!(String::from_utf8_lossy(&out.stdout).contains("hits: 3 events on 3 devices"));
+    }
+}
