@@ -276,11 +276,14 @@ mod tests {
                 "dry_run",
                 "failed",
                 "feeds",
+                "hits",
+                "impact",
                 "skipped",
                 "tenant",
                 "throttled"
             ]
         );
+        assert!(v["impact"].is_null() && v["hits"].is_null(), "null while the checks are off");
         assert_eq!(v["counts"].as_object().unwrap().len(), 6);
         for k in ["create", "update", "renew", "replace", "delete", "unchanged"] {
             assert!(v["counts"].get(k).is_some(), "{k}");
