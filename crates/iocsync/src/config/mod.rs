@@ -393,7 +393,7 @@ impl Default for ImpactSettings {
             cache_for: Duration::from_secs(24 * 3600),
             backend: HuntingBackend::Graph,
             graph_base: None,
-            max_queries: 40,
+            max_queries: 200,
             max_query_chars: 8_000,
         }
     }
@@ -756,7 +756,7 @@ impl Validator {
         };
         let lookback_days = int(self, "lookback_days", raw.lookback_days, 1..=30, 30);
         let hold_devices = int(self, "hold_devices", raw.hold_devices, 1..=1_000_000, 5);
-        let max_queries = int(self, "max_queries", raw.max_queries, 1..=1_500, 40);
+        let max_queries = int(self, "max_queries", raw.max_queries, 1..=1_500, 200);
         let max_query_chars = int(self, "max_query_chars", raw.max_query_chars, 500..=100_000, 8_000);
         let on_hit = match raw.on_hit.as_deref() {
             None | Some("hold") => OnHit::Hold,
@@ -797,7 +797,7 @@ impl Validator {
             cache_for: self.duration("impact.cache_for", raw.cache_for.as_deref(), d.cache_for),
             backend,
             graph_base: raw.graph_base,
-            max_queries: u32::try_from(max_queries).unwrap_or(40),
+            max_queries: u32::try_from(max_queries).unwrap_or(200),
             max_query_chars: usize::try_from(max_query_chars).unwrap_or(8_000),
         }
     }

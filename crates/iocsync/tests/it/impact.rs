@@ -366,3 +366,29 @@ async fn hits_are_counted_once_listed_and_keep_a_hit_value_under_the_cap() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("hits: 3 events on 3 devices"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_sync_of_15000_values_needs_few_queries_and_the_resync_none() {
+    let env = Env::start(EnvOptions { capacity: 20_000, ..EnvOptions::default() }).await;
+    let mut values = crate::harness::public_ips(10_000, 0);
+    values.extend((0..5_000).map(|i| format!("host{i}.evil-example{}.com", i % 97)));
+    env.write("mixed.txt", &text_feed(&values));
+    env.config(&format!(
+        "[sync]\nstate = \"state/iocsync.db\"\nheadroom = 0\n\n\
+         [[feeds]]\nname = \"mixed\"\nsource = \"mixed.txt\"\nformat = \"text\"\n\n\
+         [impact]\nenabled = true\ngraph_base = \"{}\"\n",
+        env.emu.base_url()
+    ));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["counts"]["create"], 15_000);
+    let first = report["impact"]["queries"].as_u64().unwrap();
+    assert_eq!(report["impact"]["checked"], 15_000, "{}", report["impact"]);
+    // Printed for BENCHMARKS.md (cargo test -- --nocapture shows it).
+    println!("hunting queries: first sync of 15,000 values {first}");
+    assert!(first <= 45, "within one minute's hunting window: {first}");
+    assert!(env.emu.hunting_queries().iter().all(|q| q.len() <= 8_000));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["impact"]["queries"], 0, "the resync asks nothing: the values already block");
+}
