@@ -11,6 +11,7 @@
 pub mod allowlist;
 pub mod batch;
 pub mod feed_health;
+pub mod impact;
 pub mod marker;
 pub mod merge;
 pub mod model;

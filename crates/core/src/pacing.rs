@@ -35,17 +35,20 @@ pub enum CallFamily {
     Delete,
     /// `POST /api/indicators/BatchDelete` (delete by ids, <= 500).
     BatchDelete,
+    /// An advanced-hunting query (MDE `advancedqueries/run` or Graph `runHuntingQuery`).
+    Hunting,
 }
 
 impl CallFamily {
     /// Every family, in a stable order.
-    pub const ALL: [CallFamily; 6] = [
+    pub const ALL: [CallFamily; 7] = [
         CallFamily::List,
         CallFamily::Get,
         CallFamily::Submit,
         CallFamily::Import,
         CallFamily::Delete,
         CallFamily::BatchDelete,
+        CallFamily::Hunting,
     ];
 
     /// Stable snake_case name, used when the history is persisted.
@@ -57,6 +60,7 @@ impl CallFamily {
             CallFamily::Import => "import",
             CallFamily::Delete => "delete",
             CallFamily::BatchDelete => "batch_delete",
+            CallFamily::Hunting => "hunting",
         }
     }
 }
@@ -69,7 +73,9 @@ impl fmt::Display for CallFamily {
 
 /// Error for a call-family name that is not one of [`CallFamily::as_str`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown API call family {0:?} (expected list, get, submit, import, delete or batch_delete)")]
+#[error(
+    "unknown API call family {0:?} (expected list, get, submit, import, delete, batch_delete or hunting)"
+)]
 pub struct UnknownFamily(pub String);
 
 impl FromStr for CallFamily {
@@ -111,10 +117,13 @@ impl PacingLimits {
     pub fn documented() -> Self {
         let hundred = vec![Window::new(100, MINUTE_MS), Window::new(1_500, HOUR_MS)];
         let thirty = vec![Window::new(30, MINUTE_MS), Window::new(1_500, HOUR_MS)];
+        // Advanced hunting: 45 per minute and 1,500 per hour (spec §13.13).
+        let hunting = vec![Window::new(45, MINUTE_MS), Window::new(1_500, HOUR_MS)];
         let mut windows = BTreeMap::new();
         for family in CallFamily::ALL {
             let w = match family {
                 CallFamily::Import | CallFamily::BatchDelete => thirty.clone(),
+                CallFamily::Hunting => hunting.clone(),
                 _ => hundred.clone(),
             };
             windows.insert(family, w);

@@ -81,6 +81,9 @@ pub struct PlanSettings {
     /// Updates Defender did not keep (the same payload sent on two runs in a row, still
     /// different): (type, value, action, fingerprint) not to resend unless a renewal is due.
     pub not_kept: BTreeSet<(IndicatorType, String, Action, String)>,
+    /// Values Defender acted on recently (`[hits]`): under the cap they rank above values of the
+    /// same priority without recent hits. Empty when hits are not counted.
+    pub hot: BTreeSet<(IndicatorType, String)>,
 }
 
 impl PlanSettings {
@@ -102,6 +105,7 @@ impl PlanSettings {
             brake_window: BrakeWindow::default(),
             not_kept: BTreeSet::new(),
             suppressed: BTreeSet::new(),
+            hot: BTreeSet::new(),
         }
     }
 }
@@ -400,10 +404,14 @@ fn foreign_value(kind: IndicatorType, value: &str) -> String {
 type ValueKey = (IndicatorType, String);
 type ExactKey = (IndicatorType, String, Action);
 
-/// Capacity ranking: priority desc, severity desc, recency desc, then (type, value) ascending.
-fn rank_cmp(a: &Desired, b: &Desired) -> Ordering {
+/// Capacity ranking: priority desc, recent hits first (`hot`), severity desc, recency desc, then
+/// (type, value) ascending. The hit boost lasts as long as the hits are recent, so a value that
+/// stops catching anything falls back among the others, and fresh intel competes by recency.
+fn rank_cmp(hot: &BTreeSet<(IndicatorType, String)>, a: &Desired, b: &Desired) -> Ordering {
+    let is_hot = |d: &Desired| !hot.is_empty() && hot.contains(&(d.kind, d.value.clone()));
     b.priority
         .cmp(&a.priority)
+        .then_with(|| is_hot(b).cmp(&is_hot(a)))
         .then_with(|| b.severity.cmp(&a.severity))
         .then_with(|| b.recency.cmp(&a.recency))
         .then_with(|| (a.kind, &a.value, a.action).cmp(&(b.kind, &b.value, b.action)))
@@ -411,12 +419,18 @@ fn rank_cmp(a: &Desired, b: &Desired) -> Ordering {
 }
 
 /// The capacity rank (1 = kept first) of `(kind, value)` among `desired`, in the order a capacity
-/// cut keeps values (priority, severity, recency, then type and value); `None` when not desired.
-/// (The plan also ranks values protected from deletion first; this rank ignores that.)
-pub fn capacity_rank(desired: &[Desired], kind: IndicatorType, value: &str) -> Option<usize> {
+/// cut keeps values (priority, recent hits in `hot`, severity, recency, then type and value);
+/// `None` when not desired. (The plan also ranks values protected from deletion first; this rank
+/// ignores that.)
+pub fn capacity_rank(
+    desired: &[Desired],
+    hot: &BTreeSet<(IndicatorType, String)>,
+    kind: IndicatorType,
+    value: &str,
+) -> Option<usize> {
     let mv = match_value(kind, value);
     let target = desired.iter().find(|d| d.kind == kind && match_value(d.kind, &d.value) == mv)?;
-    Some(1 + desired.iter().filter(|d| rank_cmp(d, target) == Ordering::Less).count())
+    Some(1 + desired.iter().filter(|d| rank_cmp(hot, d, target) == Ordering::Less).count())
 }
 
 fn ref_cmp(a: &IndicatorRef, b: &IndicatorRef) -> Ordering {
@@ -521,7 +535,7 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
 
     // Desired: one per (type, value), best-ranked first; then suppression and foreign checks.
     let mut desired = desired;
-    desired.sort_by(rank_cmp);
+    desired.sort_by(|a, b| rank_cmp(&s.hot, a, b));
     let mut seen: HashSet<ValueKey> = HashSet::new();
     let mut candidates: Vec<Candidate> = Vec::with_capacity(desired.len());
     for d in desired {
@@ -784,7 +798,7 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
     let ceiling = available.max(kept_ids.len());
     if held > 0 && owned_after > ceiling {
         let over = (owned_after - ceiling).min(creates.len());
-        creates.sort_by(rank_cmp);
+        creates.sort_by(|a, b| rank_cmp(&s.hot, a, b));
         for d in creates.split_off(creates.len() - over) {
             skipped.push(Skip::of(
                 &d,
@@ -1197,6 +1211,30 @@ mod tests {
         let best_dropped = over.iter().map(|s| rank(&s.value)).max().unwrap();
         assert!(worst_kept > best_dropped, "{worst_kept:?} vs {best_dropped:?}");
         assert!(p.creates.iter().all(|d| d.priority == 2 || d.priority == 1));
+    }
+
+    #[test]
+    fn under_the_cap_a_value_with_recent_hits_outranks_a_silent_one() {
+        let mut s = settings();
+        s.capacity = 2;
+        s.headroom = 1;
+        // The silent value is fresher in its feed and would win without hits.
+        let mut silent = dom("silent.example");
+        silent.recency = 10;
+        let mut caught = dom("caught.example");
+        caught.recency = 1;
+        let p = plan_known(vec![silent.clone(), caught.clone()], &[owned(1, &silent)], &s);
+        assert_eq!(p.capacity.owned_after, 1);
+        assert!(p.deletes.is_empty(), "without hits the fresher silent value stays");
+        s.hot.insert((DomainName, "caught.example".to_owned()));
+        let p = plan_known(vec![silent.clone(), caught], &[owned(1, &silent)], &s);
+        assert_eq!(p.creates.iter().map(|d| d.value.as_str()).collect::<Vec<_>>(), ["caught.example"]);
+        assert_eq!(p.deletes.len(), 1, "the silent value gives its slot to the one Defender acts on");
+        // Priority still comes first: the operator's feed order is not overridden by hits.
+        let mut high = dom("high.example");
+        high.priority = 5;
+        let p = plan_known(vec![high, dom("caught.example")], &[], &s);
+        assert_eq!(p.creates.iter().map(|d| d.value.as_str()).collect::<Vec<_>>(), ["high.example"]);
     }
 
     #[test]

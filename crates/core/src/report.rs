@@ -117,12 +117,84 @@ pub struct RunReport {
     pub failed: Vec<Failed>,
     /// Why the plan was refused, when the brake engaged.
     pub brake: Option<String>,
+    /// The impact check's summary (`null` when `[impact]` is off).
+    pub impact: Option<ImpactSummary>,
+    /// Hits counted this run and each feed's yield (`null` when `[hits]` is off).
+    pub hits: Option<HitsSummary>,
     /// Up to [`EXAMPLES_PER_REASON`] skipped values per reason, for the human output (not JSON).
     #[serde(skip)]
     pub skipped_examples: BTreeMap<Reason, Vec<Skip>>,
     /// Notes for the human output (not JSON), e.g. limited visibility of foreign indicators.
     #[serde(skip)]
     pub notes: Vec<String>,
+}
+
+/// What the impact check did in one run (spec §13.13).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImpactSummary {
+    /// Values about to be blocked that were checked (from the cache or by a query).
+    pub checked: u64,
+    /// Held: not pushed (`would-block-active`).
+    pub held: u64,
+    /// Pushed as `Audit` instead of blocking.
+    pub downgraded: u64,
+    /// Pushed as planned, with their hits reported.
+    pub reported: u64,
+    /// Values whose check did not complete this run.
+    pub unknown: u64,
+    /// Hunting queries sent this run.
+    pub queries: u64,
+    /// Values answered from the cache (`cache_for`) without a query.
+    pub cached: u64,
+    /// The values that were seen on `hold_devices` or more devices, with what was done.
+    pub values: Vec<ImpactValue>,
+}
+
+/// Hits counted in one run (events where Defender acted on an owned indicator), and each feed's
+/// yield from every count so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HitsSummary {
+    /// Hunting queries sent (0 in a dry run: hits are counted only by `sync`).
+    pub queries: u64,
+    /// Events counted this run.
+    pub events: u64,
+    /// Owned indicators with at least one event this run.
+    pub indicators_hit: u64,
+    /// Per configured feed, in config order.
+    pub feeds: Vec<FeedYield>,
+}
+
+/// What one feed's values caught.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FeedYield {
+    /// Feed name.
+    pub name: String,
+    /// Owned values this feed brought.
+    pub values: u64,
+    /// Of them, values Defender ever acted on (since hits were first counted).
+    pub values_hit: u64,
+    /// Of them, values acted on within `[hits] boost_for`.
+    pub values_hit_recently: u64,
+    /// Events counted on this feed's values since hits were first counted.
+    pub hits: u64,
+}
+
+/// One value the impact check found in use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImpactValue {
+    /// Defender `indicatorType`.
+    #[serde(rename = "type")]
+    pub kind: IndicatorType,
+    /// The value.
+    pub value: String,
+    /// `hold`, `audit` or `report`.
+    pub verdict: String,
+    /// Distinct devices with traffic or runs in the lookback window.
+    pub devices: u64,
+    /// Events.
+    pub events: u64,
+    /// Latest event (RFC 3339).
+    pub last_seen: Option<String>,
 }
 
 impl RunReport {
@@ -204,11 +276,14 @@ mod tests {
                 "dry_run",
                 "failed",
                 "feeds",
+                "hits",
+                "impact",
                 "skipped",
                 "tenant",
                 "throttled"
             ]
         );
+        assert!(v["impact"].is_null() && v["hits"].is_null(), "null while the checks are off");
         assert_eq!(v["counts"].as_object().unwrap().len(), 6);
         for k in ["create", "update", "renew", "replace", "delete", "unchanged"] {
             assert!(v["counts"].get(k).is_some(), "{k}");

@@ -175,6 +175,11 @@ impl DefenderClient {
         })
     }
 
+    /// The API base URL calls go to.
+    pub fn api_base(&self) -> &str {
+        self.inner.api_base.as_str().trim_end_matches('/')
+    }
+
     /// The app (client) id this client authenticates as; Defender records it as `createdBy`.
     pub fn client_id(&self) -> &str {
         &self.inner.client_id
@@ -879,6 +884,60 @@ impl DefenderClient {
         }
     }
 
+    /// Runs one advanced-hunting query (`POST {api_base}/{path}` with `{"Query": …}`) and returns
+    /// its rows. `path` is `api/advancedqueries/run` on the Defender API, or
+    /// `v1.0/security/runHuntingQuery` on a client whose `api_base` is Graph.
+    ///
+    /// Sent once, paced to the hunting window (45/min, 1,500/h): a 429 (rate or CPU quota) comes
+    /// back as a retryable error at once, because the impact check must never hold up the sync.
+    pub async fn hunting_query(
+        &self,
+        path: &[&str],
+        query: &str,
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, Error> {
+        let url = self.endpoint(path)?;
+        let body = Bytes::from(
+            serde_json::to_vec(&serde_json::json!({ "Query": query }))
+                .map_err(|e| Error::config(format!("cannot encode the hunting query: {e}")))?,
+        );
+        let slot = self.pace(CallFamily::Hunting).await?;
+        let (token, generation) = self.token().await?;
+        self.count(CallFamily::Hunting);
+        let req = self
+            .inner
+            .http
+            .request(Method::POST, url.clone())
+            .bearer_auth(token.0.expose_secret())
+            .header(ACCEPT, "application/json")
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        let result = read_reply(req.send().await, self.inner.max_response_bytes).await;
+        self.inner.pacer.lock().await.complete(CallFamily::Hunting, slot, now_ms());
+        let reply = result?;
+        tracing::debug!(path = url.path(), status = reply.status, "advanced hunting call");
+        match reply.status {
+            200 => {
+                #[derive(serde::Deserialize)]
+                struct Rows {
+                    #[serde(alias = "results", alias = "Results", default)]
+                    rows: Vec<serde_json::Map<String, serde_json::Value>>,
+                }
+                serde_json::from_slice::<Rows>(&reply.body)
+                    .map(|r| r.rows)
+                    .map_err(|e| malformed("hunting result", &e))
+            }
+            401 => {
+                self.invalidate(generation).await;
+                Err(api_error(&reply))
+            }
+            429 => {
+                self.inner.counters.throttled(Some(CallFamily::Hunting));
+                Err(api_error(&reply))
+            }
+            _ => Err(api_error(&reply)),
+        }
+    }
+
     // ---- request execution ------------------------------------------------------------------
 
     /// Send one API request with pacing, the bearer token, 401 refresh-once and retries.
@@ -1021,7 +1080,7 @@ impl DefenderClient {
             CallFamily::Get => Counters::bump(&c.get),
             CallFamily::Import => Counters::bump(&c.import),
             CallFamily::BatchDelete => Counters::bump(&c.batch_delete),
-            CallFamily::Submit | CallFamily::Delete => {}
+            CallFamily::Submit | CallFamily::Delete | CallFamily::Hunting => {}
         }
     }
 }

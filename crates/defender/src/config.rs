@@ -64,6 +64,16 @@ impl Cloud {
             Cloud::GccHigh | Cloud::Dod => "https://securitycenter.onmicrosoft.us/windowsatpservice/.default",
         }
     }
+
+    /// Microsoft Graph's base URL in this cloud, for advanced hunting through `runHuntingQuery`
+    /// (GCC uses the commercial Graph host).
+    pub fn graph_base(self) -> &'static str {
+        match self {
+            Cloud::Commercial | Cloud::Gcc => "https://graph.microsoft.com",
+            Cloud::GccHigh => "https://graph.microsoft.us",
+            Cloud::Dod => "https://dod-graph.microsoft.us",
+        }
+    }
 }
 
 impl fmt::Display for Cloud {
@@ -251,7 +261,7 @@ pub(crate) fn is_loopback_host(host: &Host<&str>) -> bool {
 }
 
 /// Parse `raw` as a base URL for `what`; `https` is required except for loopback hosts.
-pub(crate) fn parse_secure_url(raw: &str, what: &str) -> Result<Url, Error> {
+pub fn parse_secure_url(raw: &str, what: &str) -> Result<Url, Error> {
     let url = Url::parse(raw.trim())
         .map_err(|e| Error::config(format!("{what} {raw:?} is not a valid URL: {e}")))?;
     let Some(host) = url.host() else {

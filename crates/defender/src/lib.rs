@@ -20,7 +20,8 @@ pub mod wire;
 
 pub use client::{BatchDeleteOutcome, DefenderClient, MAX_BATCH, MAX_LISTED_ROWS, PAGE_SIZE};
 pub use config::{
-    ClientConfig, Cloud, Credential, MAX_RESPONSE_BYTES, REGIONAL_HOSTS, RetryPolicy, SPLIT_BUDGET, scope_for,
+    ClientConfig, Cloud, Credential, MAX_RESPONSE_BYTES, REGIONAL_HOSTS, RetryPolicy, SPLIT_BUDGET,
+    parse_secure_url, scope_for,
 };
 pub use error::{Error, ErrorKind};
 pub use failure::{FailureClass, FailureContext, classify_failure};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
+use crate::hunting::HuntingConfig;
 use crate::limits::RateLimits;
 
 /// Application permission granted to a client (spec §2.5).
@@ -327,6 +328,8 @@ pub struct EmulatorConfig {
     pub clock: Arc<dyn Clock>,
     /// Seed for probabilistic fault triggers.
     pub fault_seed: u64,
+    /// Advanced hunting: seeded events and who may query (spec §13.13).
+    pub hunting: HuntingConfig,
 }
 
 impl Default for EmulatorConfig {
@@ -348,6 +351,7 @@ impl Default for EmulatorConfig {
             state_file: None,
             clock: Arc::new(SystemClock),
             fault_seed: 0,
+            hunting: HuntingConfig::default(),
         }
     }
 }

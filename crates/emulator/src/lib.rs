@@ -8,6 +8,8 @@
 mod clock;
 mod config;
 mod fault;
+mod hunting;
+mod kql;
 mod limits;
 mod odata;
 mod server;
@@ -25,6 +27,11 @@ pub use config::{
     STRICT_CAPACITY_MESSAGE, parse_client_spec,
 };
 pub use fault::{Fault, FaultRule, Trigger};
+pub use hunting::{
+    CPU_QUOTA_MESSAGE, GRAPH_AUDIENCE, HuntingApi, HuntingConfig, HuntingGrants, MAX_QUERY_CHARS,
+    MAX_RESULT_ROWS, parse_events_jsonl,
+};
+pub use kql::{Event as HuntingEvent, TABLES as HUNTING_TABLES};
 pub use limits::{FamilyLimits, RateLimits, Window};
 pub use store::SeedIndicator;
 
@@ -59,6 +66,10 @@ pub enum EndpointFamily {
     Delete,
     /// `POST /api/indicators/BatchDelete` (E6).
     BatchDelete,
+    /// `POST /api/advancedqueries/run` (MDE advanced hunting, spec §13.13).
+    AdvancedQueries,
+    /// `POST /v1.0/security/runHuntingQuery` (Graph advanced hunting, spec §13.13).
+    RunHuntingQuery,
     /// Anything else (unknown paths, wrong methods).
     Other,
 }
@@ -218,6 +229,26 @@ impl Emulator {
     /// Empties the call log.
     pub fn clear_calls(&self) {
         self.app.calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+    }
+
+    /// Adds events to the advanced-hunting tables.
+    pub fn add_hunting_events(&self, events: impl IntoIterator<Item = HuntingEvent>) {
+        self.app.hunting.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(events);
+    }
+
+    /// Every hunting query received, oldest first (both APIs, accepted or refused).
+    pub fn hunting_queries(&self) -> Vec<String> {
+        self.app.hunting.queries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The next `n` hunting queries fail with the CPU-quota error (429, [`CPU_QUOTA_MESSAGE`]).
+    pub fn exhaust_hunting_quota(&self, n: u32) {
+        *self.app.hunting.quota_failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = n;
+    }
+
+    /// Replaces who may run hunting queries.
+    pub fn set_hunting_grants(&self, grants: HuntingGrants) {
+        *self.app.hunting.grants.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = grants;
     }
 
     /// Forced expiry: every token issued so far gets 401 from now on.

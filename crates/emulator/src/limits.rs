@@ -55,6 +55,8 @@ pub struct RateLimits {
     pub delete: FamilyLimits,
     /// E6 BatchDelete.
     pub batch_delete: FamilyLimits,
+    /// Advanced hunting, each API on its own (MDE: 45/min and 1,500/h, documented; Graph: the same assumed).
+    pub hunting: FamilyLimits,
 }
 
 impl RateLimits {
@@ -67,6 +69,7 @@ impl RateLimits {
             import: FamilyLimits::new(30, 1500),
             delete: FamilyLimits::new(100, 1500),
             batch_delete: FamilyLimits::new(30, 1500),
+            hunting: FamilyLimits::new(45, 1500),
         }
     }
 
@@ -89,13 +92,14 @@ impl RateLimits {
             import: f(self.import),
             delete: f(self.delete),
             batch_delete: f(self.batch_delete),
+            hunting: f(self.hunting),
         }
     }
 
     /// No limits at all.
     pub fn unlimited() -> Self {
         let u = FamilyLimits::unlimited();
-        Self { list: u, get: u, submit: u, import: u, delete: u, batch_delete: u }
+        Self { list: u, get: u, submit: u, import: u, delete: u, batch_delete: u, hunting: u }
     }
 
     fn for_family(&self, family: EndpointFamily) -> Option<FamilyLimits> {
@@ -106,6 +110,7 @@ impl RateLimits {
             EndpointFamily::Import => Some(self.import),
             EndpointFamily::Delete => Some(self.delete),
             EndpointFamily::BatchDelete => Some(self.batch_delete),
+            EndpointFamily::AdvancedQueries | EndpointFamily::RunHuntingQuery => Some(self.hunting),
             EndpointFamily::Token | EndpointFamily::Other => None,
         }
     }

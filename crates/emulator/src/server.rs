@@ -19,6 +19,7 @@ use crate::config::{
     BatchDeleteMode, Behaviour, ClientCredential, EmulatorConfig, ForeignDeleteStatus, Role,
 };
 use crate::fault::{Fault, Faults};
+use crate::hunting::{GRAPH_AUDIENCE, Hunting, HuntingApi, HuntingOutcome};
 use crate::limits::Limiter;
 use crate::store::{Caller, SeedIndicator, Store};
 use crate::token::{BearerError, TokenRequest, Tokens};
@@ -48,6 +49,8 @@ pub(crate) struct App {
     pub calls: Mutex<Vec<CallRecord>>,
     /// What end users saw in block notifications (`Behaviour::notification_log`).
     pub notifications: Mutex<Vec<Notification>>,
+    /// Advanced hunting: events, grants, query log (spec §13.13).
+    pub hunting: Hunting,
     state_file: Option<PathBuf>,
     save_notify: Arc<Notify>,
     save_lock: Mutex<()>,
@@ -92,6 +95,7 @@ pub(crate) async fn start(config: EmulatorConfig) -> Result<Emulator, EmulatorEr
         faults: Faults::new(config.fault_seed),
         calls: Mutex::new(Vec::new()),
         notifications: Mutex::new(Vec::new()),
+        hunting: Hunting::new(config.hunting.clone()),
         state_file: config.state_file.clone(),
         save_notify: save_notify.clone(),
         save_lock: Mutex::new(()),
@@ -221,6 +225,7 @@ enum Route {
     Delete(String),
     Import,
     BatchDelete,
+    Hunting(HuntingApi),
     MethodNotAllowed(&'static str),
     NotFound,
 }
@@ -235,6 +240,8 @@ impl Route {
             Route::Delete(_) => EndpointFamily::Delete,
             Route::Import => EndpointFamily::Import,
             Route::BatchDelete => EndpointFamily::BatchDelete,
+            Route::Hunting(HuntingApi::Mde) => EndpointFamily::AdvancedQueries,
+            Route::Hunting(HuntingApi::Graph) => EndpointFamily::RunHuntingQuery,
             Route::MethodNotAllowed(_) | Route::NotFound => EndpointFamily::Other,
         }
     }
@@ -251,6 +258,14 @@ fn route(method: &Method, path: &str) -> Route {
             _ => Route::NotFound,
         };
     }
+    // Graph: /v1.0/security/runHuntingQuery (also under /beta); Graph paths ignore case.
+    if let [version, security, op] = segs.as_slice()
+        && (version.eq_ignore_ascii_case("v1.0") || version.eq_ignore_ascii_case("beta"))
+        && security.eq_ignore_ascii_case("security")
+        && op.eq_ignore_ascii_case("runHuntingQuery")
+    {
+        return post_only(Route::Hunting(HuntingApi::Graph));
+    }
     let mut rest = match segs.split_first() {
         Some((first, rest)) if first.eq_ignore_ascii_case("api") => rest,
         _ => return Route::NotFound,
@@ -264,6 +279,9 @@ fn route(method: &Method, path: &str) -> Route {
             Method::POST => Route::Submit,
             _ => Route::MethodNotAllowed("GET, POST"),
         },
+        [aq, run] if aq.eq_ignore_ascii_case("advancedqueries") && run.eq_ignore_ascii_case("run") => {
+            post_only(Route::Hunting(HuntingApi::Mde))
+        }
         [ind, op] if ind.eq_ignore_ascii_case("indicators") && op.eq_ignore_ascii_case("import") => {
             post_only(Route::Import)
         }
@@ -362,6 +380,9 @@ fn handle_route(
     }
     // Authentication and authorization.
     let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if let Route::Hunting(api) = route {
+        return hunting(app, api, auth, body, rec);
+    }
     let info = match app.tokens.validate(auth, app.now()) {
         Ok(info) => info,
         Err(BearerError::Unauthorized(m)) => {
@@ -397,11 +418,72 @@ fn handle_route(
         Route::Import => import(app, &caller, body, &base, rec),
         Route::Delete(id) => delete(app, &caller, &id, rec),
         Route::BatchDelete => batch_delete(app, &caller, body, rec),
-        Route::Token { .. } | Route::MethodNotAllowed(_) | Route::NotFound => {
+        Route::Token { .. } | Route::Hunting(_) | Route::MethodNotAllowed(_) | Route::NotFound => {
             Err(ApiError::new(404, "NotFound", "No such route."))
         }
     };
     result.unwrap_or_else(|e| api_error(&e))
+}
+
+/// One advanced-hunting call: the token must be for the API's resource (Graph or WindowsDefenderATP)
+/// and the app must hold the API's permission; then the rate window, then the query.
+fn hunting(app: &App, api: HuntingApi, auth: Option<&str>, body: &Bytes, rec: &mut CallRecord) -> Response {
+    let info = match app.tokens.lookup(auth, app.now()) {
+        Ok(info) => info,
+        Err(BearerError::Unauthorized(m) | BearerError::Forbidden(m)) => {
+            return api_error(&ApiError::new(401, "Unauthorized", m));
+        }
+    };
+    rec.client_id = Some(info.client_id.clone());
+    let loopback = info.audience.starts_with("http://127.0.0.1") || info.audience.starts_with("http://[::1]");
+    let audience_ok = loopback
+        || match api {
+            HuntingApi::Graph => info.audience == GRAPH_AUDIENCE,
+            HuntingApi::Mde => crate::token::API_AUDIENCES.contains(&info.audience.as_str()),
+        };
+    if !audience_ok {
+        let want = match api {
+            HuntingApi::Graph => "https://graph.microsoft.com/.default",
+            HuntingApi::Mde => "https://api.securitycenter.microsoft.com/.default",
+        };
+        return api_error(&ApiError::new(
+            401,
+            "Unauthorized",
+            format!(
+                "The access token audience '{}' is not valid for this API; request scope {want}.",
+                info.audience
+            ),
+        ));
+    }
+    if !lock(&app.hunting.grants).allows(&info.client_id, api) {
+        return api_error(&ApiError::new(
+            403,
+            "Forbidden",
+            format!(
+                "The application does not have the required permission ({}) to access the resource.",
+                api.role()
+            ),
+        ));
+    }
+    if let Err(secs) = app.limiter.check(&info.client_id, rec.family, app.now()) {
+        let mut r = api_error(&ApiError::new(
+            429,
+            "TooManyRequests",
+            format!("Rate limit is exceeded. Try again in {secs} seconds."),
+        ));
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return r;
+    }
+    match app.hunting.run(api, body, app.now()) {
+        HuntingOutcome::Ok(v) => json_response(StatusCode::OK, &v),
+        HuntingOutcome::Err(status, code, message) => {
+            let mut r = api_error(&ApiError::new(status, code, message));
+            if status == 429 {
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(60u32));
+            }
+            r
+        }
+    }
 }
 
 /// `http://{Host}` as the client called us (echoed in `@odata.context` / `nextLink`).
@@ -535,6 +617,7 @@ fn token(
         endpoint_urls: &endpoint_urls,
         base_url: &app.base_url,
         now,
+        hunting_grants: &lock(&app.hunting.grants).clone(),
     };
     match app.tokens.issue(&req, &app.clients) {
         Ok(v) => json_response(StatusCode::OK, &v),

@@ -72,6 +72,8 @@ pub(crate) struct TokenRequest<'a> {
     /// The emulator base URL, also accepted as a resource (`{base}/.default`).
     pub base_url: &'a str,
     pub now: DateTime<Utc>,
+    /// Who holds hunting permissions; their roles go into the token's `roles` claim.
+    pub hunting_grants: &'a crate::hunting::HuntingGrants,
 }
 
 impl Tokens {
@@ -151,7 +153,14 @@ impl Tokens {
         let lifetime = *self.lifetime.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = req.now;
         let expires = crate::clock::add_std(now, lifetime);
-        let token = mint_jwt(&audience, req.tenant, client, now, expires);
+        // A Graph token carries only Graph roles; a Defender token the TI role and AdvancedQuery.Read.All.
+        let mut roles: Vec<&str> = if audience == crate::hunting::GRAPH_AUDIENCE {
+            Vec::new()
+        } else {
+            client.role.claim().into_iter().collect()
+        };
+        roles.extend(req.hunting_grants.roles_for(&client.client_id, &audience));
+        let token = mint_jwt(&audience, req.tenant, &client.client_id, &roles, now, expires);
         self.issued.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(
             token.clone(),
             TokenInfo {
@@ -219,12 +228,9 @@ impl Tokens {
         }
     }
 
-    /// Validates `Authorization: Bearer ...` by lookup.
-    pub(crate) fn validate(
-        &self,
-        header: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<TokenInfo, BearerError> {
+    /// Finds the token of `Authorization: Bearer ...` and checks it is live; the audience and roles are
+    /// the caller's to check.
+    pub(crate) fn lookup(&self, header: Option<&str>, now: DateTime<Utc>) -> Result<TokenInfo, BearerError> {
         let Some(h) = header else {
             return Err(BearerError::Unauthorized(
                 "Authorization header is missing. Send 'Authorization: Bearer <token>'.".into(),
@@ -250,6 +256,16 @@ impl Tokens {
                 "The access token has expired. Request a new token.".into(),
             ));
         }
+        Ok(info)
+    }
+
+    /// Validates `Authorization: Bearer ...` by lookup.
+    pub(crate) fn validate(
+        &self,
+        header: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<TokenInfo, BearerError> {
+        let info = self.lookup(header, now)?;
         if !API_AUDIENCES.contains(&info.audience.as_str())
             && !info.audience.starts_with("http://127.0.0.1")
             && !info.audience.starts_with("http://[::1]")
@@ -327,20 +343,20 @@ fn resource_audience(req: &TokenRequest<'_>) -> Result<String, EntraFailure> {
 fn mint_jwt(
     aud: &str,
     tid: &str,
-    client: &ClientCredential,
+    client_id: &str,
+    roles: &[&str],
     now: DateTime<Utc>,
     exp: DateTime<Utc>,
 ) -> String {
     let header = json!({"typ": "JWT", "alg": "RS256", "kid": "iocsync-emulator"});
-    let roles: Vec<&str> = client.role.claim().into_iter().collect();
     let claims = json!({
         "aud": aud,
         "iss": format!("https://sts.windows.net/{tid}/"),
         "iat": now.timestamp(),
         "nbf": now.timestamp(),
         "exp": exp.timestamp(),
-        "appid": client.client_id,
-        "azp": client.client_id,
+        "appid": client_id,
+        "azp": client_id,
         "tid": tid,
         "roles": roles,
         "jti": uuid::Uuid::new_v4().to_string(),

@@ -47,11 +47,17 @@ pub enum Reason {
     /// Defender did not keep an update: the same payload was sent on two runs in a row and the
     /// row still differs on read-back; it is not resent until the desired payload changes.
     UpdateNotKept,
+    /// The impact check found recent traffic to (or runs of) the value on `hold_devices` or more
+    /// devices: not blocked, held for a human to review.
+    WouldBlockActive,
+    /// The impact check could not run for the value (quota, permission, error) and
+    /// `[impact] on_unknown = "wait"`: not pushed this run, checked again next run.
+    ImpactUnknown,
 }
 
 impl Reason {
     /// Every code, in documentation order.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 19] = [
         Reason::InvalidValue,
         Reason::CidrNotSupported,
         Reason::PrivateAddress,
@@ -69,6 +75,8 @@ impl Reason {
         Reason::ForeignIndicator,
         Reason::TruncatedValue,
         Reason::UpdateNotKept,
+        Reason::WouldBlockActive,
+        Reason::ImpactUnknown,
     ];
 
     /// The kebab-case code, e.g. `"cidr-not-supported"`.
@@ -91,6 +99,8 @@ impl Reason {
             Reason::ForeignIndicator => "foreign-indicator",
             Reason::TruncatedValue => "truncated-value",
             Reason::UpdateNotKept => "update-not-kept",
+            Reason::WouldBlockActive => "would-block-active",
+            Reason::ImpactUnknown => "impact-unknown",
         }
     }
 
@@ -127,6 +137,12 @@ impl Reason {
             }
             Reason::UpdateNotKept => {
                 "Defender did not keep the same update sent on two runs in a row; not resent until it changes"
+            }
+            Reason::WouldBlockActive => {
+                "the impact check saw recent traffic to it on many devices; held for review, not blocked"
+            }
+            Reason::ImpactUnknown => {
+                "the impact check could not run for it and on_unknown = \"wait\"; checked again next run"
             }
         }
     }

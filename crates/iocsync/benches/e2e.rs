@@ -89,6 +89,8 @@ fn family_name(f: EndpointFamily) -> &'static str {
         EndpointFamily::Import => "import",
         EndpointFamily::Delete => "delete",
         EndpointFamily::BatchDelete => "batch_delete",
+        EndpointFamily::AdvancedQueries => "advanced_queries",
+        EndpointFamily::RunHuntingQuery => "run_hunting_query",
         EndpointFamily::Other => "other",
     }
 }

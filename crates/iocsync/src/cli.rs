@@ -161,6 +161,10 @@ pub struct ListArgs {
     /// Only values held under several actions or by several creators.
     #[arg(long)]
     pub duplicates: bool,
+    /// Add what Defender did with each indicator (from `[hits]` counts in the state database),
+    /// most hit first.
+    #[arg(long)]
+    pub hits: bool,
     /// Tenant selection.
     #[command(flatten)]
     pub tenant: TenantArgs,
@@ -277,6 +281,11 @@ pub struct EmulatorArgs {
     /// Divide the rate-limit windows by this (60: a minute lasts a second).
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
+    /// Seed the advanced-hunting tables from this JSONL file (one event per line, e.g.
+    /// {"Table": "DeviceNetworkEvents", "Timestamp": "-2d", "DeviceId": "d1", "RemoteIP": "198.51.100.7"};
+    /// Timestamp is RFC 3339 or relative to now: -3d, -12h, -30m).
+    #[arg(long, value_name = "FILE")]
+    pub hunting_events: Option<PathBuf>,
 }
 
 /// `iocsync init`.

@@ -76,7 +76,7 @@ pub fn emulator_state_file(config: &Config, tenant: &Tenant) -> std::path::PathB
     db.with_file_name(format!("{stem}-emulator-{}.json", tenant.name))
 }
 
-fn cloud(c: CloudName) -> Cloud {
+pub(crate) fn cloud(c: CloudName) -> Cloud {
     match c {
         CloudName::Commercial => Cloud::Commercial,
         CloudName::Gcc => Cloud::Gcc,

@@ -237,6 +237,19 @@ pub fn explain(format: OutputFormat, r: &crate::commands::explain::ExplainReport
             c.foreign_from,
             if c.fits { "fits" } else { "does not fit" }
         );
+        if !c.ranked_by.is_empty() {
+            let _ = writeln!(s, "    ranked by: {}", c.ranked_by);
+        }
+    }
+    if let Some(h) = &r.hits {
+        let last = h.last_hit.map(|t| format!(", last {}", t.to_rfc3339())).unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "  hits: {} events on {} devices{last}{}",
+            h.hits,
+            h.devices,
+            if h.boosted { " (recent: ranks it up under the cap)" } else { "" }
+        );
     }
     match (&r.tenant_rows, &r.lookup_error) {
         (Some(rows), _) => {
@@ -483,6 +496,28 @@ fn sync_text(s: &mut String, o: &TenantOutcome) {
     if let Some(b) = &r.brake {
         let _ = writeln!(s, "  brake: {b}");
     }
+    if let Some(i) = &r.impact {
+        let _ = writeln!(
+            s,
+            "  impact check: {} checked ({} from cache), {} held, {} audit instead of block, {} reported, {} unknown; {} queries",
+            i.checked, i.cached, i.held, i.downgraded, i.reported, i.unknown, i.queries
+        );
+        for v in i.values.iter().take(20) {
+            let last = v.last_seen.as_deref().map(|t| format!(", last {t}")).unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "    {:<6} {:<22} {} — {} devices, {} events{last}",
+                v.verdict,
+                v.kind,
+                shorten(&v.value, 60),
+                v.devices,
+                v.events
+            );
+        }
+        if i.values.len() > 20 {
+            let _ = writeln!(s, "    … and {} more", i.values.len() - 20);
+        }
+    }
     for note in &r.notes {
         let _ = writeln!(s, "  note: {note}");
     }
@@ -542,6 +577,11 @@ pub fn list(format: OutputFormat, r: &ListReport) {
             i.expiration.as_deref().unwrap_or("never"),
             shorten(&i.value, 80)
         );
+        if let Some(h) = i.hits {
+            let last = i.last_hit.as_deref().map(|t| format!(", last {t}")).unwrap_or_default();
+            let _ =
+                writeln!(s, "            hits: {h} events on {} devices{last}", i.hit_devices.unwrap_or(0));
+        }
     }
     emit(&s);
 }
@@ -652,6 +692,12 @@ pub fn emulator_started(format: OutputFormat, info: &serde_json::Value) {
                 c["role"].as_str().unwrap_or_default()
             );
         }
+    }
+    if let Some(n) = info["hunting_events"].as_u64().filter(|n| *n > 0) {
+        let _ = writeln!(
+            s,
+            "  advanced hunting: {n} events (POST /api/advancedqueries/run, POST /v1.0/security/runHuntingQuery)"
+        );
     }
     s.push_str("press ctrl-c to stop\n");
     emit(&s);

@@ -144,6 +144,36 @@ BEGIN
 END;
 ALTER TABLE runs ADD COLUMN undo_of INTEGER;
 ",
+    // 5: the impact check's answers per value, reused for `[impact] cache_for`.
+    r"
+CREATE TABLE impact_cache (
+    tenant         TEXT NOT NULL,
+    indicator_type TEXT NOT NULL,
+    value          TEXT NOT NULL,
+    checked_at     TEXT NOT NULL,
+    devices        INTEGER NOT NULL,
+    events         INTEGER NOT NULL,
+    last_seen      TEXT,
+    PRIMARY KEY (tenant, indicator_type, value)
+);
+",
+    // 6: hits: the events where Defender acted on an owned indicator, and how far they were counted.
+    r"
+CREATE TABLE indicator_hits (
+    tenant         TEXT NOT NULL,
+    indicator_type TEXT NOT NULL,
+    value          TEXT NOT NULL,
+    hits           INTEGER NOT NULL,
+    devices        TEXT NOT NULL,
+    first_hit      TEXT,
+    last_hit       TEXT,
+    PRIMARY KEY (tenant, indicator_type, value)
+);
+CREATE TABLE hits_cursor (
+    tenant     TEXT PRIMARY KEY NOT NULL,
+    counted_to TEXT NOT NULL
+);
+",
 ];
 
 /// One change to append to the journal: a write Defender confirmed.
@@ -189,6 +219,43 @@ pub struct JournalRow {
 
 /// Default `[sync] journal_retention`: journal rows older than this are pruned.
 pub const JOURNAL_RETENTION_DAYS: u64 = 400;
+
+/// What Defender did with one owned indicator, summed over every run that counted hits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HitRecord {
+    /// Defender `indicatorType` name.
+    pub indicator_type: String,
+    /// Normalised value.
+    pub value: String,
+    /// Events where Defender acted on it.
+    pub hits: u64,
+    /// Distinct devices (ids, at most [`MAX_HIT_DEVICES`] kept).
+    pub devices: std::collections::BTreeSet<String>,
+    /// First and latest such event.
+    pub first_hit: Option<DateTime<Utc>>,
+    /// Latest such event.
+    pub last_hit: Option<DateTime<Utc>>,
+}
+
+/// Device ids kept per indicator (the count shown stops growing there).
+pub const MAX_HIT_DEVICES: usize = 1_000;
+
+/// One value's impact-check answer: what the tenant's telemetry showed when it was last asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImpactRecord {
+    /// Defender `indicatorType` name.
+    pub indicator_type: String,
+    /// Normalised value.
+    pub value: String,
+    /// When the telemetry was asked.
+    pub checked_at: DateTime<Utc>,
+    /// Distinct devices seen.
+    pub devices: u64,
+    /// Events seen.
+    pub events: u64,
+    /// Latest event.
+    pub last_seen: Option<DateTime<Utc>>,
+}
 
 /// One update iocsync sent, and on how many runs in a row it sent the same payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -587,6 +654,181 @@ impl StateStore {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every hit record of `tenant`.
+    pub fn hit_records(&self, tenant: &str) -> Result<Vec<HitRecord>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT indicator_type, value, hits, devices, first_hit, last_hit FROM indicator_hits WHERE tenant = ?1
+             ORDER BY indicator_type, value",
+        )?;
+        let rows = stmt.query_map([tenant], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (indicator_type, value, hits, devices, first, last) = row?;
+            out.push(HitRecord {
+                indicator_type,
+                value,
+                hits: u64::try_from(hits).unwrap_or(0),
+                devices: serde_json::from_str(&devices).map_err(|e| StateError::Corrupt {
+                    what: "indicator_hits.devices",
+                    detail: e.to_string(),
+                })?,
+                first_hit: first.map(|t| parse_ts("indicator_hits.first_hit", &t)).transpose()?,
+                last_hit: last.map(|t| parse_ts("indicator_hits.last_hit", &t)).transpose()?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Until when hits of `tenant` were counted (`None`: never).
+    pub fn hits_counted_to(&self, tenant: &str) -> Result<Option<DateTime<Utc>>, StateError> {
+        let t: Option<String> = self
+            .conn
+            .query_row("SELECT counted_to FROM hits_cursor WHERE tenant = ?1", [tenant], |r| r.get(0))
+            .optional()?;
+        t.map(|t| parse_ts("hits_cursor.counted_to", &t)).transpose()
+    }
+
+    /// Adds newly counted hits to the records and moves the cursor to `counted_to`, in one
+    /// transaction (a crash counts the window again, never twice).
+    pub fn add_hits(
+        &self,
+        tenant: &str,
+        new: &[HitRecord],
+        counted_to: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        let old: std::collections::BTreeMap<(String, String), HitRecord> = self
+            .hit_records(tenant)?
+            .into_iter()
+            .map(|r| ((r.indicator_type.clone(), r.value.clone()), r))
+            .collect();
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let mut put = tx.prepare(
+                "INSERT OR REPLACE INTO indicator_hits (tenant, indicator_type, value, hits, devices, first_hit, last_hit)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for n in new {
+                let mut r =
+                    old.get(&(n.indicator_type.clone(), n.value.clone())).cloned().unwrap_or_else(|| {
+                        HitRecord {
+                            indicator_type: n.indicator_type.clone(),
+                            value: n.value.clone(),
+                            hits: 0,
+                            devices: Default::default(),
+                            first_hit: None,
+                            last_hit: None,
+                        }
+                    });
+                r.hits = r.hits.saturating_add(n.hits);
+                for d in &n.devices {
+                    if r.devices.len() >= MAX_HIT_DEVICES {
+                        break;
+                    }
+                    r.devices.insert(d.clone());
+                }
+                r.first_hit = match (r.first_hit, n.first_hit.or(n.last_hit)) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                r.last_hit = r.last_hit.max(n.last_hit);
+                put.execute(params![
+                    tenant,
+                    r.indicator_type,
+                    r.value,
+                    i64::try_from(r.hits).unwrap_or(i64::MAX),
+                    serde_json::to_string(&r.devices).unwrap_or_else(|_| "[]".to_owned()),
+                    r.first_hit.map(fmt_ts),
+                    r.last_hit.map(fmt_ts),
+                ])?;
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO hits_cursor (tenant, counted_to) VALUES (?1, ?2)",
+            params![tenant, fmt_ts(counted_to)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Impact-check answers of `tenant` asked at or after `since` (older ones are stale).
+    pub fn impact_records(
+        &self,
+        tenant: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<ImpactRecord>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT indicator_type, value, checked_at, devices, events, last_seen
+             FROM impact_cache WHERE tenant = ?1 AND checked_at >= ?2",
+        )?;
+        let rows = stmt.query_map(params![tenant, fmt_ts(since)], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (indicator_type, value, checked, devices, events, last) = row?;
+            out.push(ImpactRecord {
+                indicator_type,
+                value,
+                checked_at: parse_ts("impact_cache.checked_at", &checked)?,
+                devices: u64::try_from(devices).unwrap_or(0),
+                events: u64::try_from(events).unwrap_or(0),
+                last_seen: last.map(|t| parse_ts("impact_cache.last_seen", &t)).transpose()?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Stores impact-check answers (replacing older answers for the same values) and drops the
+    /// answers of `tenant` older than `stale_before`.
+    pub fn save_impact_records(
+        &self,
+        tenant: &str,
+        records: &[ImpactRecord],
+        stale_before: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "DELETE FROM impact_cache WHERE tenant = ?1 AND checked_at < ?2",
+            params![tenant, fmt_ts(stale_before)],
+        )?;
+        {
+            let mut put = tx.prepare(
+                "INSERT OR REPLACE INTO impact_cache
+                     (tenant, indicator_type, value, checked_at, devices, events, last_seen)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for r in records {
+                put.execute(params![
+                    tenant,
+                    r.indicator_type,
+                    r.value,
+                    fmt_ts(r.checked_at),
+                    i64::try_from(r.devices).unwrap_or(i64::MAX),
+                    i64::try_from(r.events).unwrap_or(i64::MAX),
+                    r.last_seen.map(fmt_ts),
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Replaces the remembered updates of `tenant`.

@@ -9,6 +9,7 @@ mod entity;
 mod expiry;
 mod faults;
 mod hostile;
+mod hunting;
 mod import;
 mod list_odata;
 mod ratelimit;

@@ -688,3 +688,15 @@ fn huge_line_is_fine() {
     assert_eq!(p.rejections.len(), 1);
     assert!(p.rejections[0].value.len() <= 256);
 }
+
+#[test]
+fn every_reason_code_is_in_the_readme_table() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    for r in Reason::ALL {
+        assert!(
+            readme.contains(&format!("| `{}` |", r.code())),
+            "README's reason table lacks `{}`",
+            r.code()
+        );
+    }
+}

@@ -27,6 +27,12 @@ pub async fn run(args: &EmulatorArgs, format: OutputFormat) -> anyhow::Result<()
     }
     config.rate_limits = RateLimits::documented().scaled(args.time_scale);
     config.state_file = args.state.clone();
+    if let Some(path) = &args.hunting_events {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --hunting-events {}", path.display()))?;
+        config.hunting.events = iocsync_emulator::parse_events_jsonl(&text, chrono::Utc::now())
+            .map_err(|e| anyhow::anyhow!("--hunting-events {}: {e}", path.display()))?;
+    }
     let clients: Vec<serde_json::Value> = config
         .clients
         .iter()
@@ -38,12 +44,14 @@ pub async fn run(args: &EmulatorArgs, format: OutputFormat) -> anyhow::Result<()
             })
         })
         .collect();
+    let config_events = config.hunting.events.len();
     let emu = iocsync_emulator::start(config).await.context("starting the emulator")?;
     let info = serde_json::json!({
         "base_url": emu.base_url(),
         "tenant_id": emu.tenant_id(),
         "clients": clients,
         "state": args.state,
+        "hunting_events": config_events,
     });
     crate::output::emulator_started(format, &info);
     crate::daemon::shutdown_signal().await;

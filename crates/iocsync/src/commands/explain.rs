@@ -62,6 +62,21 @@ pub struct CapacityRank {
     pub foreign: usize,
     /// Where that count comes from: `last-run` (the last sync's listing) or `unknown`.
     pub foreign_from: String,
+    /// Why it ranks where it does: the keys in order (priority, recent hits, severity, line).
+    pub ranked_by: String,
+}
+
+/// What Defender did with the value, from the `[hits]` counts.
+#[derive(Debug, Serialize)]
+pub struct ValueHits {
+    /// Events where Defender acted on it, since hits were first counted.
+    pub hits: u64,
+    /// Distinct devices of those events.
+    pub devices: u64,
+    /// The latest such event.
+    pub last_hit: Option<DateTime<Utc>>,
+    /// Whether the hits are recent enough (`[hits] boost_for`) to lift its capacity rank.
+    pub boosted: bool,
 }
 
 /// One tenant row holding the value.
@@ -106,6 +121,8 @@ pub struct ExplainReport {
     pub desired: bool,
     /// Its capacity rank, when desired.
     pub capacity: Option<CapacityRank>,
+    /// What Defender did with it (`[hits]`); `None` when never counted.
+    pub hits: Option<ValueHits>,
     /// The tenant rows holding it; `None` with `--offline` or when the lookup failed.
     pub tenant_rows: Option<Vec<TenantRow>>,
     /// Why the tenant lookup failed.
@@ -136,6 +153,7 @@ pub async fn run(config: &Config, args: &ExplainArgs) -> anyhow::Result<ExplainR
         rejects: Vec::new(),
         desired: false,
         capacity: None,
+        hits: None,
         tenant_rows: None,
         lookup_error: None,
         journal: Vec::new(),
@@ -238,7 +256,34 @@ pub async fn run(config: &Config, args: &ExplainArgs) -> anyhow::Result<ExplainR
         }
         report.journal = s.journal_of_value(&tenant.name, kind.as_str(), &value)?;
         report.desired = copies.desired.iter().any(|d| same(d.kind, &d.value));
-        if let Some(rank) = capacity_rank(&copies.desired, kind, &value) {
+        let hit_records = s.hit_records(&tenant.name)?;
+        let hot = crate::engine::hot_values(config, &hit_records, now);
+        if let Some(r) = hit_records
+            .iter()
+            .find(|r| r.indicator_type == kind.as_str() && match_value(kind, &r.value) == mv)
+        {
+            report.hits = Some(ValueHits {
+                hits: r.hits,
+                devices: r.devices.len() as u64,
+                last_hit: r.last_hit,
+                boosted: hot.contains(&(kind, r.value.clone())),
+            });
+        }
+        if let Some(rank) = capacity_rank(&copies.desired, &hot, kind, &value) {
+            let d = copies.desired.iter().find(|d| same(d.kind, &d.value));
+            let ranked_by = d.map_or_else(String::new, |d| {
+                format!(
+                    "priority {}, {}, severity {}, line {} of its feed",
+                    d.priority,
+                    if hot.contains(&(d.kind, d.value.clone())) {
+                        "recent hits (ranked up)"
+                    } else {
+                        "no recent hits"
+                    },
+                    d.severity.as_str(),
+                    -d.recency
+                )
+            });
             let foreign = s.runs(Some(&tenant.name), 50)?.into_iter().filter(|r| !r.dry_run).find_map(|r| {
                 let rep: serde_json::Value = serde_json::from_str(r.report_json.as_deref()?).ok()?;
                 rep["capacity"]["foreign"].as_u64().filter(|_| rep["api_calls"]["list"].as_u64() > Some(0))
@@ -255,6 +300,7 @@ pub async fn run(config: &Config, args: &ExplainArgs) -> anyhow::Result<ExplainR
                 fits: rank <= room,
                 foreign: foreign.unwrap_or(0) as usize,
                 foreign_from: if foreign.is_some() { "last-run" } else { "unknown" }.to_owned(),
+                ranked_by,
             });
         }
     }

@@ -27,6 +27,15 @@ pub struct ListedIndicator {
     pub owned: bool,
     /// Expiry (RFC 3339), or none.
     pub expiration: Option<String>,
+    /// With `--hits`: events where Defender acted on it, since hits were first counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hits: Option<u64>,
+    /// With `--hits`: distinct devices of those events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hit_devices: Option<u64>,
+    /// With `--hits`: the latest such event (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_hit: Option<String>,
 }
 
 /// The listing of one tenant.
@@ -62,6 +71,9 @@ pub async fn run(config: &Config, args: &ListArgs) -> anyhow::Result<ListReport>
                 external_id: i.external_id,
                 owned,
                 expiration: i.expiration_time.map(|t| t.to_rfc3339()),
+                hits: None,
+                hit_devices: None,
+                last_hit: None,
             }
         })
         .collect();
@@ -77,6 +89,20 @@ pub async fn run(config: &Config, args: &ListArgs) -> anyhow::Result<ListReport>
             &b.action,
         ))
     });
+    if args.hits {
+        let store = crate::engine::open_store(config)?;
+        let records = crate::engine::lock(&store).hit_records(&tenant.name)?;
+        let by_value: BTreeMap<(String, String), &crate::state::HitRecord> =
+            records.iter().map(|r| ((r.indicator_type.clone(), r.value.to_ascii_lowercase()), r)).collect();
+        for row in &mut rows {
+            let r = by_value.get(&(row.kind.clone(), row.value.to_ascii_lowercase()));
+            row.hits = Some(r.map_or(0, |r| r.hits));
+            row.hit_devices = Some(r.map_or(0, |r| r.devices.len() as u64));
+            row.last_hit = r.and_then(|r| r.last_hit).map(|t| t.to_rfc3339());
+        }
+        // Most hit first; the order above breaks ties.
+        rows.sort_by_key(|r| std::cmp::Reverse(r.hits));
+    }
     Ok(ListReport { tenant: tenant.name.clone(), total, indicators: rows })
 }
 

@@ -349,6 +349,79 @@ pub struct DaemonSettings {
     pub listen: std::net::SocketAddr,
 }
 
+/// Which advanced-hunting API the impact check calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HuntingBackend {
+    /// Graph `POST /v1.0/security/runHuntingQuery` (`ThreatHunting.Read.All`): the default, since
+    /// MC1220762 retires the MDE API.
+    Graph,
+    /// MDE `POST /api/advancedqueries/run` (`AdvancedQuery.Read.All`).
+    Mde,
+}
+
+/// `[impact]`: before blocking a value, ask the tenant's own telemetry who uses it (spec §13.13).
+#[derive(Debug, Clone)]
+pub struct ImpactSettings {
+    /// Off by default.
+    pub enabled: bool,
+    /// Days of telemetry asked (1 to 30: advanced hunting keeps 30 days).
+    pub lookback_days: u32,
+    /// A value seen on this many devices or more gets `on_hit`.
+    pub hold_devices: usize,
+    /// What a hit does: hold, audit or report.
+    pub on_hit: iocsync_core::impact::OnHit,
+    /// What a value whose check could not run does: proceed or wait.
+    pub on_unknown: iocsync_core::impact::OnUnknown,
+    /// How long an answer is reused before the value is asked again.
+    pub cache_for: Duration,
+    /// The hunting API.
+    pub backend: HuntingBackend,
+    /// Graph's base URL (`None`: the cloud's; the emulator's URL with `emulator = true`).
+    pub graph_base: Option<String>,
+    /// Most queries per tenant and run (the hunting window is 45 a minute).
+    pub max_queries: u32,
+    /// Longest query text, in characters ([UNCERTAIN]: no documented limit).
+    pub max_query_chars: usize,
+}
+
+impl Default for ImpactSettings {
+    fn default() -> Self {
+        ImpactSettings {
+            enabled: false,
+            lookback_days: 30,
+            hold_devices: 5,
+            on_hit: iocsync_core::impact::OnHit::Hold,
+            on_unknown: iocsync_core::impact::OnUnknown::Proceed,
+            cache_for: Duration::from_secs(24 * 3600),
+            backend: HuntingBackend::Graph,
+            graph_base: None,
+            max_queries: 200,
+            max_query_chars: 8_000,
+        }
+    }
+}
+
+/// `[hits]`: count, per owned indicator, the events where Defender acted on it (spec §13.13).
+#[derive(Debug, Clone)]
+pub struct HitsSettings {
+    /// Off by default; uses `[impact]`'s `backend` and `graph_base`.
+    pub enabled: bool,
+    /// How long after its last hit a value ranks above silent ones under the cap.
+    pub boost_for: Duration,
+    /// How far back the first count looks (later counts start where the previous one ended).
+    pub first_lookback: Duration,
+}
+
+impl Default for HitsSettings {
+    fn default() -> Self {
+        HitsSettings {
+            enabled: false,
+            boost_for: Duration::from_secs(30 * 86_400),
+            first_lookback: Duration::from_secs(86_400),
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -368,6 +441,10 @@ pub struct Config {
     pub allowlist: AllowlistSpec,
     /// Daemon settings.
     pub daemon: DaemonSettings,
+    /// `[impact]` settings.
+    pub impact: ImpactSettings,
+    /// `[hits]` settings.
+    pub hits: HitsSettings,
 }
 
 impl Config {
@@ -505,7 +582,7 @@ impl Validator {
         self.unknown(
             "",
             &raw.unknown,
-            &["defender", "tenants", "sync", "defaults", "feeds", "allowlist", "daemon"],
+            &["defender", "tenants", "sync", "defaults", "feeds", "allowlist", "daemon", "impact", "hits"],
         );
         let raw_sync = raw.sync.unwrap_or_default();
         // DESIGN.md shows expire_days under [sync]: it is the fallback of [defaults].expire_days.
@@ -521,6 +598,8 @@ impl Validator {
         let feeds = self.feeds(raw.feeds.unwrap_or_default());
         let allowlist = self.allowlist("allowlist", raw.allowlist.unwrap_or_default(), true);
         let daemon = self.daemon(raw.daemon.unwrap_or_default());
+        let impact = self.impact(raw.impact.unwrap_or_default());
+        let hits = self.hits(&raw.hits.unwrap_or_default());
         let feed_names: BTreeSet<String> = feeds.iter().map(|f| f.name.clone()).collect();
         let renew = sync.renew_before_days;
         let check_expiry = |v: &mut Validator, key: String, days: u32| {
@@ -623,6 +702,105 @@ impl Validator {
             feeds,
             allowlist,
             daemon,
+            impact,
+            hits,
+        }
+    }
+
+    fn hits(&mut self, raw: &raw::RawHits) -> HitsSettings {
+        self.unknown("hits", &raw.unknown, &["enabled", "boost_for", "first_lookback"]);
+        let d = HitsSettings::default();
+        let first_lookback =
+            self.duration("hits.first_lookback", raw.first_lookback.as_deref(), d.first_lookback);
+        if first_lookback > Duration::from_secs(30 * 86_400) {
+            self.problem("hits.first_lookback", "advanced hunting keeps 30 days: use at most \"30d\"");
+        }
+        HitsSettings {
+            enabled: raw.enabled.unwrap_or(false),
+            boost_for: self.duration("hits.boost_for", raw.boost_for.as_deref(), d.boost_for),
+            first_lookback: first_lookback.min(Duration::from_secs(30 * 86_400)),
+        }
+    }
+
+    fn impact(&mut self, raw: raw::RawImpact) -> ImpactSettings {
+        use iocsync_core::impact::{OnHit, OnUnknown};
+        self.unknown(
+            "impact",
+            &raw.unknown,
+            &[
+                "enabled",
+                "lookback_days",
+                "hold_devices",
+                "on_hit",
+                "on_unknown",
+                "cache_for",
+                "backend",
+                "graph_base",
+                "max_queries",
+                "max_query_chars",
+            ],
+        );
+        let d = ImpactSettings::default();
+        let int = |v: &mut Self,
+                   key: &str,
+                   got: Option<i64>,
+                   range: std::ops::RangeInclusive<i64>,
+                   default: i64| match got {
+            None => default,
+            Some(n) if range.contains(&n) => n,
+            Some(n) => {
+                v.problem(
+                    format!("impact.{key}"),
+                    format!("{n} is outside {}..={}", range.start(), range.end()),
+                );
+                default
+            }
+        };
+        let lookback_days = int(self, "lookback_days", raw.lookback_days, 1..=30, 30);
+        let hold_devices = int(self, "hold_devices", raw.hold_devices, 1..=1_000_000, 5);
+        let max_queries = int(self, "max_queries", raw.max_queries, 1..=1_500, 200);
+        let max_query_chars = int(self, "max_query_chars", raw.max_query_chars, 500..=100_000, 8_000);
+        let on_hit = match raw.on_hit.as_deref() {
+            None | Some("hold") => OnHit::Hold,
+            Some("audit") => OnHit::Audit,
+            Some("report") => OnHit::Report,
+            Some(o) => {
+                self.problem("impact.on_hit", format!("`{o}` is not one of hold, audit, report"));
+                OnHit::Hold
+            }
+        };
+        let on_unknown = match raw.on_unknown.as_deref() {
+            None | Some("proceed") => OnUnknown::Proceed,
+            Some("wait") => OnUnknown::Wait,
+            Some(o) => {
+                self.problem("impact.on_unknown", format!("`{o}` is not one of proceed, wait"));
+                OnUnknown::Proceed
+            }
+        };
+        let backend = match raw.backend.as_deref() {
+            None | Some("graph") => HuntingBackend::Graph,
+            Some("mde") => HuntingBackend::Mde,
+            Some(o) => {
+                self.problem("impact.backend", format!("`{o}` is not one of graph, mde"));
+                HuntingBackend::Graph
+            }
+        };
+        if let Some(g) = &raw.graph_base
+            && let Err(e) = iocsync_defender::parse_secure_url(g, "impact.graph_base")
+        {
+            self.problem("impact.graph_base", e.to_string());
+        }
+        ImpactSettings {
+            enabled: raw.enabled.unwrap_or(false),
+            lookback_days: u32::try_from(lookback_days).unwrap_or(30),
+            hold_devices: usize::try_from(hold_devices).unwrap_or(5),
+            on_hit,
+            on_unknown,
+            cache_for: self.duration("impact.cache_for", raw.cache_for.as_deref(), d.cache_for),
+            backend,
+            graph_base: raw.graph_base,
+            max_queries: u32::try_from(max_queries).unwrap_or(200),
+            max_query_chars: usize::try_from(max_query_chars).unwrap_or(8_000),
         }
     }
 

@@ -17,6 +17,8 @@ pub struct RawConfig {
     pub feeds: Option<Vec<RawFeed>>,
     pub allowlist: Option<RawAllowlist>,
     pub daemon: Option<RawDaemon>,
+    pub impact: Option<RawImpact>,
+    pub hits: Option<RawHits>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -144,6 +146,33 @@ pub struct RawDaemon {
     pub interval: Option<String>,
     pub jitter: Option<String>,
     pub listen: Option<String>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[impact]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawImpact {
+    pub enabled: Option<bool>,
+    pub lookback_days: Option<i64>,
+    pub hold_devices: Option<i64>,
+    pub on_hit: Option<String>,
+    pub on_unknown: Option<String>,
+    pub cache_for: Option<String>,
+    pub backend: Option<String>,
+    pub graph_base: Option<String>,
+    pub max_queries: Option<i64>,
+    pub max_query_chars: Option<i64>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[hits]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawHits {
+    pub enabled: Option<bool>,
+    pub boost_for: Option<String>,
+    pub first_lookback: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

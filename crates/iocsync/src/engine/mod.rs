@@ -3,6 +3,8 @@
 //! live in `iocsync-core`, the ones that talk to the world are here.
 
 mod apply;
+mod hits;
+mod impact;
 pub mod journal;
 pub mod marker;
 pub mod saved;
@@ -10,6 +12,7 @@ mod stages;
 pub mod undo;
 
 pub use apply::{DryRunWrites, LiveWrites, WritePort};
+pub(crate) use hits::hot as hot_values;
 pub(crate) use stages::{build_allowlist, from_last_copies, to_existing};
 
 use crate::Exit;

@@ -451,6 +451,62 @@ async fn plan_and_apply(
             Some((t, u.value.clone(), a, u.fingerprint.clone()))
         })
         .collect();
+    // Advanced hunting (both off by default): hits since the last count, then the impact check.
+    let hunter = if config.impact.enabled || config.hits.enabled {
+        super::impact::Hunter::new(config, tenant, client)
+            .map_err(|e| tracing::warn!(tenant = %tenant.name, "advanced hunting: no client: {e:#}"))
+            .ok()
+    } else {
+        None
+    };
+    let mut hot = BTreeSet::new();
+    let hits_summary = if config.hits.enabled {
+        let mut summary = iocsync_core::report::HitsSummary::default();
+        // Only `sync` counts (and moves the cursor); `plan` ranks with what is known.
+        if !req.dry_run
+            && let Some(h) = &hunter
+        {
+            let owned_keys: BTreeSet<(IndicatorType, String)> = existing
+                .iter()
+                .filter(|e| owner.owns(e))
+                .filter_map(|e| Some((e.kind?, e.value.clone())))
+                .collect();
+            let first =
+                chrono::Duration::from_std(config.hits.first_lookback).unwrap_or(chrono::Duration::days(1));
+            let until = now - super::hits::INGESTION_LAG;
+            let since = lock(store).hits_counted_to(&tenant.name).ok().flatten().unwrap_or(until - first);
+            if since < until
+                && let Some(new) = super::hits::count(h, &owned_keys, since, until, &mut summary).await
+                && let Err(e) = lock(store).add_hits(&tenant.name, &new, until)
+            {
+                tracing::warn!(tenant = %tenant.name, "hits: cannot save the counts: {e}");
+            }
+        }
+        let records = lock(store).hit_records(&tenant.name).unwrap_or_default();
+        hot = super::hits::hot(config, &records, now);
+        let feeds: Vec<String> = config.feeds_for(tenant).map(|f| f.name.clone()).collect();
+        summary.feeds = super::hits::feed_yield(&records, &provenance, &hot, &feeds);
+        Some(summary)
+    } else {
+        None
+    };
+    // The impact check runs before the plan: a held value never reaches it.
+    let (desired, impact_skips, impact_summary) = if config.impact.enabled {
+        let since = super::impact::cache_since(config, now);
+        let cache = lock(store).impact_records(&tenant.name, since).unwrap_or_else(|e| {
+            tracing::warn!(tenant = %tenant.name, "impact check: cannot read its cache, asking again: {e}");
+            Vec::new()
+        });
+        let owns = |e: &Existing| owner.owns(e);
+        let o = super::impact::check(config, tenant, cache, hunter.as_ref(), desired, &existing, &owns, now)
+            .await;
+        if let Err(e) = lock(store).save_impact_records(&tenant.name, &o.records, since) {
+            tracing::warn!(tenant = %tenant.name, "impact check: cannot save its answers: {e}");
+        }
+        (o.desired, o.skips, Some(o.summary))
+    } else {
+        (desired, Vec::new(), None)
+    };
     let settings = PlanSettings {
         owner,
         capacity: config.sync.capacity,
@@ -467,6 +523,7 @@ async fn plan_and_apply(
         allowlisted: allowlisted.clone(),
         suppressed,
         not_kept,
+        hot,
     };
     let plan = iocsync_core::plan::plan(desired.clone(), &existing, &settings);
     let counts = plan.counts();
@@ -479,6 +536,9 @@ async fn plan_and_apply(
 
     let mut report = RunReport::new(&tenant.name, req.dry_run);
     report.set_plan(&plan);
+    report.add_skips(&impact_skips);
+    report.impact = impact_summary;
+    report.hits = hits_summary;
     for note in &plan.notes {
         tracing::warn!(tenant = %tenant.name, "{note}");
     }

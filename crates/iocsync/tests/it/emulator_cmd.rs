@@ -1,5 +1,6 @@
 //! `iocsync emulator`: serves on the given loopback address, prints what it accepts, keeps its
-//! state in a file across restarts, and refuses a non-loopback address.
+//! state in a file across restarts, serves advanced hunting over events from a JSONL file, and
+//! refuses a non-loopback address or a bad events file.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -123,4 +124,51 @@ fn the_emulator_command_refuses_a_non_loopback_address() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_emulator_command_serves_hunting_over_a_jsonl_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(
+        &events,
+        "{\"Table\": \"DeviceNetworkEvents\", \"Timestamp\": \"-2d\", \"DeviceId\": \"d1\", \"RemoteIP\": \"198.51.100.7\"}\n\
+         {\"Table\": \"DeviceNetworkEvents\", \"Timestamp\": \"-1d\", \"DeviceId\": \"d2\", \"RemoteIP\": \"198.51.100.7\"}\n",
+    )
+    .unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let base = format!("http://{listen}");
+    let (child, banner) = start(&["--listen", &listen, "--hunting-events", events.to_str().unwrap()]);
+    assert!(banner.contains("advanced hunting: 2 events"), "{banner}");
+    let bearer = token(&base, iocsync_emulator::DEFAULT_CLIENT_ID, iocsync_emulator::DEFAULT_CLIENT_SECRET)
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/api/advancedqueries/run"))
+        .bearer_auth(&bearer)
+        .json(&serde_json::json!({"Query": "DeviceNetworkEvents | where Timestamp > ago(7d) | summarize dcount(DeviceId) by RemoteIP"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["Results"], serde_json::json!([{"RemoteIP": "198.51.100.7", "dcount_DeviceId": 2}]));
+    assert_eq!(stop(child), Some(0));
+
+    std::fs::write(&events, "{\"Table\": \"DeviceNetworkEvents\", \"Timestamp\": \"-1d\"}\nnot json\n")
+        .unwrap();
+    let out = Command::new(assert_cmd::cargo::cargo_bin!("iocsync"))
+        .args(["emulator", "--listen", "127.0.0.1:0", "--hunting-events", events.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2") && err.contains("events.jsonl"), "{err}");
 }

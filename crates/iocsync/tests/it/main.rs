@@ -13,6 +13,7 @@ mod examples;
 mod fetch;
 mod harness;
 mod hostile;
+mod impact;
 mod model;
 mod ownership;
 mod safety;
