@@ -183,12 +183,19 @@ async fn sigkill_at_seeded_random_points_is_completed_by_the_next_run() {
         assert_eq!(env.write_calls(), 0, "{label}: a converged tenant needs no write call: {report}");
         assert_eq!(report["counts"]["unchanged"], desired.len() as u64, "{label}: {report}");
     }
-    // `history` shows the killed runs as `running` (never finished), next to the completed ones.
+    // `history` shows each killed run (left `running` in the database, then followed by another
+    // run) as `partial` when some of its writes landed (its journal shows which) or `killed` when
+    // none did, next to the completed ones.
     let (code, history) = env.run_json(&["history", "--limit", "100"]).await;
     assert_eq!(code, 0, "{history}");
     let statuses: Vec<&str> =
         history["runs"].as_array().unwrap().iter().filter_map(|r| r["status"].as_str()).collect();
-    assert_eq!(statuses.iter().filter(|s| **s == "running").count(), tally.left_running, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| matches!(**s, "partial" | "killed")).count(),
+        tally.left_running,
+        "{statuses:?}"
+    );
+    assert!(!statuses.contains(&"running"), "a run followed by another is over: {statuses:?}");
     assert!(statuses.iter().filter(|s| **s == "ok").count() >= 2 * TRIALS, "{statuses:?}");
     // The seeded kill points really interrupted applies (not only runs that had finished or not
     // started writing), including interrupted deletes completed by the next run.
