@@ -147,8 +147,8 @@ impl DefenderClient {
             return Err(Error::config("retry.max_attempts must be at least 1"));
         }
         let credential = PreparedCredential::new(&config.credential)?;
-        let http = reqwest::Client::builder()
-            .use_rustls_tls()
+        let http = crate::tls::http_client_builder()
+            .map_err(|e| Error::config(format!("cannot set up TLS: {e}")))?
             .user_agent(concat!("iocsync/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)

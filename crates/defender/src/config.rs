@@ -93,15 +93,51 @@ impl FromStr for Cloud {
 pub enum Credential {
     /// A client secret (read by the app from an environment variable or a file).
     Secret(SecretString),
-    /// A certificate: the PEM private key (PKCS#8 or PKCS#1) signs a client-assertion JWT whose
-    /// `x5t` header is the certificate's SHA-1 thumbprint (40 hex digits, see
-    /// [`thumbprint_from_certificate_pem`](crate::thumbprint_from_certificate_pem)).
+    /// A certificate: the PEM private key (PKCS#8 or PKCS#1) signs a client-assertion JWT. PS256
+    /// assertions carry `x5t#S256` (the certificate's SHA-256 thumbprint), RS256 ones `x5t`
+    /// (SHA-1); see [`certificate_thumbprints`](crate::certificate_thumbprints).
     Certificate {
-        /// PEM-encoded RSA private key.
+        /// PEM-encoded RSA private key (2048 to 4096 bits).
         private_key_pem: SecretString,
-        /// SHA-1 thumbprint of the DER certificate, hex (colons and spaces tolerated).
-        thumbprint_sha1_hex: String,
+        /// SHA-1 thumbprint of the DER certificate, hex (colons and spaces tolerated); RS256 needs it.
+        thumbprint_sha1_hex: Option<String>,
+        /// SHA-256 thumbprint of the DER certificate, hex; PS256 needs it.
+        thumbprint_sha256_hex: Option<String>,
+        /// Signature algorithm of the assertion.
+        algorithm: AssertionAlgorithm,
     },
+}
+
+/// Signature algorithm of a certificate's client assertion (spec §13.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AssertionAlgorithm {
+    /// RSASSA-PSS with SHA-256 and the `x5t#S256` header: what Entra's current page asks for.
+    #[default]
+    Ps256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256 and the `x5t` (SHA-1) header: older pages; still accepted.
+    Rs256,
+}
+
+impl AssertionAlgorithm {
+    /// The JWT `alg` value (`PS256` or `RS256`), also the config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssertionAlgorithm::Ps256 => "PS256",
+            AssertionAlgorithm::Rs256 => "RS256",
+        }
+    }
+}
+
+impl FromStr for AssertionAlgorithm {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "PS256" => Ok(AssertionAlgorithm::Ps256),
+            "RS256" => Ok(AssertionAlgorithm::Rs256),
+            other => Err(Error::config(format!("unknown assertion algorithm {other:?}: use PS256 or RS256"))),
+        }
+    }
 }
 
 /// Retry behaviour for throttling (429), transient server errors (500/502/503/504) and network

@@ -37,10 +37,13 @@ pub struct ClientCredential {
     pub client_id: String,
     /// Client secret, if secret authentication is allowed.
     pub secret: Option<String>,
-    /// PEM public key (SPKI `PUBLIC KEY` or PKCS#1 `RSA PUBLIC KEY`) for certificate client assertions.
+    /// PEM public key (SPKI `PUBLIC KEY`) for certificate client assertions.
     pub certificate_public_key_pem: Option<String>,
-    /// Expected `x5t` header of client assertions (base64url SHA-1 of the certificate); `None` = not checked.
+    /// Expected `x5t` header of RS256 assertions (base64url SHA-1 of the certificate); `None` = not checked.
     pub certificate_thumbprint_x5t: Option<String>,
+    /// Expected `x5t#S256` header of PS256 assertions (base64url SHA-256 of the certificate DER);
+    /// `None` = not checked.
+    pub certificate_thumbprint_x5t_s256: Option<String>,
     /// Granted TI role.
     pub role: Role,
     /// Recorded as `createdByDisplayName` on indicators this app creates.
@@ -54,6 +57,7 @@ impl std::fmt::Debug for ClientCredential {
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("certificate", &self.certificate_public_key_pem.is_some())
             .field("certificate_thumbprint_x5t", &self.certificate_thumbprint_x5t)
+            .field("certificate_thumbprint_x5t_s256", &self.certificate_thumbprint_x5t_s256)
             .field("role", &self.role)
             .field("display_name", &self.display_name)
             .finish()
@@ -68,12 +72,14 @@ impl ClientCredential {
             secret: Some(secret.to_owned()),
             certificate_public_key_pem: None,
             certificate_thumbprint_x5t: None,
+            certificate_thumbprint_x5t_s256: None,
             role,
             display_name: display_name.to_owned(),
         }
     }
 
-    /// A certificate-authenticated client (RS256 client assertions verified with `public_key_pem`).
+    /// A certificate-authenticated client: PS256 and RS256 client assertions verified with
+    /// `public_key_pem`, RS256's `x5t` checked against `x5t` when given (see [`Self::with_x5t_s256`]).
     pub fn with_certificate(
         client_id: &str,
         public_key_pem: &str,
@@ -86,9 +92,17 @@ impl ClientCredential {
             secret: None,
             certificate_public_key_pem: Some(public_key_pem.to_owned()),
             certificate_thumbprint_x5t: x5t.map(str::to_owned),
+            certificate_thumbprint_x5t_s256: None,
             role,
             display_name: display_name.to_owned(),
         }
+    }
+
+    /// Also check PS256 assertions' `x5t#S256` header (base64url SHA-256 of the certificate DER).
+    #[must_use]
+    pub fn with_x5t_s256(mut self, x5t_s256: &str) -> Self {
+        self.certificate_thumbprint_x5t_s256 = Some(x5t_s256.to_owned());
+        self
     }
 }
 
