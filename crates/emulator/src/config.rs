@@ -246,6 +246,15 @@ pub struct Behaviour {
     /// `mitreTechniques`) keep their old values, so a client that "clears" a field by omitting
     /// it never gets there (default false).
     pub merge_updates: bool,
+    /// The tenant stores a value in its own spelling (§13.6/§13.8 [UNCERTAIN]) and lists it so:
+    /// IPv6 compressed (`2001:db8::1` for `2001:db8:0:0:0:0:0:1`), a URL's scheme and host
+    /// lower-cased and an empty path written `/`. Upserts match on the stored spelling, so the
+    /// same value sent again in either form is the same indicator (default false).
+    pub normalize_values: bool,
+    /// The tenant does not keep (or echo) the optional fields `recommendedActions`, `educateUrl`,
+    /// `mitreTechniques` and `category`: they read back as null or empty (§13.8 [UNCERTAIN];
+    /// default false).
+    pub drop_optional_fields: bool,
 }
 
 impl Behaviour {
@@ -272,6 +281,8 @@ impl Behaviour {
             odd_foreign_fields: true,
             refuse_compressed_ipv6: true,
             merge_updates: true,
+            normalize_values: true,
+            drop_optional_fields: true,
             ..Self::default()
         }
     }
@@ -312,6 +323,8 @@ impl Default for Behaviour {
             list_404_html: false,
             refuse_compressed_ipv6: false,
             merge_updates: false,
+            normalize_values: false,
+            drop_optional_fields: false,
         }
     }
 }
