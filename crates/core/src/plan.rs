@@ -1421,7 +1421,7 @@ mod tests {
             assert_eq!(plan_known(vec![d.clone()], &[changed], &settings()).updates.len(), 1);
         }
         // Required fields are always compared: an empty title or no groups is a difference.
-        let mut groups = d.clone();
+        let mut groups = d;
         groups.rbac_groups = vec!["Laptops".into()];
         assert_eq!(plan_known(vec![groups], &[e], &settings()).updates.len(), 1);
     }
