@@ -191,16 +191,65 @@ impl RetryPolicy {
 /// Regional prefixes of the unified API host `api.security.microsoft.com` (spec §13.10).
 pub const REGIONAL_HOSTS: &[&str] = &["us", "eu", "uk", "au", "swa", "ina", "aea"];
 
-/// The OAuth scope for `api_base` in `cloud`: the cloud's default, except that the unified host
-/// `api.security.microsoft.com` and its regional hosts (`eu.api.security.microsoft.com`, ...) take
-/// that host's resource, `https://api.security.microsoft.com/.default`.
-pub fn scope_for(cloud: Cloud, api_base: &Url) -> String {
-    let host = api_base.host_str().unwrap_or("").to_ascii_lowercase();
-    let unified = host == "api.security.microsoft.com"
+/// Geo prefixes of the `api-XX.` host forms: `api-us.security.microsoft.com` (XDR page) and
+/// `api-us.securitycenter.microsoft.com` (older pages) (spec §1).
+const DASH_REGIONS_UNIFIED: &[&str] = &["us", "eu", "uk"];
+const DASH_REGIONS_LEGACY: &[&str] = &["us", "eu", "uk", "au"];
+
+/// Whether `host` is the unified API host or one of its regional hosts
+/// (`eu.api.security.microsoft.com`, `api-eu.security.microsoft.com`).
+fn is_unified_host(host: &str) -> bool {
+    host == "api.security.microsoft.com"
+        || host.strip_suffix(".api.security.microsoft.com").is_some_and(|r| REGIONAL_HOSTS.contains(&r))
         || host
-            .strip_suffix(".api.security.microsoft.com")
-            .is_some_and(|region| REGIONAL_HOSTS.contains(&region));
-    if unified && cloud == Cloud::Commercial {
+            .strip_prefix("api-")
+            .and_then(|h| h.strip_suffix(".security.microsoft.com"))
+            .is_some_and(|r| DASH_REGIONS_UNIFIED.contains(&r))
+}
+
+/// Whether `host` is a Defender API host the documentation lists (spec §1, §13.10): the unified
+/// host and its regional hosts, the legacy `securitycenter` hosts and their `api-XX.` forms, and
+/// the US Government hosts.
+pub fn is_known_api_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    is_unified_host(&host)
+        || matches!(
+            host.as_str(),
+            "api.securitycenter.microsoft.com"
+                | "api.securitycenter.windows.com"
+                | "api-gcc.securitycenter.microsoft.us"
+                | "api-gov.securitycenter.microsoft.us"
+        )
+        || host
+            .strip_prefix("api-")
+            .and_then(|h| h.strip_suffix(".securitycenter.microsoft.com"))
+            .is_some_and(|r| DASH_REGIONS_LEGACY.contains(&r))
+}
+
+/// The warning for an `api_base` whose host is not a known Defender API host (a typo, a proxy):
+/// `None` for a known host or a loopback one (the emulator). It is a warning, not an error, since
+/// Microsoft adds regional hosts.
+pub fn api_host_warning(api_base: &Url) -> Option<String> {
+    let host = api_base.host_str().unwrap_or("");
+    if is_known_api_host(host) || api_base.host().is_some_and(|h| is_loopback_host(&h)) {
+        return None;
+    }
+    Some(format!(
+        "api_base host {host:?} is not a known Defender API host; known: api.security.microsoft.com and \
+         {{{}}}.api.security.microsoft.com, api-{{us,eu,uk}}.security.microsoft.com, \
+         api.securitycenter.microsoft.com, api-{{us,eu,uk,au}}.securitycenter.microsoft.com, \
+         api.securitycenter.windows.com, api-gcc.securitycenter.microsoft.us, api-gov.securitycenter.microsoft.us",
+        REGIONAL_HOSTS.join(",")
+    ))
+}
+
+/// The OAuth scope for `api_base` in `cloud`: the cloud's default, except that the unified host
+/// `api.security.microsoft.com` and its regional hosts (`eu.api.security.microsoft.com`,
+/// `api-eu.security.microsoft.com`, ...) take that host's resource,
+/// `https://api.security.microsoft.com/.default`.
+pub fn scope_for(cloud: Cloud, api_base: &Url) -> String {
+    let host = api_base.host_str().unwrap_or("").trim_end_matches('.').to_ascii_lowercase();
+    if is_unified_host(&host) && cloud == Cloud::Commercial {
         "https://api.security.microsoft.com/.default".to_owned()
     } else {
         cloud.scope().to_owned()
@@ -358,6 +407,71 @@ mod tests {
         for c in [Cloud::Commercial, Cloud::Gcc, Cloud::GccHigh, Cloud::Dod] {
             assert_eq!(c.as_str().parse::<Cloud>().unwrap(), c);
             assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+    }
+
+    #[test]
+    fn every_documented_host_is_known_with_the_right_scope() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        let unified = "https://api.security.microsoft.com/.default";
+        let legacy = Cloud::Commercial.scope();
+        for (base, scope) in [
+            ("https://api.security.microsoft.com", unified),
+            ("https://us.api.security.microsoft.com", unified),
+            ("https://EU.api.security.microsoft.com/", unified),
+            ("https://uk.api.security.microsoft.com", unified),
+            ("https://au.api.security.microsoft.com", unified),
+            ("https://swa.api.security.microsoft.com", unified),
+            ("https://ina.api.security.microsoft.com", unified),
+            ("https://aea.api.security.microsoft.com", unified),
+            ("https://api-us.security.microsoft.com", unified),
+            ("https://api-eu.security.microsoft.com", unified),
+            ("https://api-uk.security.microsoft.com", unified),
+            ("https://api.securitycenter.microsoft.com", legacy),
+            ("https://api-us.securitycenter.microsoft.com", legacy),
+            ("https://api-eu.securitycenter.microsoft.com", legacy),
+            ("https://api-uk.securitycenter.microsoft.com", legacy),
+            ("https://api-au.securitycenter.microsoft.com", legacy),
+            ("https://api.securitycenter.windows.com", legacy),
+        ] {
+            let u = url(base);
+            assert_eq!(scope_for(Cloud::Commercial, &u), scope, "{base}");
+            assert_eq!(api_host_warning(&u), None, "{base}");
+            assert!(parse_secure_url(base, "api_base").is_ok(), "{base}");
+        }
+        // Government hosts keep their cloud's scope, unified-looking or not.
+        for (cloud, base) in [
+            (Cloud::Gcc, "https://api-gcc.securitycenter.microsoft.us"),
+            (Cloud::GccHigh, "https://api-gov.securitycenter.microsoft.us"),
+            (Cloud::Dod, "https://api-gov.securitycenter.microsoft.us"),
+        ] {
+            assert_eq!(scope_for(cloud, &url(base)), cloud.scope(), "{base}");
+            assert_eq!(api_host_warning(&url(base)), None);
+        }
+        assert_eq!(
+            scope_for(Cloud::GccHigh, &url("https://api.security.microsoft.com")),
+            Cloud::GccHigh.scope()
+        );
+    }
+
+    #[test]
+    fn an_unknown_api_host_gets_a_warning_naming_the_known_ones() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        for base in [
+            "https://xx.api.security.microsoft.com",
+            "https://api-swa.securitycenter.microsoft.com",
+            "https://api.security.microsoft.com.example",
+            "https://defender-proxy.contoso.example",
+        ] {
+            let w = api_host_warning(&url(base)).unwrap_or_else(|| panic!("{base}: no warning"));
+            assert!(w.contains(url(base).host_str().unwrap()), "{w}");
+            assert!(w.contains("us,eu,uk,au,swa,ina,aea") && w.contains("api-gov.securitycenter"), "{w}");
+            // A warning, not an error: the URL is still accepted.
+            assert!(parse_secure_url(base, "api_base").is_ok());
+            assert_eq!(scope_for(Cloud::Commercial, &url(base)), Cloud::Commercial.scope(), "{base}");
+        }
+        for base in ["http://127.0.0.1:8080", "http://localhost:9", "http://[::1]:7"] {
+            assert_eq!(api_host_warning(&url(base)), None, "the emulator is not warned about");
         }
     }
 

@@ -22,7 +22,7 @@ pub mod wire;
 pub use client::{BatchDeleteOutcome, DefenderClient, MAX_BATCH, MAX_LISTED_ROWS, PAGE_SIZE};
 pub use config::{
     AssertionAlgorithm, ClientConfig, Cloud, Credential, MAX_RESPONSE_BYTES, REGIONAL_HOSTS, RetryPolicy,
-    SPLIT_BUDGET, scope_for,
+    SPLIT_BUDGET, api_host_warning, is_known_api_host, scope_for,
 };
 pub use error::{Error, ErrorKind};
 pub use failure::{FailureClass, FailureContext, classify_failure};
