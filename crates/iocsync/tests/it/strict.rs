@@ -193,6 +193,12 @@ async fn a_tenant_that_respells_values_and_drops_optional_fields_gets_no_writes_
         assert_eq!(report["skipped"].as_object().map_or(0, |m| m.len()), 0, "{report}");
     }
     assert_eq!(env.owned().len(), 10);
+    // The state knows each row's Defender id, whatever spelling the tenant lists.
+    let state = iocsync::state::StateStore::open(&env.path("state/iocsync.db")).unwrap();
+    let rows = state.provenance_rows("default").unwrap();
+    assert_eq!(rows.len(), 10);
+    assert!(rows.iter().all(|r| r.defender_id.is_some()), "{rows:?}");
+    drop(state);
 
     // A value leaving the feed is deleted (its feed is known under the tenant's spelling too).
     values.retain(|v| v != "2a01:4f8:c17:b8f::2");
