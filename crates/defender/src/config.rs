@@ -178,12 +178,12 @@ impl RetryPolicy {
     /// Backoff before attempt `attempt + 1` (attempt is 1-based): exponential with "equal
     /// jitter", i.e. uniformly random in `[d/2, d]` where `d = initial * 2^(attempt-1)` capped.
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {
-        use rand::Rng as _;
+        use rand::RngExt as _;
         let exp = attempt.saturating_sub(1).min(30);
         let d = self.initial_backoff.saturating_mul(1u32 << exp).min(self.max_backoff);
         let half = d / 2;
         let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
-        let jitter = if nanos == 0 { 0 } else { rand::thread_rng().gen_range(0..=nanos) };
+        let jitter = if nanos == 0 { 0 } else { rand::rng().random_range(0..=nanos) };
         half + Duration::from_nanos(jitter)
     }
 }

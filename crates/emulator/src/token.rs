@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use rand::RngCore;
+use rand::Rng as _;
 use serde_json::{Value, json};
 
 use crate::config::{ClientCredential, Role};
@@ -346,7 +346,7 @@ fn mint_jwt(
         "jti": uuid::Uuid::new_v4().to_string(),
     });
     let mut sig = [0u8; 64];
-    rand::thread_rng().fill_bytes(&mut sig);
+    rand::rng().fill_bytes(&mut sig);
     format!(
         "{}.{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),

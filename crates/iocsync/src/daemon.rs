@@ -212,8 +212,8 @@ pub fn next_delay(schedule: &Schedule, jitter: Duration, now: DateTime<Utc>) -> 
     let extra = if jitter.is_zero() {
         Duration::ZERO
     } else {
-        use rand::Rng as _;
-        jitter.mul_f64(rand::thread_rng().gen_range(0.0..1.0))
+        use rand::RngExt as _;
+        jitter.mul_f64(rand::rng().random_range(0.0..1.0))
     };
     base + extra
 }
