@@ -1,6 +1,7 @@
 //! The dependency policy of `deny.toml`, checked from `Cargo.lock` without cargo-deny (which
-//! takes ~12 minutes to install, too slow for CI): banned crates are absent, selected crates
-//! come in one major version, and every crate's licence is one `deny.toml` allows.
+//! took 702 s to install here, too slow for CI): banned crates are absent, selected crates come
+//! in one major version, and every crate's licence is one `deny.toml` allows. Also: every HTTP
+//! client is built with iocsync's TLS setup (reqwest is built without a TLS provider of its own).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -77,12 +78,58 @@ fn duplicates(packages: &[(String, String)], names: &[&str]) -> BTreeMap<String,
 }
 
 /// Whether an SPDX expression is satisfied by `allowed`: one `OR` alternative whose `AND` parts
-/// (`X WITH exception` allowed as a whole) are all allowed. Also reads the old `MIT/Apache-2.0`
-/// form. Parentheses are flattened: enough for the expressions crates.io holds.
+/// (`X WITH exception` allowed as a whole) are all allowed, with parentheses. Also reads the old
+/// `MIT/Apache-2.0` form. A malformed expression is not allowed.
 fn licence_allowed(expr: &str, allowed: &BTreeSet<String>) -> bool {
-    let expr = expr.replace(['(', ')'], " ").replace('/', " OR ");
-    let expr = expr.split_whitespace().collect::<Vec<_>>().join(" ");
-    expr.split(" OR ").any(|alt| alt.split(" AND ").all(|part| allowed.contains(part.trim())))
+    let expr = expr.replace('(', " ( ").replace(')', " ) ").replace('/', " OR ");
+    let tokens: Vec<&str> = expr.split_whitespace().collect();
+    let mut pos = 0;
+    let ok = or_expr(&tokens, &mut pos, allowed);
+    ok && pos == tokens.len()
+}
+
+/// `and_expr ("OR" and_expr)*`; evaluates every term so `pos` ends past the expression.
+fn or_expr(t: &[&str], pos: &mut usize, allowed: &BTreeSet<String>) -> bool {
+    let mut ok = and_expr(t, pos, allowed);
+    while t.get(*pos) == Some(&"OR") {
+        *pos += 1;
+        ok |= and_expr(t, pos, allowed);
+    }
+    ok
+}
+
+/// `term ("AND" term)*`.
+fn and_expr(t: &[&str], pos: &mut usize, allowed: &BTreeSet<String>) -> bool {
+    let mut ok = term(t, pos, allowed);
+    while t.get(*pos) == Some(&"AND") {
+        *pos += 1;
+        ok &= term(t, pos, allowed);
+    }
+    ok
+}
+
+/// `"(" or_expr ")"` or `licence ["WITH" exception]` (allowed only as written in the list).
+fn term(t: &[&str], pos: &mut usize, allowed: &BTreeSet<String>) -> bool {
+    match t.get(*pos) {
+        Some(&"(") => {
+            *pos += 1;
+            let ok = or_expr(t, pos, allowed);
+            let closed = t.get(*pos) == Some(&")");
+            *pos += usize::from(closed);
+            ok && closed
+        }
+        Some(id) if !matches!(*id, ")" | "OR" | "AND" | "WITH") => {
+            *pos += 1;
+            if t.get(*pos) == Some(&"WITH") {
+                let exception = t.get(*pos + 1).copied().unwrap_or("");
+                *pos += 2;
+                allowed.contains(&format!("{id} WITH {exception}"))
+            } else {
+                allowed.contains(*id)
+            }
+        }
+        _ => false,
+    }
 }
 
 #[test]
@@ -115,7 +162,16 @@ fn the_checks_catch_a_second_major_and_a_denied_licence() {
     {
         assert!(licence_allowed(ok, &allowed), "{ok}");
     }
-    for bad in ["GPL-3.0-only", "AGPL-3.0", "MIT AND GPL-2.0", "LGPL-2.1-or-later", ""] {
+    for bad in [
+        "GPL-3.0-only",
+        "AGPL-3.0",
+        "MIT AND GPL-2.0",
+        "LGPL-2.1-or-later",
+        "",
+        "(MIT OR GPL-3.0) AND GPL-3.0",
+        "GPL-3.0 WITH LLVM-exception",
+        "(MIT",
+    ] {
         assert!(!licence_allowed(bad, &allowed), "{bad}");
     }
     assert!(licence_allowed("Apache-2.0 WITH LLVM-exception OR GPL-3.0", &allowed));
@@ -155,4 +211,37 @@ fn every_downloaded_crate_has_an_allowed_licence() {
     }
     assert!(checked > 100, "only {checked} crate manifests found under {}", cargo_home.display());
     assert!(refused.is_empty(), "licences deny.toml does not allow: {refused:#?}");
+}
+
+#[test]
+fn every_http_client_is_built_with_iocsyncs_tls() {
+    // reqwest's `rustls-no-provider` build panics in `Client::new()`, `reqwest::get()` and a
+    // bare `Client::builder().build()`: use `iocsync_defender::tls::http_client_builder()`.
+    let mut offenders = Vec::new();
+    let mut stack = vec![root().join("crates")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().filter_map(Result::ok) {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("tests/it/deps.rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (n, line) in text.lines().enumerate() {
+                    let bare = [
+                        "reqwest::Client::new()",
+                        "reqwest::get(",
+                        "reqwest::Client::builder()",
+                        "reqwest::Client::default()",
+                    ]
+                    .iter()
+                    .any(|p| line.contains(p));
+                    let code = !line.trim_start().starts_with("//");
+                    if bare && code && !line.contains("tls_backend_preconfigured") {
+                        offenders.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "use iocsync_defender::tls::http_client_builder(): {offenders:#?}");
 }
