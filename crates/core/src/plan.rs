@@ -364,8 +364,9 @@ pub fn id_cmp(a: &str, b: &str) -> Ordering {
 }
 
 /// The form of a value used to match desired against existing rows: hashes, domains and IPs
-/// compared case-insensitively and canonically, URLs with scheme and host lower-cased (path and
-/// query keep their case). Defender may round-trip the case it was sent, or expand IPv6.
+/// compared case-insensitively and canonically, URLs with scheme and host lower-cased and an
+/// empty path written `/` (path and query keep their case). Defender may store a value in
+/// another spelling than the one sent: compressed IPv6, another case, a trailing slash.
 pub fn match_value(kind: IndicatorType, value: &str) -> String {
     let v = value.trim();
     match kind {
@@ -383,6 +384,10 @@ pub fn match_value(kind: IndicatorType, value: &str) -> String {
                 let after = &v[p + 3..];
                 let host_end = after.find(['/', '?', '#']).unwrap_or(after.len());
                 let mut out = v[..p + 3 + host_end].to_ascii_lowercase();
+                // No path is the path `/`: a tenant may store either spelling.
+                if !after[host_end..].starts_with('/') {
+                    out.push('/');
+                }
                 out.push_str(&after[host_end..]);
                 out
             }
@@ -447,7 +452,19 @@ fn set(v: &[String]) -> BTreeSet<&str> {
     v.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect()
 }
 
-/// True when an update would change what Defender holds (expiry aside).
+/// Optional text the tenant reports: a field it leaves out (null or empty) on read-back is not
+/// compared, as it may drop fields it does not echo; a value it reports is compared.
+fn reported_text_differs(reported: Option<&str>, wanted: Option<&str>) -> bool {
+    match reported.map(str::trim).filter(|r| !r.is_empty()) {
+        Some(r) => r != opt_text(wanted),
+        None => false,
+    }
+}
+
+/// True when an update would change what Defender holds (expiry aside). Optional fields the
+/// tenant does not return (`recommendedActions`, `educateUrl`, `mitreTechniques`, `category`)
+/// are not compared: a row whose read-back drops them is not resent every run. A change to
+/// only such a field reaches the tenant with the next update or renewal, which send every field.
 fn metadata_differs(d: &Desired, e: &Existing) -> bool {
     // Defender lists `category` as an undocumented number; a name can only be compared to a name.
     let category_differs = match (d.category.as_deref(), e.category.as_deref()) {
@@ -459,13 +476,13 @@ fn metadata_differs(d: &Desired, e: &Existing) -> bool {
     e.severity.unwrap_or(Severity::Informational) != d.severity
         || e.title != d.title
         || e.description != d.description
-        || opt_text(e.recommended_actions.as_deref()) != opt_text(d.recommended_actions.as_deref())
+        || reported_text_differs(e.recommended_actions.as_deref(), d.recommended_actions.as_deref())
         || set(&e.rbac_groups) != set(&d.rbac_groups)
         // Defender ignores generateAlert on Allowed; whatever it echoes there is no difference.
         || (d.action != Action::Allowed && e.generate_alert != d.generate_alert)
         || category_differs
-        || set(&e.mitre_techniques) != set(&d.mitre_techniques)
-        || opt_text(e.educate_url.as_deref()) != opt_text(d.educate_url.as_deref())
+        || (!set(&e.mitre_techniques).is_empty() && set(&e.mitre_techniques) != set(&d.mitre_techniques))
+        || reported_text_differs(e.educate_url.as_deref(), d.educate_url.as_deref())
 }
 
 struct Candidate {
@@ -584,6 +601,8 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
         s.protected_values.iter().map(|(k, v)| (*k, match_value(*k, v))).collect();
     let allowlisted: HashSet<ValueKey> =
         s.allowlisted.iter().map(|(k, v)| (*k, match_value(*k, v))).collect();
+    let provenance_by_match: HashMap<ValueKey, &BTreeSet<String>> =
+        s.provenance.iter().map(|((k, v), feeds)| ((*k, match_value(*k, v)), feeds)).collect();
     let is_protected = |e: &Existing, k: IndicatorType, mv: &str| -> bool {
         if allowlisted.contains(&(k, mv.to_owned())) {
             return false;
@@ -591,9 +610,13 @@ pub fn plan(desired: Vec<Desired>, existing: &[Existing], s: &PlanSettings) -> P
         if protected_values.contains(&(k, mv.to_owned())) {
             return true;
         }
-        // An empty provenance set is unknown origin, exactly like a missing entry.
+        // An empty provenance set is unknown origin, exactly like a missing entry. The tenant may
+        // list a value in another spelling than the one remembered (IPv6 compressed): the match
+        // form finds it too.
         let known = |key: ValueKey| s.provenance.get(&key).filter(|feeds| !feeds.is_empty());
-        match known((k, e.value.clone())).or_else(|| known((k, mv.to_owned()))) {
+        let by_match =
+            || provenance_by_match.get(&(k, mv.to_owned())).copied().filter(|feeds| !feeds.is_empty());
+        match known((k, e.value.clone())).or_else(|| known((k, mv.to_owned()))).or_else(by_match) {
             Some(feeds) => feeds.iter().any(|f| s.protected_feeds.contains(f)),
             None => true,
         }
@@ -1396,6 +1419,58 @@ mod tests {
             &settings(),
         );
         assert_eq!(p.creates.len(), 1, "URL paths keep their case");
+    }
+
+    #[test]
+    fn a_tenant_spelling_of_the_value_matches_and_keeps_its_provenance() {
+        // Sent with all 8 groups and `/` as the path; stored compressed and without the slash.
+        let ip = desired(IpAddress, "2001:db8:0:0:0:0:0:7", Action::Block);
+        let mut eip = owned(1, &ip);
+        eip.value = "2001:DB8::7".into();
+        let u = desired(Url, "http://evil.example/", Action::Block);
+        let mut eu = owned(2, &u);
+        eu.value = "HTTP://Evil.Example".into();
+        let mut s = settings();
+        // Provenance remembered under the spelling sent, not the one listed.
+        s.provenance.insert((IpAddress, ip.value.clone()), ["f".to_owned()].into());
+        s.provenance.insert((Url, u.value.clone()), ["f".to_owned()].into());
+        let rows = [eip, eu];
+        let p = plan(vec![ip, u], &rows, &s);
+        assert_eq!(p.unchanged.len(), 2, "{p:?}");
+        assert!(!p.has_changes());
+        // No longer desired: deleted (its feed brought it), not kept as of unknown origin.
+        let p = plan(vec![], &rows, &s);
+        assert_eq!(p.deletes.len(), 2, "{p:?}");
+        assert!(p.kept.is_empty());
+    }
+
+    #[test]
+    fn optional_fields_the_tenant_drops_on_read_back_are_not_an_update() {
+        let mut d = desired(Url, "http://evil.example/x", Action::Block);
+        d.recommended_actions = Some("isolate".into());
+        d.educate_url = Some("https://intranet.example/why".into());
+        d.mitre_techniques = vec!["T1071".into()];
+        d.category = Some("Malware".into());
+        let mut e = owned(1, &d);
+        e.recommended_actions = None;
+        e.educate_url = None;
+        e.mitre_techniques = vec![];
+        e.category = None;
+        assert!(!plan_known(vec![d.clone()], &[e.clone()], &settings()).has_changes());
+        // A value the tenant does report is compared.
+        for m in [
+            (|e: &mut Existing| e.recommended_actions = Some("other".into())) as fn(&mut Existing),
+            |e| e.educate_url = Some("https://other.example/".into()),
+            |e| e.mitre_techniques = vec!["T1566".into()],
+        ] {
+            let mut changed = e.clone();
+            m(&mut changed);
+            assert_eq!(plan_known(vec![d.clone()], &[changed], &settings()).updates.len(), 1);
+        }
+        // Required fields are always compared: an empty title or no groups is a difference.
+        let mut groups = d;
+        groups.rbac_groups = vec!["Laptops".into()];
+        assert_eq!(plan_known(vec![groups], &[e], &settings()).updates.len(), 1);
     }
 
     #[test]

@@ -138,6 +138,9 @@ impl DefenderClient {
         if api_base.cannot_be_a_base() {
             return Err(Error::config("api_base must be an absolute http(s) URL"));
         }
+        if let Some(warning) = crate::config::api_host_warning(&api_base) {
+            tracing::warn!("{warning}");
+        }
         let token_url = format!("{}/{tenant}/oauth2/v2.0/token", authority.as_str().trim_end_matches('/'));
         let scope = config.scope.clone().unwrap_or_else(|| scope_for(config.cloud, &api_base));
         if scope.trim().is_empty() {
@@ -147,8 +150,8 @@ impl DefenderClient {
             return Err(Error::config("retry.max_attempts must be at least 1"));
         }
         let credential = PreparedCredential::new(&config.credential)?;
-        let http = reqwest::Client::builder()
-            .use_rustls_tls()
+        let http = crate::tls::http_client_builder()
+            .map_err(|e| Error::config(format!("cannot set up TLS: {e}")))?
             .user_agent(concat!("iocsync/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)

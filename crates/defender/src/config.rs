@@ -103,15 +103,51 @@ impl FromStr for Cloud {
 pub enum Credential {
     /// A client secret (read by the app from an environment variable or a file).
     Secret(SecretString),
-    /// A certificate: the PEM private key (PKCS#8 or PKCS#1) signs a client-assertion JWT whose
-    /// `x5t` header is the certificate's SHA-1 thumbprint (40 hex digits, see
-    /// [`thumbprint_from_certificate_pem`](crate::thumbprint_from_certificate_pem)).
+    /// A certificate: the PEM private key (PKCS#8 or PKCS#1) signs a client-assertion JWT. PS256
+    /// assertions carry `x5t#S256` (the certificate's SHA-256 thumbprint), RS256 ones `x5t`
+    /// (SHA-1); see [`certificate_thumbprints`](crate::certificate_thumbprints).
     Certificate {
-        /// PEM-encoded RSA private key.
+        /// PEM-encoded RSA private key (2048 to 4096 bits).
         private_key_pem: SecretString,
-        /// SHA-1 thumbprint of the DER certificate, hex (colons and spaces tolerated).
-        thumbprint_sha1_hex: String,
+        /// SHA-1 thumbprint of the DER certificate, hex (colons and spaces tolerated); RS256 needs it.
+        thumbprint_sha1_hex: Option<String>,
+        /// SHA-256 thumbprint of the DER certificate, hex; PS256 needs it.
+        thumbprint_sha256_hex: Option<String>,
+        /// Signature algorithm of the assertion.
+        algorithm: AssertionAlgorithm,
     },
+}
+
+/// Signature algorithm of a certificate's client assertion (spec §13.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AssertionAlgorithm {
+    /// RSASSA-PSS with SHA-256 and the `x5t#S256` header: what Entra's current page asks for.
+    #[default]
+    Ps256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256 and the `x5t` (SHA-1) header: older pages; still accepted.
+    Rs256,
+}
+
+impl AssertionAlgorithm {
+    /// The JWT `alg` value (`PS256` or `RS256`), also the config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssertionAlgorithm::Ps256 => "PS256",
+            AssertionAlgorithm::Rs256 => "RS256",
+        }
+    }
+}
+
+impl FromStr for AssertionAlgorithm {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "PS256" => Ok(AssertionAlgorithm::Ps256),
+            "RS256" => Ok(AssertionAlgorithm::Rs256),
+            other => Err(Error::config(format!("unknown assertion algorithm {other:?}: use PS256 or RS256"))),
+        }
+    }
 }
 
 /// Retry behaviour for throttling (429), transient server errors (500/502/503/504) and network
@@ -152,12 +188,12 @@ impl RetryPolicy {
     /// Backoff before attempt `attempt + 1` (attempt is 1-based): exponential with "equal
     /// jitter", i.e. uniformly random in `[d/2, d]` where `d = initial * 2^(attempt-1)` capped.
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {
-        use rand::Rng as _;
+        use rand::RngExt as _;
         let exp = attempt.saturating_sub(1).min(30);
         let d = self.initial_backoff.saturating_mul(1u32 << exp).min(self.max_backoff);
         let half = d / 2;
         let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
-        let jitter = if nanos == 0 { 0 } else { rand::thread_rng().gen_range(0..=nanos) };
+        let jitter = if nanos == 0 { 0 } else { rand::rng().random_range(0..=nanos) };
         half + Duration::from_nanos(jitter)
     }
 }
@@ -165,16 +201,65 @@ impl RetryPolicy {
 /// Regional prefixes of the unified API host `api.security.microsoft.com` (spec §13.10).
 pub const REGIONAL_HOSTS: &[&str] = &["us", "eu", "uk", "au", "swa", "ina", "aea"];
 
-/// The OAuth scope for `api_base` in `cloud`: the cloud's default, except that the unified host
-/// `api.security.microsoft.com` and its regional hosts (`eu.api.security.microsoft.com`, ...) take
-/// that host's resource, `https://api.security.microsoft.com/.default`.
-pub fn scope_for(cloud: Cloud, api_base: &Url) -> String {
-    let host = api_base.host_str().unwrap_or("").to_ascii_lowercase();
-    let unified = host == "api.security.microsoft.com"
+/// Geo prefixes of the `api-XX.` host forms: `api-us.security.microsoft.com` (XDR page) and
+/// `api-us.securitycenter.microsoft.com` (older pages) (spec §1).
+const DASH_REGIONS_UNIFIED: &[&str] = &["us", "eu", "uk"];
+const DASH_REGIONS_LEGACY: &[&str] = &["us", "eu", "uk", "au"];
+
+/// Whether `host` is the unified API host or one of its regional hosts
+/// (`eu.api.security.microsoft.com`, `api-eu.security.microsoft.com`).
+fn is_unified_host(host: &str) -> bool {
+    host == "api.security.microsoft.com"
+        || host.strip_suffix(".api.security.microsoft.com").is_some_and(|r| REGIONAL_HOSTS.contains(&r))
         || host
-            .strip_suffix(".api.security.microsoft.com")
-            .is_some_and(|region| REGIONAL_HOSTS.contains(&region));
-    if unified && cloud == Cloud::Commercial {
+            .strip_prefix("api-")
+            .and_then(|h| h.strip_suffix(".security.microsoft.com"))
+            .is_some_and(|r| DASH_REGIONS_UNIFIED.contains(&r))
+}
+
+/// Whether `host` is a Defender API host the documentation lists (spec §1, §13.10): the unified
+/// host and its regional hosts, the legacy `securitycenter` hosts and their `api-XX.` forms, and
+/// the US Government hosts.
+pub fn is_known_api_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    is_unified_host(&host)
+        || matches!(
+            host.as_str(),
+            "api.securitycenter.microsoft.com"
+                | "api.securitycenter.windows.com"
+                | "api-gcc.securitycenter.microsoft.us"
+                | "api-gov.securitycenter.microsoft.us"
+        )
+        || host
+            .strip_prefix("api-")
+            .and_then(|h| h.strip_suffix(".securitycenter.microsoft.com"))
+            .is_some_and(|r| DASH_REGIONS_LEGACY.contains(&r))
+}
+
+/// The warning for an `api_base` whose host is not a known Defender API host (a typo, a proxy):
+/// `None` for a known host or a loopback one (the emulator). It is a warning, not an error, since
+/// Microsoft adds regional hosts.
+pub fn api_host_warning(api_base: &Url) -> Option<String> {
+    let host = api_base.host_str().unwrap_or("");
+    if is_known_api_host(host) || api_base.host().is_some_and(|h| is_loopback_host(&h)) {
+        return None;
+    }
+    Some(format!(
+        "api_base host {host:?} is not a known Defender API host; known: api.security.microsoft.com and \
+         {{{}}}.api.security.microsoft.com, api-{{us,eu,uk}}.security.microsoft.com, \
+         api.securitycenter.microsoft.com, api-{{us,eu,uk,au}}.securitycenter.microsoft.com, \
+         api.securitycenter.windows.com, api-gcc.securitycenter.microsoft.us, api-gov.securitycenter.microsoft.us",
+        REGIONAL_HOSTS.join(",")
+    ))
+}
+
+/// The OAuth scope for `api_base` in `cloud`: the cloud's default, except that the unified host
+/// `api.security.microsoft.com` and its regional hosts (`eu.api.security.microsoft.com`,
+/// `api-eu.security.microsoft.com`, ...) take that host's resource,
+/// `https://api.security.microsoft.com/.default`.
+pub fn scope_for(cloud: Cloud, api_base: &Url) -> String {
+    let host = api_base.host_str().unwrap_or("").trim_end_matches('.').to_ascii_lowercase();
+    if is_unified_host(&host) && cloud == Cloud::Commercial {
         "https://api.security.microsoft.com/.default".to_owned()
     } else {
         cloud.scope().to_owned()
@@ -332,6 +417,71 @@ mod tests {
         for c in [Cloud::Commercial, Cloud::Gcc, Cloud::GccHigh, Cloud::Dod] {
             assert_eq!(c.as_str().parse::<Cloud>().unwrap(), c);
             assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+    }
+
+    #[test]
+    fn every_documented_host_is_known_with_the_right_scope() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        let unified = "https://api.security.microsoft.com/.default";
+        let legacy = Cloud::Commercial.scope();
+        for (base, scope) in [
+            ("https://api.security.microsoft.com", unified),
+            ("https://us.api.security.microsoft.com", unified),
+            ("https://EU.api.security.microsoft.com/", unified),
+            ("https://uk.api.security.microsoft.com", unified),
+            ("https://au.api.security.microsoft.com", unified),
+            ("https://swa.api.security.microsoft.com", unified),
+            ("https://ina.api.security.microsoft.com", unified),
+            ("https://aea.api.security.microsoft.com", unified),
+            ("https://api-us.security.microsoft.com", unified),
+            ("https://api-eu.security.microsoft.com", unified),
+            ("https://api-uk.security.microsoft.com", unified),
+            ("https://api.securitycenter.microsoft.com", legacy),
+            ("https://api-us.securitycenter.microsoft.com", legacy),
+            ("https://api-eu.securitycenter.microsoft.com", legacy),
+            ("https://api-uk.securitycenter.microsoft.com", legacy),
+            ("https://api-au.securitycenter.microsoft.com", legacy),
+            ("https://api.securitycenter.windows.com", legacy),
+        ] {
+            let u = url(base);
+            assert_eq!(scope_for(Cloud::Commercial, &u), scope, "{base}");
+            assert_eq!(api_host_warning(&u), None, "{base}");
+            assert!(parse_secure_url(base, "api_base").is_ok(), "{base}");
+        }
+        // Government hosts keep their cloud's scope, unified-looking or not.
+        for (cloud, base) in [
+            (Cloud::Gcc, "https://api-gcc.securitycenter.microsoft.us"),
+            (Cloud::GccHigh, "https://api-gov.securitycenter.microsoft.us"),
+            (Cloud::Dod, "https://api-gov.securitycenter.microsoft.us"),
+        ] {
+            assert_eq!(scope_for(cloud, &url(base)), cloud.scope(), "{base}");
+            assert_eq!(api_host_warning(&url(base)), None);
+        }
+        assert_eq!(
+            scope_for(Cloud::GccHigh, &url("https://api.security.microsoft.com")),
+            Cloud::GccHigh.scope()
+        );
+    }
+
+    #[test]
+    fn an_unknown_api_host_gets_a_warning_naming_the_known_ones() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        for base in [
+            "https://xx.api.security.microsoft.com",
+            "https://api-swa.securitycenter.microsoft.com",
+            "https://api.security.microsoft.com.example",
+            "https://defender-proxy.contoso.example",
+        ] {
+            let w = api_host_warning(&url(base)).unwrap_or_else(|| panic!("{base}: no warning"));
+            assert!(w.contains(url(base).host_str().unwrap()), "{w}");
+            assert!(w.contains("us,eu,uk,au,swa,ina,aea") && w.contains("api-gov.securitycenter"), "{w}");
+            // A warning, not an error: the URL is still accepted.
+            assert!(parse_secure_url(base, "api_base").is_ok());
+            assert_eq!(scope_for(Cloud::Commercial, &url(base)), Cloud::Commercial.scope(), "{base}");
+        }
+        for base in ["http://127.0.0.1:8080", "http://localhost:9", "http://[::1]:7"] {
+            assert_eq!(api_host_warning(&url(base)), None, "the emulator is not warned about");
         }
     }
 

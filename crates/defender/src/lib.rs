@@ -15,17 +15,18 @@ mod config;
 mod error;
 mod failure;
 mod stats;
+pub mod tls;
 mod token;
 pub mod wire;
 
 pub use client::{BatchDeleteOutcome, DefenderClient, MAX_BATCH, MAX_LISTED_ROWS, PAGE_SIZE};
 pub use config::{
-    ClientConfig, Cloud, Credential, MAX_RESPONSE_BYTES, REGIONAL_HOSTS, RetryPolicy, SPLIT_BUDGET,
-    parse_secure_url, scope_for,
+    AssertionAlgorithm, ClientConfig, Cloud, Credential, MAX_RESPONSE_BYTES, REGIONAL_HOSTS, RetryPolicy,
+    SPLIT_BUDGET, api_host_warning, is_known_api_host, parse_secure_url, scope_for,
 };
 pub use error::{Error, ErrorKind};
 pub use failure::{FailureClass, FailureContext, classify_failure};
 pub use iocsync_core::pacing::{CallFamily, CallStamp, PacingLimits};
 pub use stats::{CallStats, ThrottledBy};
-pub use token::thumbprint_from_certificate_pem;
+pub use token::{Thumbprints, certificate_thumbprints, thumbprint_from_certificate_pem};
 pub use wire::{Action, FailureOrigin, ImportItem, ImportOutcome, Indicator};

@@ -38,10 +38,13 @@ pub struct ClientCredential {
     pub client_id: String,
     /// Client secret, if secret authentication is allowed.
     pub secret: Option<String>,
-    /// PEM public key (SPKI `PUBLIC KEY` or PKCS#1 `RSA PUBLIC KEY`) for certificate client assertions.
+    /// PEM public key (SPKI `PUBLIC KEY`) for certificate client assertions.
     pub certificate_public_key_pem: Option<String>,
-    /// Expected `x5t` header of client assertions (base64url SHA-1 of the certificate); `None` = not checked.
+    /// Expected `x5t` header of RS256 assertions (base64url SHA-1 of the certificate); `None` = not checked.
     pub certificate_thumbprint_x5t: Option<String>,
+    /// Expected `x5t#S256` header of PS256 assertions (base64url SHA-256 of the certificate DER);
+    /// `None` = not checked.
+    pub certificate_thumbprint_x5t_s256: Option<String>,
     /// Granted TI role.
     pub role: Role,
     /// Recorded as `createdByDisplayName` on indicators this app creates.
@@ -55,6 +58,7 @@ impl std::fmt::Debug for ClientCredential {
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("certificate", &self.certificate_public_key_pem.is_some())
             .field("certificate_thumbprint_x5t", &self.certificate_thumbprint_x5t)
+            .field("certificate_thumbprint_x5t_s256", &self.certificate_thumbprint_x5t_s256)
             .field("role", &self.role)
             .field("display_name", &self.display_name)
             .finish()
@@ -69,12 +73,14 @@ impl ClientCredential {
             secret: Some(secret.to_owned()),
             certificate_public_key_pem: None,
             certificate_thumbprint_x5t: None,
+            certificate_thumbprint_x5t_s256: None,
             role,
             display_name: display_name.to_owned(),
         }
     }
 
-    /// A certificate-authenticated client (RS256 client assertions verified with `public_key_pem`).
+    /// A certificate-authenticated client: PS256 and RS256 client assertions verified with
+    /// `public_key_pem`, RS256's `x5t` checked against `x5t` when given (see [`Self::with_x5t_s256`]).
     pub fn with_certificate(
         client_id: &str,
         public_key_pem: &str,
@@ -87,9 +93,17 @@ impl ClientCredential {
             secret: None,
             certificate_public_key_pem: Some(public_key_pem.to_owned()),
             certificate_thumbprint_x5t: x5t.map(str::to_owned),
+            certificate_thumbprint_x5t_s256: None,
             role,
             display_name: display_name.to_owned(),
         }
+    }
+
+    /// Also check PS256 assertions' `x5t#S256` header (base64url SHA-256 of the certificate DER).
+    #[must_use]
+    pub fn with_x5t_s256(mut self, x5t_s256: &str) -> Self {
+        self.certificate_thumbprint_x5t_s256 = Some(x5t_s256.to_owned());
+        self
     }
 }
 
@@ -233,6 +247,15 @@ pub struct Behaviour {
     /// `mitreTechniques`) keep their old values, so a client that "clears" a field by omitting
     /// it never gets there (default false).
     pub merge_updates: bool,
+    /// The tenant stores a value in its own spelling (§13.6/§13.8 [UNCERTAIN]) and lists it so:
+    /// IPv6 compressed (`2001:db8::1` for `2001:db8:0:0:0:0:0:1`), a URL's scheme and host
+    /// lower-cased and an empty path written `/`. Upserts match on the stored spelling, so the
+    /// same value sent again in either form is the same indicator (default false).
+    pub normalize_values: bool,
+    /// The tenant does not keep (or echo) the optional fields `recommendedActions`, `educateUrl`,
+    /// `mitreTechniques` and `category`: they read back as null or empty (§13.8 [UNCERTAIN];
+    /// default false).
+    pub drop_optional_fields: bool,
 }
 
 impl Behaviour {
@@ -259,6 +282,8 @@ impl Behaviour {
             odd_foreign_fields: true,
             refuse_compressed_ipv6: true,
             merge_updates: true,
+            normalize_values: true,
+            drop_optional_fields: true,
             ..Self::default()
         }
     }
@@ -299,6 +324,8 @@ impl Default for Behaviour {
             list_404_html: false,
             refuse_compressed_ipv6: false,
             merge_updates: false,
+            normalize_values: false,
+            drop_optional_fields: false,
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use rand::{RngExt as _, SeedableRng, rngs::StdRng};
 
 use crate::EndpointFamily;
 
@@ -95,7 +95,7 @@ impl Faults {
             let fire = match rule.trigger {
                 Trigger::Nth(n) => *count == n,
                 Trigger::FirstN(n) => *count <= n,
-                Trigger::Probability(p) => rng.gen_bool(p.clamp(0.0, 1.0)),
+                Trigger::Probability(p) => rng.random_bool(p.clamp(0.0, 1.0)),
                 Trigger::Always => true,
             };
             if fire && fired.is_none() {

@@ -220,6 +220,15 @@ impl Store {
         if behaviour.drop_external_id {
             input.external_id = None;
         }
+        if behaviour.normalize_values {
+            input.value = stored_spelling(&input.itype, &input.value);
+        }
+        if behaviour.drop_optional_fields {
+            input.recommended_actions = None;
+            input.educate_url = None;
+            input.mitre_techniques.clear();
+            input.category = None;
+        }
         let key: Key = (input.itype.clone(), input.value.to_lowercase(), input.action.clone());
         let matches = |s: &Indicator| {
             caller.sees(s)
@@ -256,7 +265,7 @@ impl Store {
                 ..from_input(input, expiration_time)
             };
             let mut ind = ind;
-            if behaviour.merge_updates {
+            if behaviour.merge_updates && !behaviour.drop_optional_fields {
                 let old = &stored.ind;
                 if ind.recommended_actions.is_none() {
                     ind.recommended_actions.clone_from(&old.recommended_actions);
@@ -408,5 +417,45 @@ fn from_input(i: IndicatorInput, expiration_time: Option<String>) -> Indicator {
         certificate_info: i.certificate_info,
         source: None,
         source_type: None,
+    }
+}
+
+/// How a tenant with `Behaviour::normalize_values` stores a value: IPv6 compressed; a URL with
+/// scheme and host lower-cased and `/` for an empty path. Other values as sent.
+pub(crate) fn stored_spelling(itype: &str, value: &str) -> String {
+    match itype {
+        "IpAddress" => match value.trim().parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.to_string(),
+            Err(_) => value.to_owned(),
+        },
+        "Url" => match value.find("://") {
+            Some(p) => {
+                let after = &value[p + 3..];
+                let host_end = after.find(['/', '?', '#']).unwrap_or(after.len());
+                let mut out = value[..p + 3 + host_end].to_ascii_lowercase();
+                if !after[host_end..].starts_with('/') {
+                    out.push('/');
+                }
+                out.push_str(&after[host_end..]);
+                out
+            }
+            None => value.to_owned(),
+        },
+        _ => value.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stored_spelling;
+
+    #[test]
+    fn stored_spelling_compresses_ipv6_and_normalises_url_origins() {
+        assert_eq!(stored_spelling("IpAddress", "2001:db8:0:0:0:0:0:1"), "2001:db8::1");
+        assert_eq!(stored_spelling("IpAddress", "45.66.1.2"), "45.66.1.2");
+        assert_eq!(stored_spelling("Url", "HTTP://Evil.Example"), "http://evil.example/");
+        assert_eq!(stored_spelling("Url", "https://E.example?q=A"), "https://e.example/?q=A");
+        assert_eq!(stored_spelling("Url", "https://e.example/Path"), "https://e.example/Path");
+        assert_eq!(stored_spelling("DomainName", "Evil.Example"), "Evil.Example");
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use rand::RngCore;
+use rand::Rng as _;
 use serde_json::{Value, json};
 
 use crate::config::{ClientCredential, Role};
@@ -362,7 +362,7 @@ fn mint_jwt(
         "jti": uuid::Uuid::new_v4().to_string(),
     });
     let mut sig = [0u8; 64];
-    rand::thread_rng().fill_bytes(&mut sig);
+    rand::rng().fill_bytes(&mut sig);
     format!(
         "{}.{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -375,15 +375,16 @@ fn bad_assertion(code: u32, msg: impl Into<String>) -> EntraFailure {
     fail(401, "invalid_client", code, msg)
 }
 
-/// Verifies an RS256 client assertion: signature (PKCS#1 v1.5 SHA-256), x5t, aud, iss/sub, nbf/exp.
+/// Verifies a client assertion: PS256 (RSASSA-PSS SHA-256) with `x5t#S256` or RS256 (PKCS#1 v1.5
+/// SHA-256) with `x5t`, then aud, iss/sub, nbf/exp. Signatures are checked with `ring` (through
+/// rustls-webpki) against the registered SPKI public key.
 fn verify_assertion(
     assertion: &str,
     client: &ClientCredential,
     req: &TokenRequest<'_>,
 ) -> Result<(), EntraFailure> {
-    use rsa::pkcs1::DecodeRsaPublicKey as _;
-    use rsa::pkcs8::DecodePublicKey as _;
-    use rsa::signature::Verifier as _;
+    use rustls_pki_types::SubjectPublicKeyInfoDer;
+    use rustls_pki_types::pem::PemObject as _;
 
     let Some(pem) = client.certificate_public_key_pem.as_deref() else {
         return Err(bad_assertion(
@@ -407,34 +408,42 @@ fn verify_assertion(
     };
     let header = decode(h)?;
     let claims = decode(p)?;
-    if header.get("alg").and_then(Value::as_str) != Some("RS256") {
-        return Err(bad_assertion(5002738, "AADSTS5002738: The client assertion must be signed with RS256."));
-    }
-    if let Some(expected) = client.certificate_thumbprint_x5t.as_deref()
-        && header.get("x5t").and_then(Value::as_str) != Some(expected)
+    let (algorithm, thumbprint_header, expected) = match header.get("alg").and_then(Value::as_str) {
+        Some("PS256") => (
+            webpki::ring::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
+            "x5t#S256",
+            client.certificate_thumbprint_x5t_s256.as_deref(),
+        ),
+        Some("RS256") => {
+            (webpki::ring::RSA_PKCS1_2048_8192_SHA256, "x5t", client.certificate_thumbprint_x5t.as_deref())
+        }
+        _ => {
+            return Err(bad_assertion(
+                5002738,
+                "AADSTS5002738: The client assertion must be signed with PS256 or RS256.",
+            ));
+        }
+    };
+    if let Some(expected) = expected
+        && header.get(thumbprint_header).and_then(Value::as_str) != Some(expected)
     {
         return Err(bad_assertion(
             700027,
             format!(
-                "AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application {}. (x5t mismatch)",
+                "AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application {}. ({thumbprint_header} mismatch)",
                 client.client_id
             ),
         ));
     }
-    let key = rsa::RsaPublicKey::from_public_key_pem(pem)
-        .or_else(|_| rsa::RsaPublicKey::from_pkcs1_pem(pem))
-        .map_err(|_| {
-            bad_assertion(700027, "AADSTS700027: The registered certificate key could not be read.")
-        })?;
+    let unreadable =
+        || bad_assertion(700027, "AADSTS700027: The registered certificate key could not be read.");
+    let spki = SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes()).map_err(|_| unreadable())?;
+    let key = webpki::RawPublicKeyEntity::try_from(&spki).map_err(|_| unreadable())?;
     let sig_bytes = URL_SAFE_NO_PAD
         .decode(s)
         .map_err(|_| bad_assertion(50027, "AADSTS50027: JWT token is invalid or malformed."))?;
-    let sig = rsa::pkcs1v15::Signature::try_from(sig_bytes.as_slice()).map_err(|_| {
-        bad_assertion(700027, "AADSTS700027: Client assertion contains an invalid signature.")
-    })?;
-    let verifier = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key);
     let signed = &assertion[..h.len() + 1 + p.len()];
-    verifier.verify(signed.as_bytes(), &sig).map_err(|_| {
+    key.verify_signature(algorithm, signed.as_bytes(), &sig_bytes).map_err(|_| {
         bad_assertion(700027, "AADSTS700027: Client assertion contains an invalid signature.")
     })?;
     let aud = claims.get("aud").and_then(Value::as_str).unwrap_or_default();

@@ -374,7 +374,7 @@ async fn classic_side(
     s: Settings,
     vals: &[(&'static str, String)],
 ) -> anyhow::Result<(Vec<Sample>, Vec<Sample>)> {
-    let http = reqwest::Client::builder().build()?;
+    let http = iocsync_defender::tls::http_client_builder()?.build()?;
     let (mut first, mut resync) = (Vec::new(), Vec::new());
     for _ in 0..s.classic_runs {
         let emu = iocsync_emulator::start(emulator_config(s.scale)).await?;

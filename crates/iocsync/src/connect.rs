@@ -104,21 +104,26 @@ pub fn credential(spec: &CredentialSpec) -> anyhow::Result<Credential> {
             }
             Ok(Credential::Secret(SecretString::from(secret.to_owned())))
         }
-        CredentialSpec::Certificate { key_file, cert_file, thumbprint } => {
+        CredentialSpec::Certificate { key_file, cert_file, thumbprint, algorithm } => {
             let key = read_private_file(key_file)?;
-            let thumbprint = match (cert_file, thumbprint) {
-                (_, Some(t)) => t.to_ascii_lowercase(),
+            let (sha1, sha256) = match (cert_file, thumbprint) {
+                (_, Some(t)) if t.len() == 64 => (None, Some(t.to_ascii_lowercase())),
+                (_, Some(t)) => (Some(t.to_ascii_lowercase()), None),
                 (Some(cert), None) => {
                     let pem = std::fs::read_to_string(cert)
                         .with_context(|| format!("reading certificate {}", cert.display()))?;
-                    iocsync_defender::thumbprint_from_certificate_pem(&pem)
-                        .with_context(|| format!("certificate {} is not a PEM certificate", cert.display()))?
+                    let t = iocsync_defender::certificate_thumbprints(&pem).with_context(|| {
+                        format!("certificate {} is not a PEM certificate", cert.display())
+                    })?;
+                    (Some(t.sha1), Some(t.sha256))
                 }
                 (None, None) => bail!("client_certificate needs cert_file or thumbprint"),
             };
             Ok(Credential::Certificate {
                 private_key_pem: SecretString::from(key),
-                thumbprint_sha1_hex: thumbprint,
+                thumbprint_sha1_hex: sha1,
+                thumbprint_sha256_hex: sha256,
+                algorithm: *algorithm,
             })
         }
     }

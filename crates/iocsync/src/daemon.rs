@@ -18,7 +18,11 @@ use std::time::Duration;
 
 /// Validates a cron expression (5 fields, or 6 with seconds).
 pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
-    croner::Cron::new(expr).with_seconds_optional().parse().map_err(|e| e.to_string())
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .build()
+        .parse(expr)
+        .map_err(|e| e.to_string())
 }
 
 /// Resolves when the process gets ctrl-c or SIGTERM.
@@ -208,8 +212,8 @@ pub fn next_delay(schedule: &Schedule, jitter: Duration, now: DateTime<Utc>) -> 
     let extra = if jitter.is_zero() {
         Duration::ZERO
     } else {
-        use rand::Rng as _;
-        jitter.mul_f64(rand::thread_rng().gen_range(0.0..1.0))
+        use rand::RngExt as _;
+        jitter.mul_f64(rand::rng().random_range(0.0..1.0))
     };
     base + extra
 }

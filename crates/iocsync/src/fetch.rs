@@ -378,7 +378,8 @@ pub fn http_client_with_headers(
             attempt.follow()
         }
     });
-    reqwest::Client::builder()
+    iocsync_defender::tls::http_client_builder()
+        .map_err(|e| FetchError::Client(format!("cannot set up TLS: {e}")))?
         .default_headers(headers)
         .user_agent(concat!("iocsync/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(opts.connect_timeout)

@@ -540,6 +540,18 @@ pub fn check(format: OutputFormat, tenants: &[TenantCheck]) {
         for step in &t.steps {
             let _ = writeln!(s, "  {:<8} {}", if step.ok { "ok" } else { "failed" }, step.what);
         }
+        if let Some(token) = &t.token {
+            let _ = writeln!(
+                s,
+                "  token: audience {}, roles {}",
+                token.audience.as_deref().unwrap_or("(not shown: the token is not a JWT)"),
+                match &token.roles {
+                    Some(r) if r.is_empty() => "none".to_owned(),
+                    Some(r) => r.join(", "),
+                    None => "(not shown: the token is not a JWT)".to_owned(),
+                }
+            );
+        }
         if let Some(c) = &t.capacity {
             let _ = writeln!(
                 s,

@@ -5,9 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use iocsync_defender::{Credential, DefenderClient, ErrorKind};
+use iocsync_defender::{AssertionAlgorithm, Credential, DefenderClient, ErrorKind};
 use iocsync_emulator::{ClientCredential, EmulatorConfig, EndpointFamily, Role};
-use rsa::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
 use secrecy::SecretString;
 
 use crate::common::{TAG, calls_of, client_for, config_for, emulator, sha_item};
@@ -77,6 +76,10 @@ async fn secrets_and_tokens_appear_in_no_log_line_and_no_error() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
+    // With a single registered dispatcher, tracing-core computes a callsite's interest from the
+    // registering thread's default only: a callsite another test's thread hits first would be
+    // cached as "never". A second registered dispatcher makes it consult every one.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let emu = emulator(EmulatorConfig::default()).await;
@@ -102,7 +105,7 @@ async fn secrets_and_tokens_appear_in_no_log_line_and_no_error() {
     let err_list = bad.list_all().await.unwrap_err();
 
     let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("Defender API call"), "debug logs were captured");
+    assert!(logs.contains("Defender API call"), "debug logs were captured: {logs}");
     assert!(logs.contains("refreshing the access token"), "the 401 was logged");
     let texts = [
         logs,
@@ -123,46 +126,76 @@ async fn secrets_and_tokens_appear_in_no_log_line_and_no_error() {
     }
 }
 
-#[tokio::test]
-async fn certificate_credential_signs_an_accepted_client_assertion() {
-    let mut rng = rand::thread_rng();
-    let key = rsa::RsaPrivateKey::new(&mut rng, 1024).unwrap();
-    let private_pem = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
-    let public_pem = key.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
-    let thumb = "5a0e6bdbd3e54a57cd0b8d6ce1a1d3e1c2b3a4f5";
-    let x5t = URL_SAFE_NO_PAD.encode(hex::decode(thumb).unwrap());
+/// Test-only key material shared with the emulator's tests (the private key is public).
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../emulator/tests/it/fixtures");
 
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{FIXTURES}/{name}")).unwrap()
+}
+
+/// A certificate credential from the fixture key and certificate.
+fn cert_credential(algorithm: AssertionAlgorithm) -> Credential {
+    let t = iocsync_defender::certificate_thumbprints(&fixture("test_client_cert.pem")).unwrap();
+    Credential::Certificate {
+        private_key_pem: SecretString::from(fixture("test_client_key.pem")),
+        thumbprint_sha1_hex: Some(t.sha1.to_uppercase()),
+        thumbprint_sha256_hex: Some(t.sha256),
+        algorithm,
+    }
+}
+
+/// Whether a certificate client with `algorithm` gets a token from an emulator that expects the
+/// given `x5t` and `x5t#S256` headers.
+async fn cert_token_accepted(
+    x5t: &str,
+    x5t_s256: &str,
+    algorithm: AssertionAlgorithm,
+) -> Result<(), ErrorKind> {
     let mut cfg = EmulatorConfig::default();
-    cfg.clients.push(ClientCredential::with_certificate(
-        "cert-app",
-        &public_pem,
-        Some(&x5t),
-        Role::ReadWriteAll,
-        "certapp",
-    ));
+    cfg.clients.push(
+        ClientCredential::with_certificate(
+            "cert-app",
+            &fixture("test_client_pub.pem"),
+            Some(x5t),
+            Role::ReadWriteAll,
+            "certapp",
+        )
+        .with_x5t_s256(x5t_s256),
+    );
     let emu = emulator(cfg).await;
-
     let mut c = config_for(&emu);
     c.client_id = "cert-app".into();
-    c.credential = Credential::Certificate {
-        private_key_pem: SecretString::from(private_pem.clone()),
-        thumbprint_sha1_hex: thumb.to_uppercase(),
-    };
-    let client = DefenderClient::new(c.clone()).unwrap();
-    client.fetch_token().await.unwrap();
-    let out = client.import(&[sha_item(7)]).await.unwrap();
-    assert!(!out[0].is_failed);
-    assert_eq!(emu.indicators()[0].created_by, "cert-app");
-
-    // A wrong thumbprint is refused by Entra: permanent auth error without key material.
-    c.credential = Credential::Certificate {
-        private_key_pem: SecretString::from(private_pem.clone()),
-        thumbprint_sha1_hex: "00".repeat(20),
-    };
-    let err = DefenderClient::new(c).unwrap().fetch_token().await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Auth);
-    assert!(!format!("{err:?}").contains("PRIVATE KEY"));
+    c.credential = cert_credential(algorithm);
+    let client = DefenderClient::new(c).unwrap();
+    let result = client.fetch_token().await.map(|_| ()).map_err(|e| {
+        assert!(!format!("{e:?}").contains("PRIVATE KEY"));
+        e.kind()
+    });
+    if result.is_ok() {
+        let out = client.import(&[sha_item(7)]).await.unwrap();
+        assert!(!out[0].is_failed);
+        assert_eq!(emu.indicators()[0].created_by, "cert-app");
+    }
     assert!(!format!("{client:?}").contains("PRIVATE KEY"));
+    result
+}
+
+#[tokio::test]
+async fn certificate_assertions_are_ps256_by_default_and_rs256_when_switched() {
+    let t = iocsync_defender::certificate_thumbprints(&fixture("test_client_cert.pem")).unwrap();
+    let x5t = URL_SAFE_NO_PAD.encode(hex::decode(&t.sha1).unwrap());
+    let x5t_s256 = URL_SAFE_NO_PAD.encode(hex::decode(&t.sha256).unwrap());
+    let wrong = URL_SAFE_NO_PAD.encode([0u8; 20]);
+    assert_eq!(AssertionAlgorithm::default(), AssertionAlgorithm::Ps256);
+    // Both headers right: both algorithms get a token and can write.
+    cert_token_accepted(&x5t, &x5t_s256, AssertionAlgorithm::default()).await.unwrap();
+    cert_token_accepted(&x5t, &x5t_s256, AssertionAlgorithm::Rs256).await.unwrap();
+    // The default sends x5t#S256 (a wrong SHA-1 x5t does not matter to it) ...
+    cert_token_accepted(&wrong, &x5t_s256, AssertionAlgorithm::default()).await.unwrap();
+    assert_eq!(cert_token_accepted(&wrong, &x5t_s256, AssertionAlgorithm::Rs256).await, Err(ErrorKind::Auth));
+    // ... and RS256 sends x5t: a wrong SHA-256 is refused only for PS256.
+    cert_token_accepted(&x5t, &wrong, AssertionAlgorithm::Rs256).await.unwrap();
+    assert_eq!(cert_token_accepted(&x5t, &wrong, AssertionAlgorithm::default()).await, Err(ErrorKind::Auth));
 }
 
 #[tokio::test]

@@ -43,9 +43,22 @@ pub async fn env() -> Env {
 
 pub async fn env_with((cfg, clock): (EmulatorConfig, Arc<ManualClock>)) -> Env {
     let emu = iocsync_emulator::start(cfg).await.unwrap();
-    let http = reqwest::Client::new();
+    let http = loopback_http();
     let token = token_for(&http, &emu, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
     Env { emu, clock, http, token }
+}
+
+/// A plain-HTTP client for the loopback emulator: reqwest is built without a TLS provider of its
+/// own, so it gets a rustls config (ring, no trust anchors: no TLS is spoken here).
+pub fn loopback_http() -> reqwest::Client {
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    reqwest::Client::builder().tls_backend_preconfigured(tls).build().unwrap()
 }
 
 pub async fn token_for(http: &reqwest::Client, emu: &Emulator, id: &str, secret: &str) -> String {

@@ -214,3 +214,45 @@ async fn notification_log_switch_records_application_texts() {
     env.emu.clear_notifications();
     assert!(env.emu.notifications().is_empty());
 }
+
+/// `normalize_values`: the tenant stores (and lists) its own spelling of a value, and the same
+/// value sent again in either spelling updates that row. `drop_optional_fields`: optional fields
+/// read back empty.
+#[tokio::test]
+async fn normalize_values_and_drop_optional_fields_switches() {
+    let env = env().await;
+    env.emu.set_behaviour(Behaviour {
+        normalize_values: true,
+        drop_optional_fields: true,
+        ..Behaviour::default()
+    });
+    let row = |t: &str, v: &str| {
+        json!({"indicatorType": t, "indicatorValue": v, "action": "Block", "title": "t", "description": "d",
+               "severity": "High", "recommendedActions": "isolate", "educateUrl": "https://why.example/",
+               "mitreTechniques": ["T1071"], "category": 1})
+    };
+    let r = env
+        .import(vec![row("IpAddress", "2001:db8:0:0:0:0:0:1"), row("Url", "HTTP://Evil.Example")])
+        .await
+        .json();
+    assert!(r["value"].as_array().unwrap().iter().all(|x| x["isFailed"] == false), "{r}");
+    let listed = env.get("/api/indicators").await.json();
+    let values: Vec<&str> =
+        listed["value"].as_array().unwrap().iter().map(|i| i["indicatorValue"].as_str().unwrap()).collect();
+    assert_eq!(values, ["2001:db8::1", "http://evil.example/"], "{listed}");
+    for i in listed["value"].as_array().unwrap() {
+        assert_eq!(i["recommendedActions"], json!(null), "{i}");
+        assert_eq!(i["educateUrl"], json!(null), "{i}");
+        assert_eq!(i["mitreTechniques"], json!([]), "{i}");
+        assert_eq!(i["category"], json!(null), "{i}");
+    }
+    // Sent again in the other spelling: the same rows, updated.
+    let r =
+        env.import(vec![row("IpAddress", "2001:db8::1"), row("Url", "http://evil.example/")]).await.json();
+    assert!(r["value"].as_array().unwrap().iter().all(|x| x["isFailed"] == false), "{r}");
+    assert_eq!(env.emu.indicators().len(), 2);
+    // Off: the value is kept as sent.
+    env.emu.set_behaviour(Behaviour::default());
+    env.import(vec![row("IpAddress", "2001:db8:0:0:0:0:0:2")]).await;
+    assert!(env.emu.indicators().iter().any(|i| i.indicator_value == "2001:db8:0:0:0:0:0:2"));
+}

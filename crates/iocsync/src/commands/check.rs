@@ -29,6 +29,16 @@ pub struct CapacityView {
     pub free: u64,
 }
 
+/// What the access token says about the app: shown so a wrong scope (audience) or a missing
+/// permission (roles) is visible before any call fails. Never the token itself.
+#[derive(Debug, Default, Serialize)]
+pub struct TokenView {
+    /// The `aud` claim: the API the token is for.
+    pub audience: Option<String>,
+    /// The `roles` claim: the application permissions granted (`Ti.ReadWrite.All`, ...).
+    pub roles: Option<Vec<String>>,
+}
+
 /// The check of one tenant.
 #[derive(Debug, Serialize)]
 pub struct TenantCheck {
@@ -36,6 +46,8 @@ pub struct TenantCheck {
     pub tenant: String,
     /// Steps in order.
     pub steps: Vec<Step>,
+    /// The token's audience and roles, when a token was obtained.
+    pub token: Option<TokenView>,
     /// Capacity, when the tenant could be listed.
     pub capacity: Option<CapacityView>,
     /// The ownership-marker canary, when it ran.
@@ -58,6 +70,7 @@ async fn check_one(config: &Config, tenant: &Tenant) -> TenantCheck {
     let mut c = TenantCheck {
         tenant: tenant.name.clone(),
         steps: vec![Step { what: format!("config {} is valid", config.path.display()), ok: true }],
+        token: None,
         capacity: None,
         canary: None,
         error: None,
@@ -98,10 +111,14 @@ async fn check_one(config: &Config, tenant: &Tenant) -> TenantCheck {
             anyhow::anyhow!("{e}")
         })?;
         c.steps.push(Step { what: "get a token from Entra ID".into(), ok: true });
+        let mut token = TokenView::default();
         // The audience tells whether the scope fits the cloud and host (spec §13.4, §13.10).
         if let Ok(Some(aud)) = conn.client.token_audience().await {
             c.steps.push(Step { what: format!("the token's audience is {aud}"), ok: true });
+            token.audience = Some(aud);
         }
+        token.roles = conn.client.token_roles().await.ok().flatten();
+        c.token = Some(token);
         // Submit, Import, Delete and BatchDelete document only Ti.ReadWrite.All (spec §13.3), and
         // without it foreign indicators are invisible (neither counted nor avoided).
         if let Ok(Some(roles)) = conn.client.token_roles().await {

@@ -81,14 +81,17 @@ pub enum CredentialSpec {
     SecretEnv(String),
     /// Client secret in a file that only its owner may read.
     SecretFile(PathBuf),
-    /// Certificate credential: private key PEM file plus the certificate PEM or its SHA-1 thumbprint.
+    /// Certificate credential: private key PEM file plus the certificate PEM or its thumbprint.
     Certificate {
         /// PEM private key (PKCS#8 or PKCS#1), owner-readable only.
         key_file: PathBuf,
-        /// PEM certificate, to compute the thumbprint.
+        /// PEM certificate, to compute the thumbprints.
         cert_file: Option<PathBuf>,
-        /// SHA-1 thumbprint hex, when no certificate file is given.
+        /// Thumbprint hex when no certificate file is given: SHA-256 (64 hex, PS256) or SHA-1
+        /// (40 hex, RS256).
         thumbprint: Option<String>,
+        /// Assertion signature: PS256 with `x5t#S256` (default) or RS256 with `x5t`.
+        algorithm: iocsync_defender::AssertionAlgorithm,
     },
     /// The embedded emulator's built-in credentials.
     Emulator,
@@ -902,28 +905,60 @@ impl Validator {
                 self.unknown(
                     &format!("{key}.client_certificate"),
                     &c.unknown,
-                    &["key_file", "cert_file", "thumbprint"],
+                    &["key_file", "cert_file", "thumbprint", "algorithm"],
                 );
+                let algorithm =
+                    match c.algorithm.as_deref().map(str::parse::<iocsync_defender::AssertionAlgorithm>) {
+                        None => iocsync_defender::AssertionAlgorithm::default(),
+                        Some(Ok(a)) => a,
+                        Some(Err(_)) => {
+                            self.problem(
+                                format!("{key}.client_certificate.algorithm"),
+                                "expected \"PS256\" (the default, x5t#S256) or \"RS256\" (x5t, SHA-1)",
+                            );
+                            iocsync_defender::AssertionAlgorithm::default()
+                        }
+                    };
                 match c.key_file {
                     Some(k) => {
+                        let hex_len = |n: usize| {
+                            c.thumbprint
+                                .as_ref()
+                                .is_some_and(|t| t.len() == n && t.chars().all(|c| c.is_ascii_hexdigit()))
+                        };
                         if c.cert_file.is_none() && c.thumbprint.is_none() {
                             self.problem(
                                 format!("{key}.client_certificate"),
-                                "give cert_file (PEM certificate) or thumbprint (SHA-1 hex) with key_file",
+                                "give cert_file (PEM certificate) or thumbprint (SHA-256 hex) with key_file",
                             );
-                        }
-                        if let Some(t) = &c.thumbprint
-                            && (t.len() != 40 || !t.chars().all(|c| c.is_ascii_hexdigit()))
+                        } else if c.thumbprint.is_some() && !hex_len(40) && !hex_len(64) {
+                            self.problem(
+                                format!("{key}.client_certificate.thumbprint"),
+                                "expected the certificate's SHA-256 (64 hex characters) or SHA-1 (40) thumbprint",
+                            );
+                        } else if c.cert_file.is_none()
+                            && algorithm == iocsync_defender::AssertionAlgorithm::Ps256
+                            && hex_len(40)
                         {
                             self.problem(
                                 format!("{key}.client_certificate.thumbprint"),
-                                "expected the certificate's SHA-1 thumbprint as 40 hex characters",
+                                "PS256 assertions (the default) carry the SHA-256 thumbprint (x5t#S256): give cert_file \
+                                 or the 64-hex SHA-256 thumbprint, or set algorithm = \"RS256\" to keep this SHA-1 one",
+                            );
+                        } else if c.cert_file.is_none()
+                            && algorithm == iocsync_defender::AssertionAlgorithm::Rs256
+                            && hex_len(64)
+                        {
+                            self.problem(
+                                format!("{key}.client_certificate.thumbprint"),
+                                "RS256 assertions carry the SHA-1 thumbprint (x5t): give cert_file or the 40-hex SHA-1 thumbprint",
                             );
                         }
                         CredentialSpec::Certificate {
                             key_file: resolve(&self.base_dir, Path::new(&k)),
                             cert_file: c.cert_file.map(|f| resolve(&self.base_dir, Path::new(&f))),
                             thumbprint: c.thumbprint,
+                            algorithm,
                         }
                     }
                     None => {

@@ -38,6 +38,7 @@ pub struct RawCertificate {
     pub key_file: Option<String>,
     pub cert_file: Option<String>,
     pub thumbprint: Option<String>,
+    pub algorithm: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

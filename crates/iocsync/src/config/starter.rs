@@ -14,6 +14,7 @@ client_id = "00000000-0000-0000-0000-000000000000"
 # Required: where the client secret is. Never write the secret itself here.
 client_secret = { env = "IOCSYNC_CLIENT_SECRET" }   # or { file = "/etc/iocsync/secret" } (mode 0600)
 # client_certificate = { key_file = "/etc/iocsync/key.pem", cert_file = "/etc/iocsync/cert.pem" }
+#   signs PS256 assertions with x5t#S256; add algorithm = "RS256" for the older x5t (SHA-1) form
 cloud = "commercial"            # commercial | gcc | gcc-high | dod
 # api_base = "https://eu.api.security.microsoft.com"   # regional or test override
 # authority = "https://login.microsoftonline.com"      # test override

@@ -268,7 +268,13 @@ pub fn provenance_rows(
 ) -> Vec<ProvenanceRow> {
     let old_lc: BTreeMap<(String, String), &std::collections::BTreeSet<String>> =
         old.iter().map(|((t, v), f)| ((t.clone(), v.to_ascii_lowercase()), f)).collect();
-    let key = |t: &str, v: &str, a: &str| (t.to_owned(), v.to_ascii_lowercase(), a.to_owned());
+    // Matched in the match form: the tenant may list a value in another spelling than was sent.
+    let key = |t: &str, v: &str, a: &str| {
+        let mv = t
+            .parse::<IndicatorType>()
+            .map_or_else(|_| v.to_ascii_lowercase(), |k| iocsync_core::plan::match_value(k, v));
+        (t.to_owned(), mv, a.to_owned())
+    };
     let mut ids: BTreeMap<(String, String, String), String> = existing
         .iter()
         .filter_map(|e| Some((key(e.kind?.as_str(), &e.value, e.action?.as_str()), e.id.clone())))

@@ -45,7 +45,7 @@ async fn wait_exit(mut child: Child, limit: Duration) -> Option<i32> {
 
 /// Polls `url` until `ok(body)` holds (bounded).
 async fn poll(url: &str, limit: Duration, ok: impl Fn(&str) -> bool) -> String {
-    let http = reqwest::Client::new();
+    let http = iocsync_defender::tls::http_client_builder().unwrap().build().unwrap();
     let start = Instant::now();
     loop {
         if let Ok(r) = http.get(url).send().await
@@ -83,8 +83,9 @@ async fn the_daemon_runs_on_its_interval_serves_metrics_and_stops_on_sigterm() {
     assert_eq!(env.owned().len(), 25);
     assert_eq!(env.calls_of(EndpointFamily::Import), 1, "later runs have nothing to write");
 
+    let http = iocsync_defender::tls::http_client_builder().unwrap().build().unwrap();
     let metrics =
-        reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap().text().await.unwrap();
+        http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.unwrap().text().await.unwrap();
     for line in [
         "iocsync_indicators_owned{tenant=\"default\"} 25",
         "iocsync_capacity_limit{tenant=\"default\"} 15000",

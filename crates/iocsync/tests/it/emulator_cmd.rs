@@ -39,7 +39,10 @@ fn stop(child: std::process::Child) -> Option<i32> {
 }
 
 async fn token(base: &str, client: &str, secret: &str) -> reqwest::Response {
-    reqwest::Client::new()
+    iocsync_defender::tls::http_client_builder()
+        .unwrap()
+        .build()
+        .unwrap()
         .post(format!("{base}/{}/oauth2/v2.0/token", iocsync_emulator::DEFAULT_TENANT_ID))
         .form(&[
             ("grant_type", "client_credentials"),
@@ -73,7 +76,7 @@ async fn the_emulator_command_serves_prints_its_credentials_and_keeps_state() {
     let access: serde_json::Value = r.json().await.unwrap();
     let bearer = access["access_token"].as_str().unwrap().to_owned();
     assert_eq!(token(&base, "app-1", "wrong").await.status(), 401);
-    let http = reqwest::Client::new();
+    let http = iocsync_defender::tls::http_client_builder().unwrap().build().unwrap();
     let body = serde_json::json!({ "Indicators": [{
         "indicatorValue": "45.11.22.33", "indicatorType": "IpAddress", "action": "Block",
         "title": "t", "description": "d", "severity": "High"
@@ -148,7 +151,7 @@ async fn the_emulator_command_serves_hunting_over_a_jsonl_file() {
         .as_str()
         .unwrap()
         .to_owned();
-    let r: serde_json::Value = reqwest::Client::new()
+    let r: serde_json::Value = iocsync_defender::tls::http_client_builder().unwrap().build().unwrap()
         .post(format!("{base}/api/advancedqueries/run"))
         .bearer_auth(&bearer)
         .json(&serde_json::json!({"Query": "DeviceNetworkEvents | where Timestamp > ago(7d) | summarize dcount(DeviceId) by RemoteIP"}))

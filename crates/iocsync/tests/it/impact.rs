@@ -23,14 +23,25 @@ async fn token(env: &Env) -> String {
         ("client_secret", SECRET),
         ("scope", "https://api.securitycenter.microsoft.com/.default"),
     ];
-    let v: Value = reqwest::Client::new().post(url).form(&form).send().await.unwrap().json().await.unwrap();
+    let v: Value = iocsync_defender::tls::http_client_builder()
+        .unwrap()
+        .build()
+        .unwrap()
+        .post(url)
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     v["access_token"].as_str().unwrap().to_owned()
 }
 
 /// Runs every query on the MDE endpoint and folds the rows into sightings.
 async fn run(env: &Env, queries: &[HuntQuery]) -> BTreeMap<(IndicatorType, String), Sighting> {
     let token = token(env).await;
-    let http = reqwest::Client::new();
+    let http = iocsync_defender::tls::http_client_builder().unwrap().build().unwrap();
     let mut out = BTreeMap::new();
     for q in queries {
         let r = http
@@ -136,7 +147,10 @@ async fn hostile_values_cannot_change_the_query() {
         assert_eq!(queries.len(), 1);
         assert_eq!(queries[0].probe.matcher, Matcher::Term);
         let token = token(&env).await;
-        let r = reqwest::Client::new()
+        let r = iocsync_defender::tls::http_client_builder()
+            .unwrap()
+            .build()
+            .unwrap()
             .post(format!("{}/api/advancedqueries/run", env.emu.base_url()))
             .bearer_auth(&token)
             .json(&json!({"Query": queries[0].text}))

@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod crash;
 mod daemon;
+mod deps;
 mod emulator_cmd;
 mod examples;
 mod fetch;

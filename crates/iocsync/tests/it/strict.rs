@@ -158,3 +158,52 @@ async fn an_update_the_tenant_does_not_keep_is_not_resent_every_run() {
     let (code, report) = env.run_json(&["sync"]).await;
     assert_eq!((code, report["counts"]["update"].as_u64()), (0, Some(3)), "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_that_respells_values_and_drops_optional_fields_gets_no_writes_on_the_next_run() {
+    // Issue #11 item 4: the tenant stores its own spelling (IPv6 compressed, a URL's host
+    // lower-cased with `/` for an empty path) and reads the optional fields back empty.
+    let env = Env::start(EnvOptions {
+        behaviour: Behaviour { normalize_values: true, drop_optional_fields: true, ..Behaviour::default() },
+        ..EnvOptions::default()
+    })
+    .await;
+    let mut values = public_ips(6, 9700);
+    values.extend(["2a01:4f8:c17:b8f::2".to_owned(), "2001:67c:4e8:f004::9".to_owned()]);
+    values.extend(["http://Malware-Host.xyz".to_owned(), "https://bad-cdn.top/Payload.exe".to_owned()]);
+    env.write("iocs.txt", &text_feed(&values));
+    env.config(
+        "[sync]\nstate = \"state/iocsync.db\"\n[[feeds]]\nname = \"iocs\"\nsource = \"iocs.txt\"\nformat = \"text\"\n\
+         recommended_actions = \"Isolate the device\"\neducate_url = \"https://intranet.example.com/blocked\"\n\
+         mitre_techniques = [\"T1071\"]\n",
+    );
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!((code, report["counts"]["create"].as_u64()), (0, Some(10)), "{report}");
+    let owned = env.owned();
+    assert!(owned.iter().any(|i| i.indicator_value == "2a01:4f8:c17:b8f::2"), "stored compressed");
+    assert!(owned.iter().all(|i| i.recommended_actions.is_none()), "dropped by the tenant");
+
+    // Run after run: nothing resent, duplicated or deleted and recreated.
+    for _ in 0..2 {
+        env.emu.clear_calls();
+        let (code, report) = env.run_json(&["sync"]).await;
+        assert_eq!(code, 0, "{report}");
+        assert_eq!(report["counts"]["unchanged"], 10, "{report}");
+        assert_eq!(env.write_calls(), 0, "{report}");
+        assert_eq!(report["skipped"].as_object().map_or(0, |m| m.len()), 0, "{report}");
+    }
+    assert_eq!(env.owned().len(), 10);
+    // The state knows each row's Defender id, whatever spelling the tenant lists.
+    let state = iocsync::state::StateStore::open(&env.path("state/iocsync.db")).unwrap();
+    let rows = state.provenance_rows("default").unwrap();
+    assert_eq!(rows.len(), 10);
+    assert!(rows.iter().all(|r| r.defender_id.is_some()), "{rows:?}");
+    drop(state);
+
+    // A value leaving the feed is deleted (its feed is known under the tenant's spelling too).
+    values.retain(|v| v != "2a01:4f8:c17:b8f::2");
+    env.write("iocs.txt", &text_feed(&values));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!((code, report["counts"]["delete"].as_u64()), (0, Some(1)), "{report}");
+    assert!(!env.owned().iter().any(|i| i.indicator_value.starts_with("2a01:4f8")));
+}

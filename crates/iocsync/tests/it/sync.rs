@@ -426,40 +426,49 @@ async fn a_certificate_credential_works_and_its_key_file_must_be_private() {
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../emulator/tests/it/fixtures");
     let key = std::fs::read_to_string(format!("{fixtures}/test_client_key.pem")).unwrap();
     let public = std::fs::read_to_string(format!("{fixtures}/test_client_pub.pem")).unwrap();
-    let thumbprint = "0123456789abcdef0123456789abcdef01234567";
-    let x5t = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hex_bytes(thumbprint));
+    let cert = std::fs::read_to_string(format!("{fixtures}/test_client_cert.pem")).unwrap();
+    let thumbs = iocsync_defender::certificate_thumbprints(&cert).unwrap();
+    let b64 = |h: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hex_bytes(h));
     let app = "3c3c3c3c-4444-4555-8666-777777777777";
     let config = iocsync_emulator::EmulatorConfig {
-        clients: vec![iocsync_emulator::ClientCredential::with_certificate(
-            app,
-            &public,
-            Some(&x5t),
-            Role::ReadWriteAll,
-            "iocsync-cert",
-        )],
+        clients: vec![
+            iocsync_emulator::ClientCredential::with_certificate(
+                app,
+                &public,
+                Some(&b64(&thumbs.sha1)),
+                Role::ReadWriteAll,
+                "iocsync-cert",
+            )
+            .with_x5t_s256(&b64(&thumbs.sha256)),
+        ],
         ..iocsync_emulator::EmulatorConfig::default()
     };
     let emu = iocsync_emulator::start(config).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let key_path = dir.path().join("key.pem");
     std::fs::write(&key_path, key).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), &cert).unwrap();
     std::fs::write(dir.path().join("a.txt"), text_feed(&public_ips(3, 8200))).unwrap();
     let base = emu.base_url();
-    std::fs::write(
-        dir.path().join("iocsync.toml"),
-        format!(
-            "[defender]\ntenant_id = \"{}\"\nclient_id = \"{app}\"\nclient_certificate = {{ key_file = \"key.pem\", thumbprint = \"{thumbprint}\" }}\napi_base = \"{base}\"\nauthority = \"{base}\"\n{BASE}{}",
-            emu.tenant_id(),
-            feed_block("a", "a.txt", "")
-        ),
-    )
-    .unwrap();
+    let write_config = |certificate: &str| {
+        std::fs::write(
+            dir.path().join("iocsync.toml"),
+            format!(
+                "[defender]\ntenant_id = \"{}\"\nclient_id = \"{app}\"\nclient_certificate = {{ key_file = \"key.pem\", {certificate} }}\napi_base = \"{base}\"\nauthority = \"{base}\"\n{BASE}{}",
+                emu.tenant_id(),
+                feed_block("a", "a.txt", "")
+            ),
+        )
+        .unwrap();
+    };
     // Off the runtime's worker threads, which serve the emulator.
     let run = || {
         let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
         cmd.arg("--config").arg(dir.path().join("iocsync.toml")).args(["--output", "json", "sync"]);
         tokio::task::block_in_place(move || cmd.output().unwrap())
     };
+    // The default (PS256, x5t#S256) from the certificate file.
+    write_config("cert_file = \"cert.pem\"");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -475,6 +484,23 @@ async fn a_certificate_credential_works_and_its_key_file_must_be_private() {
     assert_eq!(report["counts"]["create"], 3);
     assert_eq!(emu.indicators().iter().filter(|i| i.created_by == app).count(), 3);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("PRIVATE KEY"));
+
+    // A SHA-1 thumbprint alone cannot make a PS256 assertion: the config error names both ways out.
+    write_config(&format!("thumbprint = \"{}\"", thumbs.sha1));
+    let out = run();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("cert_file") && text.contains("RS256"), "{text}");
+    // RS256 is a switch: with the SHA-1 thumbprint it signs in and the run writes nothing new.
+    write_config(&format!("thumbprint = \"{}\", algorithm = \"RS256\"", thumbs.sha1));
+    let out = run();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(report["counts"]["unchanged"], 3, "{report}");
+    // A SHA-256 thumbprint works with the default too.
+    write_config(&format!("thumbprint = \"{}\"", thumbs.sha256.to_uppercase()));
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
 fn hex_bytes(h: &str) -> Vec<u8> {
