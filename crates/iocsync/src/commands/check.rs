@@ -52,8 +52,23 @@ pub struct TenantCheck {
     pub capacity: Option<CapacityView>,
     /// The ownership-marker canary, when it ran.
     pub canary: Option<crate::engine::marker::CanaryResult>,
+    /// Advanced hunting, when `[impact]` or `[hits]` is on: whether one query went through.
+    pub hunting: Option<HuntingView>,
     /// What failed.
     pub error: Option<String>,
+}
+
+/// Whether the configured advanced-hunting API answers this app (`[impact]`, `[hits]`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HuntingView {
+    /// `graph` or `mde`.
+    pub backend: String,
+    /// The permission it needs.
+    pub permission: String,
+    /// Whether a one-row query came back.
+    pub ok: bool,
+    /// The service's refusal, when it refused.
+    pub detail: Option<String>,
 }
 
 /// Checks every selected tenant (the config was already validated by loading it).
@@ -73,6 +88,7 @@ async fn check_one(config: &Config, tenant: &Tenant) -> TenantCheck {
         token: None,
         capacity: None,
         canary: None,
+        hunting: None,
         error: None,
     };
     // What `sync` reads before it talks to Defender: the allowlists and the feed files.
@@ -177,6 +193,34 @@ async fn check_one(config: &Config, tenant: &Tenant) -> TenantCheck {
         });
         let failed = (!canary.ok).then(|| crate::engine::marker::not_kept_message(&canary));
         c.canary = Some(canary);
+        // The impact check and hit counts are advice: a refusal here is a failed step, not an error.
+        if config.impact.enabled || config.hits.enabled {
+            let (backend, permission) = match config.impact.backend {
+                crate::config::HuntingBackend::Graph => ("graph", "ThreatHunting.Read.All (Microsoft Graph)"),
+                crate::config::HuntingBackend::Mde => ("mde", "AdvancedQuery.Read.All (WindowsDefenderATP)"),
+            };
+            let answer = match crate::engine::Hunter::new(config, tenant, &conn.client) {
+                Ok(h) => h.query("DeviceNetworkEvents | take 1").await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(format!("{e:#}")),
+            };
+            c.steps.push(Step {
+                what: match &answer {
+                    Ok(()) => format!("advanced hunting answers through {backend} (needs {permission})"),
+                    Err(e) => format!(
+                        "advanced hunting through {backend} refused ({e}): grant the application permission \
+                         {permission} with admin consent; until then [impact] values follow on_unknown and \
+                         [hits] counts nothing"
+                    ),
+                },
+                ok: answer.is_ok(),
+            });
+            c.hunting = Some(HuntingView {
+                backend: backend.to_owned(),
+                permission: permission.to_owned(),
+                ok: answer.is_ok(),
+                detail: answer.err(),
+            });
+        }
         if let Some(message) = failed {
             anyhow::bail!("{message}");
         }

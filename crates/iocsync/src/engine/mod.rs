@@ -13,6 +13,7 @@ pub mod undo;
 
 pub use apply::{DryRunWrites, LiveWrites, WritePort};
 pub(crate) use hits::hot as hot_values;
+pub(crate) use impact::Hunter;
 pub(crate) use stages::{build_allowlist, from_last_copies, to_existing};
 
 use crate::Exit;

@@ -416,3 +416,28 @@ async fn a_first_sync_of_15000_values_needs_few_queries_and_the_resync_none() {
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["impact"]["queries"], 0, "the resync asks nothing: the values already block");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_says_whether_the_hunting_api_answers_this_app() {
+    let env = Env::start(EnvOptions::default()).await;
+    busy_and_quiet(&env, "");
+    let (code, report) = env.run_json(&["check"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["hunting"]["backend"], "graph");
+    assert_eq!(report["hunting"]["ok"], true, "{report}");
+    // Without ThreatHunting.Read.All the step fails and names the permission; check still passes
+    // (the impact check is advice), and so does the sync.
+    env.emu.set_hunting_grants(iocsync_emulator::HuntingGrants::Only(Vec::new()));
+    let (code, report) = env.run_json(&["check"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["hunting"]["ok"], false);
+    let out = env.run(&["check"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ThreatHunting.Read.All"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["impact"]["unknown"], 2);
+}
