@@ -183,12 +183,25 @@ async fn sigkill_at_seeded_random_points_is_completed_by_the_next_run() {
         assert_eq!(env.write_calls(), 0, "{label}: a converged tenant needs no write call: {report}");
         assert_eq!(report["counts"]["unchanged"], desired.len() as u64, "{label}: {report}");
     }
-    // `history` shows the killed runs as `running` (never finished), next to the completed ones.
+    // `history` shows each killed run (never finished, followed by another) as `partial` when some
+    // of its writes are in the journal and `killed` when none are, next to the completed ones.
     let (code, history) = env.run_json(&["history", "--limit", "100"]).await;
     assert_eq!(code, 0, "{history}");
     let statuses: Vec<&str> =
         history["runs"].as_array().unwrap().iter().filter_map(|r| r["status"].as_str()).collect();
-    assert_eq!(statuses.iter().filter(|s| **s == "running").count(), tally.left_running, "{statuses:?}");
+    let interrupted = statuses.iter().filter(|s| **s == "partial" || **s == "killed").count();
+    assert_eq!(interrupted, tally.left_running, "{statuses:?}");
+    assert!(statuses.contains(&"partial"), "a kill after a journaled batch shows `partial`: {statuses:?}");
+    for r in history["runs"].as_array().unwrap() {
+        let id = r["id"].as_i64().unwrap().to_string();
+        let (_, ch) = env.run_json(&["history", "--run", &id, "--changes"]).await;
+        let journaled = !ch["changes"].as_array().unwrap().is_empty();
+        match r["status"].as_str().unwrap() {
+            "partial" => assert!(journaled, "run {id} is partial: its journal shows what landed"),
+            "killed" => assert!(!journaled, "run {id} is killed: nothing journaled"),
+            _ => {}
+        }
+    }
     assert!(statuses.iter().filter(|s| **s == "ok").count() >= 2 * TRIALS, "{statuses:?}");
     // The seeded kill points really interrupted applies (not only runs that had finished or not
     // started writing), including interrupted deletes completed by the next run.
@@ -196,7 +209,7 @@ async fn sigkill_at_seeded_random_points_is_completed_by_the_next_run() {
     assert!(tally.killed_mid_apply >= 3, "too few kills landed inside an apply: {tally:?}");
     assert!(tally.recovery_deleted >= 1, "no interrupted delete was completed: {tally:?}");
     assert!(tally.recovery_replaced >= 1, "no interrupted replace was completed: {tally:?}");
-    // Every kill that landed after the run was recorded left it `running` in the history.
+    // Every kill that landed after the run was recorded left it unfinished in the history.
     assert!(tally.left_running >= tally.killed_mid_apply, "{tally:?}");
 }
 
