@@ -828,3 +828,33 @@ async fn undo_refuses_to_overfill_the_tenant() {
     assert!(out["error"].as_str().unwrap().contains("over the capacity"), "{out}");
     assert_eq!(tenant_state(&env), before);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn log_format_json_carries_each_journal_line_with_its_run_id() {
+    let env = Env::start(EnvOptions::default()).await;
+    let ips = public_ips(7, 900_000);
+    env.write("a.txt", &text_feed(&ips));
+    env.config(&format!("{BASE}{}", feed("a", "a.txt", "")));
+    let out = env.run(&["--log-format", "json", "--output", "json", "sync"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is still the one report");
+    assert_eq!(report["counts"]["create"], 7);
+    let run = last_run(&env).await;
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect();
+    let journal: BTreeSet<String> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "journal")
+        .inspect(|l| {
+            assert_eq!(l["level"], "INFO");
+            assert_eq!(l["fields"]["run"], run);
+            assert_eq!(l["fields"]["reason"], "new-in-feed");
+            assert!(l["fields"]["indicator_id"].as_str().is_some_and(|id| !id.is_empty()));
+        })
+        .map(|l| l["fields"]["value"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(journal, ips.iter().cloned().collect());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(crate::harness::SECRET));
+}
