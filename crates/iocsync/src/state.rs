@@ -890,6 +890,13 @@ impl StateStore {
         Ok(())
     }
 
+    /// How many journal rows run `run` wrote.
+    pub fn journal_count(&self, run: i64) -> Result<u64, StateError> {
+        let n: i64 =
+            self.conn.query_row("SELECT count(*) FROM journal WHERE run_id = ?1", [run], |r| r.get(0))?;
+        Ok(to_u64(n))
+    }
+
     /// The journal of one run, in the order the changes landed.
     pub fn journal_of_run(&self, run: i64) -> Result<Vec<JournalRow>, StateError> {
         let mut out = Vec::new();
@@ -920,7 +927,7 @@ impl StateStore {
         Ok(out)
     }
 
-    /// Journal rows of `tenant` (or every tenant) made by runs after `run`.
+    /// Journal rows of `tenant` made by runs after `run`.
     pub fn journal_after_run(&self, tenant: &str, run: i64) -> Result<Vec<JournalRow>, StateError> {
         let mut out = Vec::new();
         self.journal_query("tenant = ?1 AND run_id > ?2", params![tenant, run], |r| {
@@ -1364,6 +1371,7 @@ mod tests {
         let rows = s.journal_of_run(run).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[1].entry, entry("new.example"));
+        assert_eq!(s.journal_count(run).unwrap(), 2);
         assert!(s.conn.execute("UPDATE journal SET reason = 'manual'", []).is_err(), "rows are never edited");
         assert_eq!(s.prune_journal(t(50)).unwrap(), 1);
         let left = s.journal_of_run(run).unwrap();

@@ -148,6 +148,9 @@ async fn the_journal_records_each_change_with_its_cause_and_exports_round_trip()
         n += 1;
     }
     assert_eq!(n, 81, "one CSV record per row");
+    // --since as an age: everything of the last hour.
+    let out = env.run(&["history", "--export", "jsonl", "--since", "1h"]).await;
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 81);
     // --since in the future: nothing.
     let out = env.run(&["history", "--export", "jsonl", "--since", "2999-01-01T00:00:00Z"]).await;
     assert!(out.status.success() && out.stdout.is_empty());
