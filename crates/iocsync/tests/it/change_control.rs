@@ -861,3 +861,31 @@ async fn log_format_json_carries_each_journal_line_with_its_run_id() {
     assert_eq!(journal, ips.iter().cloned().collect());
     assert!(!String::from_utf8_lossy(&out.stderr).contains(crate::harness::SECRET));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_a_value_defender_refused_says_when_and_why() {
+    let behaviour = iocsync_emulator::Behaviour {
+        known_device_groups: Some(vec!["Servers".to_owned()]),
+        ..Default::default()
+    };
+    let env = Env::start(EnvOptions { behaviour, ..EnvOptions::default() }).await;
+    let ips = public_ips(2, 950_000);
+    env.write("a.txt", &text_feed(&ips));
+    env.config(&format!("{BASE}{}", feed("a", "a.txt", "rbac_groups = [\"Laptops\"]")));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 3, "{report}");
+    let (code, r) = env.run_json(&["explain", &ips[1]]).await;
+    assert_eq!(code, 0, "{r}");
+    let d = r["rejects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["source"] == "defender")
+        .expect("Defender's refusal");
+    assert_eq!(d["reason"], "rejected-by-defender");
+    assert!(d["detail"].as_str().is_some_and(|t| !t.is_empty()), "{r}");
+    assert!(d["first_seen"].is_string() && d["last_seen"].is_string(), "when: {r}");
+    assert!(r["verdict"].as_str().unwrap().starts_with("held back: Defender refused it"), "{r}");
+    assert_eq!(r["tenant_rows"], serde_json::json!([]));
+    assert_eq!(r["journal"], serde_json::json!([]), "a refused write is not journaled");
+}
