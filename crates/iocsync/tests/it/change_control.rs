@@ -889,3 +889,43 @@ async fn explain_a_value_defender_refused_says_when_and_why() {
     assert_eq!(r["tenant_rows"], serde_json::json!([]));
     assert_eq!(r["journal"], serde_json::json!([]), "a refused write is not journaled");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_action_change_applies_from_a_saved_plan_and_undoes_back() {
+    let env = Env::start(EnvOptions::default()).await;
+    let ips = public_ips(4, 990_000);
+    let others = public_ips(16, 991_000);
+    env.write("a.txt", &text_feed(&ips));
+    env.write("b.txt", &text_feed(&others));
+    let cfg = |action: &str| {
+        format!("{BASE}{}{}", feed("a", "a.txt", &format!("action = \"{action}\"")), feed("b", "b.txt", ""))
+    };
+    env.config(&cfg("Block"));
+    assert_eq!(env.run_json(&["sync"]).await.0, 0);
+    let before = tenant_state(&env);
+    env.config(&cfg("Audit"));
+    let (code, out) = env.run_json(&["plan", "--out", "p.json"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["counts"]["replace"], 4);
+    let (code, out) = env.run_json(&["sync", "--plan", "p.json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let audit: BTreeSet<String> =
+        env.owned().into_iter().filter(|i| i.action == "Audit").map(|i| i.indicator_value).collect();
+    assert_eq!(audit, ips.iter().cloned().collect());
+    let run = last_run(&env).await.to_string();
+    let (_, ch) = env.run_json(&["history", "--run", &run, "--changes"]).await;
+    let kinds: Vec<(&str, &str)> = ch["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["kind"].as_str().unwrap(), c["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == ("delete", "Block")).count(), 4, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == ("create", "Audit")).count(), 4, "{kinds:?}");
+    // Replacing back counts against the brake like any replace (4 more in this window: held).
+    let (code, out) = env.run_json(&["undo", "--run", &run, "--yes"]).await;
+    assert_eq!(code, 4, "{out}");
+    let (code, out) = env.run_json(&["undo", "--run", &run, "--yes", "--force"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(tenant_state(&env), before, "Block again, field for field");
+}
