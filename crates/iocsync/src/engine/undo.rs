@@ -386,7 +386,8 @@ async fn plan_and_apply(
         ));
         return Ok((report, Exit::Brake));
     }
-    if !args.yes {
+    // Nothing to write (no journaled change, or every one skipped): no undo run is recorded.
+    if !args.yes || report.changes.is_empty() {
         return Ok((report, Exit::Ok));
     }
 

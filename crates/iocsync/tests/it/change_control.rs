@@ -585,6 +585,14 @@ async fn purge_and_adopt_are_journaled_and_a_purge_can_be_undone() {
     env.config(&format!("{BASE}{}", feed("a", "a.txt", "")));
     assert_eq!(env.run_json(&["sync"]).await.0, 0);
     let before = tenant_state(&env);
+    // A run that changed nothing has nothing to undo, and no undo run is recorded.
+    assert_eq!(env.run_json(&["sync"]).await.0, 0);
+    let quiet = last_run(&env).await;
+    let (code, out) = env.run_json(&["undo", "--run", &quiet.to_string(), "--yes"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["changes"], serde_json::json!([]));
+    assert!(out["undo_run"].is_null());
+    assert_eq!(last_run(&env).await, quiet);
 
     let (code, out) = env.run_json(&["purge", "--yes"]).await;
     assert_eq!(code, 0, "{out}");
