@@ -937,3 +937,30 @@ async fn an_action_change_applies_from_a_saved_plan_and_undoes_back() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(tenant_state(&env), before, "Block again, field for field");
 }
+
+/// Every answer to a run's import is lost after Defender committed it (the run fails): its journal
+/// is empty, and `undo --yes` first finds the writes in the tenant, journals them, then reverts them.
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_committed_but_never_answered_are_journaled_before_an_undo() {
+    let env = chaos_env().await;
+    env.config(&chaos_config("feed.txt"));
+    let ips = public_ips(50, 960_000);
+    env.write("feed.txt", &text_feed(&ips));
+    env.emu.inject(FaultRule::new(Some(EndpointFamily::Import), Fault::DropAfterCommit, Trigger::FirstN(40)));
+    let (code, out) = env.run_json(&["sync"]).await;
+    assert_ne!(code, 0, "{out}");
+    env.emu.clear_faults();
+    assert_eq!(env.owned().len(), 50, "Defender committed every attempt");
+    let run = last_run(&env).await.to_string();
+    let (_, ch) = env.run_json(&["history", "--run", &run, "--changes"]).await;
+    assert_eq!(ch["changes"], serde_json::json!([]), "no answer, no row yet");
+
+    let (code, out) = env.run_json(&["undo", "--run", &run, "--yes"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["counts"]["delete"], 50, "{out}");
+    assert!(env.owned().is_empty());
+    let (_, ch) = env.run_json(&["history", "--run", &run, "--changes"]).await;
+    let rows = ch["changes"].as_array().unwrap();
+    assert_eq!(rows.len(), 50, "found in the tenant and journaled under the run that made them");
+    assert!(rows.iter().all(|r| r["kind"] == "create" && r["id"].is_string()));
+}
