@@ -964,3 +964,24 @@ async fn writes_committed_but_never_answered_are_journaled_before_an_undo() {
     assert_eq!(rows.len(), 50, "found in the tenant and journaled under the run that made them");
     assert!(rows.iter().all(|r| r["kind"] == "create" && r["id"].is_string()));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_looks_up_a_url_with_a_quote_in_one_call() {
+    let env = Env::start(EnvOptions::default()).await;
+    let url = "http://evil-quote.example.com/it's/a?b='c'&d=1";
+    env.write("u.txt", &text_feed(&[url.to_owned()]));
+    env.config(&format!("{BASE}{}", feed("u", "u.txt", "")));
+    let (code, out) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{out}");
+    let owned: Vec<String> = env.owned().into_iter().map(|i| i.indicator_value).collect();
+    assert_eq!(owned, [url.to_owned()], "{out}");
+    env.emu.clear_calls();
+    let (code, r) = env.run_json(&["explain", "hxxp://EVIL-QUOTE.example[.]com/it's/a?b='c'&d=1"]).await;
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["type"], "Url");
+    assert_eq!(r["value"], url);
+    let rows = r["tenant_rows"].as_array().unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(rows.len(), 1, "{r}");
+    assert_eq!(rows[0]["ours"], true);
+    assert_eq!(env.emu.calls().iter().filter(|c| c.family != EndpointFamily::Token).count(), 1);
+}
