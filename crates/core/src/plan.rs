@@ -864,6 +864,23 @@ mod tests {
 
     const ME: &str = "11111111-2222-3333-4444-555555555555";
 
+    #[test]
+    fn capacity_rank_orders_by_priority_then_severity_and_matches_any_spelling() {
+        let mut a = desired(DomainName, "a.example", Action::Block);
+        a.priority = 1;
+        let mut b = desired(DomainName, "b.example", Action::Block);
+        b.priority = 5;
+        let mut c = desired(DomainName, "c.example", Action::Block);
+        c.priority = 1;
+        c.severity = Severity::Low;
+        let all = vec![a, b, c];
+        assert_eq!(capacity_rank(&all, &BTreeSet::new(), DomainName, "b.example"), Some(1));
+        assert_eq!(capacity_rank(&all, &BTreeSet::new(), DomainName, "A.EXAMPLE."), Some(2));
+        assert_eq!(capacity_rank(&all, &BTreeSet::new(), DomainName, "c.example"), Some(3));
+        assert_eq!(capacity_rank(&all, &BTreeSet::new(), DomainName, "d.example"), None);
+        assert_eq!(capacity_rank(&all, &BTreeSet::new(), Url, "a.example"), None);
+    }
+
     /// `plan` with every listed row's provenance known (feed `f`): the rows a feed brought.
     fn plan_known(desired: Vec<Desired>, rows: &[Existing], s: &PlanSettings) -> Plan {
         let mut s = s.clone();

@@ -34,6 +34,18 @@ pub struct GlobalArgs {
     /// Also write timestamped log lines to this file.
     #[arg(long, global = true)]
     pub log_file: Option<PathBuf>,
+    /// Log lines as text, or as one JSON object per line (for a SIEM).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Plain lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// How results are printed.

@@ -143,6 +143,12 @@ BEGIN
     SELECT RAISE(ABORT, 'the journal is append-only');
 END;
 ALTER TABLE runs ADD COLUMN undo_of INTEGER;
+CREATE TABLE journal_pending (
+    run_id     INTEGER NOT NULL,
+    tenant     TEXT NOT NULL,
+    entry_json TEXT NOT NULL
+);
+CREATE INDEX journal_pending_by_tenant ON journal_pending (tenant, run_id);
 ",
     // 5: the impact check's answers per value, reused for `[impact] cache_for`.
     r"
@@ -1094,7 +1100,67 @@ impl StateStore {
 
     // ---- journal ------------------------------------------------------------------------------
 
-    /// Appends the changes one confirmed call made, in one transaction.
+    /// Records the changes a call is about to send (replacing the run's earlier intents): if the
+    /// process dies before the answer is journaled, the next run finds out from the tenant which
+    /// of them landed ([`StateStore::pending_journal`]).
+    pub fn intend_journal(&self, run: i64, tenant: &str, entries: &[JournalEntry]) -> Result<(), StateError> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute("DELETE FROM journal_pending WHERE run_id = ?1", [run])?;
+        {
+            let mut put =
+                tx.prepare("INSERT INTO journal_pending (run_id, tenant, entry_json) VALUES (?1, ?2, ?3)")?;
+            for e in entries {
+                let json = serde_json::to_string(e).map_err(|e| StateError::Corrupt {
+                    what: "journal_pending.entry_json",
+                    detail: e.to_string(),
+                })?;
+                put.execute(params![run, tenant, json])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The intents of runs of `tenant` other than `except` whose answer was never journaled (the
+    /// process died mid-call), by run.
+    pub fn pending_journal(
+        &self,
+        tenant: &str,
+        except: Option<i64>,
+    ) -> Result<BTreeMap<i64, Vec<JournalEntry>>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT run_id, entry_json FROM journal_pending WHERE tenant = ?1 AND (?2 IS NULL OR run_id != ?2)
+             ORDER BY rowid",
+        )?;
+        let rows =
+            stmt.query_map(params![tenant, except], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out: BTreeMap<i64, Vec<JournalEntry>> = BTreeMap::new();
+        for row in rows {
+            let (run, json) = row?;
+            let e = serde_json::from_str(&json).map_err(|e| StateError::Corrupt {
+                what: "journal_pending.entry_json",
+                detail: e.to_string(),
+            })?;
+            out.entry(run).or_default().push(e);
+        }
+        Ok(out)
+    }
+
+    /// Journals what a dead run's last call really did (found in the tenant) and forgets its intents.
+    pub fn settle_pending(
+        &self,
+        run: i64,
+        tenant: &str,
+        at: DateTime<Utc>,
+        landed: &[JournalEntry],
+    ) -> Result<(), StateError> {
+        self.append_journal(run, tenant, at, landed)?;
+        self.conn.execute("DELETE FROM journal_pending WHERE run_id = ?1", [run])?;
+        Ok(())
+    }
+
+    /// Appends the changes one confirmed call made, and forgets the run's intents, in one
+    /// transaction.
     pub fn append_journal(
         &self,
         run: i64,
@@ -1103,6 +1169,7 @@ impl StateStore {
         entries: &[JournalEntry],
     ) -> Result<(), StateError> {
         let tx = self.conn.unchecked_transaction()?;
+        tx.execute("DELETE FROM journal_pending WHERE run_id = ?1", [run])?;
         {
             let mut put = tx.prepare(
                 "INSERT INTO journal (run_id, at, tenant, kind, indicator_id, indicator_type, value, action,
@@ -1130,6 +1197,13 @@ impl StateStore {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// How many journal rows run `run` wrote.
+    pub fn journal_count(&self, run: i64) -> Result<u64, StateError> {
+        let n: i64 =
+            self.conn.query_row("SELECT count(*) FROM journal WHERE run_id = ?1", [run], |r| r.get(0))?;
+        Ok(to_u64(n))
     }
 
     /// The journal of one run, in the order the changes landed.
@@ -1162,7 +1236,7 @@ impl StateStore {
         Ok(out)
     }
 
-    /// Journal rows of `tenant` (or every tenant) made by runs after `run`.
+    /// Journal rows of `tenant` made by runs after `run`.
     pub fn journal_after_run(&self, tenant: &str, run: i64) -> Result<Vec<JournalRow>, StateError> {
         let mut out = Vec::new();
         self.journal_query("tenant = ?1 AND run_id > ?2", params![tenant, run], |r| {
@@ -1606,12 +1680,30 @@ mod tests {
         let rows = s.journal_of_run(run).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[1].entry, entry("new.example"));
+        assert_eq!(s.journal_count(run).unwrap(), 2);
         assert!(s.conn.execute("UPDATE journal SET reason = 'manual'", []).is_err(), "rows are never edited");
         assert_eq!(s.prune_journal(t(50)).unwrap(), 1);
         let left = s.journal_of_run(run).unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].entry.value, "new.example");
         assert_eq!(s.journal_of_value("t", "DomainName", "NEW.example").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn intents_stay_pending_until_the_answer_is_journaled_or_settled() {
+        let s = StateStore::open_in_memory().unwrap();
+        let dead = s.begin_run("t", false, t(0)).unwrap();
+        s.intend_journal(dead, "t", &[entry("a.example"), entry("b.example")]).unwrap();
+        let live = s.begin_run("t", false, t(10)).unwrap();
+        s.intend_journal(live, "t", &[entry("c.example")]).unwrap();
+        s.append_journal(live, "t", t(11), &[entry("c.example")]).unwrap();
+        let pending = s.pending_journal("t", Some(live)).unwrap();
+        assert_eq!(pending.keys().copied().collect::<Vec<_>>(), vec![dead]);
+        assert_eq!(pending[&dead].len(), 2);
+        assert!(s.pending_journal("other", None).unwrap().is_empty());
+        s.settle_pending(dead, "t", t(20), &[entry("b.example")]).unwrap();
+        assert!(s.pending_journal("t", None).unwrap().is_empty());
+        assert_eq!(s.journal_of_run(dead).unwrap()[0].entry.value, "b.example");
     }
 
     #[test]

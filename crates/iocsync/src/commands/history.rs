@@ -45,7 +45,7 @@ pub fn run(config: &Config, args: &HistoryArgs) -> anyhow::Result<Vec<HistoryEnt
             // A run that never finished (killed) but was followed by another is over: partial
             // when some of its writes landed (its journal shows which).
             if r.status == "running" && s.later_run_exists(&r.tenant, r.id).unwrap_or(false) {
-                let landed = s.journal_of_run(r.id).map(|j| !j.is_empty()).unwrap_or(false);
+                let landed = s.journal_count(r.id).is_ok_and(|n| n > 0);
                 r.status = if landed { "partial" } else { "killed" }.to_owned();
             }
             let report: Option<serde_json::Value> =

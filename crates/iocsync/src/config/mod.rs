@@ -1621,6 +1621,17 @@ mod tests {
     }
 
     #[test]
+    fn journal_retention_defaults_to_400_days_and_is_checked() {
+        let c = load("[defender]\nemulator = true\n").unwrap();
+        assert_eq!(c.sync.journal_retention, Duration::from_secs(400 * 24 * 3600));
+        let c = load("[defender]\nemulator = true\n[sync]\njournal_retention = \"90d\"\n").unwrap();
+        assert_eq!(c.sync.journal_retention, Duration::from_secs(90 * 24 * 3600));
+        let err = load("[defender]\nemulator = true\n[sync]\njournal_retention = \"a year\"\n").unwrap_err();
+        let ConfigError::Invalid { problems, .. } = err else { panic!("expected Invalid, got {err}") };
+        assert!(problems.iter().any(|p| p.key == "sync.journal_retention"), "{problems:?}");
+    }
+
+    #[test]
     fn relative_paths_resolve_against_the_config_directory() {
         let c = load(
             "[defender]\nemulator = true\n[sync]\nstate = \"state/x.db\"\n[allowlist]\nfiles = [\"allow.txt\"]\n",

@@ -96,6 +96,7 @@ pub async fn apply(
         if stop.is_requested() {
             return stopped(result, &bar, &plan.import_items());
         }
+        journal.intend_deletes(chunk);
         match port.batch_delete(chunk).await {
             Ok(deleted) => journal.deleted(&deleted),
             Err(e) => {
@@ -123,6 +124,7 @@ pub async fn apply(
             return stopped(result, &bar, &items[n * IMPORT_BATCH..]);
         }
         let wire: Vec<ImportItem> = chunk.iter().map(|d| import_item(d)).collect();
+        journal.intend_imports(chunk.iter().copied());
         match port.import(&wire).await {
             Ok(outcomes) => {
                 journal.imported(

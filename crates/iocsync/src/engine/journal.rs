@@ -83,9 +83,6 @@ impl JournalSink {
     /// Appends entries (and logs each at INFO with the run id); a database error is logged, not
     /// fatal: the write already happened, and Defender stays the source of truth.
     pub fn append(&self, entries: &[JournalEntry]) {
-        if entries.is_empty() {
-            return;
-        }
         for e in entries {
             tracing::info!(
                 run = self.run,
@@ -105,6 +102,75 @@ impl JournalSink {
             tracing::error!(run = self.run, "could not append {} rows to the journal: {e}", entries.len());
         }
     }
+
+    /// Records what the next call sends, before it is sent (see [`reconcile`]).
+    pub fn intend(&self, entries: &[JournalEntry]) {
+        if let Err(e) = super::lock(&self.store).intend_journal(self.run, &self.tenant, entries) {
+            tracing::warn!(run = self.run, "could not record the writes about to be sent: {e}");
+        }
+    }
+}
+
+/// Journals what a run that died mid-call really did: its last call's intents, checked against
+/// the tenant as listed now (a create landed when an owned row holds its type, value and action; a
+/// delete when its id is gone; an update when the row carries the payload's fields). Runs at the
+/// start of the next sync, before it plans, so the journal shows exactly which writes landed.
+pub fn reconcile(
+    store: &Arc<Mutex<StateStore>>,
+    tenant: &str,
+    current_run: Option<i64>,
+    existing: &[Existing],
+    owner: &iocsync_core::plan::Owner,
+    now: DateTime<Utc>,
+) {
+    let pending = match super::lock(store).pending_journal(tenant, current_run) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!("could not read the writes a stopped run left unanswered: {e}");
+            return;
+        }
+    };
+    let by_id: HashMap<&str, &Existing> = existing.iter().map(|e| (e.id.as_str(), e)).collect();
+    for (run, intents) in pending {
+        let landed: Vec<JournalEntry> = intents
+            .into_iter()
+            .filter_map(|mut e| {
+                let kind = e.indicator_type.parse::<IndicatorType>().ok()?;
+                match e.kind.as_str() {
+                    "delete" => e.id.as_deref().is_some_and(|id| !by_id.contains_key(id)).then_some(e),
+                    "create" => {
+                        let mv = match_value(kind, &e.value);
+                        let row = existing.iter().find(|x| {
+                            x.kind == Some(kind)
+                                && match_value(kind, &x.value) == mv
+                                && x.raw_action == e.action
+                                && owner.owns(x)
+                        })?;
+                        e.id = Some(row.id.clone());
+                        Some(e)
+                    }
+                    _ => {
+                        let row = by_id.get(e.id.as_deref()?)?;
+                        carries(row, e.after.as_ref()?).then_some(e)
+                    }
+                }
+            })
+            .collect();
+        for e in &landed {
+            tracing::info!(run, value = %e.value, kind = %e.kind, "journal: a stopped run's write found in the tenant");
+        }
+        if let Err(e) = super::lock(store).settle_pending(run, tenant, now, &landed) {
+            tracing::warn!(run, "could not journal a stopped run's last writes: {e}");
+        }
+    }
+}
+
+/// Whether a tenant row carries the fields an update sent (the ones Defender echoes).
+fn carries(row: &Existing, after: &Value) -> bool {
+    let now = existing_json(row);
+    ["severity", "title", "description", "expirationTime", "action"]
+        .iter()
+        .all(|k| after.get(*k).is_none_or(|v| v.is_null() || now.get(*k) == Some(v)))
 }
 
 impl JournalSink {
@@ -309,6 +375,25 @@ impl Journaler {
             }
         }
         j
+    }
+
+    /// Records the rows of a BatchDelete about to be sent.
+    pub fn intend_deletes(&self, ids: &[String]) {
+        let Some(sink) = &self.sink else { return };
+        let rows: Vec<JournalEntry> = ids.iter().filter_map(|id| self.deletes.get(id).cloned()).collect();
+        sink.intend(&rows);
+    }
+
+    /// Records the rows of an import about to be sent.
+    pub fn intend_imports<'a>(&self, items: impl IntoIterator<Item = &'a Desired>) {
+        let Some(sink) = &self.sink else { return };
+        let rows: Vec<JournalEntry> = items
+            .into_iter()
+            .filter_map(|d| {
+                self.imports.get(&(d.kind, d.value.clone(), d.action.as_str().to_owned())).cloned()
+            })
+            .collect();
+        sink.intend(&rows);
     }
 
     /// Journals the ids one BatchDelete call confirmed deleted.

@@ -184,7 +184,7 @@ pub async fn sync_tenant(
     };
     if let Some(id) = run_id {
         // A run that stopped midway after some writes landed: the journal shows which.
-        let landed = !req.dry_run && lock(store).journal_of_run(id).is_ok_and(|j| !j.is_empty());
+        let landed = !req.dry_run && lock(store).journal_count(id).is_ok_and(|n| n > 0);
         let status = match (&outcome.error, outcome.exit) {
             (Some(_), _) if landed => "partial",
             (Some(_), _) => "error",

@@ -299,6 +299,9 @@ async fn apply_on(
         .map(super::to_existing)
         .collect();
     let owner = Owner { client_id: tenant.client_id.clone(), tag: config.sync.owner_tag.clone() };
+    if !req.dry_run {
+        super::journal::reconcile(store, &tenant.name, run_id, &existing, &owner, now);
+    }
     let allowlist = super::build_allowlist(&config.allowlist, &tenant.allowlist)?;
     let marker = config.marker();
     let by_id: BTreeMap<&str, &Existing> = existing.iter().map(|e| (e.id.as_str(), e)).collect();

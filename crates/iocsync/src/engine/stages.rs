@@ -425,6 +425,10 @@ async fn plan_and_apply(
         })
         .collect::<BTreeSet<_>>();
     let owner = Owner { client_id: tenant.client_id.clone(), tag: config.sync.owner_tag.clone() };
+    // A run that died mid-call: journal what its last call really did, before planning.
+    if !req.dry_run {
+        super::journal::reconcile(store, &tenant.name, run_id, &existing, &owner, now);
+    }
     // Owned rows the allowlist now covers are removed, whatever protects them, and outside the brake.
     let allowlisted: BTreeSet<(IndicatorType, String)> = existing
         .iter()

@@ -182,6 +182,17 @@ async fn plan_and_apply(
         .map(super::to_existing)
         .collect();
     let owner = Owner { client_id: tenant.client_id.clone(), tag: config.sync.owner_tag.clone() };
+    // With --yes (the run lock held): a run that died mid-call gets its last writes journaled
+    // first, so the undo reverts what really landed.
+    let reread;
+    let (rows, later) = if args.yes {
+        super::journal::reconcile(store, &tenant.name, None, &existing, &owner, now);
+        let s = lock(store);
+        reread = (s.journal_of_run(args.run)?, s.journal_after_run(&tenant.name, args.run)?);
+        (reread.0.as_slice(), reread.1.as_slice())
+    } else {
+        (rows, later)
+    };
     let allowlist = super::build_allowlist(&config.allowlist, &tenant.allowlist)?;
     let marker = config.marker();
     let expire_days = config.defaults.expire_days.unwrap_or(30);
@@ -386,7 +397,8 @@ async fn plan_and_apply(
         ));
         return Ok((report, Exit::Brake));
     }
-    if !args.yes {
+    // Nothing to write (no journaled change, or every one skipped): no undo run is recorded.
+    if !args.yes || report.changes.is_empty() {
         return Ok((report, Exit::Ok));
     }
 

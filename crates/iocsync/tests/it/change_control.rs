@@ -148,6 +148,9 @@ async fn the_journal_records_each_change_with_its_cause_and_exports_round_trip()
         n += 1;
     }
     assert_eq!(n, 81, "one CSV record per row");
+    // --since as an age: everything of the last hour.
+    let out = env.run(&["history", "--export", "jsonl", "--since", "1h"]).await;
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 81);
     // --since in the future: nothing.
     let out = env.run(&["history", "--export", "jsonl", "--since", "2999-01-01T00:00:00Z"]).await;
     assert!(out.status.success() && out.stdout.is_empty());
@@ -582,6 +585,14 @@ async fn purge_and_adopt_are_journaled_and_a_purge_can_be_undone() {
     env.config(&format!("{BASE}{}", feed("a", "a.txt", "")));
     assert_eq!(env.run_json(&["sync"]).await.0, 0);
     let before = tenant_state(&env);
+    // A run that changed nothing has nothing to undo, and no undo run is recorded.
+    assert_eq!(env.run_json(&["sync"]).await.0, 0);
+    let quiet = last_run(&env).await;
+    let (code, out) = env.run_json(&["undo", "--run", &quiet.to_string(), "--yes"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["changes"], serde_json::json!([]));
+    assert!(out["undo_run"].is_null());
+    assert_eq!(last_run(&env).await, quiet);
 
     let (code, out) = env.run_json(&["purge", "--yes"]).await;
     assert_eq!(code, 0, "{out}");
@@ -827,4 +838,150 @@ async fn undo_refuses_to_overfill_the_tenant() {
     assert_eq!(code, 1, "{out}");
     assert!(out["error"].as_str().unwrap().contains("over the capacity"), "{out}");
     assert_eq!(tenant_state(&env), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn log_format_json_carries_each_journal_line_with_its_run_id() {
+    let env = Env::start(EnvOptions::default()).await;
+    let ips = public_ips(7, 900_000);
+    env.write("a.txt", &text_feed(&ips));
+    env.config(&format!("{BASE}{}", feed("a", "a.txt", "")));
+    let out = env.run(&["--log-format", "json", "--output", "json", "sync"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is still the one report");
+    assert_eq!(report["counts"]["create"], 7);
+    let run = last_run(&env).await;
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect();
+    let journal: BTreeSet<String> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "journal")
+        .inspect(|l| {
+            assert_eq!(l["level"], "INFO");
+            assert_eq!(l["fields"]["run"], run);
+            assert_eq!(l["fields"]["reason"], "new-in-feed");
+            assert!(l["fields"]["indicator_id"].as_str().is_some_and(|id| !id.is_empty()));
+        })
+        .map(|l| l["fields"]["value"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(journal, ips.iter().cloned().collect());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(crate::harness::SECRET));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_a_value_defender_refused_says_when_and_why() {
+    let behaviour = iocsync_emulator::Behaviour {
+        known_device_groups: Some(vec!["Servers".to_owned()]),
+        ..Default::default()
+    };
+    let env = Env::start(EnvOptions { behaviour, ..EnvOptions::default() }).await;
+    let ips = public_ips(2, 950_000);
+    env.write("a.txt", &text_feed(&ips));
+    env.config(&format!("{BASE}{}", feed("a", "a.txt", "rbac_groups = [\"Laptops\"]")));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 3, "{report}");
+    let (code, r) = env.run_json(&["explain", &ips[1]]).await;
+    assert_eq!(code, 0, "{r}");
+    let d = r["rejects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["source"] == "defender")
+        .expect("Defender's refusal");
+    assert_eq!(d["reason"], "rejected-by-defender");
+    assert!(d["detail"].as_str().is_some_and(|t| !t.is_empty()), "{r}");
+    assert!(d["first_seen"].is_string() && d["last_seen"].is_string(), "when: {r}");
+    assert!(r["verdict"].as_str().unwrap().starts_with("held back: Defender refused it"), "{r}");
+    assert_eq!(r["tenant_rows"], serde_json::json!([]));
+    assert_eq!(r["journal"], serde_json::json!([]), "a refused write is not journaled");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_action_change_applies_from_a_saved_plan_and_undoes_back() {
+    let env = Env::start(EnvOptions::default()).await;
+    let ips = public_ips(4, 990_000);
+    let others = public_ips(16, 991_000);
+    env.write("a.txt", &text_feed(&ips));
+    env.write("b.txt", &text_feed(&others));
+    let cfg = |action: &str| {
+        format!("{BASE}{}{}", feed("a", "a.txt", &format!("action = \"{action}\"")), feed("b", "b.txt", ""))
+    };
+    env.config(&cfg("Block"));
+    assert_eq!(env.run_json(&["sync"]).await.0, 0);
+    let before = tenant_state(&env);
+    env.config(&cfg("Audit"));
+    let (code, out) = env.run_json(&["plan", "--out", "p.json"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["counts"]["replace"], 4);
+    let (code, out) = env.run_json(&["sync", "--plan", "p.json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let audit: BTreeSet<String> =
+        env.owned().into_iter().filter(|i| i.action == "Audit").map(|i| i.indicator_value).collect();
+    assert_eq!(audit, ips.iter().cloned().collect());
+    let run = last_run(&env).await.to_string();
+    let (_, ch) = env.run_json(&["history", "--run", &run, "--changes"]).await;
+    let kinds: Vec<(&str, &str)> = ch["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["kind"].as_str().unwrap(), c["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == ("delete", "Block")).count(), 4, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == ("create", "Audit")).count(), 4, "{kinds:?}");
+    // Replacing back counts against the brake like any replace (4 more in this window: held).
+    let (code, out) = env.run_json(&["undo", "--run", &run, "--yes"]).await;
+    assert_eq!(code, 4, "{out}");
+    let (code, out) = env.run_json(&["undo", "--run", &run, "--yes", "--force"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(tenant_state(&env), before, "Block again, field for field");
+}
+
+/// Every answer to a run's import is lost after Defender committed it (the run fails): its journal
+/// is empty, and `undo --yes` first finds the writes in the tenant, journals them, then reverts them.
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_committed_but_never_answered_are_journaled_before_an_undo() {
+    let env = chaos_env().await;
+    env.config(&chaos_config("feed.txt"));
+    let ips = public_ips(50, 960_000);
+    env.write("feed.txt", &text_feed(&ips));
+    env.emu.inject(FaultRule::new(Some(EndpointFamily::Import), Fault::DropAfterCommit, Trigger::FirstN(40)));
+    let (code, out) = env.run_json(&["sync"]).await;
+    assert_ne!(code, 0, "{out}");
+    env.emu.clear_faults();
+    assert_eq!(env.owned().len(), 50, "Defender committed every attempt");
+    let run = last_run(&env).await.to_string();
+    let (_, ch) = env.run_json(&["history", "--run", &run, "--changes"]).await;
+    assert_eq!(ch["changes"], serde_json::json!([]), "no answer, no row yet");
+
+    let (code, out) = env.run_json(&["undo", "--run", &run, "--yes"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["counts"]["delete"], 50, "{out}");
+    assert!(env.owned().is_empty());
+    let (_, ch) = env.run_json(&["history", "--run", &run, "--changes"]).await;
+    let rows = ch["changes"].as_array().unwrap();
+    assert_eq!(rows.len(), 50, "found in the tenant and journaled under the run that made them");
+    assert!(rows.iter().all(|r| r["kind"] == "create" && r["id"].is_string()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_looks_up_a_url_with_a_quote_in_one_call() {
+    let env = Env::start(EnvOptions::default()).await;
+    let url = "http://evil-quote.example.com/it's/a?b='c'&d=1";
+    env.write("u.txt", &text_feed(&[url.to_owned()]));
+    env.config(&format!("{BASE}{}", feed("u", "u.txt", "")));
+    let (code, out) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{out}");
+    let owned: Vec<String> = env.owned().into_iter().map(|i| i.indicator_value).collect();
+    assert_eq!(owned, [url.to_owned()], "{out}");
+    env.emu.clear_calls();
+    let (code, r) = env.run_json(&["explain", "hxxp://EVIL-QUOTE.example[.]com/it's/a?b='c'&d=1"]).await;
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["type"], "Url");
+    assert_eq!(r["value"], url);
+    let rows = r["tenant_rows"].as_array().unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(rows.len(), 1, "{r}");
+    assert_eq!(rows[0]["ours"], true);
+    assert_eq!(env.emu.calls().iter().filter(|c| c.family != EndpointFamily::Token).count(), 1);
 }

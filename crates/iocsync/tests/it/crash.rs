@@ -10,7 +10,7 @@ use crate::chaos::{
 };
 use crate::harness::{Env, SECRET, text_feed};
 use iocsync_emulator::{EndpointFamily, Fault, FaultRule, Trigger};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,45 @@ fn sync_command(env: &Env) -> Command {
     cmd.env("IOCSYNC_TEST_SECRET", SECRET).env_remove("RUST_LOG").env("NO_COLOR", "1");
     cmd.current_dir(env.dir.path()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     cmd
+}
+
+/// The newest run id in the state database, if any.
+fn newest_run(env: &Env) -> Option<i64> {
+    let path = env.path("state/iocsync.db");
+    if !path.exists() {
+        return None;
+    }
+    let store = iocsync::state::StateStore::open(&path).unwrap();
+    store.runs(None, 1).unwrap().first().map(|r| r.id)
+}
+
+/// (write, id) of every import and BatchDelete item the emulator applied (answered or not).
+fn landed_writes(env: &Env) -> BTreeMap<(String, String), usize> {
+    let mut out = BTreeMap::new();
+    for c in env.emu.calls() {
+        let what = match c.family {
+            EndpointFamily::Import => "import",
+            EndpointFamily::BatchDelete => "delete",
+            _ => continue,
+        };
+        if (200..300).contains(&c.status) {
+            for id in c.written {
+                *out.entry((what.to_owned(), id)).or_insert(0) += 1;
+            }
+        }
+    }
+    out
+}
+
+/// (write, id) of every journal row of one run.
+fn journal_writes(env: &Env, run: i64) -> BTreeMap<(String, String), usize> {
+    let store = iocsync::state::StateStore::open(&env.path("state/iocsync.db")).unwrap();
+    let mut out = BTreeMap::new();
+    for r in store.journal_of_run(run).unwrap() {
+        let what = if r.entry.kind == "delete" { "delete" } else { "import" };
+        *out.entry((what.to_owned(), r.entry.id.clone().unwrap_or_default())).or_insert(0) += 1;
+    }
+    out
 }
 
 /// The desired window of the pool for one trial: a moving [start, end) so every trial adds and removes.
@@ -124,6 +163,7 @@ async fn sigkill_at_seeded_random_points_is_completed_by_the_next_run() {
             Kill::AfterWrites(rng.range(0, 3) as usize, Duration::from_millis(rng.range(0, delay + 40)))
         };
 
+        let last_run_before = newest_run(&env);
         let mut child = sync_command(&env).spawn().unwrap();
         match kill {
             Kill::After(d) => tokio::time::sleep(d).await,
@@ -144,6 +184,7 @@ async fn sigkill_at_seeded_random_points_is_completed_by_the_next_run() {
         child.wait().unwrap();
         tally.killed_running += usize::from(running);
         let killed_writes = env.write_calls();
+        let landed = landed_writes(&env);
         env.emu.clear_faults();
 
         // The state database must open after the kill (WAL recovery), and show the killed run.
@@ -161,6 +202,15 @@ async fn sigkill_at_seeded_random_points_is_completed_by_the_next_run() {
         env.emu.clear_calls();
         let (code, report) = env.run_json(&["sync", "--force"]).await;
         assert_eq!(code, 0, "{label}: the run after a kill must succeed: {report}");
+        // The killed run's journal shows exactly the writes that landed, the call in flight at
+        // the kill included (the recovery run found it in the tenant before planning).
+        let killed_run = {
+            let store = iocsync::state::StateStore::open(&env.path("state/iocsync.db")).unwrap();
+            let runs = store.runs(None, 2).unwrap();
+            runs.get(1).map(|r| r.id).filter(|id| Some(*id) > last_run_before)
+        };
+        let journaled = killed_run.map(|id| journal_writes(&env, id)).unwrap_or_default();
+        assert_eq!(journaled, landed, "{label}: the killed run's journal != the writes that landed");
         let work = ["create", "update", "renew", "replace", "delete"]
             .iter()
             .map(|k| report["counts"][k].as_u64().unwrap())
@@ -183,19 +233,25 @@ async fn sigkill_at_seeded_random_points_is_completed_by_the_next_run() {
         assert_eq!(env.write_calls(), 0, "{label}: a converged tenant needs no write call: {report}");
         assert_eq!(report["counts"]["unchanged"], desired.len() as u64, "{label}: {report}");
     }
-    // `history` shows each killed run (left `running` in the database, then followed by another
-    // run) as `partial` when some of its writes landed (its journal shows which) or `killed` when
-    // none did, next to the completed ones.
+    // `history` shows each killed run (never finished, followed by another) as `partial` when some
+    // of its writes are in the journal and `killed` when none are, next to the completed ones.
     let (code, history) = env.run_json(&["history", "--limit", "100"]).await;
     assert_eq!(code, 0, "{history}");
     let statuses: Vec<&str> =
         history["runs"].as_array().unwrap().iter().filter_map(|r| r["status"].as_str()).collect();
-    assert_eq!(
-        statuses.iter().filter(|s| matches!(**s, "partial" | "killed")).count(),
-        tally.left_running,
-        "{statuses:?}"
-    );
-    assert!(!statuses.contains(&"running"), "a run followed by another is over: {statuses:?}");
+    let interrupted = statuses.iter().filter(|s| **s == "partial" || **s == "killed").count();
+    assert_eq!(interrupted, tally.left_running, "{statuses:?}");
+    assert!(statuses.contains(&"partial"), "a kill after a journaled batch shows `partial`: {statuses:?}");
+    for r in history["runs"].as_array().unwrap() {
+        let id = r["id"].as_i64().unwrap().to_string();
+        let (_, ch) = env.run_json(&["history", "--run", &id, "--changes"]).await;
+        let journaled = !ch["changes"].as_array().unwrap().is_empty();
+        match r["status"].as_str().unwrap() {
+            "partial" => assert!(journaled, "run {id} is partial: its journal shows what landed"),
+            "killed" => assert!(!journaled, "run {id} is killed: nothing journaled"),
+            _ => {}
+        }
+    }
     assert!(statuses.iter().filter(|s| **s == "ok").count() >= 2 * TRIALS, "{statuses:?}");
     // The seeded kill points really interrupted applies (not only runs that had finished or not
     // started writing), including interrupted deletes completed by the next run.
@@ -203,7 +259,7 @@ async fn sigkill_at_seeded_random_points_is_completed_by_the_next_run() {
     assert!(tally.killed_mid_apply >= 3, "too few kills landed inside an apply: {tally:?}");
     assert!(tally.recovery_deleted >= 1, "no interrupted delete was completed: {tally:?}");
     assert!(tally.recovery_replaced >= 1, "no interrupted replace was completed: {tally:?}");
-    // Every kill that landed after the run was recorded left it `running` in the history.
+    // Every kill that landed after the run was recorded left it unfinished in the history.
     assert!(tally.left_running >= tally.killed_mid_apply, "{tally:?}");
 }
 
