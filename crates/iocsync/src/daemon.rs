@@ -55,7 +55,7 @@ impl RunLock {
         {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let file = File::options()
+        let file = crate::fsutil::private_options()
             .create(true)
             .truncate(false)
             .write(true)

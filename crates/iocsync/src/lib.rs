@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod engine;
 pub mod feeds;
 pub mod fetch;
+pub mod fsutil;
 pub mod logging;
 pub mod output;
 pub mod progress;

@@ -2,7 +2,6 @@
 //! log file with timestamped lines.
 
 use crate::cli::GlobalArgs;
-use std::fs::OpenOptions;
 use std::sync::Mutex;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
@@ -20,10 +19,7 @@ pub fn init(global: &GlobalArgs) -> anyhow::Result<()> {
     let stderr = std::io::stderr.with_max_level(tracing::Level::TRACE);
     match &global.log_file {
         Some(path) => {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
+            let file = crate::fsutil::open_private_append(path)
                 .map_err(|e| anyhow::anyhow!("cannot open log file {}: {e}", path.display()))?;
             let file = Mutex::new(file);
             tracing_subscriber::fmt()

@@ -15,7 +15,34 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 
+/// Prints text for people: every terminal control character (C0 but newline and tab, DEL, C1,
+/// bidirectional overrides) is shown escaped, since values and messages come from feeds and
+/// servers and must not drive the terminal.
 fn emit(text: &str) {
+    write_stdout(&strip_controls(text));
+}
+
+/// `text` with terminal control characters replaced by their `\u{..}` escape.
+pub fn strip_controls(text: &str) -> String {
+    let bad = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(bad) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if bad(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn write_stdout(text: &str) {
     let mut out = std::io::stdout().lock();
     // A closed pipe (`iocsync ... | head`) is not an error worth a panic.
     let _ = out.write_all(text.as_bytes());
@@ -24,8 +51,8 @@ fn emit(text: &str) {
 
 fn json<T: Serialize + ?Sized>(value: &T) {
     match serde_json::to_string_pretty(value) {
-        Ok(s) => emit(&(s + "\n")),
-        Err(e) => emit(&format!("{{\"error\": \"cannot render JSON: {e}\"}}\n")),
+        Ok(s) => write_stdout(&(s + "\n")),
+        Err(e) => write_stdout(&format!("{{\"error\": \"cannot render JSON: {e}\"}}\n")),
     }
 }
 
@@ -44,7 +71,7 @@ pub fn error(format: OutputFormat, e: &anyhow::Error) {
         OutputFormat::Json => json(&serde_json::json!({ "error": message })),
         OutputFormat::Text => {
             let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "error: {message}");
+            let _ = writeln!(err, "error: {}", strip_controls(&message));
         }
     }
 }

@@ -196,8 +196,8 @@ fn auth_headers(auth: &FeedAuth) -> Result<reqwest::header::HeaderMap, String> {
 }
 
 fn feed_spec(config: &Config, feed: &Feed, rules: &HealthRules) -> anyhow::Result<FeedSpec> {
-    let source = Source::parse(&feed.source, &config.base_dir)
-        .with_context(|| format!("feed {}: source {}", feed.name, feed.source))?;
+    let source =
+        Source::parse(&feed.source, &config.base_dir).with_context(|| format!("feed {}", feed.name))?;
     Ok(FeedSpec {
         name: feed.name.clone(),
         source,

@@ -13,6 +13,7 @@ mod fetch;
 mod harness;
 mod hostile;
 mod model;
+mod ops;
 mod ownership;
 mod safety;
 mod state;
