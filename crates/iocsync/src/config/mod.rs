@@ -345,7 +345,17 @@ pub struct DaemonSettings {
     pub jitter: Duration,
     /// Metrics and health listen address.
     pub listen: std::net::SocketAddr,
+    /// Time zone of a cron `schedule` (UTC by default).
+    pub tz: chrono_tz::Tz,
+    /// `/readyz` fails for a tenant whose last success is older than this (default: twice the
+    /// interval, or twice the gap between two cron occurrences).
+    pub max_staleness: Duration,
 }
+
+/// Default `[daemon] listen`: loopback, port 8944. Not 9464 (the OpenTelemetry Prometheus
+/// exporter's); the Prometheus exporter range 9100-9999 is fully allocated, so iocsync sits
+/// beside its emulator's 8943.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8944";
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -1233,7 +1243,11 @@ impl Validator {
     }
 
     fn daemon(&mut self, raw: raw::RawDaemon) -> DaemonSettings {
-        self.unknown("daemon", &raw.unknown, &["schedule", "interval", "jitter", "listen"]);
+        self.unknown(
+            "daemon",
+            &raw.unknown,
+            &["schedule", "interval", "jitter", "listen", "tz", "max_staleness"],
+        );
         let schedule = match (raw.schedule, raw.interval) {
             (Some(_), Some(_)) => {
                 self.problem("daemon.schedule", "give either schedule (cron) or interval, not both");
@@ -1254,14 +1268,29 @@ impl Validator {
             Some("0") | Some("0s") => Duration::ZERO,
             j => self.duration("daemon.jitter", j, Duration::from_secs(60)),
         };
-        let listen = match raw.listen.as_deref().unwrap_or("127.0.0.1:9464").parse() {
+        let listen = match raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN).parse() {
             Ok(a) => a,
             Err(e) => {
-                self.problem("daemon.listen", format!("not an address like 127.0.0.1:9464: {e}"));
-                std::net::SocketAddr::from(([127, 0, 0, 1], 9464))
+                self.problem("daemon.listen", format!("not an address like {DEFAULT_LISTEN}: {e}"));
+                std::net::SocketAddr::from(([127, 0, 0, 1], 8944))
             }
         };
-        DaemonSettings { schedule, jitter, listen }
+        let tz = match raw.tz.as_deref().map(str::parse::<chrono_tz::Tz>) {
+            None => chrono_tz::Tz::UTC,
+            Some(Ok(tz)) => tz,
+            Some(Err(_)) => {
+                let given = raw.tz.as_deref().unwrap_or_default();
+                self.problem(
+                    "daemon.tz",
+                    format!("`{given}` is not an IANA time zone name like \"Europe/Rome\" or \"UTC\""),
+                );
+                chrono_tz::Tz::UTC
+            }
+        };
+        let period = crate::daemon::schedule_period(&schedule, tz);
+        let max_staleness =
+            self.duration("daemon.max_staleness", raw.max_staleness.as_deref(), period.saturating_mul(2));
+        DaemonSettings { schedule, jitter, listen, tz, max_staleness }
     }
 }
 
@@ -1356,6 +1385,27 @@ mod tests {
         let c = load(STARTER_CONFIG).unwrap();
         assert_eq!(c.tenants.len(), 1);
         assert!(!c.feeds.is_empty());
+        // It states the schedule's time zone, and the default port is not OpenTelemetry's 9464.
+        assert!(STARTER_CONFIG.contains("tz = \"UTC\""));
+        assert_eq!(c.daemon.tz, chrono_tz::Tz::UTC);
+        assert_eq!(c.daemon.listen.to_string(), DEFAULT_LISTEN);
+        assert_ne!(c.daemon.listen.port(), 9464);
+        assert_eq!(c.daemon.max_staleness, std::time::Duration::from_secs(12 * 3600), "2 x the 6h interval");
+    }
+
+    #[test]
+    fn daemon_time_zone_and_staleness() {
+        let c =
+            load("[defender]\nemulator = true\n[daemon]\nschedule = \"0 */2 * * *\"\ntz = \"Europe/Rome\"\n")
+                .unwrap();
+        assert_eq!(c.daemon.tz, chrono_tz::Europe::Rome);
+        assert_eq!(c.daemon.max_staleness, std::time::Duration::from_secs(4 * 3600));
+        let err =
+            load("[defender]\nemulator = true\n[daemon]\ntz = \"Mars/Olympus\"\nmax_staleness = \"soon\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("daemon.tz") && err.contains("Mars/Olympus"), "{err}");
+        assert!(err.contains("daemon.max_staleness"), "{err}");
     }
 
     #[test]

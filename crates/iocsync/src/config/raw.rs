@@ -143,6 +143,8 @@ pub struct RawDaemon {
     pub interval: Option<String>,
     pub jitter: Option<String>,
     pub listen: Option<String>,
+    pub tz: Option<String>,
+    pub max_staleness: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

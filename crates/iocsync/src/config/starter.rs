@@ -63,6 +63,8 @@ files = []                      # text lists or MISP warninglist JSON files
 builtin = true                  # Microsoft service domains, public DNS resolvers, private ranges
 
 [daemon]
-interval = "6h"                 # or schedule = "0 */6 * * *" (cron)
-listen = "127.0.0.1:9464"       # /metrics (Prometheus) and /healthz
+interval = "6h"                 # or schedule = "0 */6 * * *" (cron); the daemon also runs once at start
+tz = "UTC"                      # time zone of a cron schedule (IANA name, e.g. "Europe/Rome"); UTC by default
+# max_staleness = "12h"         # /readyz fails when a tenant's last success is older (default: 2 x the interval)
+listen = "127.0.0.1:8944"       # /metrics (Prometheus), /healthz (liveness), /readyz (last success fresh)
 "#;

@@ -75,6 +75,8 @@ pub struct TenantOutcome {
     pub feed_ages: Vec<(String, Option<i64>)>,
     /// 429 answers by endpoint (for metrics).
     pub throttled_by: iocsync_defender::ThrottledBy,
+    /// API answers by endpoint and HTTP status (for metrics; empty when no client was built).
+    pub calls_by_status: iocsync_defender::CallsByStatus,
     /// The first few values of each kind of change (for the text output).
     pub samples: Vec<ChangeSample>,
     /// Why a feed fell back or failed, by feed name (for the text output).
@@ -146,7 +148,9 @@ pub async fn sync_tenant(
 ) -> TenantOutcome {
     let started = req.now.unwrap_or_else(Utc::now);
     let run_id = lock(store).begin_run(&tenant.name, req.dry_run, started).ok();
-    let outcome = match stages::run(config, tenant, store, req).await {
+    // Every log line of this tenant's run carries its tenant and run id (`--log-format json`).
+    let span = tracing::info_span!("run", tenant = %tenant.name, run_id = run_id.unwrap_or_default());
+    let outcome = match tracing::Instrument::instrument(stages::run(config, tenant, store, req), span).await {
         Ok(o) => o,
         Err(e) => {
             tracing::error!(tenant = %tenant.name, "sync failed: {e:#}");
@@ -159,6 +163,7 @@ pub async fn sync_tenant(
                 owned_by: Default::default(),
                 feed_ages: Vec::new(),
                 throttled_by: Default::default(),
+                calls_by_status: Default::default(),
                 samples: Vec::new(),
                 feed_reasons: Default::default(),
             }

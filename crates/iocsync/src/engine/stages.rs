@@ -48,7 +48,7 @@ pub(super) async fn run(
     let result =
         plan_and_apply(config, tenant, store, req, &conn.client, desired, &loaded, &allowlist, now).await;
     conn.close().await;
-    let PlanApplied { mut report, applied, owned_by, throttled_by, samples } = result?;
+    let PlanApplied { mut report, applied, owned_by, throttled_by, calls_by_status, samples } = result?;
     let feed_ages = loaded
         .iter()
         .map(|f| {
@@ -102,6 +102,7 @@ pub(super) async fn run(
         owned_by,
         feed_ages,
         throttled_by,
+        calls_by_status,
         samples,
         feed_reasons,
     })
@@ -275,6 +276,7 @@ struct PlanApplied {
     applied: ApplyResult,
     owned_by: BTreeMap<(String, String), u64>,
     throttled_by: iocsync_defender::ThrottledBy,
+    calls_by_status: iocsync_defender::CallsByStatus,
     samples: Vec<super::ChangeSample>,
 }
 
@@ -522,7 +524,8 @@ async fn plan_and_apply(
         lock(store).record_brake(&tenant.name, &entry).context("recording the run in the brake's memory")?;
     }
     let samples = change_samples(&plan);
-    Ok(PlanApplied { report, applied, owned_by, throttled_by: stats.throttled_by, samples })
+    let calls_by_status = client.calls_by_status();
+    Ok(PlanApplied { report, applied, owned_by, throttled_by: stats.throttled_by, calls_by_status, samples })
 }
 
 fn stamp(family: &str, at_ms: i64) -> Option<iocsync_core::pacing::CallStamp> {
