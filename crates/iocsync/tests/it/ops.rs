@@ -69,3 +69,86 @@ async fn every_file_iocsync_creates_is_private() {
     }
     assert!(checked.len() >= 7, "the emulator snapshot and the WAL files are checked too: {checked:?}");
 }
+
+fn repo_file(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+}
+
+/// The metric families the daemon exports (every family has its HELP/TYPE even without rows).
+fn exported_families() -> std::collections::BTreeSet<String> {
+    let state = iocsync::daemon::DaemonState::new(
+        vec!["t".into()],
+        std::time::Duration::from_secs(3600),
+        chrono::Utc::now(),
+    );
+    iocsync::daemon::render_metrics(&state)
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap().to_owned())
+        .collect()
+}
+
+/// `iocsync_*` names used in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("iocsync_") {
+        let tail = &rest[i..];
+        let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+        out.push(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    out
+}
+
+#[test]
+fn the_alert_rules_are_valid_and_use_exported_metrics() {
+    let path = repo_file("contrib/prometheus/iocsync-alerts.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let doc: serde_json::Value = serde_norway::from_str(&text).expect("the rules file is YAML");
+    let families = exported_families();
+    let rules = doc["groups"][0]["rules"].as_array().expect("groups[0].rules");
+    let mut alerts = Vec::new();
+    for r in rules {
+        let name = r["alert"].as_str().expect("every rule is an alert");
+        let expr = r["expr"].as_str().expect("expr");
+        assert!(r["labels"]["severity"].is_string(), "{name}: severity label");
+        assert!(r["annotations"]["summary"].is_string(), "{name}: summary");
+        let used = metric_names(expr);
+        assert!(!used.is_empty(), "{name} uses no iocsync metric");
+        for m in used {
+            assert!(families.contains(&m), "{name} uses {m}, which the daemon does not export");
+        }
+        alerts.push((name.to_owned(), expr.to_owned()));
+    }
+    let has = |metric: &str, extra: &str| alerts.iter().any(|(_, e)| e.contains(metric) && e.contains(extra));
+    assert!(has("iocsync_last_success_timestamp_seconds", "time()"), "no-success alert");
+    assert!(has("iocsync_brake_held", "== 1"), "brake alert");
+    assert!(has("iocsync_capacity_used", "0.9"), "capacity alert");
+    assert!(has("iocsync_feed_status", "stale"), "stale feed alert");
+
+    // promtool (Debian's `prometheus` package) checks the PromQL itself, where installed.
+    match std::process::Command::new("promtool").arg("check").arg("rules").arg(&path).output() {
+        Ok(out) => assert!(out.status.success(), "promtool: {}", String::from_utf8_lossy(&out.stdout)),
+        Err(_) => eprintln!("promtool not installed: the rules were checked as YAML only"),
+    }
+}
+
+#[test]
+fn the_grafana_dashboard_queries_exported_metrics() {
+    let text = std::fs::read_to_string(repo_file("contrib/grafana/iocsync-dashboard.json")).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let families = exported_families();
+    let panels = dash["panels"].as_array().unwrap();
+    assert!(panels.len() >= 6);
+    let mut ids = std::collections::BTreeSet::new();
+    for p in panels {
+        assert!(ids.insert(p["id"].as_u64().unwrap()), "duplicate panel id");
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            for m in metric_names(expr) {
+                assert!(families.contains(&m), "panel {}: {m} is not exported", p["title"]);
+            }
+        }
+    }
+}
