@@ -170,11 +170,21 @@ async fn execute(cli: Cli) -> anyhow::Result<Exit> {
             output::raw(&buf);
             Ok(Exit::Ok)
         }
-        Command::Man => {
+        Command::Man(args) => {
             let cmd = <Cli as clap::CommandFactory>::command();
-            let mut buf = Vec::new();
-            clap_mangen::Man::new(cmd).render(&mut buf)?;
-            output::raw(&buf);
+            match &args.dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+                    let pages = commands::man::write_pages(cmd, dir)?;
+                    output::man_pages(format, dir, &pages);
+                }
+                None => {
+                    let mut buf = Vec::new();
+                    clap_mangen::Man::new(cmd).render(&mut buf)?;
+                    output::raw(&buf);
+                }
+            }
             Ok(Exit::Ok)
         }
         Command::Daemon => {

@@ -368,6 +368,18 @@ pub fn init(format: OutputFormat, path: &Path) {
     ));
 }
 
+/// `iocsync man --dir`: the pages written.
+pub fn man_pages(format: OutputFormat, dir: &Path, pages: &[std::path::PathBuf]) {
+    if format == OutputFormat::Json {
+        return json(&serde_json::json!({ "dir": dir, "pages": pages }));
+    }
+    let mut s = format!("wrote {} man pages into {}:\n", pages.len(), dir.display());
+    for p in pages {
+        let _ = writeln!(s, "  {}", p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+    }
+    emit(&s);
+}
+
 /// `iocsync daemon`: where it serves and what it runs (its one JSON document).
 pub fn daemon_started(format: OutputFormat, info: &serde_json::Value) {
     if format == OutputFormat::Json {

@@ -6,5 +6,6 @@ pub mod emulator;
 pub mod history;
 pub mod init;
 pub mod list;
+pub mod man;
 pub mod parse;
 pub mod purge;

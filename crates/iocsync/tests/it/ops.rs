@@ -158,3 +158,161 @@ fn the_grafana_dashboard_queries_exported_metrics() {
         }
     }
 }
+
+fn sync_env_config(env: &Env) {
+    env.write("a.txt", &text_feed(&public_ips(3, 71_000)));
+    env.config("[sync]\nstate = \"state/iocsync.db\"\n[[feeds]]\nname = \"a\"\nsource = \"a.txt\"\nformat = \"text\"\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_are_one_object_a_line_with_tenant_and_run_id() {
+    let env = Env::start(EnvOptions::default()).await;
+    sync_env_config(&env);
+    let log = env.path("iocsync.log");
+    let out = env.run(&["-v", "--log-format", "json", "--log-file", log.to_str().unwrap(), "sync"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let file = std::fs::read_to_string(&log).unwrap();
+    for text in [&stderr, &file] {
+        let mut in_run = 0;
+        for line in text.lines() {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"));
+            for key in ["timestamp", "level", "message", "target"] {
+                assert!(v.get(key).is_some(), "{key} missing: {line}");
+            }
+            assert!(chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str().unwrap()).is_ok(), "{line}");
+            if v["tenant"] == "default" {
+                assert!(v["run_id"].as_i64().is_some_and(|id| id > 0), "{line}");
+                in_run += 1;
+            }
+        }
+        assert!(in_run > 0, "no line carries the tenant and run id:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn text_logs_have_timestamps_or_journald_priorities() {
+    let env = Env::start(EnvOptions::default()).await;
+    sync_env_config(&env);
+    let out = env.run(&["-v", "sync"]).await;
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let first = stderr.lines().next().expect("some log lines");
+    let ts = first.split_whitespace().next().unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "no timestamp: {first}");
+    assert!(!stderr.contains('\x1b'), "colour with NO_COLOR set: {stderr:?}");
+
+    let out = env.run_with(&["-v", "sync"], &[("JOURNAL_STREAM", "8:12345")]).await;
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!stderr.is_empty());
+    for line in stderr.lines() {
+        let prio = line.strip_prefix('<').and_then(|l| l.split_once('>')).map(|(p, _)| p);
+        assert!(matches!(prio, Some("3" | "4" | "6" | "7")), "no journald priority: {line}");
+    }
+    assert!(
+        stderr.lines().any(|l| l.starts_with("<7>")) && stderr.lines().any(|l| l.starts_with("<6>")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn text_logs_obey_no_color_on_a_terminal() {
+    // `script` (util-linux) gives the binary a terminal; without it there is no colour to test.
+    let run = |no_color: bool| {
+        let mut c = std::process::Command::new("script");
+        let bin = assert_cmd::cargo::cargo_bin!("iocsync");
+        c.args(["-qec", &format!("{} -v parse /nonexistent-feed.txt", bin.display()), "/dev/null"]);
+        c.env_remove("RUST_LOG").env_remove("JOURNAL_STREAM");
+        if no_color {
+            c.env("NO_COLOR", "1")
+        } else {
+            c.env_remove("NO_COLOR")
+        };
+        c.output()
+    };
+    let Ok(coloured) = run(false) else {
+        return skipped("`script` is not installed: NO_COLOR not tested on a terminal");
+    };
+    let coloured = String::from_utf8_lossy(&coloured.stdout).into_owned();
+    if !coloured.contains("DEBUG") {
+        return skipped("`script` gave no terminal output here");
+    }
+    assert!(coloured.contains('\x1b'), "no colour on a terminal at all: {coloured:?}");
+    let plain = String::from_utf8_lossy(&run(true).unwrap().stdout).into_owned();
+    assert!(plain.contains("DEBUG") && !plain.contains('\x1b'), "NO_COLOR ignored: {plain:?}");
+}
+
+#[test]
+fn help_separates_global_options_and_lists_values_examples_and_exit_codes() {
+    let top = iocsync().arg("--help").output().unwrap();
+    assert!(top.status.success());
+    let top = String::from_utf8(top.stdout).unwrap();
+    for want in
+        ["Global options:", "Examples:", "Exit codes:", "4  refused by the delete brake", "--log-format"]
+    {
+        assert!(top.contains(want), "`{want}` missing from --help:\n{top}");
+    }
+    let parse = String::from_utf8(iocsync().args(["parse", "--help"]).output().unwrap().stdout).unwrap();
+    let (own, global) = parse.split_once("Global options:").expect("a Global options heading");
+    assert!(own.contains("--format") && own.contains("--type") && !own.contains("--log-file"), "{parse}");
+    assert!(global.contains("--config") && global.contains("--output"), "{parse}");
+    for value in ["defender-csv", "taxii", "CertificateThumbprint", "sha256", "json"] {
+        assert!(parse.contains(value), "{value} not listed:\n{parse}");
+    }
+    let short = String::from_utf8(iocsync().args(["parse", "-h"]).output().unwrap().stdout).unwrap();
+    let flat = short.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains("[possible values: auto, text, csv"), "{short}");
+    // A value outside the list is a usage error naming the choices.
+    let out = iocsync().args(["parse", "x.txt", "--type", "ipaddr"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("possible values"));
+    // Defender's names and aliases keep working, in any case.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("f.txt");
+    std::fs::write(&f, "45.0.0.9\n").unwrap();
+    for t in ["IpAddress", "ipaddress", "ip", "ipv4"] {
+        let out =
+            iocsync().args(["parse", f.to_str().unwrap(), "--type", t, "--format", "TEXT"]).output().unwrap();
+        assert!(out.status.success(), "{t}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn quiet_and_verbose_conflict() {
+    let out = iocsync().args(["-q", "-v", "parse", "x.txt"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot be used with"), "{err}");
+}
+
+#[test]
+fn man_writes_a_page_per_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = iocsync().args(["man", "--dir", dir.path().to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for cmd in [
+        "",
+        "-sync",
+        "-plan",
+        "-parse",
+        "-check",
+        "-list",
+        "-purge",
+        "-adopt",
+        "-history",
+        "-daemon",
+        "-emulator",
+        "-init",
+        "-completions",
+        "-man",
+    ] {
+        let page = dir.path().join(format!("iocsync{cmd}.1"));
+        let text = std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+        assert!(text.starts_with(".ie") || text.contains(".TH"), "{}: not roff", page.display());
+    }
+    let sync = std::fs::read_to_string(dir.path().join("iocsync-sync.1")).unwrap();
+    assert!(sync.contains("dry\\-run") && sync.contains("log\\-format"), "{sync}");
+    // Without --dir, the main page goes to stdout.
+    let out = iocsync().arg("man").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(".TH"));
+}
