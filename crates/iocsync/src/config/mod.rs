@@ -81,6 +81,9 @@ pub enum CredentialSpec {
     SecretEnv(String),
     /// Client secret in a file that only its owner may read.
     SecretFile(PathBuf),
+    /// Client secret passed by systemd (`LoadCredential=NAME:...`): the file NAME in
+    /// `$CREDENTIALS_DIRECTORY`, read at run time.
+    SecretCredential(String),
     /// Certificate credential: private key PEM file plus the certificate PEM or its SHA-1 thumbprint.
     Certificate {
         /// PEM private key (PKCS#8 or PKCS#1), owner-readable only.
@@ -715,14 +718,19 @@ impl Validator {
                     toml::Value::Table(t) => toml::Value::Table(t).try_into().unwrap_or_default(),
                     _ => raw::RawSecret::default(),
                 };
-                self.unknown(&format!("{key}.client_secret"), &s.unknown, &["env", "file"]);
-                match (s.env, s.file) {
-                    (Some(e), None) if !e.is_empty() => CredentialSpec::SecretEnv(e),
-                    (None, Some(f)) => CredentialSpec::SecretFile(resolve(&self.base_dir, Path::new(&f))),
+                self.unknown(&format!("{key}.client_secret"), &s.unknown, &["env", "file", "credential"]);
+                match (s.env, s.file, s.credential) {
+                    (Some(e), None, None) if !e.is_empty() => CredentialSpec::SecretEnv(e),
+                    (None, Some(f), None) => {
+                        CredentialSpec::SecretFile(resolve(&self.base_dir, Path::new(&f)))
+                    }
+                    (None, None, Some(c)) if !c.is_empty() && !c.contains(['/', '\\']) && c != ".." => {
+                        CredentialSpec::SecretCredential(c)
+                    }
                     _ => {
                         self.problem(
                             format!("{key}.client_secret"),
-                            "write { env = \"VAR\" } or { file = \"/path\" }: secrets are never written in the config itself",
+                            "write { env = \"VAR\" }, { file = \"/path\" } or { credential = \"NAME\" } (systemd LoadCredential=): secrets are never written in the config itself",
                         );
                         CredentialSpec::Emulator
                     }

@@ -21,11 +21,12 @@ pub struct RawConfig {
     pub unknown: Unknown,
 }
 
-/// A secret reference: `{ env = "VAR" }` or `{ file = "/path" }`.
+/// A secret reference: `{ env = "VAR" }`, `{ file = "/path" }` or `{ credential = "NAME" }`.
 #[derive(Debug, Default, Deserialize)]
 pub struct RawSecret {
     pub env: Option<String>,
     pub file: Option<String>,
+    pub credential: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

@@ -316,3 +316,74 @@ fn man_writes_a_page_per_command() {
     let out = iocsync().arg("man").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(".TH"));
 }
+
+#[test]
+fn the_systemd_units_verify_and_have_the_operational_settings() {
+    let read = |name: &str| std::fs::read_to_string(repo_file(&format!("contrib/systemd/{name}"))).unwrap();
+    let (timer, oneshot, daemon) =
+        (read("iocsync.timer"), read("iocsync.service"), read("iocsync-daemon.service"));
+    let has = |text: &str, key: &str| text.lines().any(|l| l.trim_start().starts_with(key));
+    for key in ["OnCalendar=", "Persistent=true", "RandomizedDelaySec="] {
+        assert!(has(&timer, key), "timer lacks {key}");
+    }
+    assert!(!has(&timer, "OnUnitActiveSec="), "the timer is calendar-based");
+    for key in ["Type=oneshot", "TimeoutStartSec=", "LoadCredential=client_secret:", "StateDirectory=iocsync"]
+    {
+        assert!(has(&oneshot, key), "iocsync.service lacks {key}");
+    }
+    for key in ["Type=exec", "LoadCredential=client_secret:", "StateDirectory=iocsync"] {
+        assert!(has(&daemon, key), "iocsync-daemon.service lacks {key}");
+    }
+    for unit in [&oneshot, &daemon] {
+        assert!(!has(unit, "EnvironmentFile="), "secrets come through LoadCredential=, not the environment");
+    }
+
+    // systemd-analyze verify, on copies whose ExecStart= points at the binary just built.
+    let dir = tempfile::tempdir().unwrap();
+    let bin = assert_cmd::cargo::cargo_bin!("iocsync");
+    for (name, text) in
+        [("iocsync.timer", &timer), ("iocsync.service", &oneshot), ("iocsync-daemon.service", &daemon)]
+    {
+        let text = text.replace("/usr/local/bin/iocsync", bin.to_str().unwrap());
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no", "iocsync.timer", "iocsync.service", "iocsync-daemon.service"])
+        .current_dir(dir.path())
+        .output();
+    let Ok(out) = out else {
+        return skipped("systemd-analyze is not installed: the units were checked as text only");
+    };
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_secret_can_come_from_a_systemd_credential() {
+    let env = Env::start(EnvOptions::default()).await;
+    sync_env_config(&env);
+    let text = std::fs::read_to_string(env.path("iocsync.toml")).unwrap();
+    let text = text.replace(
+        "client_secret = { env = \"IOCSYNC_TEST_SECRET\" }",
+        "client_secret = { credential = \"client_secret\" }",
+    );
+    assert!(text.contains("credential = \"client_secret\""));
+    env.write("iocsync.toml", &text);
+    env.write("creds/client_secret", &format!("{}\n", crate::harness::SECRET));
+    let creds = env.path("creds");
+    let out = env
+        .run_with(
+            &["--output", "json", "sync"],
+            &[("CREDENTIALS_DIRECTORY", creds.to_str().unwrap()), ("IOCSYNC_TEST_SECRET", "")],
+        )
+        .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(env.owned().len(), 3);
+
+    // Outside systemd the error says what to do, and never shows the secret.
+    let out = env.run(&["sync"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(all.contains("CREDENTIALS_DIRECTORY") && all.contains("LoadCredential=client_secret"), "{all}");
+    assert!(!all.contains(crate::harness::SECRET));
+}
