@@ -141,6 +141,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Run sync on a schedule; serve metrics and health over HTTP.
     Daemon,
+    /// Probe a running daemon's /healthz (exit 0 when it answers 200): a container HEALTHCHECK.
+    Healthcheck(HealthcheckArgs),
     /// Serve the local Defender emulator (loopback only).
     Emulator(EmulatorArgs),
     /// Write a commented starter config.
@@ -152,6 +154,14 @@ pub enum Command {
     },
     /// Print the man page (roff) on stdout, or write one page per command into a directory.
     Man(ManArgs),
+}
+
+/// `iocsync healthcheck`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// URL to probe (default: /healthz on the config's `[daemon] listen`).
+    #[arg(long)]
+    pub url: Option<String>,
 }
 
 /// `iocsync man`.

@@ -477,6 +477,32 @@ pub fn schedule_period(schedule: &Schedule, tz: Tz) -> Duration {
     }
 }
 
+/// The `/healthz` URL of a daemon listening on `listen` (a wildcard address probes loopback).
+pub fn healthz_url(listen: &std::net::SocketAddr) -> String {
+    let ip = match listen.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => {
+            std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+        }
+        ip => ip,
+    };
+    format!("http://{}/healthz", std::net::SocketAddr::new(ip, listen.port()))
+}
+
+/// GETs `url` (5 s timeout) and returns the HTTP status; an error when nothing answers.
+pub async fn probe(url: &str) -> anyhow::Result<u16> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .context("building the HTTP client")?;
+    let resp = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{url} did not answer: {}", e.without_url()))?;
+    Ok(resp.status().as_u16())
+}
+
 /// Liveness: 200 while the process serves; the body tells how the runs go.
 async fn healthz(State(state): State<Shared>) -> impl IntoResponse {
     let s = lock_state(&state);

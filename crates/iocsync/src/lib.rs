@@ -187,6 +187,15 @@ async fn execute(cli: Cli) -> anyhow::Result<Exit> {
             }
             Ok(Exit::Ok)
         }
+        Command::Healthcheck(args) => {
+            let url = match &args.url {
+                Some(u) => u.clone(),
+                None => daemon::healthz_url(&config::Config::load(&g.config)?.daemon.listen),
+            };
+            let status = daemon::probe(&url).await?;
+            output::healthcheck(format, &url, status);
+            Ok(if status == 200 { Exit::Ok } else { Exit::Error })
+        }
         Command::Daemon => {
             let config = config::Config::load(&g.config)?;
             daemon::run(config, format).await?;

