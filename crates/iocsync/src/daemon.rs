@@ -57,7 +57,8 @@ impl RunLock {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            crate::fsutil::create_private_dir_all(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
         }
         let file = crate::fsutil::private_options()
             .create(true)

@@ -38,3 +38,15 @@ pub fn open_private_append(path: &Path) -> io::Result<File> {
     tighten(&file, path)?;
     Ok(file)
 }
+
+/// Creates `dir` and its missing parents; the ones it creates are mode 0700 on Unix.
+pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}

@@ -355,6 +355,59 @@ pub struct DaemonSettings {
     pub max_staleness: Duration,
 }
 
+/// Where the state database goes when `sync.state` is not set: beside the config when a
+/// database is already there (the old default keeps working); else `$STATE_DIRECTORY`
+/// (systemd's `StateDirectory=`), `$XDG_STATE_HOME/iocsync`, then the platform's state folder:
+/// `%ProgramData%\iocsync` on Windows, `/var/lib/iocsync` for root, `~/.local/state/iocsync`
+/// for other users. Never beside the config otherwise: that folder is read-only in every
+/// documented deployment.
+pub fn default_state_path(
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+    root: bool,
+) -> PathBuf {
+    const FILE: &str = "iocsync.db";
+    let legacy = base_dir.join(FILE);
+    if legacy.exists() {
+        return legacy;
+    }
+    let var = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from).filter(|p| p.is_absolute());
+    // systemd passes several directories colon-separated when StateDirectory= names several.
+    let systemd = env("STATE_DIRECTORY")
+        .and_then(|v| v.to_str().and_then(|s| s.split(':').next()).map(PathBuf::from))
+        .filter(|p| p.is_absolute());
+    if let Some(dir) = systemd {
+        return dir.join(FILE);
+    }
+    if let Some(dir) = var("XDG_STATE_HOME") {
+        return dir.join("iocsync").join(FILE);
+    }
+    if cfg!(windows) {
+        if let Some(dir) = var("ProgramData") {
+            return dir.join("iocsync").join(FILE);
+        }
+    } else if root {
+        return PathBuf::from("/var/lib/iocsync").join(FILE);
+    } else if let Some(home) = var("HOME") {
+        return home.join(".local/state/iocsync").join(FILE);
+    }
+    legacy
+}
+
+/// Whether the process runs as root (Unix); the owner of `/proc/self` is the effective user.
+fn running_as_root() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        if let Ok(meta) = std::fs::metadata("/proc/self") {
+            return meta.uid() == 0;
+        }
+        std::env::var("USER").is_ok_and(|u| u == "root")
+    }
+    #[cfg(not(unix))]
+    false
+}
+
 /// Default `[daemon] listen`: loopback, port 8944. Not 9464 (the OpenTelemetry Prometheus
 /// exporter's); the Prometheus exporter range 9100-9999 is fully allocated, so iocsync sits
 /// beside its emulator's 8943.
@@ -906,7 +959,10 @@ impl Validator {
             self.duration("sync.feed_timeout", raw.feed_timeout.as_deref(), Duration::from_secs(120));
         let max_shrink_fraction = self.fraction("sync.max_shrink_fraction", raw.max_shrink_fraction, 0.5);
         let max_reject_fraction = self.fraction("sync.max_reject_fraction", raw.max_reject_fraction, 0.5);
-        let state = resolve(&self.base_dir, Path::new(raw.state.as_deref().unwrap_or("iocsync.db")));
+        let state = match raw.state.as_deref() {
+            Some(p) => resolve(&self.base_dir, Path::new(p)),
+            None => default_state_path(&self.base_dir, &|k| std::env::var_os(k), running_as_root()),
+        };
         let brake_window =
             self.duration("sync.brake_window", raw.brake_window.as_deref(), Duration::from_secs(24 * 3600));
         let accept_shrink_after =
@@ -1399,6 +1455,40 @@ mod tests {
         assert_eq!(c.daemon.listen.to_string(), DEFAULT_LISTEN);
         assert_ne!(c.daemon.listen.port(), 9464);
         assert_eq!(c.daemon.max_staleness, std::time::Duration::from_secs(12 * 3600), "2 x the 6h interval");
+    }
+
+    #[test]
+    fn the_state_database_defaults_to_the_platform_state_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("etc");
+        std::fs::create_dir_all(&base).unwrap();
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| std::ffi::OsString::from(v))
+        };
+        let all: &[(&str, &str)] = &[
+            ("STATE_DIRECTORY", "/var/lib/iocsync:/var/lib/other"),
+            ("XDG_STATE_HOME", "/home/u/.state"),
+            ("HOME", "/home/u"),
+            ("ProgramData", "C:\\ProgramData"),
+        ];
+        let p = |e: &dyn Fn(&str) -> Option<std::ffi::OsString>, root| default_state_path(&base, e, root);
+        assert_eq!(p(&env(all), false), PathBuf::from("/var/lib/iocsync/iocsync.db"));
+        assert_eq!(p(&env(&all[1..]), false), PathBuf::from("/home/u/.state/iocsync/iocsync.db"));
+        if cfg!(unix) {
+            assert_eq!(p(&env(&all[2..]), true), PathBuf::from("/var/lib/iocsync/iocsync.db"));
+            assert_eq!(p(&env(&all[2..]), false), PathBuf::from("/home/u/.local/state/iocsync/iocsync.db"));
+        }
+        // A relative XDG_STATE_HOME is ignored (the spec says so).
+        assert_eq!(
+            p(&env(&[("XDG_STATE_HOME", "rel"), ("HOME", "/h")]), false),
+            PathBuf::from("/h/.local/state/iocsync/iocsync.db")
+        );
+        // The old default keeps working when a database is already beside the config.
+        std::fs::write(base.join("iocsync.db"), b"").unwrap();
+        assert_eq!(p(&env(all), true), base.join("iocsync.db"));
+        // `state` in the config wins over all of this.
+        let c = load("[defender]\nemulator = true\n[sync]\nstate = \"/srv/x.db\"\n").unwrap();
+        assert_eq!(c.sync.state, PathBuf::from("/srv/x.db"));
     }
 
     #[test]

@@ -28,7 +28,10 @@ capacity = 15000                # Defender's tenant-wide cap, shared with every 
 headroom = 500                  # left free for analysts' manual indicators
 max_delete_fraction = 0.25      # refuse a plan deleting more than this share of owned indicators (override: --force)
 renew_before_days = 10          # renew an indicator still in a feed when its expiry is this close
-state = "iocsync.db"            # state database (feed cache, run history); relative to this file
+# state = "/var/lib/iocsync/iocsync.db"   # state database (feed cache, run history). Default:
+                                #   $STATE_DIRECTORY (systemd), $XDG_STATE_HOME/iocsync, /var/lib/iocsync
+                                #   (root), ~/.local/state/iocsync, %ProgramData%\iocsync (Windows);
+                                #   a relative path is relative to this file
 
 [defaults]                      # per-feed values override these
 action = "Block"                # Allowed | Audit | Warn | Block | BlockAndRemediate (files and certificates)

@@ -132,7 +132,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<Mutex<StateStore>>> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(dir)
+        crate::fsutil::create_private_dir_all(dir)
             .with_context(|| format!("creating the state directory {}", dir.display()))?;
     }
     let store = StateStore::open(path)?;

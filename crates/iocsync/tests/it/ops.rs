@@ -6,7 +6,11 @@ use assert_cmd::Command;
 
 fn iocsync() -> Command {
     let mut c = Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
-    c.env_remove("RUST_LOG").env_remove("IOCSYNC_CONFIG").env_remove("JOURNAL_STREAM");
+    c.env_remove("RUST_LOG")
+        .env_remove("IOCSYNC_CONFIG")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("STATE_DIRECTORY");
+    c.env("XDG_STATE_HOME", std::env::temp_dir().join(format!("iocsync-it-state-{}", std::process::id())));
     c
 }
 
@@ -461,4 +465,36 @@ fn the_dockerfile_passes_its_lint_rules() {
         Ok(out) => assert!(out.status.success(), "hadolint: {}", String::from_utf8_lossy(&out.stdout)),
         Err(_) => skipped("hadolint is not installed: the Dockerfile was checked by the rules above only"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_state_database_goes_to_the_state_folder_unless_one_is_beside_the_config() {
+    let env = Env::start(EnvOptions::default()).await;
+    env.write("a.txt", &text_feed(&public_ips(2, 72_000)));
+    env.config("[[feeds]]\nname = \"a\"\nsource = \"a.txt\"\nformat = \"text\"\n");
+    // The harness sets XDG_STATE_HOME to <dir>/xdg-state.
+    let out = env.run(&["sync"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let xdg = env.path("xdg-state/iocsync/iocsync.db");
+    assert!(xdg.exists(), "no database at {}", xdg.display());
+    assert!(!env.path("iocsync.db").exists(), "nothing is written beside the config");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(env.path("xdg-state/iocsync")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "the state folder iocsync creates is private");
+    }
+    // systemd's StateDirectory= wins.
+    let sd = env.path("systemd-state");
+    std::fs::create_dir_all(&sd).unwrap();
+    let out = env.run_with(&["sync"], &[("STATE_DIRECTORY", sd.to_str().unwrap())]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(sd.join("iocsync.db").exists());
+    // A database already beside the config (the old default) keeps being used.
+    std::fs::copy(&xdg, env.path("iocsync.db")).unwrap();
+    let before = std::fs::metadata(&xdg).unwrap().modified().unwrap();
+    let (code, history) = env.run_json(&["history"]).await;
+    assert_eq!(code, 0, "{history}");
+    assert_eq!(history["runs"].as_array().map(Vec::len), Some(1), "the old database's run: {history}");
+    assert_eq!(std::fs::metadata(&xdg).unwrap().modified().unwrap(), before);
 }
