@@ -429,6 +429,13 @@ impl Guard {
     }
 }
 
+/// Whether reqwest may send requests through a proxy (it reads these variables).
+fn proxy_configured() -> bool {
+    ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()))
+}
+
 fn public_to_private(to: &Url) -> String {
     format!(
         "a public feed may not redirect to {}: it is a loopback, private, link-local or metadata address",
@@ -587,7 +594,9 @@ async fn get(
     // pooled connection skipped the resolver: a redirected public feed must have landed on a
     // public address.
     check_url(resp.url())?;
-    if resp.url() != url {
+    // Behind a proxy the connection goes to the proxy, whose address says nothing about the
+    // feed's host: the proxy resolves names then, and only the policy's checks apply.
+    if resp.url() != url && !proxy_configured() {
         let test_port = test_public_port();
         let origin_public = Guard { test_port, ..Guard::default() }.url_is_public(url);
         if origin_public && resp.remote_addr().is_some_and(|a| !is_public_addr(a, test_port)) {

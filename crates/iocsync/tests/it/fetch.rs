@@ -849,6 +849,9 @@ mod redirects {
         let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
         cmd.args(["parse", "--format", "text", &url]).env_remove("RUST_LOG").env("NO_COLOR", "1");
         cmd.env_remove(iocsync::fetch::TEST_PUBLIC_PORT_VAR);
+        for proxy in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+            cmd.env_remove(proxy);
+        }
         cmd.envs(vars);
         let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
