@@ -16,6 +16,7 @@ mod model;
 mod ops;
 mod ownership;
 mod safety;
+mod scale;
 mod state;
 mod strict;
 mod sync;
