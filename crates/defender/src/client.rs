@@ -193,6 +193,11 @@ impl DefenderClient {
         self.inner.counters.snapshot()
     }
 
+    /// Answers so far by endpoint and HTTP status (0: a transport failure).
+    pub fn calls_by_status(&self) -> crate::stats::CallsByStatus {
+        self.inner.counters.by_status()
+    }
+
     /// The pacer's remembered call stamps, to persist between runs.
     pub async fn export_call_history(&self) -> Vec<CallStamp> {
         self.inner.pacer.lock().await.export()
@@ -856,7 +861,9 @@ impl DefenderClient {
             for (_, value) in &mut form {
                 value.zeroize();
             }
-            let (err, retry_after) = match read_reply(sent, inner.max_response_bytes).await {
+            let reply = read_reply(sent, inner.max_response_bytes).await;
+            inner.counters.answered("token", reply.as_ref().map_or(0, |r| r.status));
+            let (err, retry_after) = match reply {
                 Ok(reply) if reply.status == 200 => {
                     match serde_json::from_slice::<TokenResponse>(&reply.body) {
                         Ok(TokenResponse { access_token: Some(t), expires_in }) if !t.is_empty() => {
@@ -978,6 +985,7 @@ impl DefenderClient {
             }
             let t0 = Instant::now();
             let result = read_reply(req.send().await, self.inner.max_response_bytes).await;
+            self.inner.counters.answered(family.as_str(), result.as_ref().map_or(0, |r| r.status));
             self.inner.pacer.lock().await.complete(family, slot, now_ms());
             let (err, retry_after) = match result {
                 Err(e) => (e, None),

@@ -27,6 +27,6 @@ pub use config::{
 pub use error::{Error, ErrorKind};
 pub use failure::{FailureClass, FailureContext, classify_failure};
 pub use iocsync_core::pacing::{CallFamily, CallStamp, PacingLimits};
-pub use stats::{CallStats, ThrottledBy};
+pub use stats::{CallStats, CallsByStatus, ThrottledBy};
 pub use token::{Thumbprints, certificate_thumbprints, thumbprint_from_certificate_pem};
 pub use wire::{Action, FailureOrigin, ImportItem, ImportOutcome, Indicator};

@@ -38,8 +38,13 @@ pub struct ThrottledBy {
     pub get: u64,
 }
 
+/// Answers by endpoint (`token`, `list`, `import`, ...) and HTTP status (0: no answer, a
+/// transport failure), for the daemon's `iocsync_api_calls_total`.
+pub type CallsByStatus = std::collections::BTreeMap<(String, u16), u64>;
+
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    pub(crate) by_status: std::sync::Mutex<CallsByStatus>,
     pub(crate) token: AtomicU64,
     pub(crate) list: AtomicU64,
     pub(crate) import: AtomicU64,
@@ -54,6 +59,16 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Counts one answer (or transport failure, `status` 0) of `endpoint`.
+    pub(crate) fn answered(&self, endpoint: &str, status: u16) {
+        let mut m = self.by_status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *m.entry((endpoint.to_owned(), status)).or_insert(0) += 1;
+    }
+
+    pub(crate) fn by_status(&self) -> CallsByStatus {
+        self.by_status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
     pub(crate) fn bump(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
     }

@@ -4,9 +4,35 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// Examples and the exit codes, shown by `iocsync --help`.
+const AFTER_LONG_HELP: &str = "\
+Examples:
+  iocsync init                               write a commented starter iocsync.toml
+  iocsync check                              validate the config, get a token, show the capacity
+  iocsync parse feed.csv --format csv --column dst_ip
+  iocsync plan --detailed-exitcode           preview; exit 2 when changes are pending
+  iocsync sync                               apply the feeds to the tenant
+  iocsync --output json sync | jq .counts    one JSON document on stdout
+  iocsync --log-format json daemon           scheduled runs, /metrics, /healthz, /readyz
+  iocsync man --dir /usr/local/share/man/man1
+
+Exit codes:
+  0  success (plan: no changes pending)
+  1  error: config, credentials, API, usage
+  2  changes pending (plan --detailed-exitcode)
+  3  partial: some items failed, or a feed fell back to its last good copy
+  4  refused by the delete brake (see --force)";
+
 /// Keep Microsoft Defender for Endpoint custom indicators in sync with threat-intelligence feeds.
 #[derive(Debug, Parser)]
-#[command(name = "iocsync", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "iocsync",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_long_help = AFTER_LONG_HELP
+)]
 pub struct Cli {
     /// Global options.
     #[command(flatten)]
@@ -18,6 +44,7 @@ pub struct Cli {
 
 /// Options every command takes.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Configuration file.
     #[arg(long, global = true, default_value = "iocsync.toml", env = "IOCSYNC_CONFIG")]
@@ -29,12 +56,12 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Less output: only warnings and errors on stderr.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Also write timestamped log lines to this file.
+    /// Also write timestamped log lines to this file (created with mode 0600).
     #[arg(long, global = true)]
     pub log_file: Option<PathBuf>,
-    /// Log lines as text, or as one JSON object per line (for a SIEM).
+    /// Log line format on stderr and in the log file: text for people, or one JSON object a line.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
@@ -42,10 +69,46 @@ pub struct GlobalArgs {
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
-    /// Plain lines.
+    /// Timestamped lines (colour on a terminal unless NO_COLOR; journald priorities under systemd).
     Text,
-    /// One JSON object per line.
+    /// One JSON object a line: timestamp, level, tenant, run_id, message and fields.
     Json,
+}
+
+/// Feed formats `parse --format` takes (the config's `format` names).
+fn format_values() -> clap::builder::PossibleValuesParser {
+    use clap::builder::PossibleValue as V;
+    clap::builder::PossibleValuesParser::new([
+        V::new("auto").help("sniff the format"),
+        V::new("text").alias("txt").help("one value a line"),
+        V::new("csv"),
+        V::new("hosts"),
+        V::new("stix").help("STIX 2.1 bundle"),
+        V::new("misp").help("MISP event JSON or a MISP feed directory"),
+        V::new("taxii").help("TAXII 2.1 collection"),
+        V::new("defender-csv").alias("defender_csv").help("Defender's indicator CSV"),
+    ])
+}
+
+/// Indicator types `parse --type` takes: short names and Defender's names (any case).
+fn type_values() -> clap::builder::PossibleValuesParser {
+    use clap::builder::PossibleValue as V;
+    clap::builder::PossibleValuesParser::new([
+        V::new("ip").aliases(["ipv4", "ipv6", "ip-src", "ip-dst", "ipv4-addr", "ipv6-addr"]),
+        V::new("domain").aliases(["hostname", "fqdn", "domain-name"]),
+        V::new("url").alias("uri"),
+        V::new("md5"),
+        V::new("sha1").alias("sha-1"),
+        V::new("sha256").alias("sha-256"),
+        V::new("cert").aliases(["certificate", "thumbprint", "x509-fingerprint-sha1"]),
+        V::new("hash").alias("filehash").help("MD5, SHA-1 or SHA-256 by length"),
+        V::new("IpAddress"),
+        V::new("DomainName"),
+        V::new("FileMd5"),
+        V::new("FileSha1"),
+        V::new("FileSha256"),
+        V::new("CertificateThumbprint"),
+    ])
 }
 
 /// How results are printed.
@@ -84,6 +147,8 @@ pub enum Command {
     Undo(UndoArgs),
     /// Run sync on a schedule; serve metrics and health over HTTP.
     Daemon,
+    /// Probe a running daemon's /healthz (exit 0 when it answers 200): a container HEALTHCHECK.
+    Healthcheck(HealthcheckArgs),
     /// Serve the local Defender emulator (loopback only).
     Emulator(EmulatorArgs),
     /// Write a commented starter config.
@@ -93,8 +158,24 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) on stdout.
-    Man,
+    /// Print the man page (roff) on stdout, or write one page per command into a directory.
+    Man(ManArgs),
+}
+
+/// `iocsync healthcheck`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// URL to probe (default: /healthz on the config's `[daemon] listen`).
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+/// `iocsync man`.
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// Write iocsync.1 and iocsync-COMMAND.1 for every command into this directory.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 /// Tenant selection, shared by the commands that talk to Defender.
@@ -145,7 +226,7 @@ pub struct ParseArgs {
     /// Feed file, MISP feed directory, or URL.
     pub source: String,
     /// Format (auto sniffs).
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = format_values(), ignore_case = true)]
     pub format: String,
     /// CSV value column: header name or 0-based index.
     #[arg(long)]
@@ -153,8 +234,8 @@ pub struct ParseArgs {
     /// CSV column naming each row's type.
     #[arg(long)]
     pub type_column: Option<String>,
-    /// Force the type of every value (ip, domain, url, md5, sha1, sha256, cert, hash, or a Defender name).
-    #[arg(long = "type")]
+    /// Force the type of every value.
+    #[arg(long = "type", value_parser = type_values(), ignore_case = true)]
     pub type_hint: Option<String>,
     /// Do not undo defanging (`hxxp`, `[.]`).
     #[arg(long)]

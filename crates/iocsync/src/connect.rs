@@ -104,6 +104,23 @@ pub fn credential(spec: &CredentialSpec) -> anyhow::Result<Credential> {
             }
             Ok(Credential::Secret(SecretString::from(secret.to_owned())))
         }
+        CredentialSpec::SecretCredential(name) => {
+            // systemd keeps credentials on a private, non-swappable file system readable only
+            // by the service, so the owner-only mode check of `file` does not apply.
+            let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty()) else {
+                bail!(
+                    "client_secret = {{ credential = \"{name}\" }} needs $CREDENTIALS_DIRECTORY: run iocsync from a systemd unit with LoadCredential={name}:/path/to/secret"
+                );
+            };
+            let path = Path::new(&dir).join(name);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read systemd credential {name} ({})", path.display()))?;
+            let secret = text.trim();
+            if secret.is_empty() {
+                bail!("systemd credential {name} is empty");
+            }
+            Ok(Credential::Secret(SecretString::from(secret.to_owned())))
+        }
         CredentialSpec::Certificate { key_file, cert_file, thumbprint, algorithm } => {
             let key = read_private_file(key_file)?;
             let (sha1, sha256) = match (cert_file, thumbprint) {

@@ -111,24 +111,19 @@ pub fn is_loopback(url: &Url) -> bool {
     }
 }
 
-/// Query parameter names whose values are treated as secrets in messages.
-const SECRET_PARAMS: &[&str] = &[
-    "key",
-    "apikey",
-    "api_key",
-    "api-key",
-    "auth",
-    "auth-key",
-    "authkey",
-    "token",
-    "access_token",
-    "secret",
-    "password",
-    "pass",
-    "sig",
-    "signature",
-    "code",
-];
+/// Query parameter names whose values are treated as secrets wherever a URL is shown or stored.
+const SECRET_PARAMS: &[&str] = &["key", "auth", "sig", "code", "pass", "pwd"];
+
+/// Parts of a query parameter name that mark its value as a secret (`apikey`, `X-Amz-Signature`,
+/// `X-Amz-Security-Token`, `access_token`, `client_secret`, `password`, `X-Goog-Credential`...).
+const SECRET_PARTS: &[&str] =
+    &["key", "token", "secret", "passw", "signature", "credential", "auth", "session", "sig"];
+
+/// Whether the value of query parameter `name` is treated as a secret.
+pub fn is_secret_param(name: &str) -> bool {
+    let k = name.to_ascii_lowercase();
+    SECRET_PARAMS.contains(&k.as_str()) || SECRET_PARTS.iter().any(|p| k.contains(p))
+}
 
 /// The URL as text with the user-info and secret-looking query values replaced by `***`.
 pub fn redact_url(url: &Url) -> String {
@@ -138,12 +133,11 @@ pub fn redact_url(url: &Url) -> String {
         let _ = u.set_password(None);
         let _ = u.set_username("***");
     }
-    let is_secret = |k: &str| SECRET_PARAMS.iter().any(|s| k.eq_ignore_ascii_case(s));
-    if u.query_pairs().any(|(k, _)| is_secret(&k)) {
+    if u.query_pairs().any(|(k, _)| is_secret_param(&k)) {
         let pairs: Vec<(String, String)> = u
             .query_pairs()
             .map(|(k, v)| {
-                let v = if is_secret(&k) { "***".to_owned() } else { v.into_owned() };
+                let v = if is_secret_param(&k) { "***".to_owned() } else { v.into_owned() };
                 (k.into_owned(), v)
             })
             .collect();
@@ -357,8 +351,146 @@ impl FetchObserver for NoProgress {
     fn progress(&self, _feed: &str, _done: u64, _total: Option<u64>) {}
 }
 
-/// Builds the HTTP client for feeds: connect timeout, gzip, a user agent, and a redirect
-/// policy that follows at most 5 redirects and never to a plain-http non-loopback URL.
+/// How many redirects one feed request follows before giving up.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Environment variable (tests only) naming one loopback port whose server is treated as a
+/// *public* host, so that redirect rules for public feeds can be exercised with two local
+/// servers. It can only add restrictions: a "public" origin may redirect to fewer places.
+pub const TEST_PUBLIC_PORT_VAR: &str = "IOCSYNC_TEST_PUBLIC_PORT";
+
+fn test_public_port() -> Option<u16> {
+    std::env::var(TEST_PUBLIC_PORT_VAR).ok().and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether `addr` is a public (globally routable) address: not loopback, private, link-local
+/// (cloud metadata at 169.254.169.254), CGNAT, ULA, multicast, reserved or documentation.
+pub fn is_public_addr(addr: std::net::SocketAddr, test_port: Option<u16>) -> bool {
+    if addr.ip().is_loopback() && test_port.is_some_and(|p| p == addr.port()) {
+        return true;
+    }
+    iocsync_ioc::normalize::ip_class(addr.ip()).is_none()
+}
+
+/// A redirect or address refused by the fetcher's rules (kept in the error chain so the
+/// failure is reported as permanent, not as a network hiccup).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refused(String);
+
+/// Redirect and address checks shared by the redirect policy and the DNS resolver of one client.
+#[derive(Debug, Default)]
+struct Guard {
+    test_port: Option<u16>,
+    /// Host name -> whether all its addresses were public when last resolved.
+    resolved: std::sync::Mutex<std::collections::HashMap<String, bool>>,
+    /// Host names a public feed redirected to: they must resolve to public addresses only.
+    restricted: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl Guard {
+    /// Whether `url` points at a public host. A name not resolved yet counts as public (the
+    /// stricter choice).
+    fn url_is_public(&self, url: &Url) -> bool {
+        let port = url.port_or_known_default().unwrap_or(0);
+        match url.host() {
+            Some(Host::Ipv4(ip)) => is_public_addr((ip, port).into(), self.test_port),
+            Some(Host::Ipv6(ip)) => is_public_addr((ip, port).into(), self.test_port),
+            Some(Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => false,
+            Some(Host::Domain(d)) => {
+                let resolved = self.resolved.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                resolved.get(&d.to_ascii_lowercase()).copied().unwrap_or(true)
+            }
+            None => false,
+        }
+    }
+
+    /// Decides one redirect hop of the chain `previous` (first: the feed's URL) to `to`.
+    fn check_redirect(&self, previous: &[Url], to: &Url) -> Result<(), String> {
+        let Some(from) = previous.last() else { return Ok(()) };
+        redirect_verdict(from, to)?;
+        if previous.iter().any(|u| self.url_is_public(u)) {
+            let port = to.port_or_known_default().unwrap_or(0);
+            let private = |ip: std::net::IpAddr| !is_public_addr((ip, port).into(), self.test_port);
+            match to.host() {
+                Some(Host::Ipv4(ip)) if private(ip.into()) => return Err(public_to_private(to)),
+                Some(Host::Ipv6(ip)) if private(ip.into()) => return Err(public_to_private(to)),
+                Some(Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => {
+                    return Err(public_to_private(to));
+                }
+                Some(Host::Domain(d)) => {
+                    let mut r = self.restricted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    r.insert(d.to_ascii_lowercase());
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether reqwest may send requests through a proxy (it reads these variables).
+fn proxy_configured() -> bool {
+    ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()))
+}
+
+fn public_to_private(to: &Url) -> String {
+    format!(
+        "a public feed may not redirect to {}: it is a loopback, private, link-local or metadata address",
+        redact_url(to)
+    )
+}
+
+/// The scheme rules of one redirect hop: only http(s); `https` -> `http` never, except from a
+/// loopback host to a loopback host; plain `http` only to loopback hosts.
+pub fn redirect_verdict(from: &Url, to: &Url) -> Result<(), String> {
+    match to.scheme() {
+        "https" => Ok(()),
+        "http" if from.scheme() == "https" && !(is_loopback(from) && is_loopback(to)) => Err(format!(
+            "refusing a redirect from https to plain http ({}): feeds must stay on https",
+            redact_url(to)
+        )),
+        "http" if is_loopback(to) => Ok(()),
+        "http" => Err(FetchError::InsecureUrl { url: redact_url(to) }.to_string()),
+        other => Err(format!("refusing a redirect to the {other:?} scheme ({})", redact_url(to))),
+    }
+}
+
+/// The DNS resolver of feed clients: the system resolver, remembering which names resolve to
+/// public addresses, and refusing non-public addresses for names a public feed redirected to.
+#[derive(Debug)]
+struct GuardedResolver(std::sync::Arc<Guard>);
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let guard = self.0.clone();
+        let host = name.as_str().to_ascii_lowercase();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            // Resolved addresses carry port 0: the test switch never applies to names.
+            let all_public = addrs.iter().all(|a| is_public_addr(*a, None));
+            let mut resolved = guard.resolved.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            resolved.insert(host.clone(), all_public);
+            drop(resolved);
+            let restricted =
+                guard.restricted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&host);
+            if restricted && !all_public {
+                return Err(Box::new(Refused(format!(
+                    "a public feed may not redirect to {host}: it resolves to a loopback, private, link-local or metadata address"
+                ))) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Builds the HTTP client for feeds: connect timeout, gzip, a user agent, no `Referer`, and a
+/// redirect policy: at most [`MAX_REDIRECTS`] hops, the scheme rules of [`redirect_verdict`],
+/// and no hop from a public host to a loopback, private, link-local or metadata address (IP
+/// literals are checked in the policy, names when they are resolved).
 pub fn http_client(opts: &FetchOptions) -> Result<reqwest::Client, FetchError> {
     http_client_with_headers(opts, reqwest::header::HeaderMap::new())
 }
@@ -369,11 +501,14 @@ pub fn http_client_with_headers(
     opts: &FetchOptions,
     headers: reqwest::header::HeaderMap,
 ) -> Result<reqwest::Client, FetchError> {
-    let policy = reqwest::redirect::Policy::custom(|attempt| {
-        if attempt.previous().len() >= 5 {
-            attempt.error("too many redirects (more than 5)")
-        } else if let Err(e) = check_url(attempt.url()) {
-            attempt.error(e.to_string())
+    let guard = std::sync::Arc::new(Guard { test_port: test_public_port(), ..Guard::default() });
+    let policy_guard = guard.clone();
+    let policy = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS {
+            let msg = format!("too many redirects (more than {MAX_REDIRECTS})");
+            attempt.error(Refused(msg))
+        } else if let Err(e) = policy_guard.check_redirect(attempt.previous(), attempt.url()) {
+            attempt.error(Refused(e))
         } else {
             attempt.follow()
         }
@@ -384,6 +519,8 @@ pub fn http_client_with_headers(
         .user_agent(concat!("iocsync/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(opts.connect_timeout)
         .redirect(policy)
+        .referer(false)
+        .dns_resolver(std::sync::Arc::new(GuardedResolver(guard)))
         .gzip(true)
         .build()
         .map_err(|e| FetchError::Client(error_chain(&e.without_url())))
@@ -454,8 +591,23 @@ async fn get(
         }
     }
     let mut resp = req.send().await.map_err(|e| net_error(&shown, e, opts))?;
-    // Defence in depth if the caller's client follows redirects without our policy.
+    // Defence in depth if the caller's client follows redirects without our policy, or a
+    // pooled connection skipped the resolver: a redirected public feed must have landed on a
+    // public address.
     check_url(resp.url())?;
+    // Behind a proxy the connection goes to the proxy, whose address says nothing about the
+    // feed's host: the proxy resolves names then, and only the policy's checks apply.
+    if resp.url() != url && !proxy_configured() {
+        let test_port = test_public_port();
+        let origin_public = Guard { test_port, ..Guard::default() }.url_is_public(url);
+        if origin_public && resp.remote_addr().is_some_and(|a| !is_public_addr(a, test_port)) {
+            return Err(FetchError::Network {
+                url: shown,
+                detail: format!("redirect refused: {}", public_to_private(resp.url())),
+                transient: false,
+            });
+        }
+    }
     let status = resp.status();
     if status == StatusCode::NOT_MODIFIED {
         return Ok((Fetched::NotModified, resp.headers().clone()));
@@ -540,7 +692,16 @@ fn net_error(shown: &str, e: reqwest::Error, opts: &FetchOptions) -> FetchError 
     if e.is_timeout() {
         return FetchError::Timeout { origin: shown.to_owned(), after: opts.total_timeout };
     }
-    let redirect = e.is_redirect();
+    let refused = {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        let mut found = false;
+        while let Some(c) = cur {
+            found |= c.is::<Refused>();
+            cur = c.source();
+        }
+        found
+    };
+    let redirect = e.is_redirect() || refused;
     let transient = !redirect && (e.is_connect() || e.is_request() || e.is_body() || e.is_decode());
     let chain = error_chain(&e.without_url());
     let detail = if redirect { format!("redirect refused: {chain}") } else { chain };
@@ -910,6 +1071,82 @@ mod tests {
         let err = Source::parse("http://bob:pw123@example.com/x", Path::new("/")).unwrap_err();
         assert!(!err.to_string().contains("pw123"), "{err}");
         assert!(!redact_str("ht!tp://bob:pw@x").contains("pw@"));
+    }
+
+    #[test]
+    fn presigned_and_key_like_query_values_are_redacted() {
+        let u = Url::parse(
+            "https://b.s3.amazonaws.com/f.csv?X-Amz-Algorithm=AWS4&X-Amz-Credential=AKIA1&X-Amz-Signature=abc123sig&X-Amz-Security-Token=tok9&limit=7",
+        )
+        .unwrap();
+        let shown = redact_url(&u);
+        for secret in ["AKIA1", "abc123sig", "tok9"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("X-Amz-Algorithm=AWS4") && shown.contains("limit=7"), "{shown}");
+        for (k, secret) in [
+            ("sig", true),
+            ("token", true),
+            ("apikey", true),
+            ("api_key", true),
+            ("client_secret", true),
+            ("password", true),
+            ("access_token", true),
+            ("page", false),
+            ("format", false),
+            ("since", false),
+        ] {
+            assert_eq!(is_secret_param(k), secret, "{k}");
+        }
+        let azure =
+            Url::parse("https://a.blob.core.windows.net/c/f?sv=2022&se=2030&sig=AzUrE%2Bsig").unwrap();
+        assert!(!redact_url(&azure).contains("AzUrE"), "{}", redact_url(&azure));
+    }
+
+    #[test]
+    fn redirect_scheme_rules() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        assert!(redirect_verdict(&u("https://a.example/x"), &u("https://b.example/y")).is_ok());
+        // https -> http: never, not even to a loopback host...
+        let err = redirect_verdict(&u("https://a.example/x"), &u("http://127.0.0.1/y")).unwrap_err();
+        assert!(err.contains("https to plain http"), "{err}");
+        assert!(redirect_verdict(&u("https://a.example/x"), &u("http://b.example/y")).is_err());
+        // ...except from loopback to loopback.
+        assert!(redirect_verdict(&u("https://127.0.0.1:8443/x"), &u("http://localhost:8080/y")).is_ok());
+        assert!(redirect_verdict(&u("http://127.0.0.1/x"), &u("http://127.0.0.1:81/y")).is_ok());
+        assert!(redirect_verdict(&u("http://127.0.0.1/x"), &u("http://192.0.2.1/y")).is_err());
+        assert!(redirect_verdict(&u("https://a.example/x"), &u("file:///etc/passwd")).is_err());
+    }
+
+    #[test]
+    fn a_public_origin_never_redirects_to_a_private_or_metadata_address() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        let g = Guard::default();
+        let public = [u("https://45.1.2.3/feed")];
+        for to in [
+            "https://169.254.169.254/latest/meta-data/",
+            "https://10.0.0.5/x",
+            "https://192.168.1.1/x",
+            "https://100.100.100.200/x",
+            "https://[fd00:ec2::254]/x",
+            "https://[::ffff:127.0.0.1]/x",
+            "https://localhost/x",
+        ] {
+            let err = g.check_redirect(&public, &u(to)).unwrap_err();
+            assert!(err.contains("may not redirect"), "{to}: {err}");
+        }
+        assert!(g.check_redirect(&public, &u("https://45.9.9.9/x")).is_ok());
+        // A name is left to the resolver, which is told to insist on public addresses.
+        assert!(g.check_redirect(&public, &u("https://cdn.example/x")).is_ok());
+        assert!(g.restricted.lock().unwrap().contains("cdn.example"));
+        // A private origin (an intranet feed server) may redirect inside the network.
+        let private = [u("https://10.1.1.1/feed")];
+        assert!(g.check_redirect(&private, &u("https://10.1.1.2/x")).is_ok());
+        // The test switch makes one loopback port public, and only that one.
+        let t = Guard { test_port: Some(4444), ..Guard::default() };
+        assert!(t.url_is_public(&u("http://127.0.0.1:4444/")));
+        assert!(!t.url_is_public(&u("http://127.0.0.1:4445/")));
+        assert!(t.check_redirect(&[u("http://127.0.0.1:4444/")], &u("http://127.0.0.1:4445/")).is_err());
     }
 
     #[test]

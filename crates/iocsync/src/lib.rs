@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod engine;
 pub mod feeds;
 pub mod fetch;
+pub mod fsutil;
 pub mod logging;
 pub mod output;
 pub mod progress;
@@ -218,12 +219,31 @@ async fn execute(cli: Cli) -> anyhow::Result<Exit> {
             output::raw(&buf);
             Ok(Exit::Ok)
         }
-        Command::Man => {
+        Command::Man(args) => {
             let cmd = <Cli as clap::CommandFactory>::command();
-            let mut buf = Vec::new();
-            clap_mangen::Man::new(cmd).render(&mut buf)?;
-            output::raw(&buf);
+            match &args.dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+                    let pages = commands::man::write_pages(cmd, dir)?;
+                    output::man_pages(format, dir, &pages);
+                }
+                None => {
+                    let mut buf = Vec::new();
+                    clap_mangen::Man::new(cmd).render(&mut buf)?;
+                    output::raw(&buf);
+                }
+            }
             Ok(Exit::Ok)
+        }
+        Command::Healthcheck(args) => {
+            let url = match &args.url {
+                Some(u) => u.clone(),
+                None => daemon::healthz_url(&config::Config::load(&g.config)?.daemon.listen),
+            };
+            let status = daemon::probe(&url).await?;
+            output::healthcheck(format, &url, status);
+            Ok(if status == 200 { Exit::Ok } else { Exit::Error })
         }
         Command::Daemon => {
             let config = config::Config::load(&g.config)?;

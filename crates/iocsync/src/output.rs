@@ -15,7 +15,34 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 
+/// Prints text for people: every terminal control character (C0 but newline and tab, DEL, C1,
+/// bidirectional overrides) is shown escaped, since values and messages come from feeds and
+/// servers and must not drive the terminal.
 fn emit(text: &str) {
+    write_stdout(&strip_controls(text));
+}
+
+/// `text` with terminal control characters replaced by their `\u{..}` escape.
+pub fn strip_controls(text: &str) -> String {
+    let bad = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(bad) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if bad(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn write_stdout(text: &str) {
     let mut out = std::io::stdout().lock();
     // A closed pipe (`iocsync ... | head`) is not an error worth a panic.
     let _ = out.write_all(text.as_bytes());
@@ -24,8 +51,8 @@ fn emit(text: &str) {
 
 fn json<T: Serialize + ?Sized>(value: &T) {
     match serde_json::to_string_pretty(value) {
-        Ok(s) => emit(&(s + "\n")),
-        Err(e) => emit(&format!("{{\"error\": \"cannot render JSON: {e}\"}}\n")),
+        Ok(s) => write_stdout(&(s + "\n")),
+        Err(e) => write_stdout(&format!("{{\"error\": \"cannot render JSON: {e}\"}}\n")),
     }
 }
 
@@ -44,7 +71,7 @@ pub fn error(format: OutputFormat, e: &anyhow::Error) {
         OutputFormat::Json => json(&serde_json::json!({ "error": message })),
         OutputFormat::Text | OutputFormat::Markdown => {
             let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "error: {message}");
+            let _ = writeln!(err, "error: {}", strip_controls(&message));
         }
     }
 }
@@ -665,6 +692,27 @@ pub fn init(format: OutputFormat, path: &Path) {
         "wrote {}: set tenant_id and client_id, export IOCSYNC_CLIENT_SECRET, then run `iocsync check`\n",
         path.display()
     ));
+}
+
+/// `iocsync man --dir`: the pages written.
+pub fn man_pages(format: OutputFormat, dir: &Path, pages: &[std::path::PathBuf]) {
+    if format == OutputFormat::Json {
+        return json(&serde_json::json!({ "dir": dir, "pages": pages }));
+    }
+    let mut s = format!("wrote {} man pages into {}:\n", pages.len(), dir.display());
+    for p in pages {
+        let _ = writeln!(s, "  {}", p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+    }
+    emit(&s);
+}
+
+/// `iocsync healthcheck`: what the daemon answered.
+pub fn healthcheck(format: OutputFormat, url: &str, status: u16) {
+    if format == OutputFormat::Json {
+        return json(&serde_json::json!({ "url": url, "status": status, "healthy": status == 200 }));
+    }
+    let verdict = if status == 200 { "healthy" } else { "unhealthy" };
+    emit(&format!("{url}: HTTP {status} ({verdict})\n"));
 }
 
 /// `iocsync daemon`: where it serves and what it runs (its one JSON document).

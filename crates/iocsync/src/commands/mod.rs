@@ -7,5 +7,6 @@ pub mod explain;
 pub mod history;
 pub mod init;
 pub mod list;
+pub mod man;
 pub mod parse;
 pub mod purge;

@@ -115,7 +115,7 @@ pub async fn run(args: &ParseArgs) -> anyhow::Result<ParseReport> {
     let (parsed, used_format) = if is_misp_feed {
         let feed = fetch::fetch_misp_feed(&http, &source, &BTreeMap::new(), &fetch_opts, &NoProgress)
             .await
-            .with_context(|| format!("reading MISP feed {}", args.source))?;
+            .with_context(|| format!("reading MISP feed {source}"))?;
         let mut all = Parsed::default();
         let mut opts = opts.clone();
         opts.format = Format::Misp;
@@ -146,5 +146,5 @@ pub async fn run(args: &ParseArgs) -> anyhow::Result<ParseReport> {
         opts.format = used;
         (iocsync_ioc::parse(&body, &opts)?, used)
     };
-    Ok(ParseReport::new(args.source.clone(), used_format, parsed, args.show))
+    Ok(ParseReport::new(source.to_string(), used_format, parsed, args.show))
 }

@@ -81,6 +81,9 @@ pub enum CredentialSpec {
     SecretEnv(String),
     /// Client secret in a file that only its owner may read.
     SecretFile(PathBuf),
+    /// Client secret passed by systemd (`LoadCredential=NAME:...`): the file NAME in
+    /// `$CREDENTIALS_DIRECTORY`, read at run time.
+    SecretCredential(String),
     /// Certificate credential: private key PEM file plus the certificate PEM or its thumbprint.
     Certificate {
         /// PEM private key (PKCS#8 or PKCS#1), owner-readable only.
@@ -350,6 +353,11 @@ pub struct DaemonSettings {
     pub jitter: Duration,
     /// Metrics and health listen address.
     pub listen: std::net::SocketAddr,
+    /// Time zone of a cron `schedule` (UTC by default).
+    pub tz: chrono_tz::Tz,
+    /// `/readyz` fails for a tenant whose last success is older than this (default: twice the
+    /// interval, or twice the gap between two cron occurrences).
+    pub max_staleness: Duration,
 }
 
 /// Which advanced-hunting API the impact check calls.
@@ -424,6 +432,64 @@ impl Default for HitsSettings {
         }
     }
 }
+
+/// Where the state database goes when `sync.state` is not set: beside the config when a
+/// database is already there (the old default keeps working); else `$STATE_DIRECTORY`
+/// (systemd's `StateDirectory=`), `$XDG_STATE_HOME/iocsync`, then the platform's state folder:
+/// `%ProgramData%\iocsync` on Windows, `/var/lib/iocsync` for root, `~/.local/state/iocsync`
+/// for other users. Never beside the config otherwise: that folder is read-only in every
+/// documented deployment.
+pub fn default_state_path(
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+    root: bool,
+) -> PathBuf {
+    const FILE: &str = "iocsync.db";
+    let legacy = base_dir.join(FILE);
+    if legacy.exists() {
+        return legacy;
+    }
+    let var = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from).filter(|p| p.is_absolute());
+    // systemd passes several directories colon-separated when StateDirectory= names several.
+    let systemd = env("STATE_DIRECTORY")
+        .and_then(|v| v.to_str().and_then(|s| s.split(':').next()).map(PathBuf::from))
+        .filter(|p| p.is_absolute());
+    if let Some(dir) = systemd {
+        return dir.join(FILE);
+    }
+    if let Some(dir) = var("XDG_STATE_HOME") {
+        return dir.join("iocsync").join(FILE);
+    }
+    if cfg!(windows) {
+        if let Some(dir) = var("ProgramData") {
+            return dir.join("iocsync").join(FILE);
+        }
+    } else if root {
+        return PathBuf::from("/var/lib/iocsync").join(FILE);
+    } else if let Some(home) = var("HOME") {
+        return home.join(".local/state/iocsync").join(FILE);
+    }
+    legacy
+}
+
+/// Whether the process runs as root (Unix); the owner of `/proc/self` is the effective user.
+fn running_as_root() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        if let Ok(meta) = std::fs::metadata("/proc/self") {
+            return meta.uid() == 0;
+        }
+        std::env::var("USER").is_ok_and(|u| u == "root")
+    }
+    #[cfg(not(unix))]
+    false
+}
+
+/// Default `[daemon] listen`: loopback, port 8944. Not 9464 (the OpenTelemetry Prometheus
+/// exporter's); the Prometheus exporter range 9100-9999 is fully allocated, so iocsync sits
+/// beside its emulator's 8943.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8944";
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -888,14 +954,19 @@ impl Validator {
                     toml::Value::Table(t) => toml::Value::Table(t).try_into().unwrap_or_default(),
                     _ => raw::RawSecret::default(),
                 };
-                self.unknown(&format!("{key}.client_secret"), &s.unknown, &["env", "file"]);
-                match (s.env, s.file) {
-                    (Some(e), None) if !e.is_empty() => CredentialSpec::SecretEnv(e),
-                    (None, Some(f)) => CredentialSpec::SecretFile(resolve(&self.base_dir, Path::new(&f))),
+                self.unknown(&format!("{key}.client_secret"), &s.unknown, &["env", "file", "credential"]);
+                match (s.env, s.file, s.credential) {
+                    (Some(e), None, None) if !e.is_empty() => CredentialSpec::SecretEnv(e),
+                    (None, Some(f), None) => {
+                        CredentialSpec::SecretFile(resolve(&self.base_dir, Path::new(&f)))
+                    }
+                    (None, None, Some(c)) if !c.is_empty() && !c.contains(['/', '\\']) && c != ".." => {
+                        CredentialSpec::SecretCredential(c)
+                    }
                     _ => {
                         self.problem(
                             format!("{key}.client_secret"),
-                            "write { env = \"VAR\" } or { file = \"/path\" }: secrets are never written in the config itself",
+                            "write { env = \"VAR\" }, { file = \"/path\" } or { credential = \"NAME\" } (systemd LoadCredential=): secrets are never written in the config itself",
                         );
                         CredentialSpec::Emulator
                     }
@@ -1104,7 +1175,10 @@ impl Validator {
             self.duration("sync.feed_timeout", raw.feed_timeout.as_deref(), Duration::from_secs(120));
         let max_shrink_fraction = self.fraction("sync.max_shrink_fraction", raw.max_shrink_fraction, 0.5);
         let max_reject_fraction = self.fraction("sync.max_reject_fraction", raw.max_reject_fraction, 0.5);
-        let state = resolve(&self.base_dir, Path::new(raw.state.as_deref().unwrap_or("iocsync.db")));
+        let state = match raw.state.as_deref() {
+            Some(p) => resolve(&self.base_dir, Path::new(p)),
+            None => default_state_path(&self.base_dir, &|k| std::env::var_os(k), running_as_root()),
+        };
         let brake_window =
             self.duration("sync.brake_window", raw.brake_window.as_deref(), Duration::from_secs(24 * 3600));
         let accept_shrink_after =
@@ -1455,7 +1529,11 @@ impl Validator {
     }
 
     fn daemon(&mut self, raw: raw::RawDaemon) -> DaemonSettings {
-        self.unknown("daemon", &raw.unknown, &["schedule", "interval", "jitter", "listen"]);
+        self.unknown(
+            "daemon",
+            &raw.unknown,
+            &["schedule", "interval", "jitter", "listen", "tz", "max_staleness"],
+        );
         let schedule = match (raw.schedule, raw.interval) {
             (Some(_), Some(_)) => {
                 self.problem("daemon.schedule", "give either schedule (cron) or interval, not both");
@@ -1476,14 +1554,29 @@ impl Validator {
             Some("0") | Some("0s") => Duration::ZERO,
             j => self.duration("daemon.jitter", j, Duration::from_secs(60)),
         };
-        let listen = match raw.listen.as_deref().unwrap_or("127.0.0.1:9464").parse() {
+        let listen = match raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN).parse() {
             Ok(a) => a,
             Err(e) => {
-                self.problem("daemon.listen", format!("not an address like 127.0.0.1:9464: {e}"));
-                std::net::SocketAddr::from(([127, 0, 0, 1], 9464))
+                self.problem("daemon.listen", format!("not an address like {DEFAULT_LISTEN}: {e}"));
+                std::net::SocketAddr::from(([127, 0, 0, 1], 8944))
             }
         };
-        DaemonSettings { schedule, jitter, listen }
+        let tz = match raw.tz.as_deref().map(str::parse::<chrono_tz::Tz>) {
+            None => chrono_tz::Tz::UTC,
+            Some(Ok(tz)) => tz,
+            Some(Err(_)) => {
+                let given = raw.tz.as_deref().unwrap_or_default();
+                self.problem(
+                    "daemon.tz",
+                    format!("`{given}` is not an IANA time zone name like \"Europe/Rome\" or \"UTC\""),
+                );
+                chrono_tz::Tz::UTC
+            }
+        };
+        let period = crate::daemon::schedule_period(&schedule, tz);
+        let max_staleness =
+            self.duration("daemon.max_staleness", raw.max_staleness.as_deref(), period.saturating_mul(2));
+        DaemonSettings { schedule, jitter, listen, tz, max_staleness }
     }
 }
 
@@ -1578,6 +1671,61 @@ mod tests {
         let c = load(STARTER_CONFIG).unwrap();
         assert_eq!(c.tenants.len(), 1);
         assert!(!c.feeds.is_empty());
+        // It states the schedule's time zone, and the default port is not OpenTelemetry's 9464.
+        assert!(STARTER_CONFIG.contains("tz = \"UTC\""));
+        assert_eq!(c.daemon.tz, chrono_tz::Tz::UTC);
+        assert_eq!(c.daemon.listen.to_string(), DEFAULT_LISTEN);
+        assert_ne!(c.daemon.listen.port(), 9464);
+        assert_eq!(c.daemon.max_staleness, std::time::Duration::from_secs(12 * 3600), "2 x the 6h interval");
+    }
+
+    #[test]
+    fn the_state_database_defaults_to_the_platform_state_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("etc");
+        std::fs::create_dir_all(&base).unwrap();
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| std::ffi::OsString::from(v))
+        };
+        let all: &[(&str, &str)] = &[
+            ("STATE_DIRECTORY", "/var/lib/iocsync:/var/lib/other"),
+            ("XDG_STATE_HOME", "/home/u/.state"),
+            ("HOME", "/home/u"),
+            ("ProgramData", "C:\\ProgramData"),
+        ];
+        let p = |e: &dyn Fn(&str) -> Option<std::ffi::OsString>, root| default_state_path(&base, e, root);
+        assert_eq!(p(&env(all), false), PathBuf::from("/var/lib/iocsync/iocsync.db"));
+        assert_eq!(p(&env(&all[1..]), false), PathBuf::from("/home/u/.state/iocsync/iocsync.db"));
+        if cfg!(unix) {
+            assert_eq!(p(&env(&all[2..]), true), PathBuf::from("/var/lib/iocsync/iocsync.db"));
+            assert_eq!(p(&env(&all[2..]), false), PathBuf::from("/home/u/.local/state/iocsync/iocsync.db"));
+        }
+        // A relative XDG_STATE_HOME is ignored (the spec says so).
+        assert_eq!(
+            p(&env(&[("XDG_STATE_HOME", "rel"), ("HOME", "/h")]), false),
+            PathBuf::from("/h/.local/state/iocsync/iocsync.db")
+        );
+        // The old default keeps working when a database is already beside the config.
+        std::fs::write(base.join("iocsync.db"), b"").unwrap();
+        assert_eq!(p(&env(all), true), base.join("iocsync.db"));
+        // `state` in the config wins over all of this.
+        let c = load("[defender]\nemulator = true\n[sync]\nstate = \"/srv/x.db\"\n").unwrap();
+        assert_eq!(c.sync.state, PathBuf::from("/srv/x.db"));
+    }
+
+    #[test]
+    fn daemon_time_zone_and_staleness() {
+        let c =
+            load("[defender]\nemulator = true\n[daemon]\nschedule = \"0 */2 * * *\"\ntz = \"Europe/Rome\"\n")
+                .unwrap();
+        assert_eq!(c.daemon.tz, chrono_tz::Europe::Rome);
+        assert_eq!(c.daemon.max_staleness, std::time::Duration::from_secs(4 * 3600));
+        let err =
+            load("[defender]\nemulator = true\n[daemon]\ntz = \"Mars/Olympus\"\nmax_staleness = \"soon\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("daemon.tz") && err.contains("Mars/Olympus"), "{err}");
+        assert!(err.contains("daemon.max_staleness"), "{err}");
     }
 
     #[test]

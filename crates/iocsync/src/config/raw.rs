@@ -23,11 +23,12 @@ pub struct RawConfig {
     pub unknown: Unknown,
 }
 
-/// A secret reference: `{ env = "VAR" }` or `{ file = "/path" }`.
+/// A secret reference: `{ env = "VAR" }`, `{ file = "/path" }` or `{ credential = "NAME" }`.
 #[derive(Debug, Default, Deserialize)]
 pub struct RawSecret {
     pub env: Option<String>,
     pub file: Option<String>,
+    pub credential: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -147,6 +148,8 @@ pub struct RawDaemon {
     pub interval: Option<String>,
     pub jitter: Option<String>,
     pub listen: Option<String>,
+    pub tz: Option<String>,
+    pub max_staleness: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

@@ -29,7 +29,10 @@ capacity = 15000                # Defender's tenant-wide cap, shared with every 
 headroom = 500                  # left free for analysts' manual indicators
 max_delete_fraction = 0.25      # refuse a plan deleting more than this share of owned indicators (override: --force)
 renew_before_days = 10          # renew an indicator still in a feed when its expiry is this close
-state = "iocsync.db"            # state database (feed cache, run history); relative to this file
+# state = "/var/lib/iocsync/iocsync.db"   # state database (feed cache, run history). Default:
+                                #   $STATE_DIRECTORY (systemd), $XDG_STATE_HOME/iocsync, /var/lib/iocsync
+                                #   (root), ~/.local/state/iocsync, %ProgramData%\iocsync (Windows);
+                                #   a relative path is relative to this file
 
 [defaults]                      # per-feed values override these
 action = "Block"                # Allowed | Audit | Warn | Block | BlockAndRemediate (files and certificates)
@@ -64,6 +67,8 @@ files = []                      # text lists or MISP warninglist JSON files
 builtin = true                  # Microsoft service domains, public DNS resolvers, private ranges
 
 [daemon]
-interval = "6h"                 # or schedule = "0 */6 * * *" (cron)
-listen = "127.0.0.1:9464"       # /metrics (Prometheus) and /healthz
+interval = "6h"                 # or schedule = "0 */6 * * *" (cron); the daemon also runs once at start
+tz = "UTC"                      # time zone of a cron schedule (IANA name, e.g. "Europe/Rome"); UTC by default
+# max_staleness = "12h"         # /readyz fails when a tenant's last success is older (default: 2 x the interval)
+listen = "127.0.0.1:8944"       # /metrics (Prometheus), /healthz (liveness), /readyz (last success fresh)
 "#;

@@ -86,6 +86,8 @@ pub struct TenantOutcome {
     pub feed_ages: Vec<(String, Option<i64>)>,
     /// 429 answers by endpoint (for metrics).
     pub throttled_by: iocsync_defender::ThrottledBy,
+    /// API answers by endpoint and HTTP status (for metrics; empty when no client was built).
+    pub calls_by_status: iocsync_defender::CallsByStatus,
     /// The first few values of each kind of change (for the text output).
     pub samples: Vec<ChangeSample>,
     /// Why a feed fell back or failed, by feed name (for the text output).
@@ -143,7 +145,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<Mutex<StateStore>>> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(dir)
+        crate::fsutil::create_private_dir_all(dir)
             .with_context(|| format!("creating the state directory {}", dir.display()))?;
     }
     let store = StateStore::open(path)?;
@@ -159,10 +161,18 @@ pub async fn sync_tenant(
 ) -> TenantOutcome {
     let started = req.now.unwrap_or_else(Utc::now);
     let run_id = lock(store).begin_run(&tenant.name, req.dry_run, started).ok();
-    let result = match &req.apply_plan {
-        Some(p) => saved::apply_saved(config, tenant, store, req, run_id, p).await,
-        None => stages::run(config, tenant, store, req, run_id).await,
-    };
+    // Every log line of this tenant's run carries its tenant and run id (`--log-format json`).
+    let span = tracing::info_span!("run", tenant = %tenant.name, run_id = run_id.unwrap_or_default());
+    let result = tracing::Instrument::instrument(
+        async {
+            match &req.apply_plan {
+                Some(p) => saved::apply_saved(config, tenant, store, req, run_id, p).await,
+                None => stages::run(config, tenant, store, req, run_id).await,
+            }
+        },
+        span,
+    )
+    .await;
     let outcome = match result {
         Ok(o) => o,
         Err(e) => {
@@ -176,6 +186,7 @@ pub async fn sync_tenant(
                 owned_by: Default::default(),
                 feed_ages: Vec::new(),
                 throttled_by: Default::default(),
+                calls_by_status: Default::default(),
                 samples: Vec::new(),
                 feed_reasons: Default::default(),
                 saved: None,

@@ -549,6 +549,7 @@ async fn apply_on(
         owned_by,
         feed_ages: Vec::new(),
         throttled_by: stats.throttled_by,
+        calls_by_status: client.calls_by_status(),
         samples: Vec::new(),
         feed_reasons: Default::default(),
         saved: None,

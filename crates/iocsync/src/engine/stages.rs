@@ -51,7 +51,8 @@ pub(super) async fn run(
         plan_and_apply(config, tenant, store, req, run_id, &conn.client, desired, &loaded, &allowlist, now)
             .await;
     conn.close().await;
-    let PlanApplied { mut report, applied, owned_by, throttled_by, samples, saved } = result?;
+    let PlanApplied { mut report, applied, owned_by, throttled_by, calls_by_status, samples, saved } =
+        result?;
     let feed_ages = loaded
         .iter()
         .map(|f| {
@@ -105,6 +106,7 @@ pub(super) async fn run(
         owned_by,
         feed_ages,
         throttled_by,
+        calls_by_status,
         samples,
         feed_reasons,
         saved,
@@ -232,8 +234,8 @@ fn auth_headers(auth: &FeedAuth) -> Result<reqwest::header::HeaderMap, String> {
 }
 
 fn feed_spec(config: &Config, feed: &Feed, rules: &HealthRules) -> anyhow::Result<FeedSpec> {
-    let source = Source::parse(&feed.source, &config.base_dir)
-        .with_context(|| format!("feed {}: source {}", feed.name, feed.source))?;
+    let source =
+        Source::parse(&feed.source, &config.base_dir).with_context(|| format!("feed {}", feed.name))?;
     Ok(FeedSpec {
         name: feed.name.clone(),
         source,
@@ -311,6 +313,7 @@ struct PlanApplied {
     applied: ApplyResult,
     owned_by: BTreeMap<(String, String), u64>,
     throttled_by: iocsync_defender::ThrottledBy,
+    calls_by_status: iocsync_defender::CallsByStatus,
     samples: Vec<super::ChangeSample>,
     saved: Option<super::saved::SavedPlan>,
 }
@@ -651,7 +654,16 @@ async fn plan_and_apply(
         lock(store).record_brake(&tenant.name, &entry).context("recording the run in the brake's memory")?;
     }
     let samples = change_samples(&plan);
-    Ok(PlanApplied { report, applied, owned_by, throttled_by: stats.throttled_by, samples, saved })
+    let calls_by_status = client.calls_by_status();
+    Ok(PlanApplied {
+        report,
+        applied,
+        owned_by,
+        throttled_by: stats.throttled_by,
+        calls_by_status,
+        samples,
+        saved,
+    })
 }
 
 fn stamp(family: &str, at_ms: i64) -> Option<iocsync_core::pacing::CallStamp> {

@@ -386,6 +386,7 @@ async fn token_revoked_mid_run(bare_401: bool) {
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
     cmd.arg("--config").arg(env.path("iocsync.toml")).args(["--output", "json", "sync"]);
     cmd.env("IOCSYNC_TEST_SECRET", crate::harness::SECRET).env_remove("RUST_LOG").env("NO_COLOR", "1");
+    crate::harness::isolate_state(&mut cmd, env.dir.path());
     cmd.current_dir(env.dir.path());
     cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     let child = cmd.spawn().unwrap();

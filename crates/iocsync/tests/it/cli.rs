@@ -4,7 +4,9 @@ use assert_cmd::Command;
 
 fn iocsync() -> Command {
     let mut c = Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
-    c.env_remove("RUST_LOG").env_remove("IOCSYNC_CONFIG");
+    c.env_remove("RUST_LOG").env_remove("IOCSYNC_CONFIG").env_remove("STATE_DIRECTORY");
+    // Configs without `state` here never write to the real state folder.
+    c.env("XDG_STATE_HOME", std::env::temp_dir().join(format!("iocsync-it-state-{}", std::process::id())));
     c
 }
 

@@ -31,6 +31,7 @@ fn sync_command(env: &Env) -> Command {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
     cmd.arg("--config").arg(env.path("iocsync.toml")).args(["--output", "json", "sync", "--force"]);
     cmd.env("IOCSYNC_TEST_SECRET", SECRET).env_remove("RUST_LOG").env("NO_COLOR", "1");
+    crate::harness::isolate_state(&mut cmd, env.dir.path());
     cmd.current_dir(env.dir.path()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     cmd
 }

@@ -59,6 +59,88 @@ async fn poll(url: &str, limit: Duration, ok: impl Fn(&str) -> bool) -> String {
     }
 }
 
+/// Parses `/metrics` with a real exposition-format parser and checks the naming rules: counters
+/// end in `_total`, every sample belongs to a declared family, `iocsync_build_info` is there.
+fn check_exposition(text: &str) {
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("the exposition parses");
+    assert!(!scrape.samples.is_empty());
+    let mut names = std::collections::BTreeSet::new();
+    for sample in &scrape.samples {
+        names.insert(sample.metric.clone());
+        assert!(sample.metric.starts_with("iocsync_"), "{}", sample.metric);
+        let declared = scrape.docs.contains_key(&sample.metric);
+        assert!(declared, "{} has no HELP", sample.metric);
+        match &sample.value {
+            prometheus_parse::Value::Counter(_) => {
+                assert!(sample.metric.ends_with("_total"), "counter {} lacks _total", sample.metric);
+            }
+            prometheus_parse::Value::Gauge(_) => {
+                assert!(!sample.metric.ends_with("_total"), "gauge {} ends in _total", sample.metric);
+            }
+            other => panic!("{}: unexpected type {other:?}", sample.metric),
+        }
+    }
+    for want in ["iocsync_build_info", "iocsync_runs_total", "iocsync_last_success_timestamp_seconds"] {
+        assert!(names.contains(want), "{want} missing from {names:?}");
+    }
+    let build = scrape.samples.iter().find(|s| s.metric == "iocsync_build_info").unwrap();
+    assert_eq!(build.labels.get("version"), Some(env!("CARGO_PKG_VERSION")));
+    // promtool's naming lint too, where Debian's `prometheus` package is installed.
+    if let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let said =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics: {said}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_runs_once_at_start_and_readyz_names_a_stale_tenant() {
+    const OTHER_APP: &str = "99999999-9999-4999-8999-999999999999";
+    let env = Env::start(EnvOptions::default()).await;
+    let base = env.emu.base_url();
+    let tenant = env.emu.tenant_id().to_owned();
+    let port = free_port();
+    env.write("a.txt", &text_feed(&public_ips(5, 50_000)));
+    // An hourly cron in Rome: without the run at start nothing would happen during this test.
+    env.write(
+        "iocsync.toml",
+        &format!(
+            "[[tenants]]\nname = \"good\"\ntenant_id = \"{tenant}\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = {{ env = \"IOCSYNC_TEST_SECRET\" }}\napi_base = \"{base}\"\nauthority = \"{base}\"\n\n\
+             [[tenants]]\nname = \"bad\"\ntenant_id = \"{tenant}\"\nclient_id = \"{OTHER_APP}\"\nclient_secret = {{ env = \"IOCSYNC_TEST_SECRET\" }}\napi_base = \"{base}\"\nauthority = \"{base}\"\n\n\
+             [sync]\nstate = \"state/iocsync.db\"\n[daemon]\nschedule = \"0 * * * *\"\ntz = \"Europe/Rome\"\nmax_staleness = \"1ms\"\njitter = \"0s\"\nlisten = \"127.0.0.1:{port}\"\n\
+             [[feeds]]\nname = \"a\"\nsource = \"a.txt\"\nformat = \"text\"\n"
+        ),
+    );
+    let child = spawn_daemon(&env);
+    let body = poll(&format!("http://127.0.0.1:{port}/readyz"), Duration::from_secs(40), |b| {
+        b.contains("last run failed")
+    })
+    .await;
+    assert_eq!(env.owned().len(), 5, "the run at start synced the good tenant");
+    let resp = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let bad = v["tenants"].as_array().unwrap().iter().find(|t| t["tenant"] == "bad").unwrap();
+    assert_eq!(bad["ready"], false, "{v}");
+    assert!(bad["reason"].as_str().unwrap().contains("AADSTS"), "{v}");
+    assert!(!body.contains(SECRET));
+    // Liveness stays 200: the process serves even though a tenant fails.
+    let health = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    sigterm(&child);
+    assert_eq!(wait_exit(child, Duration::from_secs(20)).await, Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_daemon_runs_on_its_interval_serves_metrics_and_stops_on_sigterm() {
     let env = Env::start(EnvOptions::default()).await;
@@ -92,23 +174,27 @@ async fn the_daemon_runs_on_its_interval_serves_metrics_and_stops_on_sigterm() {
         "iocsync_capacity_used{tenant=\"default\"} 25",
         "iocsync_capacity_free{tenant=\"default\"} 14975",
         "iocsync_last_run_success{tenant=\"default\"} 1",
-        "iocsync_last_run_changes{tenant=\"default\",change=\"unchanged\"} 25",
-        "iocsync_last_run_changes{tenant=\"default\",change=\"failed\"} 0",
-        "iocsync_last_run_api_calls{tenant=\"default\",endpoint=\"import\"} 0",
-        "iocsync_feed_accepted{tenant=\"default\",feed=\"a\",status=\"ok\"} 25",
+        "iocsync_items_total{tenant=\"default\",result=\"created\"} 25",
+        "iocsync_items_total{tenant=\"default\",result=\"failed\"} 0",
+        "iocsync_api_calls_total{tenant=\"default\",endpoint=\"import\",status=\"200\"} 1",
+        "iocsync_feed_accepted{tenant=\"default\",feed=\"a\"} 25",
+        "iocsync_feed_status{tenant=\"default\",feed=\"a\",status=\"ok\"} 1",
+        "iocsync_feed_status{tenant=\"default\",feed=\"a\",status=\"stale\"} 0",
         "iocsync_indicators_owned_by_type{tenant=\"default\",type=\"IpAddress\",action=\"Block\"} 25",
         "iocsync_feed_age_seconds{tenant=\"default\",feed=\"a\"}",
-        "iocsync_last_run_throttled_by_endpoint{tenant=\"default\",endpoint=\"import\"} 0",
+        "iocsync_api_throttled_total{tenant=\"default\",endpoint=\"import\"} 0",
+        "iocsync_brake_held{tenant=\"default\"} 0",
+        "iocsync_tenant_failures_total{tenant=\"default\"} 0",
     ] {
         assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
     }
-    for family in [
-        "iocsync_last_success_timestamp_seconds",
-        "iocsync_run_duration_seconds",
-        "iocsync_last_run_throttled",
-    ] {
-        assert!(metrics.contains(&format!("# TYPE {family} gauge")), "missing {family}");
-    }
+    check_exposition(&metrics);
+    let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
+    // The container HEALTHCHECK command finds the daemon from the config.
+    let out = env.run(&["healthcheck"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("HTTP 200"));
 
     sigterm(&child);
     assert_eq!(wait_exit(child, Duration::from_secs(20)).await, Some(0));
@@ -135,6 +221,8 @@ async fn sigterm_in_the_middle_of_a_run_exits_0_after_the_batch_in_flight() {
     }
     sigterm(&child);
     assert_eq!(wait_exit(child, Duration::from_secs(20)).await, Some(0));
+    let out = env.run(&["healthcheck"]).await;
+    assert_eq!(out.status.code(), Some(1), "nothing serves any more");
     let owned = env.owned().len();
     assert_eq!(owned % 500, 0, "only whole batches land: {owned}");
     assert!(owned < 2_000, "the run stopped early ({owned} of 2000)");
@@ -188,6 +276,7 @@ async fn a_tenant_with_a_wrong_secret_does_not_stop_the_other() {
     .await;
     assert!(metrics.contains("iocsync_last_run_success{tenant=\"bad\"} 0"), "{metrics}");
     assert!(metrics.contains("iocsync_last_run_success{tenant=\"good\"} 1"), "{metrics}");
+    check_exposition(&metrics);
     sigterm(&child);
     assert_eq!(wait_exit(child, Duration::from_secs(20)).await, Some(0));
 }

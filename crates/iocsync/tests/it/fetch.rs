@@ -830,3 +830,117 @@ mod feeds {
         assert_eq!(srv.requests().len(), 2);
     }
 }
+
+/// Redirect rules, `Referer` and URL redaction through the binary, with two local servers; one
+/// is made "public" by the test-only switch `IOCSYNC_TEST_PUBLIC_PORT`.
+mod redirects {
+    use super::{Route, Server};
+
+    fn port_of(srv: &Server) -> u16 {
+        srv.url("/").port().unwrap()
+    }
+
+    fn redirect_to(location: String) -> Route {
+        Route::Fixed { status: 302, headers: vec![("location", location)], body: vec![], etag: None }
+    }
+
+    /// `iocsync parse URL` with extra environment; returns (exit code, stdout, stderr).
+    async fn parse(url: String, vars: Vec<(&'static str, String)>) -> (i32, String, String) {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
+        cmd.args(["parse", "--format", "text", &url]).env_remove("RUST_LOG").env("NO_COLOR", "1");
+        cmd.env_remove(iocsync::fetch::TEST_PUBLIC_PORT_VAR);
+        for proxy in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+            cmd.env_remove(proxy);
+        }
+        cmd.envs(vars);
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_public_feed_never_redirects_to_a_loopback_address_by_ip_or_by_name() {
+        let public = Server::start().await;
+        let private = Server::start().await;
+        private.route("/internal", Route::ok("45.0.0.1\n"));
+        let p = port_of(&private);
+        public.route("/by-ip", redirect_to(format!("http://127.0.0.1:{p}/internal")));
+        public.route("/by-name", redirect_to(format!("http://localhost:{p}/internal")));
+        let as_public = vec![(iocsync::fetch::TEST_PUBLIC_PORT_VAR, port_of(&public).to_string())];
+        for path in ["/by-ip", "/by-name"] {
+            let (code, out, err) = parse(public.url(path).to_string(), as_public.clone()).await;
+            assert_eq!(code, 1, "{path}: the redirect must fail\n{out}\n{err}");
+            assert!(err.contains("may not redirect"), "{path}: {err}");
+        }
+        assert!(private.requests().is_empty(), "the private server was reached: {:?}", private.requests());
+
+        // The same two servers, neither public: loopback to loopback is followed.
+        let (code, out, err) = parse(public.url("/by-ip").to_string(), vec![]).await;
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert!(out.contains("accepted: 1"), "{out}");
+        assert_eq!(private.requests().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn no_referer_is_sent_and_the_redirect_hop_limit_holds() {
+        let first = Server::start().await;
+        let second = Server::start().await;
+        second.route("/feed", Route::ok("45.0.0.2\n"));
+        first.route("/start", redirect_to(second.url("/feed").to_string()));
+        let (code, out, err) = parse(first.url("/start?apikey=R3FERER-KEY").to_string(), vec![]).await;
+        assert_eq!(code, 0, "{out}\n{err}");
+        let reqs = second.requests();
+        assert_eq!(reqs.len(), 1);
+        assert!(reqs[0].1.get("referer").is_none(), "Referer sent: {:?}", reqs[0].1);
+        assert!(!format!("{out}{err}").contains("R3FERER-KEY"), "{out}{err}");
+
+        // A loop of redirects stops after MAX_REDIRECTS hops.
+        for i in 0..10 {
+            first.route(&format!("/hop{i}"), redirect_to(first.url(&format!("/hop{}", i + 1)).to_string()));
+        }
+        first.clear_log();
+        let (code, _, err) = parse(first.url("/hop0").to_string(), vec![]).await;
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("too many redirects"), "{err}");
+        assert_eq!(first.requests().len(), iocsync::fetch::MAX_REDIRECTS + 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn feed_url_secrets_never_reach_output_logs_or_the_state_database() {
+        use crate::harness::{Env, EnvOptions, all_files};
+        let feed = Server::start().await;
+        feed.route("/feed.txt", Route::ok("45.0.0.3\n45.0.0.4\n"));
+        let env = Env::start(EnvOptions::default()).await;
+        let url = feed.url(
+            "/feed.txt?apikey=APIKEY-S3CRET&X-Amz-Signature=AMZSIG-S3CRET&sig=AZSIG-S3CRET&token=TOK-S3CRET&n=1",
+        );
+        env.config(&format!(
+            "[sync]\nstate = \"state/iocsync.db\"\n[[feeds]]\nname = \"f\"\nsource = \"{url}\"\nformat = \"text\"\n"
+        ));
+        for args in [&["-v", "sync"][..], &["--output", "json", "sync"], &["-v", "plan"]] {
+            let mut all = args.to_vec();
+            let log = env.path("iocsync.log");
+            let log = log.to_str().unwrap();
+            all.splice(0..0, ["--log-file", log]);
+            let out = env.run(&all).await;
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let text =
+                format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            for s in ["APIKEY-S3CRET", "AMZSIG-S3CRET", "AZSIG-S3CRET", "TOK-S3CRET"] {
+                assert!(!text.contains(s), "{s} printed: {text}");
+            }
+        }
+        assert_eq!(env.owned().len(), 2);
+        let files = all_files(env.dir.path());
+        assert!(files.iter().any(|(p, _)| p.ends_with("iocsync.db")), "no state database");
+        for (path, bytes) in files {
+            if path.ends_with("iocsync.toml") {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            for s in ["APIKEY-S3CRET", "AMZSIG-S3CRET", "AZSIG-S3CRET", "TOK-S3CRET"] {
+                assert!(!text.contains(s), "{s} stored in {}", path.display());
+            }
+        }
+    }
+}

@@ -83,6 +83,7 @@ impl Env {
         let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
         cmd.arg("--config").arg(self.path("iocsync.toml")).args(args);
         cmd.env("IOCSYNC_TEST_SECRET", SECRET).env_remove("RUST_LOG").env("NO_COLOR", "1");
+        isolate_state(&mut cmd, self.dir.path());
         cmd.envs(vars.iter().copied());
         cmd.current_dir(self.dir.path());
         tokio::task::spawn_blocking(move || cmd.output().expect("iocsync runs")).await.unwrap()
@@ -130,6 +131,12 @@ impl Env {
     pub fn calls_of(&self, family: EndpointFamily) -> usize {
         self.emu.calls().iter().filter(|c| c.family == family).count()
     }
+}
+
+/// Points the default state folder (used when a config sets no `state`) inside `dir`, so that
+/// no test writes to the real `$XDG_STATE_HOME`, `~/.local/state` or `/var/lib/iocsync`.
+pub fn isolate_state(cmd: &mut std::process::Command, dir: &Path) {
+    cmd.env("XDG_STATE_HOME", dir.join("xdg-state")).env_remove("STATE_DIRECTORY");
 }
 
 /// `n` distinct public IPv4 addresses (in 45.0.0.0/8, outside every reserved range).

@@ -26,6 +26,7 @@ fn parse_cli(dir: &Path, file: &str, args: &[&str]) -> (Output, Option<serde_jso
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
     cmd.args(["--output", "json", "parse", file]).args(args);
     cmd.env_remove("RUST_LOG").env("NO_COLOR", "1").current_dir(dir).stdin(Stdio::null());
+    crate::harness::isolate_state(&mut cmd, dir);
     let out = cmd.output().expect("iocsync runs");
     let json = serde_json::from_slice(&out.stdout).ok();
     (out, json)
@@ -124,6 +125,7 @@ async fn sync_sampling_rss(env: &Env) -> (Output, serde_json::Value, u64) {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
     cmd.arg("--config").arg(env.path("iocsync.toml")).args(["--output", "json", "sync"]);
     cmd.env("IOCSYNC_TEST_SECRET", crate::harness::SECRET).env_remove("RUST_LOG").env("NO_COLOR", "1");
+    crate::harness::isolate_state(&mut cmd, env.dir.path());
     cmd.current_dir(env.dir.path()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let pid = child.id();

@@ -465,6 +465,7 @@ async fn a_certificate_credential_works_and_its_key_file_must_be_private() {
     let run = || {
         let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
         cmd.arg("--config").arg(dir.path().join("iocsync.toml")).args(["--output", "json", "sync"]);
+        crate::harness::isolate_state(&mut cmd, dir.path());
         tokio::task::block_in_place(move || cmd.output().unwrap())
     };
     // The default (PS256, x5t#S256) from the certificate file.
