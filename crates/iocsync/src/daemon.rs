@@ -168,6 +168,15 @@ pub struct Totals {
     pub gauges: BTreeMap<String, TenantGauges>,
     /// The last status, accepted count and content age of each (tenant, feed).
     pub feeds: BTreeMap<(String, String), FeedGauges>,
+    /// Impact-check verdicts by (tenant, verdict): held, downgraded, reported, unknown.
+    pub impact: BTreeMap<(String, &'static str), u64>,
+    /// Advanced-hunting queries by (tenant, purpose): impact, hits.
+    pub hunting_queries: BTreeMap<(String, &'static str), u64>,
+    /// Hit events counted, per tenant.
+    pub hit_events: BTreeMap<String, u64>,
+    /// Each (tenant, feed)'s yield from the last run that counted hits: values, values hit,
+    /// values hit recently, events.
+    pub feed_yield: BTreeMap<(String, String), iocsync_core::report::FeedYield>,
 }
 
 /// Gauges of one tenant from its last run that listed the tenant.
@@ -246,6 +255,24 @@ impl Totals {
                     brake: o.report.brake.is_some(),
                 },
             );
+        }
+        if let Some(i) = &o.report.impact {
+            for (k, v) in [
+                ("held", i.held),
+                ("downgraded", i.downgraded),
+                ("reported", i.reported),
+                ("unknown", i.unknown),
+            ] {
+                *self.impact.entry((t.clone(), k)).or_insert(0) += v;
+            }
+            *self.hunting_queries.entry((t.clone(), "impact")).or_insert(0) += i.queries;
+        }
+        if let Some(h) = &o.report.hits {
+            *self.hunting_queries.entry((t.clone(), "hits")).or_insert(0) += h.queries;
+            *self.hit_events.entry(t.clone()).or_insert(0) += h.events;
+            for y in &h.feeds {
+                self.feed_yield.insert((t.clone(), y.name.clone()), y.clone());
+            }
         }
         for f in &o.report.feeds {
             let age = o.feed_ages.iter().find(|(n, _)| *n == f.name).and_then(|(_, a)| *a);
@@ -497,7 +524,8 @@ pub fn healthz_url(listen: &std::net::SocketAddr) -> String {
 
 /// GETs `url` (5 s timeout) and returns the HTTP status; an error when nothing answers.
 pub async fn probe(url: &str) -> anyhow::Result<u16> {
-    let http = reqwest::Client::builder()
+    let http = iocsync_defender::tls::http_client_builder()
+        .context("setting up TLS")?
         .timeout(Duration::from_secs(5))
         .build()
         .context("building the HTTP client")?;
@@ -727,6 +755,54 @@ pub fn render_metrics(s: &DaemonState) -> String {
     for ((t, feed), g) in &tt.feeds {
         f.row("iocsync_feed_accepted", &[("tenant", t), ("feed", feed)], g.accepted as f64);
     }
+    f.head(
+        "iocsync_impact_values_total",
+        "counter",
+        "Values the impact check held, downgraded to Audit, reported, or could not check.",
+    );
+    for ((t, verdict), n) in &tt.impact {
+        f.row("iocsync_impact_values_total", &[("tenant", t), ("verdict", verdict)], *n as f64);
+    }
+    f.head(
+        "iocsync_hunting_queries_total",
+        "counter",
+        "Advanced-hunting queries sent, by purpose (impact, hits).",
+    );
+    for ((t, purpose), n) in &tt.hunting_queries {
+        f.row("iocsync_hunting_queries_total", &[("tenant", t), ("purpose", purpose)], *n as f64);
+    }
+    f.head(
+        "iocsync_hit_events_total",
+        "counter",
+        "Events where Defender acted on an owned indicator, counted by [hits].",
+    );
+    for (t, n) in &tt.hit_events {
+        f.row("iocsync_hit_events_total", &[("tenant", t)], *n as f64);
+    }
+    f.head(
+        "iocsync_feed_hit_events",
+        "gauge",
+        "Events counted on the feed's owned values since hits were first counted.",
+    );
+    for ((t, feed), y) in &tt.feed_yield {
+        f.row("iocsync_feed_hit_events", &[("tenant", t), ("feed", feed)], y.hits as f64);
+    }
+    f.head("iocsync_feed_values_hit", "gauge", "The feed's owned values Defender ever acted on.");
+    for ((t, feed), y) in &tt.feed_yield {
+        f.row("iocsync_feed_values_hit", &[("tenant", t), ("feed", feed)], y.values_hit as f64);
+    }
+    f.head(
+        "iocsync_feed_values_hit_recently",
+        "gauge",
+        "The feed's owned values Defender acted on within [hits] boost_for.",
+    );
+    for ((t, feed), y) in &tt.feed_yield {
+        f.row(
+            "iocsync_feed_values_hit_recently",
+            &[("tenant", t), ("feed", feed)],
+            y.values_hit_recently as f64,
+        );
+    }
     f.head("iocsync_feed_status", "gauge", "1 for the feed's status in its last run, 0 for the others.");
     for ((t, feed), g) in &tt.feeds {
         for st in FEED_STATUSES {
@@ -865,6 +941,45 @@ mod tests {
         }
         assert!(after_text.contains("iocsync_indicators_owned{tenant=\"a\"} 7"), "{after_text}");
         assert!(after_text.contains("iocsync_tenant_failures_total{tenant=\"a\"} 1"), "{after_text}");
+    }
+
+    #[test]
+    fn hits_and_impact_verdicts_are_series_per_feed_never_per_indicator() {
+        let start = at("2026-03-01T00:00:00Z");
+        let mut s = DaemonState::new(vec!["a".into()], Duration::from_secs(3600), start);
+        let mut o = outcome("a", None);
+        o.report.impact =
+            Some(iocsync_core::report::ImpactSummary { held: 2, queries: 3, ..Default::default() });
+        o.report.hits = Some(iocsync_core::report::HitsSummary {
+            queries: 5,
+            events: 40,
+            indicators_hit: 7,
+            feeds: vec![iocsync_core::report::FeedYield {
+                name: "ips".into(),
+                values: 100,
+                values_hit: 7,
+                values_hit_recently: 3,
+                hits: 40,
+            }],
+        });
+        s.record(vec![o], start, Duration::ZERO);
+        let text = render_metrics(&s);
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+        let value = |name: &str, label: (&str, &str)| {
+            scrape.samples.iter().find(|x| x.metric == name && x.labels.get(label.0) == Some(label.1)).map(
+                |x| match x.value {
+                    prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+                    _ => f64::NAN,
+                },
+            )
+        };
+        assert_eq!(value("iocsync_impact_values_total", ("verdict", "held")), Some(2.0), "{text}");
+        assert_eq!(value("iocsync_hunting_queries_total", ("purpose", "hits")), Some(5.0));
+        assert_eq!(value("iocsync_hit_events_total", ("tenant", "a")), Some(40.0));
+        assert_eq!(value("iocsync_feed_values_hit", ("feed", "ips")), Some(7.0));
+        assert_eq!(value("iocsync_feed_hit_events", ("feed", "ips")), Some(40.0));
+        // No series carries an indicator value.
+        assert!(scrape.samples.iter().all(|x| x.labels.get("value").is_none()));
     }
 
     #[tokio::test]

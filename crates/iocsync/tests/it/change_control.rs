@@ -857,14 +857,16 @@ async fn log_format_json_carries_each_journal_line_with_its_run_id() {
         .collect();
     let journal: BTreeSet<String> = lines
         .iter()
-        .filter(|l| l["fields"]["message"] == "journal")
+        .filter(|l| l["message"] == "journal")
         .inspect(|l| {
             assert_eq!(l["level"], "INFO");
-            assert_eq!(l["fields"]["run"], run);
-            assert_eq!(l["fields"]["reason"], "new-in-feed");
-            assert!(l["fields"]["indicator_id"].as_str().is_some_and(|id| !id.is_empty()));
+            assert_eq!(l["run"], run);
+            assert_eq!(l["run_id"], run, "the run's span carries its id too");
+            assert_eq!(l["tenant"], "default");
+            assert_eq!(l["reason"], "new-in-feed");
+            assert!(l["indicator_id"].as_str().is_some_and(|id| !id.is_empty()));
         })
-        .map(|l| l["fields"]["value"].as_str().unwrap().to_owned())
+        .map(|l| l["value"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(journal, ips.iter().cloned().collect());
     assert!(!String::from_utf8_lossy(&out.stderr).contains(crate::harness::SECRET));

@@ -30,7 +30,8 @@ async fn check_shows_capacity_foreign_owned_and_free() {
     assert_eq!(v["canary"]["ok"], true, "{v}");
     assert_eq!(v["canary"]["marker_field"], "externalId", "{v}");
     assert_eq!(v["canary"]["deleted"], true, "{v}");
-    assert_eq!(v["token"]["roles"], serde_json::json!(["Ti.ReadWrite.All"]), "{v}");
+    // The emulator grants its default client the hunting permission too (AdvancedQuery.Read.All).
+    assert_eq!(v["token"]["roles"], serde_json::json!(["Ti.ReadWrite.All", "AdvancedQuery.Read.All"]), "{v}");
     let audience = v["token"]["audience"].as_str().unwrap();
     assert!(audience.starts_with("https://api.securitycenter.microsoft.com"), "{v}");
     assert_eq!(env.owned().len(), 7, "the canary is gone");
@@ -39,7 +40,10 @@ async fn check_shows_capacity_foreign_owned_and_free() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("canary: marker kept"), "{text}");
-    assert!(text.contains(&format!("token: audience {audience}, roles Ti.ReadWrite.All")), "{text}");
+    assert!(
+        text.contains(&format!("token: audience {audience}, roles Ti.ReadWrite.All, AdvancedQuery.Read.All")),
+        "{text}"
+    );
     assert!(text.contains("capacity: limit 15000, foreign 1, owned 7, headroom 500, free 14492"), "{text}");
     assert!(!text.contains("eyJ"), "no token in the output: {text}");
 }

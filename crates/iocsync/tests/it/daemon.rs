@@ -127,7 +127,14 @@ async fn the_daemon_runs_once_at_start_and_readyz_names_a_stale_tenant() {
     })
     .await;
     assert_eq!(env.owned().len(), 5, "the run at start synced the good tenant");
-    let resp = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.unwrap();
+    let resp = iocsync_defender::tls::http_client_builder()
+        .unwrap()
+        .build()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 503);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let bad = v["tenants"].as_array().unwrap().iter().find(|t| t["tenant"] == "bad").unwrap();
@@ -135,7 +142,14 @@ async fn the_daemon_runs_once_at_start_and_readyz_names_a_stale_tenant() {
     assert!(bad["reason"].as_str().unwrap().contains("AADSTS"), "{v}");
     assert!(!body.contains(SECRET));
     // Liveness stays 200: the process serves even though a tenant fails.
-    let health = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.unwrap();
+    let health = iocsync_defender::tls::http_client_builder()
+        .unwrap()
+        .build()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
     sigterm(&child);
     assert_eq!(wait_exit(child, Duration::from_secs(20)).await, Some(0));
@@ -189,7 +203,14 @@ async fn the_daemon_runs_on_its_interval_serves_metrics_and_stops_on_sigterm() {
         assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
     }
     check_exposition(&metrics);
-    let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.unwrap();
+    let ready = iocsync_defender::tls::http_client_builder()
+        .unwrap()
+        .build()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
     // The container HEALTHCHECK command finds the daemon from the config.
     let out = env.run(&["healthcheck"]).await;
