@@ -6,7 +6,6 @@
 
 use crate::harness::{CLIENT_ID, SECRET, public_ips, text_feed};
 use iocsync_emulator::{ClientCredential, EmulatorConfig, EndpointFamily, Role};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 fn size(var: &str, default: usize) -> usize {
@@ -26,7 +25,10 @@ async fn sync(dir: &std::path::Path) -> (serde_json::Value, Duration, u64) {
     cmd.arg("--config").arg(dir.join("iocsync.toml")).args(["-q", "--output", "json", "sync"]);
     cmd.env("IOCSYNC_TEST_SECRET", SECRET).env_remove("RUST_LOG").env("NO_COLOR", "1");
     crate::harness::isolate_state(&mut cmd, dir);
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Files, not pipes: a report of many tenants is larger than a pipe's buffer, and nobody
+    // reads the pipe before the child exits.
+    let (out_path, err_path) = (dir.join("sync.out"), dir.join("sync.err"));
+    cmd.stdout(std::fs::File::create(&out_path).unwrap()).stderr(std::fs::File::create(&err_path).unwrap());
     let started = Instant::now();
     let mut child = cmd.spawn().unwrap();
     let pid = child.id();
@@ -37,9 +39,10 @@ async fn sync(dir: &std::path::Path) -> (serde_json::Value, Duration, u64) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let wall = started.elapsed();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
-    let report = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    let stdout = std::fs::read(&out_path).unwrap();
+    let report = serde_json::from_slice(&stdout).unwrap_or_else(|e| {
+        panic!("not JSON ({e}): {}", std::fs::read_to_string(&err_path).unwrap_or_default())
+    });
     (report, wall, peak)
 }
 
