@@ -162,6 +162,20 @@ pub struct HitsSummary {
     pub indicators_hit: u64,
     /// Per configured feed, in config order.
     pub feeds: Vec<FeedYield>,
+    /// The most hit owned indicators (at most 10), most hit first, from every count so far.
+    pub top: Vec<TopHit>,
+}
+
+/// One of the most hit indicators.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TopHit {
+    /// Defender `indicatorType` name.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The value.
+    pub value: String,
+    /// Events counted on it.
+    pub hits: u64,
 }
 
 /// What one feed's values caught.

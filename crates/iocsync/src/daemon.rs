@@ -177,6 +177,8 @@ pub struct Totals {
     /// Each (tenant, feed)'s yield from the last run that counted hits: values, values hit,
     /// values hit recently, events.
     pub feed_yield: BTreeMap<(String, String), iocsync_core::report::FeedYield>,
+    /// Per tenant, the hit counts of the most hit indicators, most hit first (at most 10).
+    pub top_hits: BTreeMap<String, Vec<u64>>,
 }
 
 /// Gauges of one tenant from its last run that listed the tenant.
@@ -273,6 +275,7 @@ impl Totals {
             for y in &h.feeds {
                 self.feed_yield.insert((t.clone(), y.name.clone()), y.clone());
             }
+            self.top_hits.insert(t.clone(), h.top.iter().map(|x| x.hits).collect());
         }
         for f in &o.report.feeds {
             let age = o.feed_ages.iter().find(|(n, _)| *n == f.name).and_then(|(_, a)| *a);
@@ -803,6 +806,17 @@ pub fn render_metrics(s: &DaemonState) -> String {
             y.values_hit_recently as f64,
         );
     }
+    f.head(
+        "iocsync_top_indicator_hit_events",
+        "gauge",
+        "Events on the rank-th most hit owned indicator (rank 1..10; `list --hits` names them).",
+    );
+    for (t, top) in &tt.top_hits {
+        for (i, n) in top.iter().enumerate() {
+            let rank = (i + 1).to_string();
+            f.row("iocsync_top_indicator_hit_events", &[("tenant", t), ("rank", &rank)], *n as f64);
+        }
+    }
     f.head("iocsync_feed_status", "gauge", "1 for the feed's status in its last run, 0 for the others.");
     for ((t, feed), g) in &tt.feeds {
         for st in FEED_STATUSES {
@@ -961,6 +975,11 @@ mod tests {
                 values_hit_recently: 3,
                 hits: 40,
             }],
+            top: vec![iocsync_core::report::TopHit {
+                kind: "IpAddress".into(),
+                value: "45.1.1.1".into(),
+                hits: 30,
+            }],
         });
         s.record(vec![o], start, Duration::ZERO);
         let text = render_metrics(&s);
@@ -978,6 +997,7 @@ mod tests {
         assert_eq!(value("iocsync_hit_events_total", ("tenant", "a")), Some(40.0));
         assert_eq!(value("iocsync_feed_values_hit", ("feed", "ips")), Some(7.0));
         assert_eq!(value("iocsync_feed_hit_events", ("feed", "ips")), Some(40.0));
+        assert_eq!(value("iocsync_top_indicator_hit_events", ("rank", "1")), Some(30.0));
         // No series carries an indicator value.
         assert!(scrape.samples.iter().all(|x| x.labels.get("value").is_none()));
     }

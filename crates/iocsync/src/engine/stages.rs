@@ -493,6 +493,21 @@ async fn plan_and_apply(
         hot = super::hits::hot(config, &records, now);
         let feeds: Vec<String> = config.feeds_for(tenant).map(|f| f.name.clone()).collect();
         summary.feeds = super::hits::feed_yield(&records, &provenance, &hot, &feeds);
+        let mut top: Vec<&crate::state::HitRecord> = records.iter().filter(|r| r.hits > 0).collect();
+        top.sort_by(|a, b| {
+            b.hits
+                .cmp(&a.hits)
+                .then_with(|| (&a.indicator_type, &a.value).cmp(&(&b.indicator_type, &b.value)))
+        });
+        summary.top = top
+            .into_iter()
+            .take(10)
+            .map(|r| iocsync_core::report::TopHit {
+                kind: r.indicator_type.clone(),
+                value: r.value.clone(),
+                hits: r.hits,
+            })
+            .collect();
         Some(summary)
     } else {
         None

@@ -859,7 +859,7 @@ async fn log_format_json_carries_each_journal_line_with_its_run_id() {
         .iter()
         .filter(|l| l["message"] == "journal")
         .inspect(|l| {
-            assert_eq!(l["level"], "INFO");
+            assert_eq!(l["level"], "info");
             assert_eq!(l["run"], run);
             assert_eq!(l["run_id"], run, "the run's span carries its id too");
             assert_eq!(l["tenant"], "default");
