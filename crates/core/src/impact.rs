@@ -14,6 +14,10 @@ use chrono::{DateTime, Utc};
 use iocsync_ioc::IndicatorType;
 use serde_json::{Map, Value};
 
+/// Rows one hunting query returns at most (documented: 100,000); a result this long may be cut
+/// short, so its values are not judged from it.
+pub const MAX_RESULT_ROWS: usize = 100_000;
+
 /// How a probe compares values with the column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Matcher {
@@ -39,6 +43,9 @@ const fn probe(table: &'static str, column: &'static str, matcher: Matcher) -> P
 }
 
 const IP: &[Probe] = &[probe("DeviceNetworkEvents", "RemoteIP", Matcher::Exact)];
+/// IPv4 as a whole term, so one literal also finds the IPv4-mapped IPv6 spelling
+/// (`::ffff:a.b.c.d`) telemetry uses for some IPv4 traffic.
+const IP4: &[Probe] = &[probe("DeviceNetworkEvents", "RemoteIP", Matcher::Term)];
 const WEB: &[Probe] = &[probe("DeviceNetworkEvents", "RemoteUrl", Matcher::Term)];
 const SHA256: &[Probe] = &[
     probe("DeviceFileEvents", "SHA256", Matcher::Exact),
@@ -52,6 +59,14 @@ const MD5: &[Probe] =
     &[probe("DeviceFileEvents", "MD5", Matcher::Exact), probe("DeviceProcessEvents", "MD5", Matcher::Exact)];
 /// The signer certificate's SHA-1 (its thumbprint) is `SignerHash` in `DeviceFileCertificateInfo`.
 const CERT: &[Probe] = &[probe("DeviceFileCertificateInfo", "SignerHash", Matcher::Exact)];
+
+/// Where activity for `value` of `kind` shows up.
+pub fn probes_for_value(kind: IndicatorType, value: &str) -> &'static [Probe] {
+    if kind == IndicatorType::IpAddress && value.parse::<std::net::Ipv4Addr>().is_ok() {
+        return IP4;
+    }
+    probes_for(kind)
+}
 
 /// Where activity for `kind` shows up.
 pub fn probes_for(kind: IndicatorType) -> &'static [Probe] {
@@ -134,7 +149,7 @@ pub fn build_queries(
 ) -> Vec<HuntQuery> {
     let mut by_probe: BTreeMap<Probe, BTreeSet<(IndicatorType, String)>> = BTreeMap::new();
     for (kind, value) in values {
-        for p in probes_for(*kind) {
+        for p in probes_for_value(*kind, value) {
             by_probe.entry(*p).or_default().insert((*kind, value.clone()));
         }
     }
@@ -362,7 +377,9 @@ pub fn read_hit_rows(
     let kinds: &[IndicatorType] = match column {
         "RemoteIP" => &[IndicatorType::IpAddress],
         "SHA256" => &[IndicatorType::FileSha256],
-        "SHA1" => &[IndicatorType::FileSha1, IndicatorType::CertificateThumbprint],
+        // DeviceEvents.SHA1 is a file's hash, never a signer certificate's: certificate
+        // indicators are not counted (UNCERTAIN which event records them).
+        "SHA1" => &[IndicatorType::FileSha1],
         "MD5" => &[IndicatorType::FileMd5],
         _ => &[],
     };
@@ -403,9 +420,12 @@ pub fn read_hit_rows(
                 if *kind == IndicatorType::IpAddress
                     && let Ok(ip) = cell.parse::<std::net::Ipv6Addr>()
                 {
-                    // iocsync holds IPv6 in the 8-group form.
+                    // iocsync holds IPv6 in the 8-group form; `::ffff:a.b.c.d` is IPv4 traffic.
                     let g = ip.segments().iter().map(|s| format!("{s:x}")).collect::<Vec<_>>().join(":");
                     candidates.push(g);
+                    if let Some(v4) = ip.to_ipv4_mapped() {
+                        candidates.push(v4.to_string());
+                    }
                 }
                 for c in candidates {
                     let k = (*kind, c);
@@ -454,7 +474,7 @@ mod tests {
         );
         assert_eq!(
             q[1].text,
-            "DeviceNetworkEvents | where Timestamp > ago(30d) | where RemoteIP in~ (\"198.51.100.7\") \
+            "DeviceNetworkEvents | where Timestamp > ago(30d) | where RemoteIP has_any (\"198.51.100.7\") \
              | summarize Events = count(), LastSeen = max(Timestamp) by RemoteIP, DeviceId"
         );
         assert!(q[2].text.contains("RemoteUrl has_any (\"evil.example\")"), "{}", q[2].text);
@@ -483,6 +503,23 @@ mod tests {
         let mut out = BTreeMap::new();
         read_rows(&q[0], &[row], &mut out);
         assert_eq!(out[&v].events, 3);
+    }
+
+    #[test]
+    fn ipv4_is_a_whole_term_so_the_mapped_spelling_counts_and_a_longer_address_does_not() {
+        let v = (IndicatorType::IpAddress, "45.1.2.3".to_owned());
+        let q = &build_queries(std::slice::from_ref(&v), 30, 10_000)[0];
+        assert!(q.text.contains("RemoteIP has_any (\"45.1.2.3\")"), "{}", q.text);
+        let rows: Vec<Map<String, Value>> =
+            [("::ffff:45.1.2.3", "d1"), ("45.1.2.33", "d2"), ("145.1.2.3", "d3"), ("45.1.2.3", "d4")]
+                .iter()
+                .map(|(ip, d)| {
+                    serde_json::from_value(serde_json::json!({"RemoteIP": ip, "DeviceId": d})).unwrap()
+                })
+                .collect();
+        let mut out = BTreeMap::new();
+        read_rows(q, &rows, &mut out);
+        assert_eq!(out[&v].devices, ["d1".to_owned(), "d4".to_owned()].into());
     }
 
     #[test]

@@ -81,8 +81,8 @@ pub struct PlanSettings {
     /// Updates Defender did not keep (the same payload sent on two runs in a row, still
     /// different): (type, value, action, fingerprint) not to resend unless a renewal is due.
     pub not_kept: BTreeSet<(IndicatorType, String, Action, String)>,
-    /// Values Defender acted on recently (`[hits]`): under the cap they rank above values of the
-    /// same priority without recent hits. Empty when hits are not counted.
+    /// Values Defender acted on recently (`[hits]`), in [`match_value`] form: under the cap they
+    /// rank above values of the same priority without recent hits. Empty when hits are not counted.
     pub hot: BTreeSet<(IndicatorType, String)>,
 }
 
@@ -413,7 +413,7 @@ type ExactKey = (IndicatorType, String, Action);
 /// (type, value) ascending. The hit boost lasts as long as the hits are recent, so a value that
 /// stops catching anything falls back among the others, and fresh intel competes by recency.
 fn rank_cmp(hot: &BTreeSet<(IndicatorType, String)>, a: &Desired, b: &Desired) -> Ordering {
-    let is_hot = |d: &Desired| !hot.is_empty() && hot.contains(&(d.kind, d.value.clone()));
+    let is_hot = |d: &Desired| !hot.is_empty() && hot.contains(&(d.kind, match_value(d.kind, &d.value)));
     b.priority
         .cmp(&a.priority)
         .then_with(|| is_hot(b).cmp(&is_hot(a)))
@@ -1266,7 +1266,7 @@ mod tests {
         let p = plan_known(vec![silent.clone(), caught.clone()], &[owned(1, &silent)], &s);
         assert_eq!(p.capacity.owned_after, 1);
         assert!(p.deletes.is_empty(), "without hits the fresher silent value stays");
-        s.hot.insert((DomainName, "caught.example".to_owned()));
+        s.hot.insert((DomainName, match_value(DomainName, "caught.example")));
         let p = plan_known(vec![silent.clone(), caught], &[owned(1, &silent)], &s);
         assert_eq!(p.creates.iter().map(|d| d.value.as_str()).collect::<Vec<_>>(), ["caught.example"]);
         assert_eq!(p.deletes.len(), 1, "the silent value gives its slot to the one Defender acts on");

@@ -929,7 +929,8 @@ impl DefenderClient {
             200 => {
                 #[derive(serde::Deserialize)]
                 struct Rows {
-                    #[serde(alias = "results", alias = "Results", default)]
+                    // Required: a 200 without rows is a malformed answer, never "no traffic".
+                    #[serde(alias = "results", alias = "Results")]
                     rows: Vec<serde_json::Map<String, serde_json::Value>>,
                 }
                 serde_json::from_slice::<Rows>(&reply.body)

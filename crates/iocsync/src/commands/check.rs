@@ -200,16 +200,21 @@ async fn check_one(config: &Config, tenant: &Tenant) -> TenantCheck {
                 crate::config::HuntingBackend::Mde => ("mde", "AdvancedQuery.Read.All (WindowsDefenderATP)"),
             };
             let answer = match crate::engine::Hunter::new(config, tenant, &conn.client) {
-                Ok(h) => h.query("DeviceNetworkEvents | take 1").await.map(|_| ()).map_err(|e| e.to_string()),
+                Ok(h) => h.query("DeviceNetworkEvents | take 1").await.map(|_| ()).map_err(|e| {
+                    if matches!(e.status(), Some(401 | 403)) {
+                        format!("{e}; grant the application permission {permission} with admin consent")
+                    } else {
+                        e.to_string()
+                    }
+                }),
                 Err(e) => Err(format!("{e:#}")),
             };
             c.steps.push(Step {
                 what: match &answer {
                     Ok(()) => format!("advanced hunting answers through {backend} (needs {permission})"),
                     Err(e) => format!(
-                        "advanced hunting through {backend} refused ({e}): grant the application permission \
-                         {permission} with admin consent; until then [impact] values follow on_unknown and \
-                         [hits] counts nothing"
+                        "advanced hunting through {backend} failed ({e}); until it answers, [impact] values \
+                         follow on_unknown and [hits] counts nothing"
                     ),
                 },
                 ok: answer.is_ok(),

@@ -266,7 +266,7 @@ pub async fn run(config: &Config, args: &ExplainArgs) -> anyhow::Result<ExplainR
                 hits: r.hits,
                 devices: r.devices.len() as u64,
                 last_hit: r.last_hit,
-                boosted: hot.contains(&(kind, r.value.clone())),
+                boosted: hot.contains(&(kind, mv.clone())),
             });
         }
         if let Some(rank) = capacity_rank(&copies.desired, &hot, kind, &value) {
@@ -275,7 +275,7 @@ pub async fn run(config: &Config, args: &ExplainArgs) -> anyhow::Result<ExplainR
                 format!(
                     "priority {}, {}, severity {}, line {} of its feed",
                     d.priority,
-                    if hot.contains(&(d.kind, d.value.clone())) {
+                    if hot.contains(&(d.kind, match_value(d.kind, &d.value))) {
                         "recent hits (ranked up)"
                     } else {
                         "no recent hits"

@@ -54,7 +54,8 @@ pub(crate) async fn count(
 /// run's clock, and the next one starts there, so a late event is counted once, never lost.
 pub(crate) const INGESTION_LAG: chrono::Duration = chrono::Duration::minutes(30);
 
-/// Values Defender acted on within `[hits] boost_for`: they rank above silent ones under the cap.
+/// Values Defender acted on within `[hits] boost_for`, in the plan's match form: they rank above
+/// silent ones under the cap.
 pub(crate) fn hot(
     config: &Config,
     records: &[HitRecord],
@@ -64,7 +65,10 @@ pub(crate) fn hot(
     records
         .iter()
         .filter(|r| r.last_hit.is_some_and(|t| t >= since))
-        .filter_map(|r| Some((r.indicator_type.parse().ok()?, r.value.clone())))
+        .filter_map(|r| {
+            let kind: IndicatorType = r.indicator_type.parse().ok()?;
+            Some((kind, iocsync_core::plan::match_value(kind, &r.value)))
+        })
         .collect()
 }
 
@@ -91,7 +95,7 @@ pub(crate) fn feed_yield(
                     y.values_hit += 1;
                     y.hits += r.hits;
                 }
-                if hot.contains(key) {
+                if hot.contains(&(key.0, iocsync_core::plan::match_value(key.0, &key.1))) {
                     y.values_hit_recently += 1;
                 }
             }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use iocsync_core::impact::{self, Sighting, Verdict};
+use iocsync_core::plan::match_value;
 use iocsync_core::report::{ImpactSummary, ImpactValue};
 use iocsync_core::{Action, Desired, Existing, Skip};
 use iocsync_defender::{ClientConfig, DefenderClient};
@@ -103,16 +104,19 @@ pub(crate) async fn check(
     now: DateTime<Utc>,
 ) -> ImpactOutcome {
     let settings = &config.impact;
-    let blocking_now: BTreeSet<(IndicatorType, &str)> = existing
+    // The tenant may hold a value in another spelling (compressed IPv6, a URL with `/`): every
+    // comparison with its rows goes through the plan's match form.
+    let mv = |k: IndicatorType, v: &str| (k, match_value(k, v));
+    let blocking_now: BTreeSet<(IndicatorType, String)> = existing
         .iter()
         .filter(|e| e.action.is_some_and(blocks))
-        .filter_map(|e| Some((e.kind?, e.value.as_str())))
+        .filter_map(|e| Some(mv(e.kind?, &e.value)))
         .collect();
-    let ours: BTreeSet<(IndicatorType, &str)> =
-        existing.iter().filter(|e| owned(e)).filter_map(|e| Some((e.kind?, e.value.as_str()))).collect();
+    let ours: BTreeSet<(IndicatorType, String)> =
+        existing.iter().filter(|e| owned(e)).filter_map(|e| Some(mv(e.kind?, &e.value))).collect();
     let candidates: BTreeSet<(IndicatorType, String)> = desired
         .iter()
-        .filter(|d| blocks(d.action) && !blocking_now.contains(&(d.kind, d.value.as_str())))
+        .filter(|d| blocks(d.action) && !blocking_now.contains(&mv(d.kind, &d.value)))
         .map(|d| (d.kind, d.value.clone()))
         .collect();
 
@@ -152,12 +156,21 @@ pub(crate) async fn check(
             };
             summary.queries += 1;
             match h.query(&q.text).await {
+                // A result at the row cap may be cut short: its zeros are not "no traffic".
+                Ok(rows) if rows.len() >= impact::MAX_RESULT_ROWS => {
+                    tracing::warn!(tenant = %tenant.name, rows = rows.len(), "impact check: a result hit the row cap; its values stay unknown");
+                    failed.extend(q.values.iter().cloned());
+                }
                 Ok(rows) => impact::read_rows(q, &rows, &mut fresh),
-                Err(e) => {
-                    // A quota or rate error means no more asking this run; other errors too,
-                    // since the next query would most likely meet the same refusal.
+                // A quota or rate answer (429), or a refused token or permission: no more asking
+                // this run. Any other failure spoils only this batch (it is asked again next run).
+                Err(e) if matches!(e.status(), Some(401 | 403 | 429)) => {
                     tracing::warn!(tenant = %tenant.name, "impact check stopped: {e}");
                     stopped = Some(e.to_string());
+                    failed.extend(q.values.iter().cloned());
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = %tenant.name, "impact check: one query failed, its values stay unknown: {e}");
                     failed.extend(q.values.iter().cloned());
                 }
             }
@@ -190,7 +203,9 @@ pub(crate) async fn check(
     let mut out = Vec::with_capacity(desired.len());
     for mut d in desired {
         let key = (d.kind, d.value.clone());
-        if !candidates.contains(&key) {
+        // Only a copy that would block is judged: an `Audit` or `Allowed` copy of the same value
+        // (another feed's, or a row iocsync keeps) is left as it is.
+        if !blocks(d.action) || !candidates.contains(&key) {
             out.push(d);
             continue;
         }
@@ -201,7 +216,7 @@ pub(crate) async fn check(
             summary.unknown += 1;
         }
         let mut v = impact::verdict(sighting, settings.hold_devices, settings.on_hit, settings.on_unknown);
-        if matches!(v, Verdict::Hold | Verdict::Wait) && ours.contains(&(d.kind, d.value.as_str())) {
+        if matches!(v, Verdict::Hold | Verdict::Wait) && ours.contains(&mv(d.kind, &d.value)) {
             // Holding must never delete a row iocsync already keeps: keep it, without blocking.
             v = Verdict::Downgrade;
         }

@@ -481,7 +481,13 @@ async fn plan_and_apply(
             let first =
                 chrono::Duration::from_std(config.hits.first_lookback).unwrap_or(chrono::Duration::days(1));
             let until = now - super::hits::INGESTION_LAG;
-            let since = lock(store).hits_counted_to(&tenant.name).ok().flatten().unwrap_or(until - first);
+            // Advanced hunting keeps 30 days: an older cursor (a long outage) starts there.
+            let since = lock(store)
+                .hits_counted_to(&tenant.name)
+                .ok()
+                .flatten()
+                .unwrap_or(until - first)
+                .max(until - chrono::Duration::days(30));
             if since < until
                 && let Some(new) = super::hits::count(h, &owned_keys, since, until, &mut summary).await
                 && let Err(e) = lock(store).add_hits(&tenant.name, &new, until)
@@ -522,7 +528,10 @@ async fn plan_and_apply(
         let owns = |e: &Existing| owner.owns(e);
         let o = super::impact::check(config, tenant, cache, hunter.as_ref(), desired, &existing, &owns, now)
             .await;
-        if let Err(e) = lock(store).save_impact_records(&tenant.name, &o.records, since) {
+        // `plan` asks (so the review shows the verdicts) but remembers nothing.
+        if !req.dry_run
+            && let Err(e) = lock(store).save_impact_records(&tenant.name, &o.records, since)
+        {
             tracing::warn!(tenant = %tenant.name, "impact check: cannot save its answers: {e}");
         }
         (o.desired, o.skips, Some(o.summary))

@@ -441,3 +441,60 @@ async fn check_says_whether_the_hunting_api_answers_this_app() {
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["impact"]["unknown"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_that_respells_a_value_never_turns_a_hold_into_a_delete() {
+    // The tenant stores IPv6 compressed; iocsync sends all 8 groups. An owned Block row in the
+    // tenant's spelling is "already blocking": not asked about, never held, never deleted.
+    let behaviour =
+        iocsync_emulator::Behaviour { normalize_values: true, ..iocsync_emulator::Behaviour::default() };
+    let env = Env::start(EnvOptions { behaviour, ..EnvOptions::default() }).await;
+    env.write("ips.txt", &text_feed(&["2a01:4f8::7".to_owned()]));
+    let cfg = |enabled: bool| {
+        format!(
+            "[sync]\nstate = \"state/iocsync.db\"\nheadroom = 10\n\n[[feeds]]\nname = \"ips\"\nsource = \"ips.txt\"\nformat = \"text\"\n\n\
+             [impact]\nenabled = {enabled}\ngraph_base = \"{}\"\non_unknown = \"wait\"\n",
+            env.emu.base_url()
+        )
+    };
+    env.config(&cfg(false));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(env.owned()[0].indicator_value, "2a01:4f8::7", "stored in the tenant's spelling");
+    let mut jsonl = String::new();
+    for d in 0..12 {
+        jsonl.push_str(&format!(
+            "{{\"Table\": \"DeviceNetworkEvents\", \"Timestamp\": \"-1h\", \"DeviceId\": \"d{d}\", \"RemoteIP\": \"2a01:4f8::7\"}}\n"
+        ));
+    }
+    env.emu.add_hunting_events(events(&jsonl));
+    env.config(&cfg(true));
+    // Also with every query refused (on_unknown = wait would hold an unknown value).
+    env.emu.exhaust_hunting_quota(5);
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["counts"]["delete"], 0, "{report}");
+    assert_eq!(env.owned().len(), 1);
+    assert!(env.emu.hunting_queries().is_empty(), "already blocking in any spelling: not asked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_copy_that_would_block_is_judged() {
+    // Feed "watch" (higher priority) wants the busy value as Audit, feed "block" as Block. The
+    // check judges only the Block copy: the Audit copy is pushed as it is.
+    let env = Env::start(EnvOptions::default()).await;
+    busy_and_quiet(&env, "");
+    env.write("watch.txt", &text_feed(&["45.1.1.1".to_owned()]));
+    let cfg = std::fs::read_to_string(env.path("iocsync.toml")).unwrap();
+    env.write(
+        "iocsync.toml",
+        &cfg.replace(
+            "[impact]",
+            "[[feeds]]\nname = \"watch\"\nsource = \"watch.txt\"\nformat = \"text\"\naction = \"Audit\"\npriority = 10\n\n[impact]",
+        ),
+    );
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(action_of(&env, "45.1.1.1").as_deref(), Some("Audit"), "{report}");
+    assert_eq!(action_of(&env, "45.2.2.2").as_deref(), Some("Block"));
+}
