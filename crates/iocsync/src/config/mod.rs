@@ -393,6 +393,8 @@ pub struct ImpactSettings {
     pub max_queries: u32,
     /// Longest query text, in characters ([UNCERTAIN]: no documented limit).
     pub max_query_chars: usize,
+    /// Longest the check may take in one run; the values left follow `on_unknown`.
+    pub max_duration: Duration,
 }
 
 impl Default for ImpactSettings {
@@ -408,6 +410,7 @@ impl Default for ImpactSettings {
             graph_base: None,
             max_queries: 200,
             max_query_chars: 8_000,
+            max_duration: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -807,6 +810,7 @@ impl Validator {
                 "graph_base",
                 "max_queries",
                 "max_query_chars",
+                "max_duration",
             ],
         );
         let d = ImpactSettings::default();
@@ -870,6 +874,7 @@ impl Validator {
             graph_base: raw.graph_base,
             max_queries: u32::try_from(max_queries).unwrap_or(200),
             max_query_chars: usize::try_from(max_query_chars).unwrap_or(8_000),
+            max_duration: self.duration("impact.max_duration", raw.max_duration.as_deref(), d.max_duration),
         }
     }
 

@@ -167,6 +167,7 @@ pub struct RawImpact {
     pub graph_base: Option<String>,
     pub max_queries: Option<i64>,
     pub max_query_chars: Option<i64>,
+    pub max_duration: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

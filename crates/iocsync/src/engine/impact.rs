@@ -102,6 +102,7 @@ pub(crate) async fn check(
     existing: &[Existing],
     owned: &dyn Fn(&Existing) -> bool,
     now: DateTime<Utc>,
+    stop: &super::StopFlag,
 ) -> ImpactOutcome {
     let settings = &config.impact;
     // The tenant may hold a value in another spelling (compressed IPv6, a URL with `/`): every
@@ -146,9 +147,17 @@ pub(crate) async fn check(
             None => Some("no hunting client".to_owned()),
             Some(_) => None,
         };
+        let started = std::time::Instant::now();
         for q in &queries {
             if stopped.is_none() && summary.queries >= u64::from(settings.max_queries) {
                 stopped = Some(format!("the run's budget of {} queries is spent", settings.max_queries));
+            }
+            // The check is advice: it never holds the run past its time budget or a stop request.
+            if stopped.is_none() && stop.is_requested() {
+                stopped = Some("the run was asked to stop".to_owned());
+            }
+            if stopped.is_none() && started.elapsed() >= settings.max_duration {
+                stopped = Some(format!("the check's time budget ({:?}) is spent", settings.max_duration));
             }
             let (Some(h), None) = (hunter, &stopped) else {
                 failed.extend(q.values.iter().cloned());

@@ -526,8 +526,18 @@ async fn plan_and_apply(
             Vec::new()
         });
         let owns = |e: &Existing| owner.owns(e);
-        let o = super::impact::check(config, tenant, cache, hunter.as_ref(), desired, &existing, &owns, now)
-            .await;
+        let o = super::impact::check(
+            config,
+            tenant,
+            cache,
+            hunter.as_ref(),
+            desired,
+            &existing,
+            &owns,
+            now,
+            &req.stop,
+        )
+        .await;
         // `plan` asks (so the review shows the verdicts) but remembers nothing.
         if !req.dry_run
             && let Err(e) = lock(store).save_impact_records(&tenant.name, &o.records, since)

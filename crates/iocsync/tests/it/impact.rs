@@ -498,3 +498,25 @@ async fn only_the_copy_that_would_block_is_judged() {
     assert_eq!(action_of(&env, "45.1.1.1").as_deref(), Some("Audit"), "{report}");
     assert_eq!(action_of(&env, "45.2.2.2").as_deref(), Some("Block"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_check_stops_asking_when_its_time_budget_is_spent() {
+    use iocsync_emulator::{Fault, FaultRule, Trigger};
+    let env = Env::start(EnvOptions::default()).await;
+    busy_and_quiet(&env, "max_duration = \"1s\"");
+    // A domain adds a second query (RemoteUrl after RemoteIP); every answer takes 1.2 s.
+    env.write(
+        "ips.txt",
+        &text_feed(&["45.1.1.1".to_owned(), "45.2.2.2".to_owned(), "slow-answers.xyz".to_owned()]),
+    );
+    env.emu.inject(FaultRule::new(
+        Some(EndpointFamily::RunHuntingQuery),
+        Fault::Delay(std::time::Duration::from_millis(1_200)),
+        Trigger::Always,
+    ));
+    let (code, report) = env.run_json(&["sync"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["impact"]["queries"], 1, "{report}");
+    assert_eq!(report["impact"]["unknown"], 1, "the domain's query was never sent: {report}");
+    assert_eq!(report["impact"]["held"], 1, "the first answer still counts");
+}
