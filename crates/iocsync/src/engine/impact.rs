@@ -25,6 +25,8 @@ fn blocks(a: Action) -> bool {
 pub(crate) struct Hunter {
     client: DefenderClient,
     path: &'static [&'static str],
+    /// True when `client` is a Graph client of its own (its call history is kept apart).
+    own_client: bool,
 }
 
 impl Hunter {
@@ -32,9 +34,11 @@ impl Hunter {
     /// client, token and pacing, for the cloud's Graph host or `[impact] graph_base`.
     pub(crate) fn new(config: &Config, tenant: &Tenant, main: &DefenderClient) -> anyhow::Result<Hunter> {
         match config.impact.backend {
-            HuntingBackend::Mde => {
-                Ok(Hunter { client: main.clone(), path: &["api", "advancedqueries", "run"] })
-            }
+            HuntingBackend::Mde => Ok(Hunter {
+                client: main.clone(),
+                path: &["api", "advancedqueries", "run"],
+                own_client: false,
+            }),
             HuntingBackend::Graph => {
                 let cloud = crate::connect::cloud(tenant.cloud);
                 let base = config
@@ -57,6 +61,7 @@ impl Hunter {
                 Ok(Hunter {
                     client: DefenderClient::new(cc)?,
                     path: &["v1.0", "security", "runHuntingQuery"],
+                    own_client: true,
                 })
             }
         }
@@ -64,6 +69,17 @@ impl Hunter {
 }
 
 impl Hunter {
+    /// The Graph client, whose call history is paced across runs under its own key (the MDE
+    /// backend shares the Defender client and its history).
+    pub(crate) fn own_client(&self) -> Option<&DefenderClient> {
+        self.own_client.then_some(&self.client)
+    }
+
+    /// The key its call history is saved under: the app id, marked as Graph's.
+    pub(crate) fn history_key(client_id: &str) -> String {
+        format!("{client_id}#graph")
+    }
+
     /// Runs one query; its rows.
     pub(crate) async fn query(
         &self,

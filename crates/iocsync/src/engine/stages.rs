@@ -466,6 +466,12 @@ async fn plan_and_apply(
     } else {
         None
     };
+    // A Graph client paces with the calls of earlier runs too (45/min, 1,500/h per app).
+    let graph_key = super::impact::Hunter::history_key(&tenant.client_id);
+    if let Some(g) = hunter.as_ref().and_then(super::impact::Hunter::own_client) {
+        let history = lock(store).load_api_calls(&tenant.name, &graph_key).unwrap_or_default();
+        g.load_call_history(history.into_iter().filter_map(|(f, at)| stamp(&f, at)).collect()).await;
+    }
     let mut hot = BTreeSet::new();
     let hits_summary = if config.hits.enabled {
         let mut summary = iocsync_core::report::HitsSummary::default();
@@ -674,6 +680,17 @@ async fn plan_and_apply(
         lock(store).save_api_calls(&tenant.name, &tenant.client_id, &calls, now.timestamp_millis())
     {
         tracing::warn!("could not save the API call history: {e}");
+    }
+    if let Some(g) = hunter.as_ref().and_then(super::impact::Hunter::own_client) {
+        let calls: Vec<(String, i64)> = g
+            .export_call_history()
+            .await
+            .into_iter()
+            .map(|c| (c.family.as_str().to_owned(), c.at_ms))
+            .collect();
+        if let Err(e) = lock(store).save_api_calls(&tenant.name, &graph_key, &calls, now.timestamp_millis()) {
+            tracing::warn!("could not save the Graph call history: {e}");
+        }
     }
     let owned_by = apply::owned_by_type_and_action(&plan, &applied);
     if !req.dry_run {

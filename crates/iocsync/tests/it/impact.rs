@@ -205,6 +205,12 @@ async fn a_value_in_use_on_many_devices_is_held_and_a_quiet_one_goes_ahead() {
     assert_eq!(impact["values"][0]["devices"], 12);
     assert_eq!(impact["queries"], 1, "both IPs in one query");
     assert_eq!(env.calls_of(EndpointFamily::RunHuntingQuery), 1, "Graph is the default backend");
+    // Graph's calls are remembered apart, so the next run paces with them (45/min, 1,500/h).
+    {
+        let store = iocsync::state::StateStore::open(&env.path("state/iocsync.db")).unwrap();
+        let graph = store.load_api_calls("default", &format!("{CLIENT_ID}#graph")).unwrap();
+        assert_eq!(graph.iter().filter(|(f, _)| f == "hunting").count(), 1, "{graph:?}");
+    }
 
     // The resync asks nothing new: both answers come from the cache.
     let (code, report) = env.run_json(&["sync"]).await;
