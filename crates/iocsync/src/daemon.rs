@@ -782,29 +782,26 @@ pub fn render_metrics(s: &DaemonState) -> String {
     for (t, n) in &tt.hit_events {
         f.row("iocsync_hit_events_total", &[("tenant", t)], *n as f64);
     }
-    f.head(
-        "iocsync_feed_hit_events",
-        "gauge",
-        "Events counted on the feed's owned values since hits were first counted.",
-    );
-    for ((t, feed), y) in &tt.feed_yield {
-        f.row("iocsync_feed_hit_events", &[("tenant", t), ("feed", feed)], y.hits as f64);
-    }
-    f.head("iocsync_feed_values_hit", "gauge", "The feed's owned values Defender ever acted on.");
-    for ((t, feed), y) in &tt.feed_yield {
-        f.row("iocsync_feed_values_hit", &[("tenant", t), ("feed", feed)], y.values_hit as f64);
-    }
-    f.head(
-        "iocsync_feed_values_hit_recently",
-        "gauge",
-        "The feed's owned values Defender acted on within [hits] boost_for.",
-    );
-    for ((t, feed), y) in &tt.feed_yield {
-        f.row(
+    // Each feed's yield, from the last run that counted hits.
+    type YieldOf = fn(&iocsync_core::report::FeedYield) -> u64;
+    let yields: [(&str, &str, YieldOf); 3] = [
+        (
+            "iocsync_feed_hit_events",
+            "Events counted on the feed's owned values since hits were first counted.",
+            |y| y.hits,
+        ),
+        ("iocsync_feed_values_hit", "The feed's owned values Defender ever acted on.", |y| y.values_hit),
+        (
             "iocsync_feed_values_hit_recently",
-            &[("tenant", t), ("feed", feed)],
-            y.values_hit_recently as f64,
-        );
+            "The feed's owned values Defender acted on within [hits] boost_for.",
+            |y| y.values_hit_recently,
+        ),
+    ];
+    for (name, help, of) in yields {
+        f.head(name, "gauge", help);
+        for ((t, feed), y) in &tt.feed_yield {
+            f.row(name, &[("tenant", t), ("feed", feed)], of(y) as f64);
+        }
     }
     f.head(
         "iocsync_top_indicator_hit_events",
