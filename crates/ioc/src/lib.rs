@@ -18,8 +18,9 @@ pub mod kind;
 pub mod normalize;
 pub mod reason;
 pub mod refang;
+mod seen;
 
-pub use formats::{Format, FormatError, ParseOptions, Parsed, parse};
+pub use formats::{Format, FormatError, ParseOptions, Parsed, Sink, StreamError, Tally, parse, parse_stream};
 pub use kind::{IndicatorType, TypeHint};
 pub use reason::Reason;
 

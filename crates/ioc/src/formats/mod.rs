@@ -7,8 +7,8 @@ use crate::normalize::{normalize_spelled, truncate};
 use crate::{IndicatorType, Ioc, Reason, Rejection, TypeHint};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 use std::fmt;
+use std::io::Read as _;
 
 pub mod csv;
 pub mod defender_csv;
@@ -171,6 +171,86 @@ pub fn parse(input: &[u8], opts: &ParseOptions) -> Result<Parsed, FormatError> {
     }
 }
 
+/// A streamed parse that failed: the document is not of its format, or reading it failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The document is not of the format (see [`FormatError`]).
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// Reading the document failed (the caller's reader error, e.g. a size cap).
+    #[error("cannot read the feed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How many lines [`sniff`] looks at to tell a line format (hosts, CSV, text).
+const SNIFF_LINES: usize = 200;
+
+/// Parse a document read from `reader` into `sink`; returns the format used (after sniffing) and
+/// the counts. Line formats (text, hosts) are parsed line by line as they are read, so memory
+/// holds one line and the parser's duplicate set, never the document (`Auto` reads only the
+/// first 200 lines ahead to sniff). The other formats need the whole document (CSV rows may
+/// span lines; JSON) and read it into memory first: the caller caps the reader.
+pub fn parse_stream<R: std::io::BufRead, S: Sink + ?Sized>(
+    mut reader: R,
+    opts: &ParseOptions,
+    sink: &mut S,
+) -> Result<(Format, Tally), StreamError> {
+    let mut head = Vec::new();
+    let format = match opts.format {
+        Format::Auto => {
+            read_head(&mut reader, &mut head)?;
+            if matches!(strip_bom(&head).iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'[')) {
+                reader.read_to_end(&mut head)?;
+            }
+            sniff(&head)
+        }
+        f => f,
+    };
+    sink.begin(format);
+    let tally = match format {
+        Format::Auto | Format::Text => text::parse_reader((&head[..]).chain(reader), opts, sink)?,
+        Format::Hosts => hosts::parse_reader((&head[..]).chain(reader), opts, sink)?,
+        _ => {
+            reader.read_to_end(&mut head)?;
+            let mut whole = opts.clone();
+            whole.format = format;
+            let parsed = parse(&head, &whole)?;
+            drop(head);
+            let tally = Tally {
+                lines: parsed.lines,
+                duplicates: parsed.duplicates,
+                canonical_merges: parsed.canonical_merges,
+            };
+            parsed.iocs.into_iter().for_each(|i| sink.accept(i));
+            parsed.rejections.into_iter().for_each(|r| sink.reject(r));
+            tally
+        }
+    };
+    Ok((format, tally))
+}
+
+/// Reads into `head` until it holds more than [`SNIFF_LINES`] complete lines, or the end.
+fn read_head<R: std::io::BufRead>(reader: &mut R, head: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut newlines = 0usize;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(());
+        }
+        newlines += memchr::memchr_iter(b'\n', buf).count();
+        head.extend_from_slice(buf);
+        let len = buf.len();
+        reader.consume(len);
+        if newlines > SNIFF_LINES {
+            return Ok(());
+        }
+    }
+}
+
 /// Guess the format of a document: JSON (MISP event, STIX bundle or object, TAXII envelope),
 /// hosts file (most data lines start with a sink-hole address), CSV with a header naming a known
 /// column (or the Defender portal columns), else text.
@@ -213,7 +293,7 @@ fn sniff_lines(body: &[u8]) -> Format {
     let mut hosts = 0usize;
     let mut last_comment: Option<&str> = None;
     let mut first_data: Option<&str> = None;
-    for (_, line) in text::lines(body).take(200) {
+    for (_, line) in text::lines(body).take(SNIFF_LINES) {
         let Ok(line) = line else { continue };
         let t = line.trim();
         if t.is_empty() {
@@ -258,27 +338,89 @@ pub(crate) fn strip_bom(input: &[u8]) -> &[u8] {
     input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input)
 }
 
+/// Where a parser puts what it finds, value by value: [`Parsed`] keeps everything; a streaming
+/// consumer (`iocsync parse`) counts or prints each value and drops it, so its memory is bound by
+/// the distinct accepted values (the parser's duplicate set), not by the document.
+pub trait Sink {
+    /// Called once before any value with the format the document is parsed as (after sniffing).
+    fn begin(&mut self, _format: Format) {}
+    /// One accepted value: the first occurrence of its (type, value) in this feed.
+    fn accept(&mut self, ioc: Ioc);
+    /// One rejected value.
+    fn reject(&mut self, rejection: Rejection);
+}
+
+impl<S: Sink + ?Sized> Sink for &mut S {
+    fn begin(&mut self, format: Format) {
+        (**self).begin(format);
+    }
+    fn accept(&mut self, ioc: Ioc) {
+        (**self).accept(ioc);
+    }
+    fn reject(&mut self, rejection: Rejection) {
+        (**self).reject(rejection);
+    }
+}
+
+impl Sink for Parsed {
+    fn accept(&mut self, ioc: Ioc) {
+        self.iocs.push(ioc);
+    }
+    fn reject(&mut self, rejection: Rejection) {
+        self.rejections.push(rejection);
+    }
+}
+
+/// The counts of a parse besides its values (what [`Parsed`] holds besides its two lists).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Lines (text-like formats) or objects (JSON formats) read.
+    pub lines: u64,
+    /// Values that repeated an earlier accepted (type, value) in the same feed.
+    pub duplicates: u64,
+    /// Of `duplicates`: URLs merged only by the canonical URL form (see [`Parsed`]).
+    pub canonical_merges: u64,
+}
+
 /// Rejection values are cut to this many bytes.
 const MAX_REJECTED_VALUE: usize = 256;
 
-/// Accumulates accepted values (first occurrence only) and rejections for one feed.
+/// Accumulates accepted values (first occurrence only) and rejections for one feed into a
+/// [`Sink`]; the duplicate set is a compact [`Seen`](crate::seen::Seen).
 #[derive(Debug)]
-pub(crate) struct Collector {
-    parsed: Parsed,
-    seen: HashSet<(IndicatorType, String)>,
-    /// Every URL spelling seen (before canonical percent-encoding), to count canonical merges.
-    url_spellings: HashSet<String>,
+pub(crate) struct Collector<S: Sink = Parsed> {
+    sink: S,
+    seen: crate::seen::Seen,
+    duplicates: u64,
+    canonical_merges: u64,
     pub(crate) refang: bool,
     pub(crate) hint: Option<TypeHint>,
 }
 
-impl Collector {
-    /// A collector using the options' refang flag and forced type.
+impl Collector<Parsed> {
+    /// A collector into a [`Parsed`], using the options' refang flag and forced type.
     pub(crate) fn new(opts: &ParseOptions) -> Self {
+        Collector::with_sink(opts, Parsed::default())
+    }
+
+    /// The result, with `lines` lines (or objects) read.
+    pub(crate) fn finish(self, lines: u64) -> Parsed {
+        let (mut parsed, tally) = self.finish_tally(lines);
+        parsed.lines = tally.lines;
+        parsed.duplicates = tally.duplicates;
+        parsed.canonical_merges = tally.canonical_merges;
+        parsed
+    }
+}
+
+impl<S: Sink> Collector<S> {
+    /// A collector into `sink`, using the options' refang flag and forced type.
+    pub(crate) fn with_sink(opts: &ParseOptions, sink: S) -> Self {
         Collector {
-            parsed: Parsed::default(),
-            seen: HashSet::new(),
-            url_spellings: HashSet::new(),
+            sink,
+            seen: crate::seen::Seen::default(),
+            duplicates: 0,
+            canonical_merges: 0,
             refang: opts.refang,
             hint: opts.type_hint,
         }
@@ -312,20 +454,26 @@ impl Collector {
 
     /// [`Collector::accept`] for a URL the feed spelled as `spelling` (`None`: as its value): a
     /// duplicate with a spelling never seen before is a canonical merge.
+    ///
+    /// A URL spelled as its canonical form is remembered by a flag on its entry, not a second
+    /// copy: a spelling equal to some canonical form `c` can only be a spelling of `c` itself
+    /// (canonicalisation is idempotent), so "`c` was seen as a spelling" is that flag.
     fn accept_spelled(&mut self, ioc: Ioc, spelling: Option<String>) {
-        let spelling =
-            (ioc.kind == IndicatorType::Url).then(|| spelling.unwrap_or_else(|| ioc.value.clone()));
-        if self.seen.insert((ioc.kind, ioc.value.clone())) {
-            self.parsed.iocs.push(ioc);
-            if let Some(s) = spelling {
-                self.url_spellings.insert(s);
-            }
+        let (entry, new) = self.seen.insert(kind_tag(ioc.kind), Some(ioc.kind), &ioc.value);
+        let spelling_new = if ioc.kind != IndicatorType::Url {
+            false
         } else {
-            self.parsed.duplicates += 1;
-            if let Some(s) = spelling
-                && self.url_spellings.insert(s)
-            {
-                self.parsed.canonical_merges += 1;
+            match spelling {
+                None => self.seen.mark(entry),
+                Some(s) => self.seen.insert(crate::seen::SPELLING, None, &s).1,
+            }
+        };
+        if new {
+            self.sink.accept(ioc);
+        } else {
+            self.duplicates += 1;
+            if spelling_new {
+                self.canonical_merges += 1;
             }
         }
     }
@@ -336,12 +484,25 @@ impl Collector {
         let detail = detail.map(|d| {
             if d.len() > 2 * MAX_REJECTED_VALUE { truncate(&d, 2 * MAX_REJECTED_VALUE).to_owned() } else { d }
         });
-        self.parsed.rejections.push(Rejection { reason, value, line, detail });
+        self.sink.reject(Rejection { reason, value, line, detail });
     }
 
-    /// The result, with `lines` lines (or objects) read.
-    pub(crate) fn finish(mut self, lines: u64) -> Parsed {
-        self.parsed.lines = lines;
-        self.parsed
+    /// The sink and the counts, with `lines` lines (or objects) read.
+    pub(crate) fn finish_tally(self, lines: u64) -> (S, Tally) {
+        let tally = Tally { lines, duplicates: self.duplicates, canonical_merges: self.canonical_merges };
+        (self.sink, tally)
+    }
+}
+
+/// The key tag of an indicator type in the duplicate set.
+fn kind_tag(kind: IndicatorType) -> u8 {
+    match kind {
+        IndicatorType::FileSha1 => 1,
+        IndicatorType::FileSha256 => 2,
+        IndicatorType::FileMd5 => 3,
+        IndicatorType::CertificateThumbprint => 4,
+        IndicatorType::IpAddress => 5,
+        IndicatorType::DomainName => 6,
+        IndicatorType::Url => 7,
     }
 }

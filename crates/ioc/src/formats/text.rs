@@ -12,7 +12,8 @@
 //! (headers, `|---|` and `|===` rules, prose). Prose lines outside tables are treated like any
 //! line, so they usually end up rejected `invalid-value`.
 
-use super::{Collector, ParseOptions, Parsed, strip_bom};
+use super::{Collector, ParseOptions, Parsed, Sink, Tally, strip_bom};
+use std::io::BufRead;
 
 /// Iterate the lines of `input` with their 1-based numbers: BOM dropped, `\n` or `\r\n` ends a
 /// line, no phantom empty line after a final newline; a non-UTF-8 line is `Err(bytes)`.
@@ -24,6 +25,59 @@ pub(crate) fn lines(input: &[u8]) -> impl Iterator<Item = (u64, Result<&str, &[u
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         (i as u64 + 1, std::str::from_utf8(raw).map_err(|_| raw))
     })
+}
+
+/// The UTF-8 byte order mark.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Reads `reader` line by line with the same rules as [`lines`] (BOM dropped, `\n` or `\r\n`
+/// ends a line, no phantom line after a final newline, non-UTF-8 line is `Err(bytes)`) and hands
+/// each line to `f`; returns the number of lines. Holds at most one line beyond the reader's
+/// buffer: a line inside the buffer is handed over in place, only a line that straddles two
+/// reads is copied.
+pub(crate) fn for_each_line<R: BufRead>(
+    mut reader: R,
+    mut f: impl FnMut(u64, Result<&str, &[u8]>),
+) -> std::io::Result<u64> {
+    let mut n = 0u64;
+    let mut carry: Vec<u8> = Vec::new();
+    let mut emit = |n: u64, raw: &[u8]| {
+        let raw = if n == 1 { raw.strip_prefix(BOM).unwrap_or(raw) } else { raw };
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        f(n, std::str::from_utf8(raw).map_err(|_| raw));
+    };
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            // A last line without a newline; a document that is only a BOM has no line.
+            let only_bom = n == 0 && carry == BOM;
+            if !carry.is_empty() && !only_bom {
+                n += 1;
+                emit(n, &carry);
+            }
+            return Ok(n);
+        }
+        let mut used = 0;
+        while let Some(i) = memchr::memchr(b'\n', &buf[used..]) {
+            let end = used + i;
+            n += 1;
+            if carry.is_empty() {
+                emit(n, &buf[used..end]);
+            } else {
+                carry.extend_from_slice(&buf[used..end]);
+                emit(n, &carry);
+                carry.clear();
+            }
+            used = end + 1;
+        }
+        carry.extend_from_slice(&buf[used..]);
+        let len = buf.len();
+        reader.consume(len);
+    }
 }
 
 /// Drop a whole-line comment, or a trailing one that follows whitespace; returns the trimmed rest.
@@ -61,7 +115,7 @@ pub(crate) fn line_value(t: &str) -> &str {
 /// A table row: back-ticked cells are values (rejected when invalid: the author marked them as
 /// literals); in a row without back-ticks, cells that normalise are taken and the rest (headers,
 /// `|---|` rules, prose) is ignored.
-fn table_row(row: &str, line: u64, out: &mut Collector) {
+fn table_row<S: Sink>(row: &str, line: u64, out: &mut Collector<S>) {
     if row.contains('`') {
         for cell in row.split('`').skip(1).step_by(2) {
             if !cell.trim().is_empty() {
@@ -80,34 +134,47 @@ fn table_row(row: &str, line: u64, out: &mut Collector) {
 /// Parse a text list. Never fails.
 pub fn parse(input: &[u8], opts: &ParseOptions) -> Parsed {
     let mut out = Collector::new(opts);
-    let mut count = 0;
-    for (n, line) in lines(input) {
-        count = n;
-        let line = match line {
-            Ok(l) => l,
-            Err(bytes) => {
-                let lossy = String::from_utf8_lossy(bytes);
-                out.reject(crate::Reason::InvalidValue, &lossy, n, Some("line is not valid UTF-8".into()));
-                continue;
-            }
-        };
-        let trimmed = line.trim();
-        if trimmed.starts_with('|') {
-            table_row(trimmed, n, &mut out);
-            continue;
+    // Reading a slice cannot fail.
+    let lines = for_each_line(input, |n, line| text_line(n, line, &mut out)).unwrap_or_default();
+    out.finish(lines)
+}
+
+/// Parse a text list read line by line from `reader` into `sink`; only a read error fails.
+pub fn parse_reader<R: BufRead, S: Sink + ?Sized>(
+    reader: R,
+    opts: &ParseOptions,
+    sink: &mut S,
+) -> std::io::Result<Tally> {
+    let mut out = Collector::with_sink(opts, sink);
+    let lines = for_each_line(reader, |n, line| text_line(n, line, &mut out))?;
+    Ok(out.finish_tally(lines).1)
+}
+
+/// One line of a text list.
+fn text_line<S: Sink>(n: u64, line: Result<&str, &[u8]>, out: &mut Collector<S>) {
+    let line = match line {
+        Ok(l) => l,
+        Err(bytes) => {
+            let lossy = String::from_utf8_lossy(bytes);
+            out.reject(crate::Reason::InvalidValue, &lossy, n, Some("line is not valid UTF-8".into()));
+            return;
         }
-        let t = strip_comment(trimmed);
-        if t.is_empty() {
-            continue;
-        }
-        let value = line_value(t);
-        if value.is_empty() {
-            out.reject(crate::Reason::InvalidValue, t, n, Some("no value on the line".into()));
-            continue;
-        }
-        out.value(value, None, n);
+    };
+    let trimmed = line.trim();
+    if trimmed.starts_with('|') {
+        table_row(trimmed, n, out);
+        return;
     }
-    out.finish(count)
+    let t = strip_comment(trimmed);
+    if t.is_empty() {
+        return;
+    }
+    let value = line_value(t);
+    if value.is_empty() {
+        out.reject(crate::Reason::InvalidValue, t, n, Some("no value on the line".into()));
+        return;
+    }
+    out.value(value, None, n);
 }
 
 #[cfg(test)]
@@ -121,6 +188,54 @@ mod tests {
         assert_eq!(lines(b"a\n").count(), 1);
         assert_eq!(lines(b"").count(), 0);
         assert_eq!(lines(b"\xEF\xBB\xBFa").next().unwrap().1.unwrap(), "a");
+    }
+
+    /// `for_each_line` over a reader that hands out `chunk` bytes at a time.
+    fn streamed(input: &[u8], chunk: usize) -> Vec<(u64, Result<String, Vec<u8>>)> {
+        let reader = std::io::BufReader::with_capacity(chunk, input);
+        let mut v = Vec::new();
+        let n =
+            for_each_line(reader, |n, l| v.push((n, l.map(str::to_owned).map_err(<[u8]>::to_vec)))).unwrap();
+        assert_eq!(n, v.len() as u64);
+        v
+    }
+
+    #[test]
+    fn streamed_lines_match_the_slice_lines_at_every_buffer_size() {
+        let docs: [&[u8]; 9] = [
+            b"a\r\nb\n\nc",
+            b"a\n",
+            b"",
+            b"\n",
+            b"\xEF\xBB\xBF",
+            b"\xEF\xBB\xBF\n",
+            b"\xEF\xBB\xBFa\nb\r\n",
+            b"ok\n\xff\xfe bad\r\nlast line without newline",
+            b"long line 0123456789 0123456789\r\n\r\n\r\nx",
+        ];
+        for doc in docs {
+            let want: Vec<_> =
+                lines(doc).map(|(n, l)| (n, l.map(str::to_owned).map_err(<[u8]>::to_vec))).collect();
+            for chunk in [1, 2, 3, 5, 8, 64, 8192] {
+                assert_eq!(streamed(doc, chunk), want, "{doc:?} read {chunk} bytes at a time");
+            }
+        }
+    }
+
+    #[test]
+    fn reader_parse_equals_slice_parse() {
+        let doc =
+            b"8.8.8.8\n10.0.0.1\nevil.com\nevil.com\nhttp://x.com/a^b\nhttp://x.com/a%5eb\n| `1.1.1.1` |\n";
+        let opts = ParseOptions::new(super::super::Format::Text, chrono::Utc::now());
+        let whole = parse(doc, &opts);
+        let mut streamed = Parsed::default();
+        let tally =
+            parse_reader(std::io::BufReader::with_capacity(4, &doc[..]), &opts, &mut streamed).unwrap();
+        streamed.lines = tally.lines;
+        streamed.duplicates = tally.duplicates;
+        streamed.canonical_merges = tally.canonical_merges;
+        assert_eq!(streamed, whole);
+        assert_eq!((whole.lines, whole.iocs.len(), whole.duplicates, whole.canonical_merges), (7, 4, 2, 1));
     }
 
     #[test]
