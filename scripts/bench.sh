@@ -5,6 +5,7 @@
 #   scripts/bench.sh                 # everything (~15 min on 2 cores)
 #   SKIP_E2E=1 scripts/bench.sh      # parse + plan only
 #   ONLY=parse|criterion|e2e scripts/bench.sh   # one section; SKIP_BUILD=1 reuses target/release/iocsync
+#   ONLY=parse PARSE_ONLY_TARGETS=1 scripts/bench.sh   # the issue-12 targets only: ipsum, 1M mixed, 64 MiB
 #
 # Knobs: RUNS (default 5, runs per parse measurement), FEEDS (default ../shared/feeds),
 # E2E_SCALE (default 600), E2E_RUNS (default 5), E2E_CLASSIC_RUNS (default 3),
@@ -46,13 +47,20 @@ fi
 if [[ ! -s $OUT/mixed-1m.txt ]] || [[ $(wc -l < "$OUT/mixed-1m.txt") -ne 1000000 ]]; then
   python3 scripts/gen_mixed_feed.py "$OUT/mixed-1m.txt" 1000000
 fi
+# The 64 MiB feed: the same generator, as many whole lines as fit in the 64 MiB download cap.
+if [[ ! -s $OUT/mixed-64mib.txt ]]; then
+  python3 scripts/gen_mixed_feed.py "$OUT/mixed-64mib.txt" --bytes 67108864
+fi
 echo "generated feed: $OUT/mixed-1m.txt sha256 $(sha256sum "$OUT/mixed-1m.txt" | cut -c1-16)…"
+echo "generated feed: $OUT/mixed-64mib.txt ($(wc -c < "$OUT/mixed-64mib.txt") bytes) sha256 $(sha256sum "$OUT/mixed-64mib.txt" | cut -c1-16)…"
 echo
 
 # name | iocsync --format | path | extra parse args | run the classic Python parser (text-like files)
+# The first three are the issue's targets (see the "targets" table the section ends with).
 PARSE_CASES=(
-  "mixed-1m (generated)|text|$OUT/mixed-1m.txt||yes"
   "ipsum.txt|text|$FEEDS/stamparm-ipsum/ipsum.txt||yes"
+  "mixed-1m (generated)|text|$OUT/mixed-1m.txt||yes"
+  "mixed-64mib (generated)|text|$OUT/mixed-64mib.txt||yes"
   "avanzato_c2.txt|text|$FEEDS/criticalpathsecurity/avanzato_c2.txt||yes"
   "malware.ip|text|$FEEDS/blocklistproject/malware.ip||yes"
   "hash-iocs.txt|text|$FEEDS/neo23x0-signature-base/hash-iocs.txt||yes"
@@ -66,6 +74,8 @@ PARSE_CASES=(
 )
 
 want() { [[ -z ${ONLY:-} || ${ONLY} == "$1" ]]; }
+
+[[ -n ${PARSE_ONLY_TARGETS:-} ]] && PARSE_CASES=("${PARSE_CASES[@]:0:3}")
 
 if want parse; then
 echo "== 1. parse throughput (process wall time, median of $RUNS runs; RSS = peak resident set)"
@@ -95,7 +105,7 @@ python3 - "$TSV" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 def num(x): return None if x in ("-", "") else float(x)
-print("| feed | format | lines | MB | wc -l lines/s | iocsync lines/s | iocsync MB/s | iocsync RSS MB | Python lines/s | Python RSS MB | iocsync / Python | iocsync / wc -l |")
+print("| feed | format | lines | MB | wc -l lines/s | iocsync lines/s | iocsync MB/s | iocsync peak RSS MiB | Python lines/s | Python peak RSS MiB | iocsync / Python | iocsync / wc -l |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
     lines, mb = int(r["lines"]), int(r["bytes"]) / 1e6
@@ -110,6 +120,27 @@ for r in rows:
 print()
 print("iocsync / Python = Python wall time / iocsync wall time (higher: iocsync faster).")
 print("iocsync / wc -l = wc -l wall time / iocsync wall time (1.0 = at the I/O floor). Wall times include process start.")
+print()
+print("Targets (issue 12), this run:")
+print("| target | measured | met |")
+print("|---|---|---|")
+by = {r["name"]: r for r in rows}
+def ratio(name):
+    r = by.get(name)
+    return None if r is None or num(r["python_s"]) is None else num(r["python_s"]) / num(r["iocsync_s"])
+def rss_mb(name):
+    r = by.get(name)
+    # KiB -> MB (10^6 bytes, the stricter reading of the targets' "MB")
+    return None if r is None else int(r["iocsync_rss"]) * 1024 / 1e6
+checks = [
+    ("ipsum.txt: >= 50x faster than naive Python", ratio("ipsum.txt"), lambda v: v >= 50, "{:.1f}x"),
+    ("mixed-1m: >= 15x faster than naive Python", ratio("mixed-1m (generated)"), lambda v: v >= 15, "{:.1f}x"),
+    ("mixed-1m: <= 60 MB peak RSS", rss_mb("mixed-1m (generated)"), lambda v: v <= 60, "{:.1f} MB peak RSS"),
+    ("mixed-64mib: < 150 MB peak RSS", rss_mb("mixed-64mib (generated)"), lambda v: v < 150, "{:.1f} MB peak RSS"),
+]
+for label, value, ok, fmt in checks:
+    shown = "not measured" if value is None else fmt.format(value)
+    print(f"| {label} | {shown} | {'-' if value is None else ('yes' if ok(value) else '**no**')} |")
 PY
 echo
 

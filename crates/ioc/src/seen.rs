@@ -9,6 +9,7 @@
 
 use crate::IndicatorType;
 use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 use std::hash::BuildHasher;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
@@ -41,30 +42,34 @@ impl Seen {
         key.clear();
         encode(tag, kind, value, &mut key);
         let hash = self.hasher.hash_one(key.as_slice());
-        let (arena, ends) = (&self.arena, &self.ends);
-        let slice = |i: u32| {
+        let (arena, ends, hasher) = (&self.arena, &self.ends, &self.hasher);
+        let span = |i: u32| {
             let i = i as usize;
             let start = if i == 0 { 0 } else { ends[i - 1] };
             &arena[start..ends[i]]
         };
-        if let Some(&i) = self.table.find(hash, |&i| slice(i) == key.as_slice()) {
-            self.key = key;
-            return (i as usize, false);
-        }
-        // More than 4 billion distinct values cannot come from one capped document; saturate
-        // rather than wrap if it ever did (a wrong duplicate count, never a panic).
-        let index = u32::try_from(self.ends.len()).unwrap_or(u32::MAX);
-        self.arena.extend_from_slice(&key);
-        self.ends.push(self.arena.len());
-        self.flags.push(false);
-        let (arena, ends, hasher) = (&self.arena, &self.ends, &self.hasher);
-        self.table.insert_unique(hash, index, |&i| {
-            let i = i as usize;
-            let start = if i == 0 { 0 } else { ends[i - 1] };
-            hasher.hash_one(&arena[start..ends[i]])
-        });
+        // One probe: the entry is found, or the slot for it is reserved.
+        let entry = self.table.entry(hash, |&i| span(i) == key.as_slice(), |&i| hasher.hash_one(span(i)));
+        let found = match entry {
+            Entry::Occupied(o) => Some(*o.get() as usize),
+            Entry::Vacant(v) => {
+                // More than 4 billion distinct values cannot come from one capped document;
+                // saturate rather than wrap if it ever did (a wrong count, never a panic).
+                v.insert(u32::try_from(self.ends.len()).unwrap_or(u32::MAX));
+                None
+            }
+        };
+        let result = match found {
+            Some(i) => (i, false),
+            None => {
+                self.arena.extend_from_slice(&key);
+                self.ends.push(self.arena.len());
+                self.flags.push(false);
+                (self.ends.len() - 1, true)
+            }
+        };
         self.key = key;
-        (index as usize, true)
+        result
     }
 
     /// Sets entry `i`'s flag; true when it was not set before.

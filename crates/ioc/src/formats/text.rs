@@ -150,6 +150,15 @@ pub fn parse_reader<R: BufRead, S: Sink + ?Sized>(
     Ok(out.finish_tally(lines).1)
 }
 
+/// A non-empty run of printable ASCII with no whitespace and none of the bytes the line rules
+/// act on (comment starts, field separators, quotes, table rules, `/`): its own value.
+fn is_plain_token(t: &str) -> bool {
+    !t.is_empty()
+        && t.bytes().all(|b| {
+            b > b' ' && b < 0x7f && !matches!(b, b'#' | b';' | b',' | b'"' | b'\'' | b'`' | b'|' | b'/')
+        })
+}
+
 /// One line of a text list.
 fn text_line<S: Sink>(n: u64, line: Result<&str, &[u8]>, out: &mut Collector<S>) {
     let line = match line {
@@ -161,6 +170,12 @@ fn text_line<S: Sink>(n: u64, line: Result<&str, &[u8]>, out: &mut Collector<S>)
         }
     };
     let trimmed = line.trim();
+    // Fast path: a line that is one plain ASCII token (an address, a host, a hash) is its own
+    // value: no comment, field, quote or table rule can apply to it.
+    if is_plain_token(trimmed) {
+        out.value(trimmed, None, n);
+        return;
+    }
     if trimmed.starts_with('|') {
         table_row(trimmed, n, out);
         return;
@@ -188,6 +203,41 @@ mod tests {
         assert_eq!(lines(b"a\n").count(), 1);
         assert_eq!(lines(b"").count(), 0);
         assert_eq!(lines(b"\xEF\xBB\xBFa").next().unwrap().1.unwrap(), "a");
+    }
+
+    #[test]
+    fn a_plain_token_is_what_the_line_rules_make_of_it() {
+        for l in [
+            "8.8.8.8",
+            "evil.com",
+            "d41d8cd98f00b204e9800998ecf8427e",
+            "1.2.3.4:80",
+            "[::1]",
+            "a.b-c_d",
+            "x",
+            "1.2.3.4,5",
+            "a;b",
+            "#x",
+            "a#b",
+            "//x",
+            "a/b",
+            "\"q\"",
+            "'q'",
+            "`q`",
+            "|a|",
+            "a b",
+            "a\tb",
+            "é.com",
+            "a\u{a0}b",
+            "http://x.com/a,b",
+        ] {
+            let general = line_value(strip_comment(l.trim()));
+            if is_plain_token(l) {
+                assert_eq!(general, l, "{l:?}");
+            }
+        }
+        assert!(is_plain_token("8.8.8.8") && is_plain_token("evil.com"));
+        assert!(!is_plain_token("a\u{a0}b"), "non-ASCII (Unicode whitespace) takes the general path");
     }
 
     /// `for_each_line` over a reader that hands out `chunk` bytes at a time.
