@@ -63,12 +63,23 @@ pub struct ParseOptions {
     pub refang: bool,
     /// "Now", for STIX `valid_until` in the past.
     pub now: DateTime<Utc>,
+    /// Worker threads for a streamed text body larger than one 256 KiB chunk ([`parse_stream`]):
+    /// `0` = one per core, `1` = none (parse on the calling thread). Results are the same.
+    pub threads: usize,
 }
 
 impl ParseOptions {
     /// Defaults for `format`: no column, no forced type, refang on.
     pub fn new(format: Format, now: DateTime<Utc>) -> Self {
-        ParseOptions { format, column: None, type_column: None, type_hint: None, refang: true, now }
+        ParseOptions {
+            format,
+            column: None,
+            type_column: None,
+            type_hint: None,
+            refang: true,
+            now,
+            threads: 0,
+        }
     }
 }
 
@@ -480,11 +491,15 @@ impl<S: Sink> Collector<S> {
 
     /// Record a rejection (the raw value and the detail are truncated).
     pub(crate) fn reject(&mut self, reason: Reason, raw: &str, line: u64, detail: Option<String>) {
-        let value = truncate(raw.trim(), MAX_REJECTED_VALUE).to_owned();
-        let detail = detail.map(|d| {
-            if d.len() > 2 * MAX_REJECTED_VALUE { truncate(&d, 2 * MAX_REJECTED_VALUE).to_owned() } else { d }
-        });
-        self.sink.reject(Rejection { reason, value, line, detail });
+        self.sink.reject(rejection(reason, raw, line, detail));
+    }
+
+    /// Apply one step normalised elsewhere, exactly as if its line had been parsed here.
+    pub(crate) fn apply(&mut self, step: Step) {
+        match step {
+            Step::Accept(ioc, spelling) => self.accept_spelled(ioc, spelling),
+            Step::Reject(r) => self.sink.reject(r),
+        }
     }
 
     /// The sink and the counts, with `lines` lines (or objects) read.
@@ -492,6 +507,93 @@ impl<S: Sink> Collector<S> {
         let tally = Tally { lines, duplicates: self.duplicates, canonical_merges: self.canonical_merges };
         (self.sink, tally)
     }
+}
+
+/// What the per-line rules of a line format call: the [`Collector`] itself, or, in a parallel
+/// parse, a [`Steps`] buffer that the collector applies later, in document order.
+pub(crate) trait LineOut {
+    /// The forced type, if any.
+    fn hint(&self) -> Option<TypeHint>;
+    /// Whether refanging is on.
+    fn refang(&self) -> bool;
+    /// Normalise `raw` and record it as accepted or rejected.
+    fn value(&mut self, raw: &str, hint: Option<TypeHint>, line: u64);
+    /// Record an accepted value.
+    fn accept(&mut self, ioc: Ioc);
+    /// Record a rejection.
+    fn reject(&mut self, reason: Reason, raw: &str, line: u64, detail: Option<String>);
+}
+
+impl<S: Sink> LineOut for Collector<S> {
+    fn hint(&self) -> Option<TypeHint> {
+        self.hint
+    }
+    fn refang(&self) -> bool {
+        self.refang
+    }
+    fn value(&mut self, raw: &str, hint: Option<TypeHint>, line: u64) {
+        Collector::value(self, raw, hint, line);
+    }
+    fn accept(&mut self, ioc: Ioc) {
+        Collector::accept(self, ioc);
+    }
+    fn reject(&mut self, reason: Reason, raw: &str, line: u64, detail: Option<String>) {
+        Collector::reject(self, reason, raw, line, detail);
+    }
+}
+
+/// One outcome of a line, normalised but not yet checked for duplicates.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// An accepted value and the feed's own spelling of a URL (see `Collector::accept_spelled`).
+    Accept(Ioc, Option<String>),
+    /// A rejection, already truncated.
+    Reject(Rejection),
+}
+
+/// The outcomes of a run of lines, normalised on a worker thread.
+#[derive(Debug)]
+pub(crate) struct Steps {
+    pub(crate) steps: Vec<Step>,
+    refang: bool,
+    hint: Option<TypeHint>,
+}
+
+impl Steps {
+    /// An empty buffer using the options' refang flag and forced type.
+    pub(crate) fn new(opts: &ParseOptions) -> Self {
+        Steps { steps: Vec::new(), refang: opts.refang, hint: opts.type_hint }
+    }
+}
+
+impl LineOut for Steps {
+    fn hint(&self) -> Option<TypeHint> {
+        self.hint
+    }
+    fn refang(&self) -> bool {
+        self.refang
+    }
+    fn value(&mut self, raw: &str, hint: Option<TypeHint>, line: u64) {
+        self.steps.push(match normalize_spelled(raw, hint.or(self.hint), self.refang) {
+            Ok(n) => Step::Accept(Ioc::new(n.kind, n.value, line), n.spelling),
+            Err((reason, detail)) => Step::Reject(rejection(reason, raw, line, detail)),
+        });
+    }
+    fn accept(&mut self, ioc: Ioc) {
+        self.steps.push(Step::Accept(ioc, None));
+    }
+    fn reject(&mut self, reason: Reason, raw: &str, line: u64, detail: Option<String>) {
+        self.steps.push(Step::Reject(rejection(reason, raw, line, detail)));
+    }
+}
+
+/// A rejection with the raw value and the detail truncated.
+fn rejection(reason: Reason, raw: &str, line: u64, detail: Option<String>) -> Rejection {
+    let value = truncate(raw.trim(), MAX_REJECTED_VALUE).to_owned();
+    let detail = detail.map(|d| {
+        if d.len() > 2 * MAX_REJECTED_VALUE { truncate(&d, 2 * MAX_REJECTED_VALUE).to_owned() } else { d }
+    });
+    Rejection { reason, value, line, detail }
 }
 
 /// The key tag of an indicator type in the duplicate set.

@@ -12,7 +12,7 @@
 //! (headers, `|---|` and `|===` rules, prose). Prose lines outside tables are treated like any
 //! line, so they usually end up rejected `invalid-value`.
 
-use super::{Collector, ParseOptions, Parsed, Sink, Tally, strip_bom};
+use super::{Collector, LineOut, ParseOptions, Parsed, Sink, Step, Steps, Tally, strip_bom};
 use std::io::BufRead;
 
 /// Iterate the lines of `input` with their 1-based numbers: BOM dropped, `\n` or `\r\n` ends a
@@ -36,10 +36,21 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// buffer: a line inside the buffer is handed over in place, only a line that straddles two
 /// reads is copied.
 pub(crate) fn for_each_line<R: BufRead>(
+    reader: R,
+    f: impl FnMut(u64, Result<&str, &[u8]>),
+) -> std::io::Result<u64> {
+    for_each_line_from(reader, 0, f)
+}
+
+/// [`for_each_line`] for a part of a document that starts after line `start` (numbers continue
+/// from there; only the part starting the document, `start == 0`, drops a BOM). Returns the
+/// number of the last line.
+fn for_each_line_from<R: BufRead>(
     mut reader: R,
+    start: u64,
     mut f: impl FnMut(u64, Result<&str, &[u8]>),
 ) -> std::io::Result<u64> {
-    let mut n = 0u64;
+    let mut n = start;
     let mut carry: Vec<u8> = Vec::new();
     let mut emit = |n: u64, raw: &[u8]| {
         let raw = if n == 1 { raw.strip_prefix(BOM).unwrap_or(raw) } else { raw };
@@ -54,7 +65,7 @@ pub(crate) fn for_each_line<R: BufRead>(
         };
         if buf.is_empty() {
             // A last line without a newline; a document that is only a BOM has no line.
-            let only_bom = n == 0 && carry == BOM;
+            let only_bom = n == 0 && start == 0 && carry == BOM;
             if !carry.is_empty() && !only_bom {
                 n += 1;
                 emit(n, &carry);
@@ -115,7 +126,7 @@ pub(crate) fn line_value(t: &str) -> &str {
 /// A table row: back-ticked cells are values (rejected when invalid: the author marked them as
 /// literals); in a row without back-ticks, cells that normalise are taken and the rest (headers,
 /// `|---|` rules, prose) is ignored.
-fn table_row<S: Sink>(row: &str, line: u64, out: &mut Collector<S>) {
+fn table_row<O: LineOut>(row: &str, line: u64, out: &mut O) {
     if row.contains('`') {
         for cell in row.split('`').skip(1).step_by(2) {
             if !cell.trim().is_empty() {
@@ -125,7 +136,7 @@ fn table_row<S: Sink>(row: &str, line: u64, out: &mut Collector<S>) {
         return;
     }
     for cell in row.split('|').map(str::trim).filter(|c| !c.is_empty()) {
-        if let Ok((kind, value)) = crate::normalize::normalize(cell, out.hint, out.refang) {
+        if let Ok((kind, value)) = crate::normalize::normalize(cell, out.hint(), out.refang()) {
             out.accept(crate::Ioc::new(kind, value, line));
         }
     }
@@ -145,9 +156,136 @@ pub fn parse_reader<R: BufRead, S: Sink + ?Sized>(
     opts: &ParseOptions,
     sink: &mut S,
 ) -> std::io::Result<Tally> {
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n,
+    };
+    if threads > 1 {
+        return parse_parallel(reader, opts, sink, threads);
+    }
     let mut out = Collector::with_sink(opts, sink);
     let lines = for_each_line(reader, |n, line| text_line(n, line, &mut out))?;
     Ok(out.finish_tally(lines).1)
+}
+
+/// A parallel parse reads the body in chunks of about this many bytes (whole lines).
+const CHUNK: usize = 256 * 1024;
+
+/// Chunks handed out and not yet applied, at most: bounds the memory a parallel parse adds.
+const IN_FLIGHT: u64 = 4;
+
+/// Reads whole lines into a chunk of about [`CHUNK`] bytes, starting with `rest` (the partial
+/// line the previous chunk ended with); returns the chunk, the new rest, and whether the end
+/// was reached (then the chunk holds everything left and the rest is empty).
+fn read_chunk<R: BufRead>(reader: &mut R, rest: Vec<u8>) -> std::io::Result<(Vec<u8>, Vec<u8>, bool)> {
+    let mut chunk = rest;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok((chunk, Vec::new(), true));
+        }
+        chunk.extend_from_slice(buf);
+        let len = buf.len();
+        reader.consume(len);
+        if chunk.len() >= CHUNK
+            && let Some(i) = memchr::memrchr(b'\n', &chunk)
+        {
+            let rest = chunk[i + 1..].to_vec();
+            chunk.truncate(i + 1);
+            return Ok((chunk, rest, false));
+        }
+    }
+}
+
+/// Parse a text body on `threads` worker threads: this thread reads chunks of whole lines and
+/// hands them out; the workers split and normalise their lines into [`Step`]s; this thread
+/// applies the steps chunk by chunk in document order, so duplicates, line numbers and the
+/// order of values are exactly those of the sequential parse. A body of one chunk is parsed
+/// here, without threads.
+fn parse_parallel<R: BufRead, S: Sink + ?Sized>(
+    mut reader: R,
+    opts: &ParseOptions,
+    sink: &mut S,
+    threads: usize,
+) -> std::io::Result<Tally> {
+    use std::sync::{Mutex, mpsc};
+    let mut out = Collector::with_sink(opts, sink);
+    let (first, rest, eof) = read_chunk(&mut reader, Vec::new())?;
+    if eof {
+        let lines = for_each_line(first.as_slice(), |n, line| text_line(n, line, &mut out))?;
+        return Ok(out.finish_tally(lines).1);
+    }
+    let (work_tx, work_rx) = mpsc::channel::<(u64, u64, Vec<u8>)>();
+    let work_rx = Mutex::new(work_rx);
+    let (done_tx, done_rx) = mpsc::channel::<(u64, Vec<Step>, u64)>();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let (done_tx, work_rx) = (done_tx.clone(), &work_rx);
+            scope.spawn(move || {
+                loop {
+                    let job = match work_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((seq, start, chunk)) = job else { return };
+                    let mut steps = Steps::new(opts);
+                    let last =
+                        for_each_line_from(chunk.as_slice(), start, |n, line| text_line(n, line, &mut steps))
+                            .unwrap_or(start);
+                    if done_tx.send((seq, steps.steps, last - start)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let mut ready = std::collections::BTreeMap::new();
+        let (mut sent, mut applied, mut start, mut lines) = (0u64, 0u64, 0u64, 0u64);
+        // Waits for one result and applies every result that is next in document order.
+        let mut apply_next = |applied: &mut u64, lines: &mut u64| -> std::io::Result<()> {
+            let (seq, steps, n) =
+                done_rx.recv().map_err(|_| std::io::Error::other("a parser thread stopped"))?;
+            ready.insert(seq, (steps, n));
+            while let Some((steps, n)) = ready.remove(applied) {
+                steps.into_iter().for_each(|s| out.apply(s));
+                *lines += n;
+                *applied += 1;
+            }
+            Ok(())
+        };
+        let (mut chunk, mut rest, mut eof) = (first, rest, false);
+        let result = loop {
+            let newlines = memchr::memchr_iter(b'\n', &chunk).count() as u64;
+            if !chunk.is_empty() {
+                if work_tx.send((sent, start, chunk)).is_err() {
+                    break Err(std::io::Error::other("a parser thread stopped"));
+                }
+                sent += 1;
+            }
+            start += newlines;
+            if eof {
+                break Ok(());
+            }
+            while sent - applied >= IN_FLIGHT {
+                apply_next(&mut applied, &mut lines)?;
+            }
+            match read_chunk(&mut reader, std::mem::take(&mut rest)) {
+                Ok((c, r, e)) => (chunk, rest, eof) = (c, r, e),
+                Err(e) => break Err(e),
+            }
+        };
+        // Closing the queue stops the workers once it is empty (also on an error).
+        drop(work_tx);
+        result?;
+        while applied < sent {
+            apply_next(&mut applied, &mut lines)?;
+        }
+        Ok(out.finish_tally(lines).1)
+    })
 }
 
 /// A non-empty run of printable ASCII with no whitespace and none of the bytes the line rules
@@ -160,7 +298,7 @@ fn is_plain_token(t: &str) -> bool {
 }
 
 /// One line of a text list.
-fn text_line<S: Sink>(n: u64, line: Result<&str, &[u8]>, out: &mut Collector<S>) {
+fn text_line<O: LineOut>(n: u64, line: Result<&str, &[u8]>, out: &mut O) {
     let line = match line {
         Ok(l) => l,
         Err(bytes) => {
