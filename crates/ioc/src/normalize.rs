@@ -652,10 +652,16 @@ fn url_once(v: &str) -> Result<UrlForms, Refusal> {
         return Err(truncated("the URL ends in `...`: the publisher cut the value short"));
     }
 
-    let mut spelling = origin;
-    spelling.push_str(slash);
-    literal_tail(tail, &mut spelling);
-    let spelling = (spelling != canonical).then_some(spelling);
+    // The spelling is only built when it can differ (most URLs are already canonical).
+    let literal_is_tail = tail.bytes().all(|b| b > b' ' && b < 0x7f);
+    let spelling = if !default_port && literal_is_tail && canonical[path_start..] == *tail {
+        None
+    } else {
+        let mut spelling = origin;
+        spelling.push_str(slash);
+        literal_tail(tail, &mut spelling);
+        (spelling != canonical).then_some(spelling)
+    };
     Ok(UrlForms { canonical, spelling })
 }
 

@@ -314,6 +314,14 @@ fn text_line<O: LineOut>(n: u64, line: Result<&str, &[u8]>, out: &mut O) {
         out.value(trimmed, None, n);
         return;
     }
+    // Same for a plain token followed by a space or tab (`IP<TAB>score`, `HASH  name`): the value
+    // is the first field whatever follows, and a comment can only start after whitespace.
+    if let Some(i) = trimmed.find([' ', '\t'])
+        && is_plain_token(&trimmed[..i])
+    {
+        out.value(&trimmed[..i], None, n);
+        return;
+    }
     if trimmed.starts_with('|') {
         table_row(trimmed, n, out);
         return;
@@ -368,10 +376,22 @@ mod tests {
             "é.com",
             "a\u{a0}b",
             "http://x.com/a,b",
+            "1.2.3.4\t8",
+            "1.2.3.4 # c",
+            "h ;c",
+            "a\u{a0}b c",
+            "x\u{2003}y z",
+            "1.2.3.4,5 x",
+            "a b\tc",
         ] {
             let general = line_value(strip_comment(l.trim()));
             if is_plain_token(l) {
                 assert_eq!(general, l, "{l:?}");
+            }
+            if let Some(i) = l.find([' ', '\t'])
+                && is_plain_token(&l[..i])
+            {
+                assert_eq!(general, &l[..i], "{l:?}");
             }
         }
         assert!(is_plain_token("8.8.8.8") && is_plain_token("evil.com"));
