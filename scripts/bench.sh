@@ -6,6 +6,7 @@
 #   SKIP_E2E=1 scripts/bench.sh      # parse + plan only
 #   ONLY=parse|criterion|e2e scripts/bench.sh   # one section; SKIP_BUILD=1 reuses target/release/iocsync
 #   ONLY=parse PARSE_ONLY_TARGETS=1 scripts/bench.sh   # the issue-12 targets only: ipsum, 1M mixed, 64 MiB
+#                                                      # (+ the two 2-thread A/B rows)
 #
 # Knobs: RUNS (default 5, runs per parse measurement), FEEDS (default ../shared/feeds),
 # E2E_SCALE (default 600), E2E_RUNS (default 5), E2E_CLASSIC_RUNS (default 3),
@@ -36,6 +37,9 @@ echo "== machine"
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  nproc: $(nproc)  $(grep -m1 'model name' /proc/cpuinfo | sed 's/\s\+/ /g')"
 echo "memory: $(free -h | awk '/^Mem:/ {print $2 " total, " $7 " available"}')  load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "rustc: $(rustc --version)  python: $(python3 --version 2>&1)"
+if command -v lscpu >/dev/null; then
+  lscpu | grep -E '^(Model name|CPU\(s\)|Thread\(s\) per core|Core\(s\) per socket|Hypervisor vendor|L2 cache|L3 cache):' | sed 's/\s\+/ /g'
+fi
 echo
 
 echo "== build (release, once)"
@@ -56,11 +60,14 @@ echo "generated feed: $OUT/mixed-64mib.txt ($(wc -c < "$OUT/mixed-64mib.txt") by
 echo
 
 # name | iocsync --format | path | extra parse args | run the classic Python parser (text-like files)
+#   | environment for iocsync (optional: the parallel-parse A/B rows)
 # The first three are the issue's targets (see the "targets" table the section ends with).
 PARSE_CASES=(
   "ipsum.txt|text|$FEEDS/stamparm-ipsum/ipsum.txt||yes"
   "mixed-1m (generated)|text|$OUT/mixed-1m.txt||yes"
   "mixed-64mib (generated)|text|$OUT/mixed-64mib.txt||yes"
+  "mixed-1m, 2 parse threads|text|$OUT/mixed-1m.txt||no|IOCSYNC_PARSE_THREADS=2"
+  "mixed-64mib, 2 parse threads|text|$OUT/mixed-64mib.txt||no|IOCSYNC_PARSE_THREADS=2"
   "avanzato_c2.txt|text|$FEEDS/criticalpathsecurity/avanzato_c2.txt||yes"
   "malware.ip|text|$FEEDS/blocklistproject/malware.ip||yes"
   "hash-iocs.txt|text|$FEEDS/neo23x0-signature-base/hash-iocs.txt||yes"
@@ -75,7 +82,7 @@ PARSE_CASES=(
 
 want() { [[ -z ${ONLY:-} || ${ONLY} == "$1" ]]; }
 
-[[ -n ${PARSE_ONLY_TARGETS:-} ]] && PARSE_CASES=("${PARSE_CASES[@]:0:3}")
+[[ -n ${PARSE_ONLY_TARGETS:-} ]] && PARSE_CASES=("${PARSE_CASES[@]:0:5}")
 
 if want parse; then
 echo "== 1. parse throughput (process wall time, median of $RUNS runs; RSS = peak resident set)"
@@ -83,7 +90,7 @@ TSV=$OUT/parse.tsv
 printf 'name\tformat\tlines\tbytes\twc_s\tiocsync_s\tiocsync_rss\tpython_s\tpython_rss\n' > "$TSV"
 field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 for case in "${PARSE_CASES[@]}"; do
-  IFS='|' read -r name format path extra classic <<< "$case"
+  IFS='|' read -r name format path extra classic ienv <<< "$case"
   if [[ -d $path ]]; then
     lines=$(cat "$path"/* | wc -l); bytes=$(cat "$path"/* | wc -c)
     wc_json=$(python3 scripts/measure.py "$RUNS" sh -c "cat \"$path\"/* | wc -l")
@@ -92,7 +99,11 @@ for case in "${PARSE_CASES[@]}"; do
     wc_json=$(python3 scripts/measure.py "$RUNS" wc -l "$path")
   fi
   # shellcheck disable=SC2086 # $extra is deliberately split into arguments
-  io_json=$(python3 scripts/measure.py "$RUNS" "$BIN" -q parse "$path" --format "$format" $extra)
+  if [[ -n ${ienv:-} ]]; then
+    io_json=$(python3 scripts/measure.py "$RUNS" env "$ienv" "$BIN" -q parse "$path" --format "$format" $extra)
+  else
+    io_json=$(python3 scripts/measure.py "$RUNS" "$BIN" -q parse "$path" --format "$format" $extra)
+  fi
   py_s=-; py_rss=-
   if [[ $classic == yes ]]; then
     py_json=$(python3 scripts/measure.py "$RUNS" python3 scripts/classic_parse.py "$path")

@@ -138,10 +138,18 @@ fn fast_path(v: &str, hint: Option<TypeHint>) -> Option<Result<Normalized, Refus
         None => (true, true),
         Some(TypeHint::Exact(IndicatorType::IpAddress)) => (true, false),
         Some(TypeHint::Exact(IndicatorType::DomainName)) => (false, true),
+        Some(TypeHint::Hash) => (false, false),
         Some(_) => return None,
     };
+    // A hash: hex holds no defang (no bracket, no `x`), so refang would leave it as it is.
+    if matches!(hint, None | Some(TypeHint::Hash))
+        && matches!(b.len(), 32 | 40 | 64)
+        && b.iter().all(u8::is_ascii_hexdigit)
+    {
+        return Some(normalize_hash(v, None).map(plain));
+    }
     if ip_ok && (7..=15).contains(&b.len()) && b.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
-        let ip = Ipv4Addr::from_str(v).ok()?;
+        let ip = parse_v4(b)?;
         return Some(match v4_class(ip) {
             None => Ok(plain((IndicatorType::IpAddress, v.to_owned()))),
             Some(_) => accept_ip(IpAddr::V4(ip)).map(plain),
@@ -156,6 +164,31 @@ fn fast_path(v: &str, hint: Option<TypeHint>) -> Option<Result<Normalized, Refus
         return Some(normalize_host_name(v, false).map(|d| plain((IndicatorType::DomainName, d))));
     }
     None
+}
+
+/// A strict dotted quad (what `Ipv4Addr::from_str` accepts: four decimal parts of 1 to 3
+/// digits, each at most 255, no leading zero), without the general parser's machinery.
+pub(crate) fn parse_v4(b: &[u8]) -> Option<Ipv4Addr> {
+    if !(7..=15).contains(&b.len()) {
+        return None;
+    }
+    let mut octets = [0u8; 4];
+    let mut parts = 0;
+    for part in b.split(|&c| c == b'.') {
+        if parts == 4 || part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
+            return None;
+        }
+        let mut n: u16 = 0;
+        for &c in part {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + u16::from(c - b'0');
+        }
+        octets[parts] = u8::try_from(n).ok()?;
+        parts += 1;
+    }
+    (parts == 4).then(|| Ipv4Addr::from(octets))
 }
 
 /// An ASCII lower-case host name IDNA leaves as it is: `[a-z0-9-_]` labels joined by single dots,
@@ -911,6 +944,7 @@ mod tests {
             Some(TypeHint::Exact(IndicatorType::DomainName)) => {
                 normalize_domain_idna(v).map(|d| (IndicatorType::DomainName, d))
             }
+            Some(TypeHint::Hash) => normalize_hash(v, None),
             _ => detect(v, true).map(|n| (n.kind, n.value)),
         };
         r.map_err(|e| e.0)
@@ -952,12 +986,17 @@ mod tests {
             "a.b.c.d.e.f.g.com",
             "xx.example.com",
             "d41d8cd98f00b204e9800998ecf8427e",
+            "D41D8CD98F00B204E9800998ECF8427E",
+            "2B42FD41A1C8AC12221857DD2DF93164A71B95D7",
+            "0.1.2.3",
+            "xyz",
         ];
         for raw in cases {
             for hint in [
                 None,
                 Some(TypeHint::Exact(IndicatorType::IpAddress)),
                 Some(TypeHint::Exact(IndicatorType::DomainName)),
+                Some(TypeHint::Hash),
             ] {
                 let fast = normalize(raw, hint, true).map_err(|e| e.0);
                 assert_eq!(fast, general(raw, hint), "{raw} {hint:?}");
@@ -967,10 +1006,22 @@ mod tests {
         assert!(fast_path("evil.com", None).is_some(), "the host fast path is taken");
         assert!(fast_path("Evil.com", None).is_none(), "upper case goes through IDNA");
         assert!(fast_path("xn--bcher-kva.de", None).is_none(), "punycode goes through IDNA");
-        assert!(fast_path("d41d8cd98f00b204e9800998ecf8427e", None).is_none(), "a hash is never a host");
+        assert!(
+            matches!(fast_path("d41d8cd98f00b204e9800998ecf8427e", None), Some(Ok(n)) if n.kind == IndicatorType::FileMd5),
+            "a hash takes the hash fast path, never the host one"
+        );
     }
 
     proptest::proptest! {
+        /// The strict IPv4 parser accepts exactly what the standard one accepts.
+        #[test]
+        fn parse_v4_agrees_with_std(s in "[0-9.]{0,16}", a in 0u16..300, b in 0u16..300, z in 0usize..3) {
+            let quad = format!("{}{a}.{b}.{}.{}", "0".repeat(z), a.min(b), a.max(b));
+            for v in [s.as_str(), quad.as_str()] {
+                proptest::prop_assert_eq!(parse_v4(v.as_bytes()), Ipv4Addr::from_str(v).ok(), "{}", v);
+            }
+        }
+
         /// A plain host is its own IDNA form: skipping IDNA for it changes nothing.
         #[test]
         fn plain_hosts_are_their_own_idna_form(s in "[a-z0-9_.-]{1,40}") {

@@ -11,7 +11,7 @@ use crate::IndicatorType;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 use std::hash::BuildHasher;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 use std::str::FromStr;
 
 /// Tag of a URL spelling (a feed's own spelling that differs from its canonical form).
@@ -97,7 +97,7 @@ impl Seen {
 fn encode(tag: u8, kind: Option<IndicatorType>, value: &str, out: &mut Vec<u8>) {
     match kind {
         Some(IndicatorType::IpAddress) => {
-            if let Ok(v4) = Ipv4Addr::from_str(value) {
+            if let Some(v4) = crate::normalize::parse_v4(value.as_bytes()) {
                 out.push(tag);
                 out.extend_from_slice(&v4.octets());
                 return;
