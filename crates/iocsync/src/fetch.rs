@@ -492,22 +492,9 @@ async fn read_file(
     opts: &FetchOptions,
     observer: &dyn FetchObserver,
 ) -> Result<Vec<u8>, FetchError> {
-    let io_err = |e: std::io::Error| FetchError::Io {
-        path: path.to_path_buf(),
-        detail: e.to_string(),
-        transient: matches!(e.kind(), std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock),
-    };
+    let io_err = |e: std::io::Error| file_error(path, &e);
     let meta = tokio::fs::metadata(path).await.map_err(io_err)?;
-    if meta.is_dir() {
-        return Err(FetchError::Io {
-            path: path.to_path_buf(),
-            detail: "is a directory (only MISP feeds, format = \"misp\", can be directories)".into(),
-            transient: false,
-        });
-    }
-    if meta.len() > opts.max_bytes {
-        return Err(FetchError::TooLarge { origin: label.to_owned(), limit: opts.max_bytes });
-    }
+    check_file(path, &meta, label, opts)?;
     let file = tokio::fs::File::open(path).await.map_err(io_err)?;
     let mut buf = Vec::with_capacity(meta.len() as usize);
     // The file may grow between metadata and read: read at most cap + 1 bytes.
@@ -519,19 +506,22 @@ async fn read_file(
     Ok(buf)
 }
 
-/// Opens a local feed file for reading as a stream, for `iocsync parse`: the same size cap as
-/// [`fetch`] (on the file and on its gunzipped content, enforced while reading), gzip decoded on
-/// the fly, and nothing held beyond a 256 KiB buffer. Blocking: call it off the async threads.
-pub fn open_stream(path: &Path, opts: &FetchOptions) -> Result<Box<dyn std::io::BufRead + Send>, FetchError> {
-    use std::io::BufRead as _;
-    const BUFFER: usize = 256 * 1024;
-    let label = path.display().to_string();
-    let io_err = |e: std::io::Error| FetchError::Io {
+/// A local file read error.
+fn file_error(path: &Path, e: &std::io::Error) -> FetchError {
+    FetchError::Io {
         path: path.to_path_buf(),
         detail: e.to_string(),
         transient: matches!(e.kind(), std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock),
-    };
-    let meta = std::fs::metadata(path).map_err(io_err)?;
+    }
+}
+
+/// Refuses a directory and a file larger than the cap, before reading it.
+fn check_file(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    label: &str,
+    opts: &FetchOptions,
+) -> Result<(), FetchError> {
     if meta.is_dir() {
         return Err(FetchError::Io {
             path: path.to_path_buf(),
@@ -540,8 +530,21 @@ pub fn open_stream(path: &Path, opts: &FetchOptions) -> Result<Box<dyn std::io::
         });
     }
     if meta.len() > opts.max_bytes {
-        return Err(FetchError::TooLarge { origin: label, limit: opts.max_bytes });
+        return Err(FetchError::TooLarge { origin: label.to_owned(), limit: opts.max_bytes });
     }
+    Ok(())
+}
+
+/// Opens a local feed file for reading as a stream, for `iocsync parse`: the same size cap as
+/// [`fetch`] (on the file and on its gunzipped content, enforced while reading), gzip decoded on
+/// the fly, and nothing held beyond a 256 KiB buffer. Blocking: call it off the async threads.
+pub fn open_stream(path: &Path, opts: &FetchOptions) -> Result<Box<dyn std::io::BufRead + Send>, FetchError> {
+    use std::io::BufRead as _;
+    const BUFFER: usize = 256 * 1024;
+    let label = path.display().to_string();
+    let io_err = |e: std::io::Error| file_error(path, &e);
+    let meta = std::fs::metadata(path).map_err(io_err)?;
+    check_file(path, &meta, &label, opts)?;
     let file = std::fs::File::open(path).map_err(io_err)?;
     let mut raw = std::io::BufReader::with_capacity(BUFFER, Capped::new(file, opts.max_bytes, label.clone()));
     let head = raw.fill_buf().map_err(io_err)?;

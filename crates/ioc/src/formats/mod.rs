@@ -242,15 +242,25 @@ pub fn parse_stream<R: std::io::BufRead, S: Sink + ?Sized>(
     Ok((format, tally))
 }
 
+/// `fill_buf`, retried when interrupted; an empty buffer is the end of the input.
+pub(crate) fn fill<R: std::io::BufRead + ?Sized>(reader: &mut R) -> std::io::Result<&[u8]> {
+    loop {
+        match reader.fill_buf() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+            Ok(_) => break,
+        }
+    }
+    // Borrowed again (returning the first borrow from the loop is refused): a buffered reader
+    // hands back what it holds, or at the end asks its source once more, which answers 0 again.
+    reader.fill_buf()
+}
+
 /// Reads into `head` until it holds more than [`SNIFF_LINES`] complete lines, or the end.
 fn read_head<R: std::io::BufRead>(reader: &mut R, head: &mut Vec<u8>) -> std::io::Result<()> {
     let mut newlines = 0usize;
     loop {
-        let buf = match reader.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        let buf = fill(reader)?;
         if buf.is_empty() {
             return Ok(());
         }

@@ -58,11 +58,7 @@ fn for_each_line_from<R: BufRead>(
         f(n, std::str::from_utf8(raw).map_err(|_| raw));
     };
     loop {
-        let buf = match reader.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        let buf = super::fill(&mut reader)?;
         if buf.is_empty() {
             // A last line without a newline; a document that is only a BOM has no line.
             let only_bom = n == 0 && start == 0 && carry == BOM;
@@ -180,11 +176,7 @@ const IN_FLIGHT: u64 = 4;
 fn read_chunk<R: BufRead>(reader: &mut R, rest: Vec<u8>) -> std::io::Result<(Vec<u8>, Vec<u8>, bool)> {
     let mut chunk = rest;
     loop {
-        let buf = match reader.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        let buf = super::fill(reader)?;
         if buf.is_empty() {
             return Ok((chunk, Vec::new(), true));
         }
