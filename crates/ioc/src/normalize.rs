@@ -146,7 +146,7 @@ fn fast_path(v: &str, hint: Option<TypeHint>) -> Option<Result<Normalized, Refus
         && matches!(b.len(), 32 | 40 | 64)
         && b.iter().all(u8::is_ascii_hexdigit)
     {
-        return Some(normalize_hash(v, None).map(plain));
+        return Some(normalize_hex(v, None).map(plain));
     }
     if ip_ok && (7..=15).contains(&b.len()) && b.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
         let ip = parse_v4(b)?;
@@ -434,6 +434,11 @@ fn normalize_hash(v: &str, declared: Option<IndicatorType>) -> Result<(Indicator
     if !v.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(invalid("a hash must be hexadecimal"));
     }
+    normalize_hex(v, declared)
+}
+
+/// [`normalize_hash`] for a value already known to be hexadecimal.
+fn normalize_hex(v: &str, declared: Option<IndicatorType>) -> Result<(IndicatorType, String), Refusal> {
     let len = v.len();
     let kind = match declared {
         Some(t) => {
