@@ -6,7 +6,7 @@
 #   SKIP_E2E=1 scripts/bench.sh      # parse + plan only
 #   ONLY=parse|criterion|e2e scripts/bench.sh   # one section; SKIP_BUILD=1 reuses target/release/iocsync
 #   ONLY=parse PARSE_ONLY_TARGETS=1 scripts/bench.sh   # the issue-12 targets only: ipsum, 1M mixed, 64 MiB
-#                                                      # (+ the two single-thread A/B rows)
+#                                                      # (+ the two 2-thread A/B rows)
 #
 # Knobs: RUNS (default 5, runs per parse measurement), FEEDS (default ../shared/feeds),
 # E2E_SCALE (default 600), E2E_RUNS (default 5), E2E_CLASSIC_RUNS (default 3),
@@ -60,14 +60,14 @@ echo "generated feed: $OUT/mixed-64mib.txt ($(wc -c < "$OUT/mixed-64mib.txt") by
 echo
 
 # name | iocsync --format | path | extra parse args | run the classic Python parser (text-like files)
-#   | environment for iocsync (optional: the single-thread A/B rows)
+#   | environment for iocsync (optional: the parallel-parse A/B rows)
 # The first three are the issue's targets (see the "targets" table the section ends with).
 PARSE_CASES=(
   "ipsum.txt|text|$FEEDS/stamparm-ipsum/ipsum.txt||yes"
   "mixed-1m (generated)|text|$OUT/mixed-1m.txt||yes"
   "mixed-64mib (generated)|text|$OUT/mixed-64mib.txt||yes"
-  "mixed-1m, no parse threads|text|$OUT/mixed-1m.txt||no|IOCSYNC_PARSE_THREADS=1"
-  "mixed-64mib, no parse threads|text|$OUT/mixed-64mib.txt||no|IOCSYNC_PARSE_THREADS=1"
+  "mixed-1m, 2 parse threads|text|$OUT/mixed-1m.txt||no|IOCSYNC_PARSE_THREADS=2"
+  "mixed-64mib, 2 parse threads|text|$OUT/mixed-64mib.txt||no|IOCSYNC_PARSE_THREADS=2"
   "avanzato_c2.txt|text|$FEEDS/criticalpathsecurity/avanzato_c2.txt||yes"
   "malware.ip|text|$FEEDS/blocklistproject/malware.ip||yes"
   "hash-iocs.txt|text|$FEEDS/neo23x0-signature-base/hash-iocs.txt||yes"

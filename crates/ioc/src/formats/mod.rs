@@ -64,9 +64,9 @@ pub struct ParseOptions {
     /// "Now", for STIX `valid_until` in the past.
     pub now: DateTime<Utc>,
     /// Worker threads for a streamed text body larger than one 256 KiB chunk ([`parse_stream`]):
-    /// `0` (the default) = one per core; `1` = none, parse on the calling thread; `n` = n.
-    /// Results are the same; on 2 idle cores threads made the parse 1.3–1.7x faster, on 2 cores
-    /// busy with other work slower (BENCHMARKS.md).
+    /// `1` (the default) = none, parse on the calling thread; `0` = one per core; `n` = n.
+    /// Results are the same; on the shared 2-core benchmark machine threads did not pay
+    /// (BENCHMARKS.md), hence the default.
     pub threads: usize,
 }
 
@@ -80,7 +80,7 @@ impl ParseOptions {
             type_hint: None,
             refang: true,
             now,
-            threads: 0,
+            threads: 1,
         }
     }
 }

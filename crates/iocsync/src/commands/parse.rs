@@ -152,8 +152,8 @@ pub async fn run(args: &ParseArgs, json: bool) -> anyhow::Result<ParseReport> {
     opts.type_column = args.type_column.as_deref().map(column_arg);
     opts.type_hint = args.type_hint.as_deref().map(str::parse::<TypeHint>).transpose()?;
     opts.refang = !args.no_refang;
-    // Worker threads for a large text body: one per core unless `IOCSYNC_PARSE_THREADS` says
-    // otherwise (`1`: none); the benchmark compares the two (BENCHMARKS.md).
+    // Worker threads for a large text body: none unless `IOCSYNC_PARSE_THREADS` asks (`0`: one
+    // per core); the benchmark compares the two (BENCHMARKS.md).
     if let Some(n) = std::env::var("IOCSYNC_PARSE_THREADS").ok().and_then(|v| v.trim().parse().ok()) {
         opts.threads = n;
     }
