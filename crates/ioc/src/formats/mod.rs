@@ -65,8 +65,8 @@ pub struct ParseOptions {
     pub now: DateTime<Utc>,
     /// Worker threads for a streamed text body larger than one 256 KiB chunk ([`parse_stream`]):
     /// `1` (the default) = none, parse on the calling thread; `0` = one per core; `n` = n.
-    /// Results are the same; on the shared 2-core benchmark machine threads did not pay
-    /// (BENCHMARKS.md), hence the default.
+    /// Results are the same; on the shared 2-core benchmark machine threads paid in some runs
+    /// and lost in others (BENCHMARKS.md), hence the default.
     pub threads: usize,
 }
 
