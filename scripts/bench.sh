@@ -5,6 +5,8 @@
 #   scripts/bench.sh                 # everything (~15 min on 2 cores)
 #   SKIP_E2E=1 scripts/bench.sh      # parse + plan only
 #   ONLY=parse|criterion|e2e scripts/bench.sh   # one section; SKIP_BUILD=1 reuses target/release/iocsync
+#   ONLY=parse PARSE_ONLY_TARGETS=1 scripts/bench.sh   # the issue-12 targets only: ipsum, 1M mixed, 64 MiB
+#                                                      # (+ the two 2-thread A/B rows)
 #
 # Knobs: RUNS (default 5, runs per parse measurement), FEEDS (default ../shared/feeds),
 # E2E_SCALE (default 600), E2E_RUNS (default 5), E2E_CLASSIC_RUNS (default 3),
@@ -35,6 +37,9 @@ echo "== machine"
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  nproc: $(nproc)  $(grep -m1 'model name' /proc/cpuinfo | sed 's/\s\+/ /g')"
 echo "memory: $(free -h | awk '/^Mem:/ {print $2 " total, " $7 " available"}')  load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "rustc: $(rustc --version)  python: $(python3 --version 2>&1)"
+if command -v lscpu >/dev/null; then
+  lscpu | grep -E '^(Model name|CPU\(s\)|Thread\(s\) per core|Core\(s\) per socket|Hypervisor vendor|L2 cache|L3 cache):' | sed 's/\s\+/ /g'
+fi
 echo
 
 echo "== build (release, once)"
@@ -46,13 +51,23 @@ fi
 if [[ ! -s $OUT/mixed-1m.txt ]] || [[ $(wc -l < "$OUT/mixed-1m.txt") -ne 1000000 ]]; then
   python3 scripts/gen_mixed_feed.py "$OUT/mixed-1m.txt" 1000000
 fi
+# The 64 MiB feed: the same generator, as many whole lines as fit in the 64 MiB download cap.
+if [[ ! -s $OUT/mixed-64mib.txt ]]; then
+  python3 scripts/gen_mixed_feed.py "$OUT/mixed-64mib.txt" --bytes 67108864
+fi
 echo "generated feed: $OUT/mixed-1m.txt sha256 $(sha256sum "$OUT/mixed-1m.txt" | cut -c1-16)…"
+echo "generated feed: $OUT/mixed-64mib.txt ($(wc -c < "$OUT/mixed-64mib.txt") bytes) sha256 $(sha256sum "$OUT/mixed-64mib.txt" | cut -c1-16)…"
 echo
 
 # name | iocsync --format | path | extra parse args | run the classic Python parser (text-like files)
+#   | environment for iocsync (optional: the parallel-parse A/B rows)
+# The first three are the issue's targets (see the "targets" table the section ends with).
 PARSE_CASES=(
-  "mixed-1m (generated)|text|$OUT/mixed-1m.txt||yes"
   "ipsum.txt|text|$FEEDS/stamparm-ipsum/ipsum.txt||yes"
+  "mixed-1m (generated)|text|$OUT/mixed-1m.txt||yes"
+  "mixed-64mib (generated)|text|$OUT/mixed-64mib.txt||yes"
+  "mixed-1m, 2 parse threads|text|$OUT/mixed-1m.txt||no|IOCSYNC_PARSE_THREADS=2"
+  "mixed-64mib, 2 parse threads|text|$OUT/mixed-64mib.txt||no|IOCSYNC_PARSE_THREADS=2"
   "avanzato_c2.txt|text|$FEEDS/criticalpathsecurity/avanzato_c2.txt||yes"
   "malware.ip|text|$FEEDS/blocklistproject/malware.ip||yes"
   "hash-iocs.txt|text|$FEEDS/neo23x0-signature-base/hash-iocs.txt||yes"
@@ -67,13 +82,15 @@ PARSE_CASES=(
 
 want() { [[ -z ${ONLY:-} || ${ONLY} == "$1" ]]; }
 
+[[ -n ${PARSE_ONLY_TARGETS:-} ]] && PARSE_CASES=("${PARSE_CASES[@]:0:5}")
+
 if want parse; then
 echo "== 1. parse throughput (process wall time, median of $RUNS runs; RSS = peak resident set)"
 TSV=$OUT/parse.tsv
 printf 'name\tformat\tlines\tbytes\twc_s\tiocsync_s\tiocsync_rss\tpython_s\tpython_rss\n' > "$TSV"
 field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 for case in "${PARSE_CASES[@]}"; do
-  IFS='|' read -r name format path extra classic <<< "$case"
+  IFS='|' read -r name format path extra classic ienv <<< "$case"
   if [[ -d $path ]]; then
     lines=$(cat "$path"/* | wc -l); bytes=$(cat "$path"/* | wc -c)
     wc_json=$(python3 scripts/measure.py "$RUNS" sh -c "cat \"$path\"/* | wc -l")
@@ -82,7 +99,11 @@ for case in "${PARSE_CASES[@]}"; do
     wc_json=$(python3 scripts/measure.py "$RUNS" wc -l "$path")
   fi
   # shellcheck disable=SC2086 # $extra is deliberately split into arguments
-  io_json=$(python3 scripts/measure.py "$RUNS" "$BIN" -q parse "$path" --format "$format" $extra)
+  if [[ -n ${ienv:-} ]]; then
+    io_json=$(python3 scripts/measure.py "$RUNS" env "$ienv" "$BIN" -q parse "$path" --format "$format" $extra)
+  else
+    io_json=$(python3 scripts/measure.py "$RUNS" "$BIN" -q parse "$path" --format "$format" $extra)
+  fi
   py_s=-; py_rss=-
   if [[ $classic == yes ]]; then
     py_json=$(python3 scripts/measure.py "$RUNS" python3 scripts/classic_parse.py "$path")
@@ -95,7 +116,7 @@ python3 - "$TSV" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 def num(x): return None if x in ("-", "") else float(x)
-print("| feed | format | lines | MB | wc -l lines/s | iocsync lines/s | iocsync MB/s | iocsync RSS MB | Python lines/s | Python RSS MB | iocsync / Python | iocsync / wc -l |")
+print("| feed | format | lines | MB | wc -l lines/s | iocsync lines/s | iocsync MB/s | iocsync peak RSS MiB | Python lines/s | Python peak RSS MiB | iocsync / Python | iocsync / wc -l |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
     lines, mb = int(r["lines"]), int(r["bytes"]) / 1e6
@@ -110,6 +131,27 @@ for r in rows:
 print()
 print("iocsync / Python = Python wall time / iocsync wall time (higher: iocsync faster).")
 print("iocsync / wc -l = wc -l wall time / iocsync wall time (1.0 = at the I/O floor). Wall times include process start.")
+print()
+print("Targets (issue 12), this run:")
+print("| target | measured | met |")
+print("|---|---|---|")
+by = {r["name"]: r for r in rows}
+def ratio(name):
+    r = by.get(name)
+    return None if r is None or num(r["python_s"]) is None else num(r["python_s"]) / num(r["iocsync_s"])
+def rss_mb(name):
+    r = by.get(name)
+    # KiB -> MB (10^6 bytes, the stricter reading of the targets' "MB")
+    return None if r is None else int(r["iocsync_rss"]) * 1024 / 1e6
+checks = [
+    ("ipsum.txt: >= 50x faster than naive Python", ratio("ipsum.txt"), lambda v: v >= 50, "{:.1f}x"),
+    ("mixed-1m: >= 15x faster than naive Python", ratio("mixed-1m (generated)"), lambda v: v >= 15, "{:.1f}x"),
+    ("mixed-1m: <= 60 MB peak RSS", rss_mb("mixed-1m (generated)"), lambda v: v <= 60, "{:.1f} MB peak RSS"),
+    ("mixed-64mib: < 150 MB peak RSS", rss_mb("mixed-64mib (generated)"), lambda v: v < 150, "{:.1f} MB peak RSS"),
+]
+for label, value, ok, fmt in checks:
+    shown = "not measured" if value is None else fmt.format(value)
+    print(f"| {label} | {shown} | {'-' if value is None else ('yes' if ok(value) else '**no**')} |")
 PY
 echo
 

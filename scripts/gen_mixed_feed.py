@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Write a deterministic mixed threat-intel text feed for the parse benchmark.
 
-Usage: gen_mixed_feed.py OUT [LINES]   (default 1,000,000 lines)
+Usage: gen_mixed_feed.py OUT [LINES]     (default 1,000,000 lines)
+       gen_mixed_feed.py OUT --bytes N  (as many whole lines as fit in N bytes, e.g. 67108864:
+                                         the 64 MiB download cap)
 
 Same output for the same LINES on every machine (fixed seed, no clock). The mix imitates real
 feeds: public IPv4 (some with `,score` or `/32`), a few private/reserved IPv4, IPv6, domains,
@@ -105,21 +107,31 @@ def line(r: random.Random) -> str:
 
 
 def main() -> int:
-    if len(sys.argv) not in (2, 3):
-        sys.stderr.write("usage: gen_mixed_feed.py OUT [LINES]\n")
+    args = sys.argv[1:]
+    if len(args) == 3 and args[1] == "--bytes":
+        out, n, max_bytes = args[0], None, int(args[2])
+    elif len(args) in (1, 2):
+        out, n, max_bytes = args[0], int(args[1]) if len(args) == 2 else 1_000_000, None
+    else:
+        sys.stderr.write("usage: gen_mixed_feed.py OUT [LINES] | gen_mixed_feed.py OUT --bytes N\n")
         return 2
-    out, n = sys.argv[1], int(sys.argv[2]) if len(sys.argv) == 3 else 1_000_000
     r = random.Random(SEED)
+    header = "# iocsync benchmark feed: deterministic mixed IoCs (scripts/gen_mixed_feed.py)\n"
+    size, written = len(header), 1
     with open(out, "w", encoding="utf-8", newline="\n") as f:
-        f.write("# iocsync benchmark feed: deterministic mixed IoCs (scripts/gen_mixed_feed.py)\n")
+        f.write(header)
         buf = []
-        for _ in range(n - 1):
-            buf.append(line(r))
+        while n is None or written < n:
+            text = line(r) + "\n"
+            if max_bytes is not None and size + len(text.encode()) > max_bytes:
+                break
+            size += len(text.encode())
+            written += 1
+            buf.append(text)
             if len(buf) == 10_000:
-                f.write("\n".join(buf) + "\n")
+                f.write("".join(buf))
                 buf.clear()
-        if buf:
-            f.write("\n".join(buf) + "\n")
+        f.write("".join(buf))
     return 0
 
 

@@ -7,6 +7,9 @@
 //! - [`parse`] (`formats::parse`): one feed document -> [`Parsed`] (accepted [`Ioc`]s, first
 //!   occurrence only, [`Rejection`]s with reason codes and lines, duplicate count);
 //!   [`formats::sniff`] guesses the format for `Format::Auto`.
+//! - [`parse_stream`]: the same from a reader into a [`Sink`], value by value; text and hosts
+//!   bodies are read line by line, so memory holds the distinct accepted values (kept compactly:
+//!   one arena, IPs as integers, hashes as bytes), not the document.
 //! - [`normalize::normalize`]: one raw value -> `(IndicatorType, normalised value)` or a reason;
 //!   [`normalize::ip_class`], [`normalize::registrable_domain`], [`normalize::domain_within`] and
 //!   [`normalize::url_host`] serve the allowlist.
@@ -18,8 +21,9 @@ pub mod kind;
 pub mod normalize;
 pub mod reason;
 pub mod refang;
+mod seen;
 
-pub use formats::{Format, FormatError, ParseOptions, Parsed, parse};
+pub use formats::{Format, FormatError, ParseOptions, Parsed, Sink, StreamError, Tally, parse, parse_stream};
 pub use kind::{IndicatorType, TypeHint};
 pub use reason::Reason;
 

@@ -90,6 +90,9 @@ pub(crate) fn normalize_spelled(
     hint: Option<TypeHint>,
     refang: bool,
 ) -> Result<Normalized, Refusal> {
+    if let Some(fast) = fast_path(raw.trim(), hint) {
+        return fast;
+    }
     let value = if refang { refang_fixpoint(raw.trim())? } else { Cow::Borrowed(raw.trim()) };
     let v = value.trim();
     if v.is_empty() {
@@ -116,6 +119,88 @@ pub(crate) fn normalize_spelled(
         },
         None => detect(v, refang),
     }
+}
+
+/// The fast paths, for the two shapes most feed lines have (they give exactly what the general
+/// path gives, which the tests check):
+/// - a plain IPv4 dotted quad: parsed strictly, classified, and kept as written (a strict parse
+///   admits only the canonical spelling, so no formatting is needed);
+/// - an ASCII lower-case host name (`[a-z0-9-_.]`, no `xn--` label): no refang (nothing in it
+///   can be a defang), no IDNA (it is its own ASCII form), straight to the label and
+///   public-suffix checks.
+///
+/// `None` sends the value down the general path (any other shape, or a forced type that is
+/// neither IP nor domain).
+fn fast_path(v: &str, hint: Option<TypeHint>) -> Option<Result<Normalized, Refusal>> {
+    let plain = |(kind, value)| Normalized { kind, value, spelling: None };
+    let b = v.as_bytes();
+    let (ip_ok, domain_ok) = match hint {
+        None => (true, true),
+        Some(TypeHint::Exact(IndicatorType::IpAddress)) => (true, false),
+        Some(TypeHint::Exact(IndicatorType::DomainName)) => (false, true),
+        Some(TypeHint::Hash) => (false, false),
+        Some(_) => return None,
+    };
+    // A hash: hex holds no defang (no bracket, no `x`), so refang would leave it as it is.
+    if matches!(hint, None | Some(TypeHint::Hash))
+        && matches!(b.len(), 32 | 40 | 64)
+        && b.iter().all(u8::is_ascii_hexdigit)
+    {
+        return Some(normalize_hex(v, None).map(plain));
+    }
+    if ip_ok && (7..=15).contains(&b.len()) && b.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
+        let ip = parse_v4(b)?;
+        return Some(match v4_class(ip) {
+            None => Ok(plain((IndicatorType::IpAddress, v.to_owned()))),
+            Some(_) => accept_ip(IpAddr::V4(ip)).map(plain),
+        });
+    }
+    // A dot is required: a dot-less hex string may be a hash, which detection tries first.
+    if domain_ok
+        && b.contains(&b'.')
+        && is_plain_host(b)
+        && !b.iter().all(|&c| c.is_ascii_digit() || c == b'.')
+    {
+        return Some(normalize_host_name(v, false).map(|d| plain((IndicatorType::DomainName, d))));
+    }
+    None
+}
+
+/// A strict dotted quad (what `Ipv4Addr::from_str` accepts: four decimal parts of 1 to 3
+/// digits, each at most 255, no leading zero), without the general parser's machinery.
+pub(crate) fn parse_v4(b: &[u8]) -> Option<Ipv4Addr> {
+    if !(7..=15).contains(&b.len()) {
+        return None;
+    }
+    let mut octets = [0u8; 4];
+    let mut parts = 0;
+    for part in b.split(|&c| c == b'.') {
+        if parts == 4 || part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
+            return None;
+        }
+        let mut n: u16 = 0;
+        for &c in part {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + u16::from(c - b'0');
+        }
+        octets[parts] = u8::try_from(n).ok()?;
+        parts += 1;
+    }
+    (parts == 4).then(|| Ipv4Addr::from(octets))
+}
+
+/// An ASCII lower-case host name IDNA leaves as it is: `[a-z0-9-_]` labels joined by single dots,
+/// no empty label, no `xn--` (punycode is decoded and checked by IDNA), not longer than 253.
+fn is_plain_host(b: &[u8]) -> bool {
+    !b.is_empty()
+        && b.len() <= 253
+        && b[0] != b'.'
+        && b[b.len() - 1] != b'.'
+        && b.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'_' | b'.'))
+        && !b.windows(2).any(|w| w == b"..")
+        && !b.windows(4).any(|w| w == b"xn--")
 }
 
 /// Classify an address Defender must never receive: `PrivateAddress` for private, loopback,
@@ -171,6 +256,10 @@ pub fn url_host(url: &str) -> Option<&str> {
 /// resolved and the result is stable); deeper nesting is refused.
 fn refang_fixpoint(raw: &str) -> Result<Cow<'_, str>, Refusal> {
     let mut cur = crate::refang::refang(raw);
+    if let Cow::Borrowed(_) = cur {
+        // Nothing changed, so another pass would change nothing either.
+        return Ok(cur);
+    }
     for _ in 0..4 {
         match crate::refang::refang(&cur) {
             Cow::Borrowed(_) => return Ok(cur),
@@ -345,6 +434,11 @@ fn normalize_hash(v: &str, declared: Option<IndicatorType>) -> Result<(Indicator
     if !v.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(invalid("a hash must be hexadecimal"));
     }
+    normalize_hex(v, declared)
+}
+
+/// [`normalize_hash`] for a value already known to be hexadecimal.
+fn normalize_hex(v: &str, declared: Option<IndicatorType>) -> Result<(IndicatorType, String), Refusal> {
     let len = v.len();
     let kind = match declared {
         Some(t) => {
@@ -402,8 +496,13 @@ fn normalize_host_name(v: &str, allow_suffix: bool) -> Result<String, Refusal> {
     if name.len() > 1024 {
         return Err(invalid("domain name longer than 253 characters"));
     }
-    let ascii = idna::domain_to_ascii_cow(name.as_bytes(), idna::AsciiDenyList::URL)
-        .map_err(|_| invalid("not a valid domain name (IDNA processing failed)"))?;
+    // IDNA only for what can change under it: non-ASCII, upper case, or `xn--` labels.
+    let ascii = if is_plain_host(name.as_bytes()) {
+        Cow::Borrowed(name)
+    } else {
+        idna::domain_to_ascii_cow(name.as_bytes(), idna::AsciiDenyList::URL)
+            .map_err(|_| invalid("not a valid domain name (IDNA processing failed)"))?
+    };
     if ascii.is_empty() || ascii.len() > 253 {
         return Err(invalid("a domain name must be 1 to 253 characters"));
     }
@@ -591,10 +690,16 @@ fn url_once(v: &str) -> Result<UrlForms, Refusal> {
         return Err(truncated("the URL ends in `...`: the publisher cut the value short"));
     }
 
-    let mut spelling = origin;
-    spelling.push_str(slash);
-    literal_tail(tail, &mut spelling);
-    let spelling = (spelling != canonical).then_some(spelling);
+    // The spelling is only built when it can differ (most URLs are already canonical).
+    let literal_is_tail = tail.bytes().all(|b| b > b' ' && b < 0x7f);
+    let spelling = if !default_port && literal_is_tail && canonical[path_start..] == *tail {
+        None
+    } else {
+        let mut spelling = origin;
+        spelling.push_str(slash);
+        literal_tail(tail, &mut spelling);
+        (spelling != canonical).then_some(spelling)
+    };
     Ok(UrlForms { canonical, spelling })
 }
 
@@ -830,6 +935,110 @@ mod tests {
         );
         assert_eq!(url_host("http://[2606:4700::1111]:80/x"), Some("2606:4700::1111"));
         assert_eq!(url_host("https://evil.com:8443/x"), Some("evil.com"));
+    }
+
+    /// The general path, without the fast paths: what they must agree with.
+    fn general(raw: &str, hint: Option<TypeHint>) -> Result<(IndicatorType, String), Reason> {
+        let v = refang_fixpoint(raw.trim()).map_err(|e| e.0)?;
+        let v = v.trim();
+        let r = match hint {
+            Some(TypeHint::Exact(IndicatorType::IpAddress)) => match parse_ip_like(v) {
+                Some(r) => r.and_then(accept_ip),
+                None => Err(invalid("not an IP address")),
+            },
+            Some(TypeHint::Exact(IndicatorType::DomainName)) => {
+                normalize_domain_idna(v).map(|d| (IndicatorType::DomainName, d))
+            }
+            Some(TypeHint::Hash) => normalize_hash(v, None),
+            _ => detect(v, true).map(|n| (n.kind, n.value)),
+        };
+        r.map_err(|e| e.0)
+    }
+
+    /// [`normalize_domain`] always through IDNA.
+    fn normalize_domain_idna(v: &str) -> Result<String, Refusal> {
+        let ascii = idna::domain_to_ascii_cow(v.as_bytes(), idna::AsciiDenyList::URL)
+            .map_err(|_| invalid("IDNA failed"))?;
+        normalize_domain(&ascii)
+    }
+
+    #[test]
+    fn fast_paths_agree_with_the_general_path() {
+        let cases = [
+            "8.8.8.8",
+            "1.1.1.1",
+            "10.0.0.1",
+            "192.0.2.1",
+            "255.255.255.255",
+            "0.0.0.0",
+            "1.2.3",
+            "01.2.3.4",
+            "1.2.3.4.5",
+            "999.1.1.1",
+            "evil.com",
+            "a.evil.co.uk",
+            "co.uk",
+            "com",
+            "x.local",
+            "_dmarc.evil.com",
+            "report_2026.zip",
+            "invoice.pdf.zip",
+            "a-.com",
+            "-a.com",
+            "ab--cd.com",
+            "1abc.com",
+            "123.com",
+            "a.b.c.d.e.f.g.com",
+            "xx.example.com",
+            "d41d8cd98f00b204e9800998ecf8427e",
+            "D41D8CD98F00B204E9800998ECF8427E",
+            "2B42FD41A1C8AC12221857DD2DF93164A71B95D7",
+            "0.1.2.3",
+            "xyz",
+        ];
+        for raw in cases {
+            for hint in [
+                None,
+                Some(TypeHint::Exact(IndicatorType::IpAddress)),
+                Some(TypeHint::Exact(IndicatorType::DomainName)),
+                Some(TypeHint::Hash),
+            ] {
+                let fast = normalize(raw, hint, true).map_err(|e| e.0);
+                assert_eq!(fast, general(raw, hint), "{raw} {hint:?}");
+            }
+        }
+        assert!(fast_path("8.8.8.8", None).is_some(), "the IPv4 fast path is taken");
+        assert!(fast_path("evil.com", None).is_some(), "the host fast path is taken");
+        assert!(fast_path("Evil.com", None).is_none(), "upper case goes through IDNA");
+        assert!(fast_path("xn--bcher-kva.de", None).is_none(), "punycode goes through IDNA");
+        assert!(
+            matches!(fast_path("d41d8cd98f00b204e9800998ecf8427e", None), Some(Ok(n)) if n.kind == IndicatorType::FileMd5),
+            "a hash takes the hash fast path, never the host one"
+        );
+    }
+
+    proptest::proptest! {
+        /// The strict IPv4 parser accepts exactly what the standard one accepts.
+        #[test]
+        fn parse_v4_agrees_with_std(s in "[0-9.]{0,16}", a in 0u16..300, b in 0u16..300, z in 0usize..3) {
+            let quad = format!("{}{a}.{b}.{}.{}", "0".repeat(z), a.min(b), a.max(b));
+            for v in [s.as_str(), quad.as_str()] {
+                proptest::prop_assert_eq!(parse_v4(v.as_bytes()), Ipv4Addr::from_str(v).ok(), "{}", v);
+            }
+        }
+
+        /// A plain host is its own IDNA form: skipping IDNA for it changes nothing.
+        #[test]
+        fn plain_hosts_are_their_own_idna_form(s in "[a-z0-9_.-]{1,40}") {
+            if is_plain_host(s.as_bytes()) {
+                let idna = idna::domain_to_ascii_cow(s.as_bytes(), idna::AsciiDenyList::URL);
+                proptest::prop_assert_eq!(idna.map(|c| c.into_owned()).ok(), Some(s.clone()));
+            }
+            proptest::prop_assert_eq!(
+                normalize(&s, None, true).map_err(|e| e.0),
+                general(&s, None)
+            );
+        }
     }
 
     #[test]

@@ -31,7 +31,9 @@ const BRACKETS: [(&[u8], &[u8]); 8] = [
 /// Undo defanging in `s`; borrows when nothing changes (the common case on clean feeds).
 pub fn refang(s: &str) -> Cow<'_, str> {
     let bytes = s.as_bytes();
-    let maybe = bytes.iter().any(|&b| matches!(b, b'[' | b'(' | b'{' | b'x' | b'X'));
+    // Every defang holds a bracket or `xx` (`hxxp`): most values hold neither and are borrowed.
+    let maybe = bytes.iter().any(|&b| matches!(b, b'[' | b'(' | b'{'))
+        || bytes.windows(2).any(|w| matches!(w, [b'x' | b'X', b'x' | b'X']));
     if !maybe {
         return Cow::Borrowed(s);
     }
@@ -103,6 +105,7 @@ mod tests {
     fn borrows_when_clean() {
         assert!(matches!(refang("example.com"), std::borrow::Cow::Borrowed(_)));
         assert!(matches!(refang("box.example"), std::borrow::Cow::Borrowed(_)));
+        assert!(matches!(refang("http://xx.example/x"), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]

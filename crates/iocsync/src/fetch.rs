@@ -645,12 +645,36 @@ async fn read_file(
     opts: &FetchOptions,
     observer: &dyn FetchObserver,
 ) -> Result<Vec<u8>, FetchError> {
-    let io_err = |e: std::io::Error| FetchError::Io {
+    let io_err = |e: std::io::Error| file_error(path, &e);
+    let meta = tokio::fs::metadata(path).await.map_err(io_err)?;
+    check_file(path, &meta, label, opts)?;
+    let file = tokio::fs::File::open(path).await.map_err(io_err)?;
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    // The file may grow between metadata and read: read at most cap + 1 bytes.
+    file.take(opts.max_bytes.saturating_add(1)).read_to_end(&mut buf).await.map_err(io_err)?;
+    if buf.len() as u64 > opts.max_bytes {
+        return Err(FetchError::TooLarge { origin: label.to_owned(), limit: opts.max_bytes });
+    }
+    observer.progress(label, buf.len() as u64, Some(meta.len()));
+    Ok(buf)
+}
+
+/// A local file read error.
+fn file_error(path: &Path, e: &std::io::Error) -> FetchError {
+    FetchError::Io {
         path: path.to_path_buf(),
         detail: e.to_string(),
         transient: matches!(e.kind(), std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock),
-    };
-    let meta = tokio::fs::metadata(path).await.map_err(io_err)?;
+    }
+}
+
+/// Refuses a directory and a file larger than the cap, before reading it.
+fn check_file(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    label: &str,
+    opts: &FetchOptions,
+) -> Result<(), FetchError> {
     if meta.is_dir() {
         return Err(FetchError::Io {
             path: path.to_path_buf(),
@@ -661,15 +685,83 @@ async fn read_file(
     if meta.len() > opts.max_bytes {
         return Err(FetchError::TooLarge { origin: label.to_owned(), limit: opts.max_bytes });
     }
-    let file = tokio::fs::File::open(path).await.map_err(io_err)?;
-    let mut buf = Vec::with_capacity(meta.len() as usize);
-    // The file may grow between metadata and read: read at most cap + 1 bytes.
-    file.take(opts.max_bytes.saturating_add(1)).read_to_end(&mut buf).await.map_err(io_err)?;
-    if buf.len() as u64 > opts.max_bytes {
-        return Err(FetchError::TooLarge { origin: label.to_owned(), limit: opts.max_bytes });
+    Ok(())
+}
+
+/// Opens a local feed file for reading as a stream, for `iocsync parse`: the same size cap as
+/// [`fetch`] (on the file and on its gunzipped content, enforced while reading), gzip decoded on
+/// the fly, and nothing held beyond a 256 KiB buffer. Blocking: call it off the async threads.
+pub fn open_stream(path: &Path, opts: &FetchOptions) -> Result<Box<dyn std::io::BufRead + Send>, FetchError> {
+    use std::io::BufRead as _;
+    const BUFFER: usize = 256 * 1024;
+    let label = path.display().to_string();
+    let io_err = |e: std::io::Error| file_error(path, &e);
+    let meta = std::fs::metadata(path).map_err(io_err)?;
+    check_file(path, &meta, &label, opts)?;
+    let file = std::fs::File::open(path).map_err(io_err)?;
+    let mut raw = std::io::BufReader::with_capacity(BUFFER, Capped::new(file, opts.max_bytes, label.clone()));
+    let head = raw.fill_buf().map_err(io_err)?;
+    if head.starts_with(&GZIP_MAGIC) {
+        let gunzip = flate2::bufread::MultiGzDecoder::new(raw);
+        let gunzip = GzipErrors { inner: gunzip, origin: label.clone() };
+        let capped = Capped::new(gunzip, opts.max_bytes, label);
+        return Ok(Box::new(std::io::BufReader::with_capacity(BUFFER, capped)));
     }
-    observer.progress(label, buf.len() as u64, Some(meta.len()));
-    Ok(buf)
+    Ok(Box::new(raw))
+}
+
+/// A reader that fails with [`FetchError::TooLarge`] (inside the `io::Error`) once more than
+/// `limit` bytes came through.
+#[derive(Debug)]
+struct Capped<R> {
+    inner: R,
+    limit: u64,
+    read: u64,
+    origin: String,
+}
+
+impl<R> Capped<R> {
+    fn new(inner: R, limit: u64, origin: String) -> Self {
+        Capped { inner, limit, read: 0, origin }
+    }
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read = self.read.saturating_add(n as u64);
+        if self.read > self.limit {
+            return Err(std::io::Error::other(FetchError::TooLarge {
+                origin: self.origin.clone(),
+                limit: self.limit,
+            }));
+        }
+        Ok(n)
+    }
+}
+
+/// Turns a gzip decoder's errors into [`FetchError::Gzip`] (inside the `io::Error`).
+struct GzipErrors<R> {
+    inner: R,
+    origin: String,
+}
+
+impl<R> fmt::Debug for GzipErrors<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GzipErrors").field("origin", &self.origin).finish()
+    }
+}
+
+impl<R: Read> Read for GzipErrors<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            if e.get_ref().is_some_and(|i| i.is::<FetchError>()) {
+                e
+            } else {
+                std::io::Error::other(FetchError::Gzip { origin: self.origin.clone(), detail: e.to_string() })
+            }
+        })
+    }
 }
 
 /// Decompresses `data` if it starts with the gzip magic, capping the decompressed size.

@@ -94,6 +94,7 @@ async fn dispatch(cli: Cli) -> Exit {
     let format = cli.global.output;
     match execute(cli).await {
         Ok(exit) => exit,
+        Err(e) if e.is::<output::Reported>() => Exit::Error,
         Err(e) => {
             output::error(format, &e);
             Exit::Error
@@ -106,8 +107,10 @@ async fn execute(cli: Cli) -> anyhow::Result<Exit> {
     let format: OutputFormat = g.output;
     match &cli.command {
         Command::Parse(args) => {
-            let report = commands::parse::run(args).await?;
-            output::parse(format, &report);
+            let report = commands::parse::run(args, format == OutputFormat::Json).await?;
+            if format == OutputFormat::Text {
+                output::parse(&report);
+            }
             Ok(Exit::Ok)
         }
         Command::Init(args) => {

@@ -76,11 +76,100 @@ pub fn error(format: OutputFormat, e: &anyhow::Error) {
     }
 }
 
-/// `iocsync parse`.
-pub fn parse(format: OutputFormat, r: &ParseReport) {
-    if format == OutputFormat::Json {
-        return json(r);
+/// An error whose message is already in the output (a streamed JSON document closed with its
+/// `error` key): the caller exits non-zero without printing it again.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the error was already reported in the output")]
+pub struct Reported;
+
+/// `iocsync parse --output json`, printed as the parse goes: the head (`source`, `format`) when
+/// the format is known, each indicator when it is accepted, the counts at the end. Stdout holds
+/// exactly one JSON document (DESIGN.md's keys) and no string of the whole list is ever built.
+#[derive(Debug)]
+pub struct ParseJson {
+    out: std::io::BufWriter<std::io::Stdout>,
+    started: bool,
+    any: bool,
+}
+
+impl Default for ParseJson {
+    fn default() -> Self {
+        ParseJson::new()
     }
+}
+
+impl ParseJson {
+    /// A document not started yet.
+    pub fn new() -> Self {
+        ParseJson {
+            out: std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()),
+            started: false,
+            any: false,
+        }
+    }
+
+    /// Whether the head was printed (so an error must close this document, not start another).
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
+    /// Prints the head: source, format, and the opening of the indicator list.
+    pub fn begin(&mut self, source: &str, format: iocsync_ioc::Format) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let head = format!(
+            "{{\n  \"source\": {},\n  \"format\": {},\n  \"indicators\": [",
+            json_string(source),
+            json_string(format.as_str())
+        );
+        // A closed pipe (`iocsync ... | head`) is not an error worth a panic.
+        let _ = self.out.write_all(head.as_bytes());
+    }
+
+    /// Prints one accepted indicator.
+    pub fn indicator(&mut self, kind: iocsync_ioc::IndicatorType, value: &str, line: u64) {
+        let sep = if std::mem::replace(&mut self.any, true) { "," } else { "" };
+        let _ = write!(
+            self.out,
+            "{sep}\n    {{\"type\": \"{}\", \"value\": {}, \"line\": {line}}}",
+            kind.as_str(),
+            json_string(value)
+        );
+    }
+
+    /// Prints the counts and closes the document.
+    pub fn finish(&mut self, r: &ParseReport) {
+        self.begin(&r.source, r.format);
+        let indent = if self.any { "\n  " } else { "" };
+        let tail = format!(
+            "{indent}],\n  \"lines\": {},\n  \"accepted\": {},\n  \"rejected\": {},\n  \"duplicates\": {}\n}}\n",
+            r.lines,
+            serde_json::to_string(&r.accepted).unwrap_or_else(|_| "{}".into()),
+            serde_json::to_string(&r.rejected).unwrap_or_else(|_| "{}".into()),
+            r.duplicates
+        );
+        let _ = self.out.write_all(tail.as_bytes());
+        let _ = self.out.flush();
+    }
+
+    /// Closes a started document with an `error` key (the indicators printed so far stay).
+    pub fn fail(&mut self, e: &anyhow::Error) {
+        let indent = if self.any { "\n  " } else { "" };
+        let tail = format!("{indent}],\n  \"error\": {}\n}}\n", json_string(&format!("{e:#}")));
+        let _ = self.out.write_all(tail.as_bytes());
+        let _ = self.out.flush();
+    }
+}
+
+/// A JSON string literal.
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// `iocsync parse`, text output (JSON output is streamed by [`ParseJson`]).
+pub fn parse(r: &ParseReport) {
     let mut s = String::new();
     let accepted: u64 = r.accepted.values().sum();
     let rejected: u64 = r.rejected.values().sum();

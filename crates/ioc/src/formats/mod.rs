@@ -7,8 +7,8 @@ use crate::normalize::{normalize_spelled, truncate};
 use crate::{IndicatorType, Ioc, Reason, Rejection, TypeHint};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 use std::fmt;
+use std::io::Read as _;
 
 pub mod csv;
 pub mod defender_csv;
@@ -63,12 +63,25 @@ pub struct ParseOptions {
     pub refang: bool,
     /// "Now", for STIX `valid_until` in the past.
     pub now: DateTime<Utc>,
+    /// Worker threads for a streamed text body larger than one 256 KiB chunk ([`parse_stream`]):
+    /// `1` (the default) = none, parse on the calling thread; `0` = one per core; `n` = n.
+    /// Results are the same; on the shared 2-core benchmark machine threads paid in some runs
+    /// and lost in others (BENCHMARKS.md), hence the default.
+    pub threads: usize,
 }
 
 impl ParseOptions {
     /// Defaults for `format`: no column, no forced type, refang on.
     pub fn new(format: Format, now: DateTime<Utc>) -> Self {
-        ParseOptions { format, column: None, type_column: None, type_hint: None, refang: true, now }
+        ParseOptions {
+            format,
+            column: None,
+            type_column: None,
+            type_hint: None,
+            refang: true,
+            now,
+            threads: 1,
+        }
     }
 }
 
@@ -171,6 +184,96 @@ pub fn parse(input: &[u8], opts: &ParseOptions) -> Result<Parsed, FormatError> {
     }
 }
 
+/// A streamed parse that failed: the document is not of its format, or reading it failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The document is not of the format (see [`FormatError`]).
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// Reading the document failed (the caller's reader error, e.g. a size cap).
+    #[error("cannot read the feed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How many lines [`sniff`] looks at to tell a line format (hosts, CSV, text).
+const SNIFF_LINES: usize = 200;
+
+/// Parse a document read from `reader` into `sink`; returns the format used (after sniffing) and
+/// the counts. Line formats (text, hosts) are parsed line by line as they are read, so memory
+/// holds one line and the parser's duplicate set, never the document (`Auto` reads only the
+/// first 200 lines ahead to sniff). The other formats need the whole document (CSV rows may
+/// span lines; JSON) and read it into memory first: the caller caps the reader.
+pub fn parse_stream<R: std::io::BufRead, S: Sink + ?Sized>(
+    mut reader: R,
+    opts: &ParseOptions,
+    sink: &mut S,
+) -> Result<(Format, Tally), StreamError> {
+    let mut head = Vec::new();
+    let format = match opts.format {
+        Format::Auto => {
+            read_head(&mut reader, &mut head)?;
+            if matches!(strip_bom(&head).iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'[')) {
+                reader.read_to_end(&mut head)?;
+            }
+            sniff(&head)
+        }
+        f => f,
+    };
+    sink.begin(format);
+    let tally = match format {
+        Format::Auto | Format::Text => text::parse_reader((&head[..]).chain(reader), opts, sink)?,
+        Format::Hosts => hosts::parse_reader((&head[..]).chain(reader), opts, sink)?,
+        _ => {
+            reader.read_to_end(&mut head)?;
+            let mut whole = opts.clone();
+            whole.format = format;
+            let parsed = parse(&head, &whole)?;
+            drop(head);
+            let tally = Tally {
+                lines: parsed.lines,
+                duplicates: parsed.duplicates,
+                canonical_merges: parsed.canonical_merges,
+            };
+            parsed.iocs.into_iter().for_each(|i| sink.accept(i));
+            parsed.rejections.into_iter().for_each(|r| sink.reject(r));
+            tally
+        }
+    };
+    Ok((format, tally))
+}
+
+/// `fill_buf`, retried when interrupted; an empty buffer is the end of the input.
+pub(crate) fn fill<R: std::io::BufRead + ?Sized>(reader: &mut R) -> std::io::Result<&[u8]> {
+    loop {
+        match reader.fill_buf() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+            Ok(_) => break,
+        }
+    }
+    // Borrowed again (returning the first borrow from the loop is refused): a buffered reader
+    // hands back what it holds, or at the end asks its source once more, which answers 0 again.
+    reader.fill_buf()
+}
+
+/// Reads into `head` until it holds more than [`SNIFF_LINES`] complete lines, or the end.
+fn read_head<R: std::io::BufRead>(reader: &mut R, head: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut newlines = 0usize;
+    loop {
+        let buf = fill(reader)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        newlines += memchr::memchr_iter(b'\n', buf).count();
+        head.extend_from_slice(buf);
+        let len = buf.len();
+        reader.consume(len);
+        if newlines > SNIFF_LINES {
+            return Ok(());
+        }
+    }
+}
+
 /// Guess the format of a document: JSON (MISP event, STIX bundle or object, TAXII envelope),
 /// hosts file (most data lines start with a sink-hole address), CSV with a header naming a known
 /// column (or the Defender portal columns), else text.
@@ -213,7 +316,7 @@ fn sniff_lines(body: &[u8]) -> Format {
     let mut hosts = 0usize;
     let mut last_comment: Option<&str> = None;
     let mut first_data: Option<&str> = None;
-    for (_, line) in text::lines(body).take(200) {
+    for (_, line) in text::lines(body).take(SNIFF_LINES) {
         let Ok(line) = line else { continue };
         let t = line.trim();
         if t.is_empty() {
@@ -258,27 +361,89 @@ pub(crate) fn strip_bom(input: &[u8]) -> &[u8] {
     input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input)
 }
 
+/// Where a parser puts what it finds, value by value: [`Parsed`] keeps everything; a streaming
+/// consumer (`iocsync parse`) counts or prints each value and drops it, so its memory is bound by
+/// the distinct accepted values (the parser's duplicate set), not by the document.
+pub trait Sink {
+    /// Called once before any value with the format the document is parsed as (after sniffing).
+    fn begin(&mut self, _format: Format) {}
+    /// One accepted value: the first occurrence of its (type, value) in this feed.
+    fn accept(&mut self, ioc: Ioc);
+    /// One rejected value.
+    fn reject(&mut self, rejection: Rejection);
+}
+
+impl<S: Sink + ?Sized> Sink for &mut S {
+    fn begin(&mut self, format: Format) {
+        (**self).begin(format);
+    }
+    fn accept(&mut self, ioc: Ioc) {
+        (**self).accept(ioc);
+    }
+    fn reject(&mut self, rejection: Rejection) {
+        (**self).reject(rejection);
+    }
+}
+
+impl Sink for Parsed {
+    fn accept(&mut self, ioc: Ioc) {
+        self.iocs.push(ioc);
+    }
+    fn reject(&mut self, rejection: Rejection) {
+        self.rejections.push(rejection);
+    }
+}
+
+/// The counts of a parse besides its values (what [`Parsed`] holds besides its two lists).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Lines (text-like formats) or objects (JSON formats) read.
+    pub lines: u64,
+    /// Values that repeated an earlier accepted (type, value) in the same feed.
+    pub duplicates: u64,
+    /// Of `duplicates`: URLs merged only by the canonical URL form (see [`Parsed`]).
+    pub canonical_merges: u64,
+}
+
 /// Rejection values are cut to this many bytes.
 const MAX_REJECTED_VALUE: usize = 256;
 
-/// Accumulates accepted values (first occurrence only) and rejections for one feed.
+/// Accumulates accepted values (first occurrence only) and rejections for one feed into a
+/// [`Sink`]; the duplicate set is a compact [`Seen`](crate::seen::Seen).
 #[derive(Debug)]
-pub(crate) struct Collector {
-    parsed: Parsed,
-    seen: HashSet<(IndicatorType, String)>,
-    /// Every URL spelling seen (before canonical percent-encoding), to count canonical merges.
-    url_spellings: HashSet<String>,
+pub(crate) struct Collector<S: Sink = Parsed> {
+    sink: S,
+    seen: crate::seen::Seen,
+    duplicates: u64,
+    canonical_merges: u64,
     pub(crate) refang: bool,
     pub(crate) hint: Option<TypeHint>,
 }
 
-impl Collector {
-    /// A collector using the options' refang flag and forced type.
+impl Collector<Parsed> {
+    /// A collector into a [`Parsed`], using the options' refang flag and forced type.
     pub(crate) fn new(opts: &ParseOptions) -> Self {
+        Collector::with_sink(opts, Parsed::default())
+    }
+
+    /// The result, with `lines` lines (or objects) read.
+    pub(crate) fn finish(self, lines: u64) -> Parsed {
+        let (mut parsed, tally) = self.finish_tally(lines);
+        parsed.lines = tally.lines;
+        parsed.duplicates = tally.duplicates;
+        parsed.canonical_merges = tally.canonical_merges;
+        parsed
+    }
+}
+
+impl<S: Sink> Collector<S> {
+    /// A collector into `sink`, using the options' refang flag and forced type.
+    pub(crate) fn with_sink(opts: &ParseOptions, sink: S) -> Self {
         Collector {
-            parsed: Parsed::default(),
-            seen: HashSet::new(),
-            url_spellings: HashSet::new(),
+            sink,
+            seen: crate::seen::Seen::default(),
+            duplicates: 0,
+            canonical_merges: 0,
             refang: opts.refang,
             hint: opts.type_hint,
         }
@@ -312,36 +477,146 @@ impl Collector {
 
     /// [`Collector::accept`] for a URL the feed spelled as `spelling` (`None`: as its value): a
     /// duplicate with a spelling never seen before is a canonical merge.
+    ///
+    /// A URL spelled as its canonical form is remembered by a flag on its entry, not a second
+    /// copy: a spelling equal to some canonical form `c` can only be a spelling of `c` itself
+    /// (canonicalisation is idempotent), so "`c` was seen as a spelling" is that flag.
     fn accept_spelled(&mut self, ioc: Ioc, spelling: Option<String>) {
-        let spelling =
-            (ioc.kind == IndicatorType::Url).then(|| spelling.unwrap_or_else(|| ioc.value.clone()));
-        if self.seen.insert((ioc.kind, ioc.value.clone())) {
-            self.parsed.iocs.push(ioc);
-            if let Some(s) = spelling {
-                self.url_spellings.insert(s);
-            }
+        let (entry, new) = self.seen.insert(kind_tag(ioc.kind), Some(ioc.kind), &ioc.value);
+        let spelling_new = if ioc.kind != IndicatorType::Url {
+            false
         } else {
-            self.parsed.duplicates += 1;
-            if let Some(s) = spelling
-                && self.url_spellings.insert(s)
-            {
-                self.parsed.canonical_merges += 1;
+            match spelling {
+                None => self.seen.mark(entry),
+                Some(s) => self.seen.insert(crate::seen::SPELLING, None, &s).1,
+            }
+        };
+        if new {
+            self.sink.accept(ioc);
+        } else {
+            self.duplicates += 1;
+            if spelling_new {
+                self.canonical_merges += 1;
             }
         }
     }
 
     /// Record a rejection (the raw value and the detail are truncated).
     pub(crate) fn reject(&mut self, reason: Reason, raw: &str, line: u64, detail: Option<String>) {
-        let value = truncate(raw.trim(), MAX_REJECTED_VALUE).to_owned();
-        let detail = detail.map(|d| {
-            if d.len() > 2 * MAX_REJECTED_VALUE { truncate(&d, 2 * MAX_REJECTED_VALUE).to_owned() } else { d }
-        });
-        self.parsed.rejections.push(Rejection { reason, value, line, detail });
+        self.sink.reject(rejection(reason, raw, line, detail));
     }
 
-    /// The result, with `lines` lines (or objects) read.
-    pub(crate) fn finish(mut self, lines: u64) -> Parsed {
-        self.parsed.lines = lines;
-        self.parsed
+    /// Apply one step normalised elsewhere, exactly as if its line had been parsed here.
+    pub(crate) fn apply(&mut self, step: Step) {
+        match step {
+            Step::Accept(ioc, spelling) => self.accept_spelled(ioc, spelling),
+            Step::Reject(r) => self.sink.reject(r),
+        }
+    }
+
+    /// The sink and the counts, with `lines` lines (or objects) read.
+    pub(crate) fn finish_tally(self, lines: u64) -> (S, Tally) {
+        let tally = Tally { lines, duplicates: self.duplicates, canonical_merges: self.canonical_merges };
+        (self.sink, tally)
+    }
+}
+
+/// What the per-line rules of a line format call: the [`Collector`] itself, or, in a parallel
+/// parse, a [`Steps`] buffer that the collector applies later, in document order.
+pub(crate) trait LineOut {
+    /// The forced type, if any.
+    fn hint(&self) -> Option<TypeHint>;
+    /// Whether refanging is on.
+    fn refang(&self) -> bool;
+    /// Normalise `raw` and record it as accepted or rejected.
+    fn value(&mut self, raw: &str, hint: Option<TypeHint>, line: u64);
+    /// Record an accepted value.
+    fn accept(&mut self, ioc: Ioc);
+    /// Record a rejection.
+    fn reject(&mut self, reason: Reason, raw: &str, line: u64, detail: Option<String>);
+}
+
+impl<S: Sink> LineOut for Collector<S> {
+    fn hint(&self) -> Option<TypeHint> {
+        self.hint
+    }
+    fn refang(&self) -> bool {
+        self.refang
+    }
+    fn value(&mut self, raw: &str, hint: Option<TypeHint>, line: u64) {
+        Collector::value(self, raw, hint, line);
+    }
+    fn accept(&mut self, ioc: Ioc) {
+        Collector::accept(self, ioc);
+    }
+    fn reject(&mut self, reason: Reason, raw: &str, line: u64, detail: Option<String>) {
+        Collector::reject(self, reason, raw, line, detail);
+    }
+}
+
+/// One outcome of a line, normalised but not yet checked for duplicates.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// An accepted value and the feed's own spelling of a URL (see `Collector::accept_spelled`).
+    Accept(Ioc, Option<String>),
+    /// A rejection, already truncated.
+    Reject(Rejection),
+}
+
+/// The outcomes of a run of lines, normalised on a worker thread.
+#[derive(Debug)]
+pub(crate) struct Steps {
+    pub(crate) steps: Vec<Step>,
+    refang: bool,
+    hint: Option<TypeHint>,
+}
+
+impl Steps {
+    /// An empty buffer using the options' refang flag and forced type.
+    pub(crate) fn new(opts: &ParseOptions) -> Self {
+        Steps { steps: Vec::new(), refang: opts.refang, hint: opts.type_hint }
+    }
+}
+
+impl LineOut for Steps {
+    fn hint(&self) -> Option<TypeHint> {
+        self.hint
+    }
+    fn refang(&self) -> bool {
+        self.refang
+    }
+    fn value(&mut self, raw: &str, hint: Option<TypeHint>, line: u64) {
+        self.steps.push(match normalize_spelled(raw, hint.or(self.hint), self.refang) {
+            Ok(n) => Step::Accept(Ioc::new(n.kind, n.value, line), n.spelling),
+            Err((reason, detail)) => Step::Reject(rejection(reason, raw, line, detail)),
+        });
+    }
+    fn accept(&mut self, ioc: Ioc) {
+        self.steps.push(Step::Accept(ioc, None));
+    }
+    fn reject(&mut self, reason: Reason, raw: &str, line: u64, detail: Option<String>) {
+        self.steps.push(Step::Reject(rejection(reason, raw, line, detail)));
+    }
+}
+
+/// A rejection with the raw value and the detail truncated.
+fn rejection(reason: Reason, raw: &str, line: u64, detail: Option<String>) -> Rejection {
+    let value = truncate(raw.trim(), MAX_REJECTED_VALUE).to_owned();
+    let detail = detail.map(|d| {
+        if d.len() > 2 * MAX_REJECTED_VALUE { truncate(&d, 2 * MAX_REJECTED_VALUE).to_owned() } else { d }
+    });
+    Rejection { reason, value, line, detail }
+}
+
+/// The key tag of an indicator type in the duplicate set.
+fn kind_tag(kind: IndicatorType) -> u8 {
+    match kind {
+        IndicatorType::FileSha1 => 1,
+        IndicatorType::FileSha256 => 2,
+        IndicatorType::FileMd5 => 3,
+        IndicatorType::CertificateThumbprint => 4,
+        IndicatorType::IpAddress => 5,
+        IndicatorType::DomainName => 6,
+        IndicatorType::Url => 7,
     }
 }

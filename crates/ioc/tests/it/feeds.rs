@@ -335,3 +335,80 @@ fn auto_sniffs_every_feed() {
         assert_eq!(auto, explicit, "{path}");
     }
 }
+
+/// `parse_stream` into a `Parsed`, read through a `buffer`-byte reader with `threads` threads.
+fn streamed(bytes: &[u8], format: Format, threads: usize, buffer: usize) -> (Format, formats::Parsed) {
+    let mut o = opts(format);
+    o.threads = threads;
+    let mut p = formats::Parsed::default();
+    let reader = std::io::BufReader::with_capacity(buffer, bytes);
+    let (used, tally) = iocsync_ioc::parse_stream(reader, &o, &mut p).unwrap();
+    p.lines = tally.lines;
+    p.duplicates = tally.duplicates;
+    p.canonical_merges = tally.canonical_merges;
+    (used, p)
+}
+
+#[test]
+fn streamed_and_parallel_parses_equal_the_whole_document_parse_on_real_feeds() {
+    // Several 256 KiB chunks (ipsum, hash-iocs, urlhaus as text) and one-chunk files; sequential
+    // and on 2 and 3 worker threads; sniffed (auto) and declared.
+    for (path, format) in [
+        ("stamparm-ipsum/ipsum.txt", Format::Text),
+        ("neo23x0-signature-base/hash-iocs.txt", Format::Text),
+        ("abusech-urlhaus/urlhaus.csv", Format::Text),
+        ("tweetfeed/blocklists/urls.txt", Format::Text),
+        ("eset-malware-ioc/asylum_ambuscade.README.adoc", Format::Text),
+        ("blocklistproject/ransomware.txt", Format::Hosts),
+        ("blocklistproject/ransomware.txt", Format::Auto),
+        ("abusech-feodotracker/ipblocklist.csv", Format::Auto),
+        ("tweetfeed/stix/today.json", Format::Auto),
+    ] {
+        let bytes = feed(path);
+        let whole = iocsync_ioc::parse(&bytes, &opts(format)).unwrap();
+        let sniffed = if format == Format::Auto { formats::sniff(&bytes) } else { format };
+        for threads in [1, 2, 3] {
+            for buffer in [7, 64 * 1024] {
+                let (used, p) = streamed(&bytes, format, threads, buffer);
+                assert_eq!(used, sniffed, "{path}");
+                assert!(
+                    p == whole,
+                    "{path}: {threads} threads, {buffer}-byte reads differ from the whole parse"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_parallel_parse_keeps_line_numbers_duplicates_and_merges_across_chunks() {
+    // 1.2 MB: a BOM, CRLF lines, comments, table rows, non-UTF-8 lines, and repeats (exact and
+    // by canonical URL form) that land in other 256 KiB chunks than their first occurrence.
+    let mut doc = b"\xEF\xBB\xBF# header\r\n".to_vec();
+    for i in 0..40_000u32 {
+        let line = match i % 8 {
+            0 => format!("45.{}.{}.{}\r\n", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff),
+            1 => format!("host{}.example.com # note\n", i % 5_000),
+            2 => format!("http://x{}.com/a^b\n", (i / 8) % 1_000),
+            3 => format!("http://x{}.com/a%5eb\n", (i / 8) % 1_000),
+            4 => format!("| `evil{i}.net` | prose |\n"),
+            5 => "NOT-UTF-8\n".to_owned(),
+            6 => format!("10.0.{}.{}\n", (i >> 8) & 0xff, i & 0xff),
+            _ => "\n".to_owned(),
+        };
+        if line == "NOT-UTF-8\n" {
+            doc.extend_from_slice(b"\xff\xfe not utf-8\n");
+        } else {
+            doc.extend_from_slice(line.as_bytes());
+        }
+    }
+    doc.extend_from_slice(b"last.example.org");
+    let whole = iocsync_ioc::parse(&doc, &opts(Format::Text)).unwrap();
+    assert!(whole.duplicates > 10_000, "{}", whole.duplicates);
+    assert_eq!(whole.canonical_merges, 1_000, "each `%5eb` spelling merges into its `^b` URL once");
+    assert_eq!(whole.iocs.last().map(|i| i.line), Some(40_002));
+    for threads in [1, 2, 4] {
+        let (_, p) = streamed(&doc, Format::Text, threads, 4096);
+        assert!(p == whole, "{threads} threads differ from the whole parse");
+    }
+}

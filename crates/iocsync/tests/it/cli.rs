@@ -83,6 +83,105 @@ fn parse_counts_canonical_url_merges_in_text_only() {
     assert_eq!(v["rejected"]["truncated-value"], 1);
 }
 
+/// `parse --output json` on `feed` with `args`: the one JSON document it printed.
+fn parse_json(feed: &str, args: &[&str]) -> serde_json::Value {
+    let out = iocsync().args(["--output", "json", "parse", feed]).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // `from_slice` accepts exactly one JSON value (trailing whitespace only).
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not one JSON document: {e}"))
+}
+
+#[test]
+fn parse_json_is_streamed_with_the_same_content_as_the_parser_on_real_feeds() {
+    // The document the parser's result gives (the shape `parse` printed before it streamed).
+    for (path, format, args) in [
+        ("tweetfeed/blocklists/urls.txt", iocsync_ioc::Format::Text, &["--format", "text"][..]),
+        ("blocklistproject/ransomware.txt", iocsync_ioc::Format::Hosts, &["--format", "hosts"][..]),
+        ("stamparm-ipsum/ipsum.txt", iocsync_ioc::Format::Text, &[][..]),
+        (
+            "abusech-urlhaus/urlhaus.csv",
+            iocsync_ioc::Format::Csv,
+            &["--format", "csv", "--column", "url"][..],
+        ),
+    ] {
+        let bytes = std::fs::read(shared(path)).unwrap();
+        let mut opts = iocsync_ioc::ParseOptions::new(format, chrono::Utc::now());
+        if format == iocsync_ioc::Format::Csv {
+            opts.column = Some(iocsync_ioc::formats::Column::Name("url".into()));
+        }
+        let p = iocsync_ioc::parse(&bytes, &opts).unwrap();
+        let mut accepted = serde_json::Map::new();
+        for i in &p.iocs {
+            let n = accepted.get(i.kind.as_str()).and_then(serde_json::Value::as_u64).unwrap_or(0);
+            accepted.insert(i.kind.as_str().to_owned(), (n + 1).into());
+        }
+        let mut rejected = serde_json::Map::new();
+        for r in &p.rejections {
+            let n = rejected.get(r.reason.code()).and_then(serde_json::Value::as_u64).unwrap_or(0);
+            rejected.insert(r.reason.code().to_owned(), (n + 1).into());
+        }
+        let want = serde_json::json!({
+            "source": shared(path),
+            "format": format.as_str(),
+            "lines": p.lines,
+            "accepted": accepted,
+            "rejected": rejected,
+            "duplicates": p.duplicates,
+            "indicators": p.iocs.iter().map(|i| serde_json::json!({"type": i.kind.as_str(), "value": i.value, "line": i.line})).collect::<Vec<_>>(),
+        });
+        let got = parse_json(&shared(path), args);
+        assert!(!p.iocs.is_empty(), "{path}");
+        assert_eq!(got, want, "{path}");
+    }
+}
+
+#[test]
+fn parse_json_of_a_feed_with_no_value_is_still_one_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("empty.txt");
+    std::fs::write(&f, "# nothing\n10.0.0.1\n").unwrap();
+    let v = parse_json(f.to_str().unwrap(), &[]);
+    assert_eq!(v["indicators"], serde_json::json!([]));
+    assert_eq!(v["rejected"]["private-address"], 1);
+    assert_eq!(v["lines"], 2);
+}
+
+#[test]
+fn parse_json_that_fails_midway_closes_its_document_with_the_error() {
+    use std::io::Write;
+    // Two values, then a gzip bomb: the values are printed before the 64 MiB cap is hit while
+    // reading; the document then ends with an `error` key, exit 1, and stays one JSON value.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bomb.txt.gz");
+    let gz = |text: &[u8]| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(text).unwrap();
+        enc.finish().unwrap()
+    };
+    let mut file = gz(b"1.1.1.1\n8.8.4.4\n9.9.9.9\n");
+    // Then 1 MiB comment lines (cheap to parse), 65 of them: past the 64 MiB cap.
+    let mut comment = vec![b'#'; 1 << 20];
+    comment[(1 << 20) - 1] = b'\n';
+    let member = gz(&comment);
+    for _ in 0..65 {
+        file.extend_from_slice(&member);
+    }
+    std::fs::write(&f, &file).unwrap();
+    let text = ["--format", "text"];
+    let out = iocsync().args(["--output", "json", "parse", f.to_str().unwrap()]).args(text).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = v["error"].as_str().unwrap();
+    assert!(error.contains("limit"), "{error}");
+    let values: Vec<_> = v["indicators"].as_array().unwrap().iter().map(|i| i["value"].clone()).collect();
+    assert_eq!(values, ["1.1.1.1", "8.8.4.4", "9.9.9.9"]);
+    // Text output: the same error on stderr, nothing on stdout.
+    let out = iocsync().args(["parse", f.to_str().unwrap()]).args(text).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("limit"));
+}
+
 #[test]
 fn a_missing_file_is_a_clear_error_with_exit_1() {
     let out = iocsync().args(["parse", "/nonexistent/feed.txt"]).output().unwrap();

@@ -124,11 +124,24 @@ fn vm_hwm(pid: u32) -> Option<u64> {
 async fn sync_sampling_rss(env: &Env) -> (Output, serde_json::Value, u64) {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
     cmd.arg("--config").arg(env.path("iocsync.toml")).args(["--output", "json", "sync"]);
-    cmd.env("IOCSYNC_TEST_SECRET", crate::harness::SECRET).env_remove("RUST_LOG").env("NO_COLOR", "1");
+    cmd.env("IOCSYNC_TEST_SECRET", crate::harness::SECRET).current_dir(env.dir.path());
     crate::harness::isolate_state(&mut cmd, env.dir.path());
-    cmd.current_dir(env.dir.path()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    sampling_rss(cmd).await
+}
+
+/// Runs `cmd` (an `--output json` command) while sampling its peak RSS (bounded: 60 s, then
+/// killed); returns its output, its JSON document and the peak.
+async fn sampling_rss(mut cmd: Command) -> (Output, serde_json::Value, u64) {
+    cmd.env_remove("RUST_LOG").env("NO_COLOR", "1");
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let pid = child.id();
+    // Drain stdout while sampling, so a long streamed document never blocks the child on a full pipe.
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut buf).map(|_| buf)
+    });
     let mut peak = 0u64;
     let mut finished = false;
     for _ in 0..6_000 {
@@ -144,13 +157,41 @@ async fn sync_sampling_rss(env: &Env) -> (Output, serde_json::Value, u64) {
     if !finished {
         let _ = child.kill();
     }
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
-    assert!(finished, "sync did not finish within 60 s");
+    let mut out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    out.stdout = reader.join().unwrap().unwrap();
+    assert!(finished, "the command did not finish within 60 s");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!("stdout is not JSON ({e}); stderr: {}", String::from_utf8_lossy(&out.stderr))
     });
     assert!(peak > 0, "VmHWM was never sampled");
     (out, report, peak)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parse_memory_is_bound_by_the_distinct_values_not_the_file() {
+    // 48 MiB of text holding 1,000 distinct public addresses: `parse` reads it line by line and
+    // keeps only the distinct values, so its peak RSS stays far below the file's size (the
+    // whole-document parser it replaced held the 48 MiB body, then every value twice).
+    let dir = tempfile::tempdir().unwrap();
+    let distinct = public_ips(1_000, 11);
+    let mut text = String::with_capacity(48 * MIB as usize + 64);
+    while text.len() < 48 * MIB as usize {
+        for ip in &distinct {
+            text.push_str(ip);
+            text.push('\n');
+        }
+    }
+    std::fs::write(dir.path().join("big.txt"), &text).unwrap();
+    let lines = text.lines().count() as u64;
+    drop(text);
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
+    cmd.args(["--output", "json", "parse", "big.txt", "--format", "text"]).current_dir(dir.path());
+    let (out, json, peak) = sampling_rss(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json["lines"], lines);
+    assert_eq!(json["accepted"]["IpAddress"], 1_000);
+    assert_eq!(json["duplicates"], lines - 1_000);
+    assert!(peak < 32 * MIB, "peak RSS {} MiB while parsing a 48 MiB feed of 1,000 values", peak / MIB);
 }
 
 #[tokio::test(flavor = "multi_thread")]
