@@ -61,14 +61,17 @@ pub struct TenantCheck {
 /// Whether the configured advanced-hunting API answers this app (`[impact]`, `[hits]`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct HuntingView {
-    /// `graph` or `mde`.
+    /// The configured backend: `graph` or `mde`.
     pub backend: String,
     /// The permission it needs.
     pub permission: String,
-    /// Whether a one-row query came back.
+    /// Whether a one-row query came back from the configured backend.
     pub ok: bool,
     /// The service's refusal, when it refused.
     pub detail: Option<String>,
+    /// Each backend the app can use (`graph`: `ThreatHunting.Read.All`, `mde`:
+    /// `AdvancedQuery.Read.All`), so switching `backend` is an informed choice.
+    pub usable: Vec<String>,
 }
 
 /// Checks every selected tenant (the config was already validated by loading it).
@@ -199,16 +202,49 @@ async fn check_one(config: &Config, tenant: &Tenant) -> TenantCheck {
                 crate::config::HuntingBackend::Graph => ("graph", "ThreatHunting.Read.All (Microsoft Graph)"),
                 crate::config::HuntingBackend::Mde => ("mde", "AdvancedQuery.Read.All (WindowsDefenderATP)"),
             };
-            let answer = match crate::engine::Hunter::new(config, tenant, &conn.client) {
-                Ok(h) => h.query("DeviceNetworkEvents | take 1").await.map(|_| ()).map_err(|e| {
-                    if matches!(e.status(), Some(401 | 403)) {
-                        format!("{e}; grant the application permission {permission} with admin consent")
-                    } else {
-                        e.to_string()
+            let probe = |backend: crate::config::HuntingBackend| {
+                let mut cfg = config.clone();
+                cfg.impact.backend = backend;
+                let conn = &conn;
+                async move {
+                    match crate::engine::Hunter::new(&cfg, tenant, &conn.client) {
+                        Ok(h) => h.query("DeviceNetworkEvents | take 1").await.map(|_| ()).map_err(|e| {
+                            if matches!(e.status(), Some(401 | 403)) {
+                                format!("{e}; grant the application permission {permission} with admin consent")
+                            } else {
+                                e.to_string()
+                            }
+                        }),
+                        Err(e) => Err(format!("{e:#}")),
                     }
-                }),
-                Err(e) => Err(format!("{e:#}")),
+                }
             };
+            let answer = probe(config.impact.backend).await;
+            // The other backend too, so `check` says which ones the app can use.
+            let other = match config.impact.backend {
+                crate::config::HuntingBackend::Graph => crate::config::HuntingBackend::Mde,
+                crate::config::HuntingBackend::Mde => crate::config::HuntingBackend::Graph,
+            };
+            let other_ok = probe(other).await.is_ok();
+            let name = |b: crate::config::HuntingBackend| match b {
+                crate::config::HuntingBackend::Graph => "graph",
+                crate::config::HuntingBackend::Mde => "mde",
+            };
+            let mut usable = Vec::new();
+            if answer.is_ok() {
+                usable.push(name(config.impact.backend).to_owned());
+            }
+            if other_ok {
+                usable.push(name(other).to_owned());
+            }
+            usable.sort();
+            c.steps.push(Step {
+                what: format!(
+                    "advanced hunting backends this app can use: {}",
+                    if usable.is_empty() { "none".to_owned() } else { usable.join(", ") }
+                ),
+                ok: !usable.is_empty(),
+            });
             c.steps.push(Step {
                 what: match &answer {
                     Ok(()) => format!("advanced hunting answers through {backend} (needs {permission})"),
@@ -224,6 +260,7 @@ async fn check_one(config: &Config, tenant: &Tenant) -> TenantCheck {
                 permission: permission.to_owned(),
                 ok: answer.is_ok(),
                 detail: answer.err(),
+                usable,
             });
         }
         if let Some(message) = failed {

@@ -431,12 +431,14 @@ async fn check_says_whether_the_hunting_api_answers_this_app() {
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["hunting"]["backend"], "graph");
     assert_eq!(report["hunting"]["ok"], true, "{report}");
+    assert_eq!(report["hunting"]["usable"], serde_json::json!(["graph", "mde"]), "{report}");
     // Without ThreatHunting.Read.All the step fails and names the permission; check still passes
     // (the impact check is advice), and so does the sync.
     env.emu.set_hunting_grants(iocsync_emulator::HuntingGrants::Only(Vec::new()));
     let (code, report) = env.run_json(&["check"]).await;
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["hunting"]["ok"], false);
+    assert_eq!(report["hunting"]["usable"], serde_json::json!([]), "{report}");
     let out = env.run(&["check"]).await;
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("ThreatHunting.Read.All"),
