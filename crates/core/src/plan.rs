@@ -264,7 +264,8 @@ pub struct Replace {
 }
 
 /// The result of [`plan`]: what to change in the tenant, and why values are left out.
-#[derive(Debug, Clone, PartialEq)]
+/// `Plan::default()` is the empty plan a saved plan or an undo fills in.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
     /// New indicators, sorted by (type, value, action).
     pub creates: Vec<Desired>,

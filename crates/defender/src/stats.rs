@@ -104,3 +104,15 @@ impl Counters {
         }
     }
 }
+
+/// The report's `api_calls` object: the calls DESIGN.md lists (token, list, import, BatchDelete).
+impl From<&CallStats> for iocsync_core::report::ApiCalls {
+    fn from(s: &CallStats) -> Self {
+        iocsync_core::report::ApiCalls {
+            token: s.token,
+            list: s.list,
+            import: s.import,
+            batch_delete: s.batch_delete,
+        }
+    }
+}

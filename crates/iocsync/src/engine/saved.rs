@@ -307,22 +307,7 @@ async fn apply_on(
     let by_id: BTreeMap<&str, &Existing> = existing.iter().map(|e| (e.id.as_str(), e)).collect();
 
     let mut drift = Vec::new();
-    let mut plan = Plan {
-        creates: Vec::new(),
-        updates: Vec::new(),
-        renews: Vec::new(),
-        replaces: Vec::new(),
-        deletes: Vec::new(),
-        duplicate_deletes: 0,
-        unchanged: Vec::new(),
-        kept: Vec::new(),
-        brake_counted: saved.brake_counted,
-        brake_held: 0,
-        skipped: Vec::new(),
-        capacity: Capacity::default(),
-        brake: None,
-        notes: Vec::new(),
-    };
+    let mut plan = Plan { brake_counted: saved.brake_counted, ..Plan::default() };
     for ch in &saved.changes {
         let c = &ch.change;
         let what = format!("{} {} {} ({})", c.kind, c.indicator_type, c.value, c.action);
@@ -534,12 +519,7 @@ async fn apply_on(
         exit = Exit::Partial;
     }
     let stats = client.stats();
-    report.api_calls = ApiCalls {
-        token: stats.token,
-        list: stats.list,
-        import: stats.import,
-        batch_delete: stats.batch_delete,
-    };
+    report.api_calls = ApiCalls::from(&stats);
     report.throttled = stats.throttled;
     let owned_by = apply::owned_by_type_and_action(&plan, &applied);
     Ok(TenantOutcome {

@@ -663,12 +663,7 @@ async fn plan_and_apply(
         }
     }
     let stats = client.stats();
-    report.api_calls = ApiCalls {
-        token: stats.token,
-        list: stats.list,
-        import: stats.import,
-        batch_delete: stats.batch_delete,
-    };
+    report.api_calls = ApiCalls::from(&stats);
     report.throttled = stats.throttled;
     let calls: Vec<(String, i64)> = client
         .export_call_history()

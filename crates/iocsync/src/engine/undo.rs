@@ -117,8 +117,7 @@ fn desired_from_row(row: &Value, feeds: &[String], now: DateTime<Utc>, expire_da
 
 /// The API calls a client made so far.
 fn calls(client: &iocsync_defender::DefenderClient) -> ApiCalls {
-    let st = client.stats();
-    ApiCalls { token: st.token, list: st.list, import: st.import, batch_delete: st.batch_delete }
+    ApiCalls::from(&client.stats())
 }
 
 /// Plans (and with `--yes` applies) the undo of one run.
@@ -221,22 +220,7 @@ async fn plan_and_apply(
         error: None,
         api_calls: ApiCalls::default(),
     };
-    let mut plan = Plan {
-        creates: Vec::new(),
-        updates: Vec::new(),
-        renews: Vec::new(),
-        replaces: Vec::new(),
-        deletes: Vec::new(),
-        duplicate_deletes: 0,
-        unchanged: Vec::new(),
-        kept: Vec::new(),
-        brake_counted: 0,
-        brake_held: 0,
-        skipped: Vec::new(),
-        capacity: Capacity::default(),
-        brake: None,
-        notes: Vec::new(),
-    };
+    let mut plan = Plan::default();
     let mut entries: Vec<JournalEntry> = Vec::new();
     // Newest first: a run's later change to one value is reverted before its earlier one.
     for r in rows.iter().rev() {
