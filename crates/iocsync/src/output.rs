@@ -435,13 +435,22 @@ pub fn changes(format: OutputFormat, c: &crate::commands::history::RunChanges) {
     }
     let mut s = String::new();
     let r = &c.run;
-    let _ =
-        writeln!(s, "run #{} {} {} {}: {} changes", r.id, r.tenant, r.started_at, r.status, c.changes.len());
+    let by = r.actor.as_deref().map(|a| format!(" by {a}")).unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "run #{} {} {} {}{by}: {} changes",
+        r.id,
+        r.tenant,
+        r.started_at,
+        r.status,
+        c.changes.len()
+    );
     for j in &c.changes {
         let e = &j.entry;
+        let actor = e.actor.as_deref().map(|a| format!("; by {a}")).unwrap_or_default();
         let _ = writeln!(
             s,
-            "  {} {:<7} {:<14} {:<8} {} id {} ({}; {})",
+            "  {} {:<7} {:<14} {:<8} {} id {} ({}; {}{actor})",
             j.at.to_rfc3339(),
             e.kind,
             e.indicator_type,

@@ -180,6 +180,62 @@ CREATE TABLE hits_cursor (
     counted_to TEXT NOT NULL
 );
 ",
+    // 7: the analysts' console: the manual list (removals keep the row), who started each run
+    // and made each journaled change, plans waiting for approval, undo requests and the audit log.
+    r"
+CREATE TABLE manual_values (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    feed           TEXT NOT NULL,
+    indicator_type TEXT NOT NULL,
+    value          TEXT NOT NULL,
+    action         TEXT,
+    expires_at     TEXT,
+    comment        TEXT NOT NULL,
+    added_by       TEXT NOT NULL,
+    added_at       TEXT NOT NULL,
+    removed_by     TEXT,
+    removed_at     TEXT
+);
+CREATE INDEX manual_values_by_feed ON manual_values (feed, indicator_type, value);
+ALTER TABLE journal ADD COLUMN actor TEXT;
+ALTER TABLE runs ADD COLUMN actor TEXT;
+CREATE TABLE pending_plans (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant          TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    created_by      TEXT,
+    plan_json       TEXT NOT NULL,
+    review_markdown TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    decided_by      TEXT,
+    decided_at      TEXT,
+    result_json     TEXT
+);
+CREATE INDEX pending_plans_by_tenant ON pending_plans (tenant, status, id);
+CREATE TABLE undo_requests (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id       INTEGER NOT NULL,
+    tenant       TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requested_at TEXT NOT NULL,
+    comment      TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    decided_by   TEXT,
+    decided_at   TEXT,
+    result_json  TEXT
+);
+CREATE TABLE audit (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          TEXT NOT NULL,
+    user        TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    detail_json TEXT NOT NULL
+);
+CREATE TRIGGER audit_append_only BEFORE UPDATE ON audit
+BEGIN
+    SELECT RAISE(ABORT, 'the audit log is append-only');
+END;
+",
 ];
 
 /// One change to append to the journal: a write Defender confirmed.
@@ -205,6 +261,10 @@ pub struct JournalEntry {
     /// Why: new-in-feed, left-feed, metadata-changed, renewal, allowlisted, over-capacity,
     /// duplicate, undo, purge, adopt or manual.
     pub reason: String,
+    /// Who started the run that made the change (a console user); `None` for the schedule or
+    /// the CLI. Left out of the JSON when `None`, so saved plans keep their content hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 /// A stored journal row: the entry with its sequence number, run, time and tenant.
@@ -367,6 +427,29 @@ impl std::fmt::Debug for CachedFeed {
     }
 }
 
+/// One value of the analysts' manual list (`[[feeds]] source = "manual"`), as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ManualValue {
+    /// Row id (what `remove` takes).
+    pub id: i64,
+    /// The manual feed's name.
+    pub feed: String,
+    /// Defender `indicatorType`.
+    pub indicator_type: String,
+    /// The normalised value.
+    pub value: String,
+    /// The action chosen for this value; `None`: the feed's action.
+    pub action: Option<String>,
+    /// When the value stops being pushed; `None`: the feed's `expire_days` (renewed).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The analyst's comment (sent as the indicator's description).
+    pub comment: String,
+    /// Who added it.
+    pub added_by: String,
+    /// When.
+    pub added_at: DateTime<Utc>,
+}
+
 /// One row of the run history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRow {
@@ -386,6 +469,8 @@ pub struct RunRow {
     pub dry_run: bool,
     /// The JSON report; `None` while running.
     pub report_json: Option<String>,
+    /// Who started the run (a console user); `None` for the schedule or the CLI.
+    pub actor: Option<String>,
 }
 
 /// The provenance `adopt` records: a known origin that is no feed, so the value is managed (and
@@ -978,6 +1063,68 @@ impl StateStore {
         Ok(())
     }
 
+    // ---- manual list --------------------------------------------------------------------------
+
+    /// Stores one manual value (already validated by the caller) and returns its id.
+    pub fn add_manual(&self, v: &ManualValue) -> Result<i64, StateError> {
+        self.conn.execute(
+            "INSERT INTO manual_values (feed, indicator_type, value, action, expires_at, comment, added_by, added_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                v.feed,
+                v.indicator_type,
+                v.value,
+                v.action,
+                v.expires_at.map(fmt_ts),
+                v.comment,
+                v.added_by,
+                fmt_ts(v.added_at)
+            ],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The active manual values (not removed, not expired at `now`), of one feed or all, oldest first.
+    pub fn manual_values(
+        &self,
+        feed: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ManualValue>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, feed, indicator_type, value, action, expires_at, comment, added_by, added_at
+             FROM manual_values
+             WHERE removed_at IS NULL AND (?1 IS NULL OR feed = ?1) AND (expires_at IS NULL OR expires_at > ?2)
+             ORDER BY id",
+        )?;
+        let mut rows = stmt.query(params![feed, fmt_ts(now)])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let expires: Option<String> = r.get(5)?;
+            let added: String = r.get(8)?;
+            out.push(ManualValue {
+                id: r.get(0)?,
+                feed: r.get(1)?,
+                indicator_type: r.get(2)?,
+                value: r.get(3)?,
+                action: r.get(4)?,
+                expires_at: expires.map(|e| parse_ts("manual_values.expires_at", &e)).transpose()?,
+                comment: r.get(6)?,
+                added_by: r.get(7)?,
+                added_at: parse_ts("manual_values.added_at", &added)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Marks manual value `id` removed (the row stays: history); false when it was not active.
+    pub fn remove_manual(&self, id: i64, user: &str, at: DateTime<Utc>) -> Result<bool, StateError> {
+        let n = self.conn.execute(
+            "UPDATE manual_values SET removed_by = ?2, removed_at = ?3 WHERE id = ?1 AND removed_at IS NULL",
+            params![id, user, fmt_ts(at)],
+        )?;
+        Ok(n > 0)
+    }
+
     // ---- runs ---------------------------------------------------------------------------------
 
     /// Records the start of a run (status `running`) and returns its id.
@@ -992,6 +1139,12 @@ impl StateStore {
             params![tenant, fmt_ts(started_at), dry_run],
         )?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records who started run `id` (a console user), shown by `history` and the console.
+    pub fn set_run_actor(&self, id: i64, actor: &str) -> Result<(), StateError> {
+        self.conn.execute("UPDATE runs SET actor = ?2 WHERE id = ?1", params![id, actor])?;
+        Ok(())
     }
 
     /// Records the end of run `id` ([`StateError::NoSuchRun`] if it was never begun).
@@ -1025,7 +1178,7 @@ impl StateStore {
         id: Option<i64>,
     ) -> Result<Vec<RunRow>, StateError> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, tenant, started_at, finished_at, status, exit_code, dry_run, report_json
+            "SELECT id, tenant, started_at, finished_at, status, exit_code, dry_run, report_json, actor
              FROM runs WHERE (?1 IS NULL OR tenant = ?1) AND (?3 IS NULL OR id = ?3) ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![tenant, limit, id], |r| {
@@ -1038,11 +1191,12 @@ impl StateStore {
                 r.get::<_, Option<i32>>(5)?,
                 r.get::<_, bool>(6)?,
                 r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<String>>(8)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, tenant, started, finished, status, exit_code, dry_run, report_json) = row?;
+            let (id, tenant, started, finished, status, exit_code, dry_run, report_json, actor) = row?;
             out.push(RunRow {
                 id,
                 tenant,
@@ -1052,6 +1206,7 @@ impl StateStore {
                 exit_code,
                 dry_run,
                 report_json,
+                actor,
             });
         }
         Ok(out)
@@ -1173,8 +1328,9 @@ impl StateStore {
         {
             let mut put = tx.prepare(
                 "INSERT INTO journal (run_id, at, tenant, kind, indicator_id, indicator_type, value, action,
-                                      before_json, after_json, feeds_json, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                      before_json, after_json, feeds_json, reason, actor)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
+                         COALESCE(?13, (SELECT actor FROM runs WHERE id = ?1)))",
             )?;
             for e in entries {
                 let json = |v: &Option<serde_json::Value>| v.as_ref().map(serde_json::Value::to_string);
@@ -1192,6 +1348,7 @@ impl StateStore {
                     json(&e.after),
                     feeds,
                     e.reason,
+                    e.actor,
                 ])?;
             }
         }
@@ -1274,7 +1431,7 @@ impl StateStore {
     ) -> Result<(), StateError> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT seq, run_id, at, tenant, kind, indicator_id, indicator_type, value, action,
-                    before_json, after_json, feeds_json, reason
+                    before_json, after_json, feeds_json, reason, actor
              FROM journal WHERE {filter} ORDER BY seq"
         ))?;
         let mut rows = stmt.query(args)?;
@@ -1302,6 +1459,7 @@ impl StateStore {
                     after: json(r.get(10)?, "journal.after_json")?,
                     feeds: serde_json::from_str(&feeds).map_err(corrupt("journal.feeds_json"))?,
                     reason: r.get(12)?,
+                    actor: r.get(13)?,
                 },
             })?;
         }
@@ -1668,6 +1826,7 @@ mod tests {
             after: Some(serde_json::json!({"indicatorValue": value})),
             feeds: vec!["f".into()],
             reason: "new-in-feed".into(),
+            actor: None,
         }
     }
 

@@ -101,7 +101,7 @@ async fn check_one(config: &Config, tenant: &Tenant) -> TenantCheck {
         return c;
     }
     c.steps.push(Step { what: "read the allowlists".into(), ok: true });
-    for feed in config.feeds_for(tenant) {
+    for feed in config.feeds_for(tenant).filter(|f| !f.is_manual()) {
         match crate::fetch::Source::parse(&feed.source, &config.base_dir) {
             Ok(crate::fetch::Source::Path(p)) if !p.exists() => {
                 c.steps.push(Step { what: format!("feed {}: {} exists", feed.name, p.display()), ok: false });

@@ -26,6 +26,9 @@ pub struct HistoryEntry {
     pub summary: String,
     /// The full report, when recorded.
     pub report: Option<serde_json::Value>,
+    /// Who started the run (a console user); absent for the schedule or the CLI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 /// Reads the newest runs.
@@ -69,6 +72,7 @@ pub fn run(config: &Config, args: &HistoryArgs) -> anyhow::Result<Vec<HistoryEnt
                 exit_code: r.exit_code,
                 summary,
                 report,
+                actor: r.actor,
             }
         })
         .collect())

@@ -164,6 +164,9 @@ pub struct SyncSettings {
     pub accept_shrink_after: AcceptShrinkAfter,
     /// Journal rows older than this are pruned (default 400 days).
     pub journal_retention: Duration,
+    /// With approval on, the daemon's scheduled runs plan instead of applying: the plan waits in
+    /// the state database until an approver applies or rejects it (off by default).
+    pub approval: bool,
 }
 
 /// `accept_shrink_after = "3 runs, 24h"`: both must have passed before a shrunken feed's new
@@ -305,6 +308,18 @@ pub struct Feed {
     pub row_policy: bool,
     /// With `row_policy`, the actions a row may choose besides the feed's own.
     pub row_actions: Vec<Action>,
+}
+
+/// The `source` of the analysts' manual list: its values come from the state database.
+pub const MANUAL_SOURCE: &str = "manual";
+
+impl Feed {
+    /// Whether this is the analysts' manual list (`source = "manual"`): never fetched, its values
+    /// are the active rows of the state database, and each value may carry its own action (within
+    /// `row_actions`), expiry and comment.
+    pub fn is_manual(&self) -> bool {
+        self.source == MANUAL_SOURCE
+    }
 }
 
 /// How a feed URL authenticates. Secrets come from environment variables, read at fetch time.
@@ -595,6 +610,11 @@ impl Config {
         self.feeds.iter().filter(move |f| tenant.feeds.as_ref().is_none_or(|set| set.contains(&f.name)))
     }
 
+    /// The analysts' manual list (`[[feeds]] source = "manual"`), when one is configured.
+    pub fn manual_feed(&self) -> Option<&Feed> {
+        self.feeds.iter().find(|f| f.is_manual())
+    }
+
     /// The resolved policy of one feed for one tenant: feed over tenant defaults over `[defaults]`.
     pub fn feed_policy(&self, tenant: &Tenant, feed: &Feed) -> FeedPolicy {
         let p = feed.policy.over(&tenant.defaults.over(&self.defaults));
@@ -616,7 +636,8 @@ impl Config {
             marker: Some(self.marker()),
             expire_days: p.expire_days.unwrap_or(30),
             priority: feed.priority,
-            row_policy: feed.row_policy,
+            // A manual value's own action, expiry and comment are the analyst's choice.
+            row_policy: feed.row_policy || feed.is_manual(),
             row_actions: feed.row_actions.clone(),
         }
     }
@@ -1152,6 +1173,7 @@ impl Validator {
                 "brake_window",
                 "accept_shrink_after",
                 "journal_retention",
+                "approval",
             ],
         );
         let owner_tag = raw.owner_tag.unwrap_or_else(|| "iocsync".to_owned());
@@ -1201,6 +1223,7 @@ impl Validator {
             Duration::from_secs(crate::state::JOURNAL_RETENTION_DAYS * 24 * 3600),
         );
         SyncSettings {
+            approval: raw.approval.unwrap_or(false),
             journal_retention,
             owner_tag,
             marker_field,
@@ -1372,6 +1395,22 @@ impl Validator {
                 self.problem(format!("{key}.name"), format!("duplicate feed name `{name}`"));
             }
             let source = match f.source {
+                // The manual list is read from the state database: never parsed as a URL or path.
+                Some(s) if s == MANUAL_SOURCE => {
+                    if out.iter().any(Feed::is_manual) {
+                        self.problem(
+                            format!("{key}.source"),
+                            "a second manual list: at most one [[feeds]] block may have source = \"manual\"",
+                        );
+                    }
+                    if f.format.is_some() || f.column.is_some() || f.type_column.is_some() {
+                        self.problem(
+                            format!("{key}.format"),
+                            "the manual list has no format, column or type_column: its values come from the state database",
+                        );
+                    }
+                    s
+                }
                 Some(s) => {
                     // The same rule the fetcher applies (https, or http to loopback only).
                     if let Err(e) = crate::fetch::Source::parse(&s, &self.base_dir) {
@@ -1445,7 +1484,7 @@ impl Validator {
                     Err(e) => self.problem(format!("{key}.row_actions[{j}]"), e.to_string()),
                 }
             }
-            if !row_actions.is_empty() && !row_policy {
+            if !row_actions.is_empty() && !row_policy && source != MANUAL_SOURCE {
                 self.problem(
                     format!("{key}.row_actions"),
                     "row_actions applies only with row_policy = true (rows never choose their action otherwise)",

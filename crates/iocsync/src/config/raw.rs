@@ -85,6 +85,7 @@ pub struct RawSync {
     pub brake_window: Option<String>,
     pub accept_shrink_after: Option<String>,
     pub journal_retention: Option<String>,
+    pub approval: Option<bool>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

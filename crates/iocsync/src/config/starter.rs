@@ -29,6 +29,7 @@ capacity = 15000                # Defender's tenant-wide cap, shared with every 
 headroom = 500                  # left free for analysts' manual indicators
 max_delete_fraction = 0.25      # refuse a plan deleting more than this share of owned indicators (override: --force)
 renew_before_days = 10          # renew an indicator still in a feed when its expiry is this close
+# approval = false              # true: the daemon plans instead of applying; an approver applies the plan
 # state = "/var/lib/iocsync/iocsync.db"   # state database (feed cache, run history). Default:
                                 #   $STATE_DIRECTORY (systemd), $XDG_STATE_HOME/iocsync, /var/lib/iocsync
                                 #   (root), ~/.local/state/iocsync, %ProgramData%\iocsync (Windows);
@@ -60,6 +61,12 @@ max_age = "48h"                 # how long the last good copy stands in when the
 # format = "text"
 # action = "BlockAndRemediate"
 # severity = "Medium"
+
+# [[feeds]]                     # the analysts' manual list: values added in the console (at most one)
+# name = "analysts"
+# source = "manual"             # read from the state database, never fetched
+# priority = 20
+# row_actions = ["Audit"]       # actions an analyst may choose per value besides `action`
 
 [allowlist]
 values = []                     # domains (protect subdomains and URLs), IPs, CIDRs, hashes

@@ -216,6 +216,7 @@ impl JournalSink {
                     after: after.clone(),
                     feeds: Vec::new(),
                     reason: reason.to_owned(),
+                    actor: None,
                 }
             })
             .collect();
@@ -297,6 +298,7 @@ impl Journaler {
                     after: None,
                     feeds: old_feeds(&r.raw_type, &r.value),
                     reason: why.into(),
+                    actor: None,
                 },
             );
         }
@@ -313,6 +315,7 @@ impl Journaler {
                     after: None,
                     feeds: r.new.feeds.clone(),
                     reason: reason::METADATA_CHANGED.into(),
+                    actor: None,
                 },
             );
             j.add_import("create", &r.new, None, reason::METADATA_CHANGED);
@@ -345,6 +348,7 @@ impl Journaler {
                 after: Some(payload_json(d)),
                 feeds: d.feeds.clone(),
                 reason: why.into(),
+                actor: None,
             },
         );
     }

@@ -6,6 +6,7 @@ mod apply;
 mod hits;
 mod impact;
 pub mod journal;
+pub mod manual;
 pub mod marker;
 pub mod saved;
 mod stages;
@@ -40,6 +41,9 @@ pub struct SyncRequest {
     pub save_plan: bool,
     /// Apply exactly this saved plan (`sync --plan FILE`) instead of planning from the feeds.
     pub apply_plan: Option<Arc<saved::SavedPlan>>,
+    /// Who started the run (a console user name); `None` for the schedule or the CLI. Recorded
+    /// on the run and on every journal row it writes.
+    pub actor: Option<String>,
 }
 
 /// A shared "stop after the current batch" request.
@@ -160,7 +164,16 @@ pub async fn sync_tenant(
     req: &SyncRequest,
 ) -> TenantOutcome {
     let started = req.now.unwrap_or_else(Utc::now);
-    let run_id = lock(store).begin_run(&tenant.name, req.dry_run, started).ok();
+    let run_id = {
+        let s = lock(store);
+        let id = s.begin_run(&tenant.name, req.dry_run, started).ok();
+        if let (Some(id), Some(actor)) = (id, req.actor.as_deref())
+            && let Err(e) = s.set_run_actor(id, actor)
+        {
+            tracing::warn!("could not record who started the run: {e}");
+        }
+        id
+    };
     // Every log line of this tenant's run carries its tenant and run id (`--log-format json`).
     let span = tracing::info_span!("run", tenant = %tenant.name, run_id = run_id.unwrap_or_default());
     let result = tracing::Instrument::instrument(

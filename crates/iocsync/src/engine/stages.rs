@@ -163,6 +163,10 @@ pub(crate) async fn from_last_copies(
     let rules = HealthRules::default();
     let mut loaded = Vec::new();
     for feed in config.feeds_for(tenant) {
+        if feed.is_manual() {
+            loaded.push(super::manual::loaded_feed(store, feed, now));
+            continue;
+        }
         let spec = feed_spec(config, feed, &rules)?;
         loaded.push(feeds::from_last_copy(store, &spec, now).await);
     }
@@ -191,6 +195,11 @@ async fn load_feeds(
     let observer = progress::fetch_observer();
     let mut out = Vec::new();
     for feed in config.feeds_for(tenant) {
+        // The manual list is read from the state database, never fetched.
+        if feed.is_manual() {
+            out.push(super::manual::loaded_feed(store, feed, now));
+            continue;
+        }
         let spec = feed_spec(config, feed, &rules)?;
         let client = match &feed.auth {
             None => http.clone(),

@@ -122,6 +122,15 @@ fn calls(client: &iocsync_defender::DefenderClient) -> ApiCalls {
 
 /// Plans (and with `--yes` applies) the undo of one run.
 pub async fn run(config: &Config, args: &UndoArgs) -> anyhow::Result<(UndoReport, Exit)> {
+    run_as(config, args, None).await
+}
+
+/// [`run`], recording `actor` (a console user) as who started the undo run and made its changes.
+pub async fn run_as(
+    config: &Config,
+    args: &UndoArgs,
+    actor: Option<&str>,
+) -> anyhow::Result<(UndoReport, Exit)> {
     let now = Utc::now();
     let store = super::open_store(config)?;
     let (target, rows, later) = {
@@ -158,7 +167,7 @@ pub async fn run(config: &Config, args: &UndoArgs) -> anyhow::Result<(UndoReport
     }
     let tenant = config.select_tenants(Some(&target.tenant)).map_err(anyhow::Error::msg)?[0];
     let conn = crate::connect::connect(config, tenant).await?;
-    let result = plan_and_apply(config, tenant, &store, args, &rows, &later, now, &conn.client).await;
+    let result = plan_and_apply(config, tenant, &store, args, &rows, &later, now, &conn.client, actor).await;
     conn.close().await;
     result
 }
@@ -173,6 +182,7 @@ async fn plan_and_apply(
     later: &[JournalRow],
     now: DateTime<Utc>,
     client: &iocsync_defender::DefenderClient,
+    actor: Option<&str>,
 ) -> anyhow::Result<(UndoReport, Exit)> {
     let listed = client.list_all().await.context("listing the tenant's indicators")?;
     let existing: Vec<Existing> = listed
@@ -263,6 +273,7 @@ async fn plan_and_apply(
                     after: None,
                     feeds: e.feeds.clone(),
                     reason: reason::UNDO.into(),
+                    actor: None,
                 });
                 report.changes.push(UndoChange {
                     kind: "delete".into(),
@@ -334,6 +345,7 @@ async fn plan_and_apply(
                     after: Some(super::journal::payload_json(&d)),
                     feeds: e.feeds.clone(),
                     reason: reason::UNDO.into(),
+                    actor: None,
                 });
                 report.changes.push(UndoChange {
                     kind: kind.into(),
@@ -390,6 +402,9 @@ async fn plan_and_apply(
         let s = lock(store);
         let id = s.begin_run(&tenant.name, false, now)?;
         s.set_undo_of(id, args.run)?;
+        if let Some(a) = actor {
+            s.set_run_actor(id, a)?;
+        }
         id
     };
     report.undo_run = Some(undo_run);

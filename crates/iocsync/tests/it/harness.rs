@@ -156,6 +156,16 @@ pub fn text_feed(values: &[String]) -> String {
     s
 }
 
+/// Writes a file only its owner can read (a secret file: the credential reader refuses others).
+pub fn write_private(path: &Path, content: &str) {
+    use std::io::Write as _;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path).unwrap().write_all(content.as_bytes()).unwrap();
+}
+
 /// Reads every file under `dir` (recursively) as bytes.
 pub fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();

@@ -8,7 +8,7 @@
 //! Volume: `IOCSYNC_MODEL_HISTORIES` (default 24) histories of `IOCSYNC_MODEL_RUNS` (default 50)
 //! runs from `IOCSYNC_MODEL_SEED` (default 1). RELIABILITY.md has the numbers of the long soak.
 
-use crate::harness::{CLIENT_ID, SECRET};
+use crate::harness::{CLIENT_ID, SECRET, write_private};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use iocsync::config::Config;
 use iocsync::engine::{SyncRequest, sync_all};
@@ -340,15 +340,6 @@ impl World {
         }
         None
     }
-}
-
-fn write_private(path: &std::path::Path, content: &str) {
-    use std::io::Write as _;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    o.open(path).unwrap().write_all(content.as_bytes()).unwrap();
 }
 
 /// Whether `v` is, or is under, or covers an allowlisted domain.

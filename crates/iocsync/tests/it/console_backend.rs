@@ -1,0 +1,281 @@
+//! The engine side of the analysts' console (issue 15), through the library API against the
+//! emulator: the manual list (preview, add, remove, expiry) going through the same policy,
+//! allowlist, capacity and ownership path as any feed, and the actor on the journal.
+
+use crate::harness::{CLIENT_ID, Env, EnvOptions, SECRET, write_private};
+use chrono::{Duration, Utc};
+use iocsync::config::Config;
+use iocsync::engine::manual::{self, Verdict};
+use iocsync::engine::{SyncRequest, lock, open_store, sync_all};
+use std::sync::{Arc, Mutex};
+
+/// The manual list block used by most tests.
+const MANUAL: &str =
+    "[[feeds]]\nname = \"analysts\"\nsource = \"manual\"\npriority = 10\nrow_actions = [\"Audit\"]\n";
+
+/// Writes the config (the secret in a private file, so the library and the binary both read it)
+/// and loads it.
+fn setup(env: &Env, sync: &str, allow: &[&str], feeds: &str) -> Config {
+    write_private(&env.path("secret"), SECRET);
+    let base = env.emu.base_url();
+    let allow: Vec<String> = allow.iter().map(|a| format!("\"{a}\"")).collect();
+    let text = format!(
+        "[defender]\ntenant_id = \"{}\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = {{ file = \"secret\" }}\n\
+         api_base = \"{base}\"\nauthority = \"{base}\"\n\n[sync]\nstate = \"state/iocsync.db\"\n{sync}\n\
+         [allowlist]\nvalues = [{}]\n\n{feeds}",
+        env.emu.tenant_id(),
+        allow.join(", ")
+    );
+    env.write("iocsync.toml", &text);
+    Config::load(&env.path("iocsync.toml")).expect("the test config is valid")
+}
+
+async fn sync_as(config: &Config, actor: Option<&str>) -> serde_json::Value {
+    let req = SyncRequest { actor: actor.map(str::to_owned), ..SyncRequest::default() };
+    let outcomes = sync_all(config, None, &req).await.expect("sync runs");
+    let o = &outcomes[0];
+    assert!(o.error.is_none(), "{:?}", o.error);
+    serde_json::to_value(&o.report).unwrap()
+}
+
+fn store(config: &Config) -> Arc<Mutex<iocsync::state::StateStore>> {
+    open_store(config).expect("the state database opens")
+}
+
+fn owned_values(env: &Env) -> Vec<String> {
+    let mut v: Vec<String> = env.owned().into_iter().map(|i| i.indicator_value).collect();
+    v.sort();
+    v
+}
+
+fn refusal(v: &Verdict) -> Option<&str> {
+    match v {
+        Verdict::Refused { reason, .. } => Some(reason),
+        Verdict::Accepted { .. } => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn preview_of_three_values_accepts_one_and_refuses_the_allowlisted_and_the_private() {
+    let env = Env::start(EnvOptions::default()).await;
+    let config = setup(&env, "", &["good-corp.com"], MANUAL);
+    let text = "evil-one.com\nwww.good-corp.com\n10.1.2.3\n";
+    let p = manual::preview(&config, text, None).await.unwrap();
+    assert_eq!(p.len(), 3, "{p:#?}");
+    assert!(p[0].is_accepted(), "{p:#?}");
+    assert_eq!(
+        p[0].verdict,
+        Verdict::Accepted {
+            indicator_type: "DomainName".into(),
+            value: "evil-one.com".into(),
+            action: "Block".into(),
+            note: None
+        }
+    );
+    assert_eq!(refusal(&p[1].verdict), Some("allowlisted"), "{p:#?}");
+    let Verdict::Refused { detail, .. } = &p[1].verdict else { unreachable!() };
+    assert!(detail.contains("good-corp.com"), "the detail names the entry: {detail}");
+    assert_eq!(refusal(&p[2].verdict), Some("private-address"), "{p:#?}");
+    assert_eq!((p[0].line, p[1].line, p[2].line), (1, 2, 3));
+    // Nothing was written: no state database, no manual value.
+    assert!(!config.sync.state.exists() || manual::list(&store(&config), Utc::now()).unwrap().is_empty());
+    // Builtin: a public suffix and a well-known domain are refused too.
+    let p = manual::preview(&config, "co.uk\n", None).await.unwrap();
+    assert_eq!(refusal(&p[0].verdict), Some("public-suffix"), "{p:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn defanged_input_is_normalised() {
+    let env = Env::start(EnvOptions::default()).await;
+    let config = setup(&env, "", &[], MANUAL);
+    let p = manual::preview(&config, "  hxxp://evil[.]com/x  \n\n45.1.2[.]3\n", None).await.unwrap();
+    assert_eq!(p.len(), 2, "blank lines get no verdict: {p:#?}");
+    let Verdict::Accepted { indicator_type, value, .. } = &p[0].verdict else { panic!("{p:#?}") };
+    assert_eq!((indicator_type.as_str(), value.as_str()), ("Url", "http://evil.com/x"));
+    assert_eq!(p[0].input, "hxxp://evil[.]com/x");
+    let Verdict::Accepted { value, .. } = &p[1].verdict else { panic!("{p:#?}") };
+    assert_eq!(value, "45.1.2.3");
+    assert_eq!(p[1].line, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_then_sync_pushes_with_the_marker_and_the_journal_names_the_actor_then_remove_deletes() {
+    let env = Env::start(EnvOptions::default()).await;
+    let config = setup(&env, "", &["good-corp.com"], MANUAL);
+    let store = store(&config);
+    let now = Utc::now();
+    let p = manual::add(
+        &config,
+        &store,
+        "evil-two.com\nwww.good-corp.com\n192.168.1.1\n",
+        "seen in phishing",
+        None,
+        None,
+        "alice",
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(p.iter().filter(|x| x.is_accepted()).count(), 1, "{p:#?}");
+    let listed = manual::list(&store, now).unwrap();
+    assert_eq!(listed.len(), 1, "refused values are never stored: {listed:#?}");
+    assert_eq!(listed[0].value, "evil-two.com");
+    assert_eq!(listed[0].added_by, "alice");
+    assert_eq!(listed[0].comment, "seen in phishing");
+    // The same value again is not duplicated, and says so.
+    let again = manual::add(&config, &store, "EVIL-TWO.com", "", None, None, "bob", now).await.unwrap();
+    let Verdict::Accepted { note, .. } = &again[0].verdict else { panic!("{again:#?}") };
+    assert!(note.as_deref().unwrap_or("").contains("already in the list"), "{note:?}");
+    assert_eq!(manual::list(&store, now).unwrap().len(), 1);
+
+    let report = sync_as(&config, Some("alice")).await;
+    assert_eq!(report["counts"]["create"], 1, "{report}");
+    let owned = env.owned();
+    assert_eq!(owned.len(), 1);
+    let i = &owned[0];
+    assert_eq!(i.indicator_value, "evil-two.com");
+    assert_eq!(i.external_id.as_deref(), Some("iocsync:iocsync"), "our marker: {i:?}");
+    assert_eq!(i.description, "seen in phishing", "the comment is the description");
+    let run = lock(&store).runs(None, 1).unwrap().remove(0);
+    assert_eq!(run.actor.as_deref(), Some("alice"));
+    let rows = lock(&store).journal_of_run(run.id).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].entry.actor.as_deref(), Some("alice"));
+    assert_eq!(rows[0].entry.feeds, ["analysts"]);
+    // `history --run ID --changes` shows it, in JSON and text.
+    let (code, ch) = env.run_json(&["history", "--run", &run.id.to_string(), "--changes"]).await;
+    assert_eq!(code, 0, "{ch}");
+    assert_eq!(ch["changes"][0]["actor"], "alice", "{ch}");
+    let out = env.run(&["history", "--run", &run.id.to_string(), "--changes"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("by alice"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Remove: the row stays as history, and the next run deletes the indicator (left-feed).
+    assert!(manual::remove(&store, listed[0].id, "bob", Utc::now()).unwrap());
+    assert!(!manual::remove(&store, listed[0].id, "bob", Utc::now()).unwrap(), "already removed");
+    assert!(manual::list(&store, Utc::now()).unwrap().is_empty());
+    // The brake still applies: deleting 1 of 1 owned is over max_delete_fraction 0.25.
+    let report = sync_as(&config, None).await;
+    assert!(report["brake"].is_string(), "{report}");
+    assert_eq!(env.owned().len(), 1, "the brake held the delete");
+    let config = setup(&env, "max_delete_fraction = 1.0\n", &["good-corp.com"], MANUAL);
+    let report = sync_as(&config, None).await;
+    assert_eq!(report["counts"]["delete"], 1, "{report}");
+    assert!(env.owned().is_empty());
+    let run = lock(&store).runs(None, 1).unwrap().remove(0);
+    let rows = lock(&store).journal_of_run(run.id).unwrap();
+    assert_eq!(rows[0].entry.reason, "left-feed");
+    assert_eq!(rows[0].entry.actor, None, "a scheduled run has no actor");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_engine_still_applies_an_allowlist_that_grew_after_the_add() {
+    let env = Env::start(EnvOptions::default()).await;
+    let config = setup(&env, "", &[], MANUAL);
+    let store = store(&config);
+    let p = manual::add(
+        &config,
+        &store,
+        "later-allowed.com\nstill-bad.com\n",
+        "",
+        None,
+        None,
+        "alice",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert!(p.iter().all(manual::Preview::is_accepted), "{p:#?}");
+    // The allowlist grows: the stored value stays, but the sync does not push it.
+    let config = setup(&env, "", &["later-allowed.com"], MANUAL);
+    let report = sync_as(&config, None).await;
+    assert_eq!(owned_values(&env), ["still-bad.com"]);
+    assert_eq!(report["skipped"]["allowlisted"], 1, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_action_outside_row_actions_is_refused_and_a_listed_one_is_applied() {
+    let env = Env::start(EnvOptions::default()).await;
+    let config = setup(&env, "", &[], MANUAL);
+    let store = store(&config);
+    let p = manual::add(&config, &store, "allow-me.com\n", "", Some("Allowed"), None, "alice", Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(refusal(&p[0].verdict), Some("action-not-allowed"), "{p:#?}");
+    assert!(manual::list(&store, Utc::now()).unwrap().is_empty());
+    let p = manual::add(&config, &store, "audit-me.com\n", "", Some("Audit"), None, "alice", Utc::now())
+        .await
+        .unwrap();
+    let Verdict::Accepted { action, .. } = &p[0].verdict else { panic!("{p:#?}") };
+    assert_eq!(action, "Audit");
+    sync_as(&config, None).await;
+    let owned = env.owned();
+    assert_eq!(owned.len(), 1);
+    assert_eq!(owned[0].action.as_str(), "Audit");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_rows_are_not_synced_and_the_expiry_is_pushed() {
+    let env = Env::start(EnvOptions::default()).await;
+    let config = setup(&env, "", &[], MANUAL);
+    let store = store(&config);
+    let now = Utc::now();
+    // Added two hours ago, expired an hour ago.
+    manual::add(
+        &config,
+        &store,
+        "expired.com\n",
+        "",
+        None,
+        Some(now - Duration::hours(1)),
+        "alice",
+        now - Duration::hours(2),
+    )
+    .await
+    .unwrap();
+    let until = now + Duration::days(3);
+    manual::add(&config, &store, "short.com\n", "", None, Some(until), "alice", now).await.unwrap();
+    assert_eq!(manual::list(&store, now).unwrap().len(), 1);
+    sync_as(&config, None).await;
+    let owned = env.owned();
+    assert_eq!(owned.len(), 1);
+    assert_eq!(owned[0].indicator_value, "short.com");
+    let exp = owned[0].expiration_time.as_deref().expect("an expiry");
+    let exp = chrono::DateTime::parse_from_rfc3339(exp).unwrap().with_timezone(&Utc);
+    assert!((exp - until).num_seconds().abs() <= 1, "the row's expiry caps the policy's: {exp} vs {until}");
+    // An expiry in the past is refused at add time.
+    assert!(
+        manual::add(&config, &store, "x.com", "", None, Some(now - Duration::hours(1)), "a", now)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn capacity_still_applies_to_the_manual_list() {
+    let env = Env::start(EnvOptions::default()).await;
+    let config = setup(&env, "capacity = 3\nheadroom = 1\n", &[], MANUAL);
+    let store = store(&config);
+    let text: String = (0..5).map(|i| format!("cap-{i}.com\n")).collect();
+    let p = manual::add(&config, &store, &text, "", None, None, "alice", Utc::now()).await.unwrap();
+    assert!(p.iter().all(manual::Preview::is_accepted));
+    let report = sync_as(&config, None).await;
+    assert_eq!(env.owned().len(), 2, "capacity 3 minus headroom 1: {report}");
+    assert_eq!(report["skipped"]["over-capacity"], 3, "{report}");
+}
+
+#[test]
+fn at_most_one_manual_list_and_it_is_never_parsed_as_a_path() {
+    let two = format!("[defender]\nemulator = true\n{MANUAL}[[feeds]]\nname = \"b\"\nsource = \"manual\"\n");
+    let err =
+        Config::from_toml(&two, std::path::Path::new("/nonexistent/iocsync.toml")).unwrap_err().to_string();
+    assert!(err.contains("second manual list"), "{err}");
+    let one = format!("[defender]\nemulator = true\n{MANUAL}");
+    let c = Config::from_toml(&one, std::path::Path::new("/nonexistent/iocsync.toml")).unwrap();
+    let f = c.manual_feed().expect("the manual list");
+    assert_eq!((f.name.as_str(), f.priority), ("analysts", 10));
+    assert!(!c.sync.approval, "approval is off by default");
+}
