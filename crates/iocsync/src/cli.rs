@@ -145,8 +145,11 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Revert one run's journaled changes (shows the plan unless --yes).
     Undo(UndoArgs),
-    /// Run sync on a schedule; serve metrics and health over HTTP.
+    /// Run sync on a schedule; serve metrics and health over HTTP, and the analyst console.
     Daemon,
+    /// Manage the analyst console's local users.
+    #[command(subcommand)]
+    Console(ConsoleCommand),
     /// Probe a running daemon's /healthz (exit 0 when it answers 200): a container HEALTHCHECK.
     Healthcheck(HealthcheckArgs),
     /// Serve the local Defender emulator (loopback only).
@@ -160,6 +163,34 @@ pub enum Command {
     },
     /// Print the man page (roff) on stdout, or write one page per command into a directory.
     Man(ManArgs),
+}
+
+/// `iocsync console ...`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ConsoleCommand {
+    /// Add a user to the console's users file (or change their role and password); prompts for
+    /// the password.
+    AddUser(AddUserArgs),
+    /// Remove a user from the console's users file (their sessions end at the next request).
+    RemoveUser {
+        /// User name.
+        name: String,
+    },
+}
+
+/// `iocsync console add-user`.
+#[derive(Debug, Clone, Args)]
+pub struct AddUserArgs {
+    /// User name (shown in the journal and the audit log).
+    pub name: String,
+    /// What the user may do: viewer (read), analyst (+ manual list, sync now, undo requests),
+    /// approver (+ approve plans and undos).
+    #[arg(long, value_parser = ["viewer", "analyst", "approver"])]
+    pub role: String,
+    /// Read the password from the first line of standard input instead of prompting
+    /// (for provisioning scripts).
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 /// `iocsync healthcheck`.

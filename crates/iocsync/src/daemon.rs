@@ -326,6 +326,21 @@ impl Default for ListenerLimits {
 
 /// Serves `app` on `listener` under `limits` (HTTP/1.1) until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, app: Router, limits: ListenerLimits) {
+    serve_with(listener, app, limits, None).await;
+}
+
+/// The client's address, in every request's extensions (the console's proxy check and login
+/// limiter read it).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// [`serve`], over TLS when `tls` is given (the TLS handshake counts against the header timeout).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: ListenerLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let request_timeout = limits.request_timeout;
     let app = app.layer(axum::middleware::from_fn(
         move |req: axum::extract::Request, next: axum::middleware::Next| async move {
@@ -337,8 +352,8 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router, limits: Liste
     ));
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: wait a little instead of spinning.
                 tracing::warn!("accepting a connection failed: {e}");
@@ -351,13 +366,34 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router, limits: Liste
             drop(stream);
             continue;
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let service = hyper_util::service::TowerToHyperService::new(
+            app.clone().layer(axum::Extension(PeerAddr(peer))),
+        );
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(limits.connection_lifetime, conn).await;
+            let builder = {
+                let mut b = hyper::server::conn::http1::Builder::new();
+                b.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header_timeout);
+                b
+            };
+            let served = async {
+                match tls {
+                    None => {
+                        let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+                    }
+                    Some(acceptor) => {
+                        match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(tls_stream)) => {
+                                let io = hyper_util::rt::TokioIo::new(tls_stream);
+                                let _ = builder.serve_connection(io, service).await;
+                            }
+                            Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(limits.connection_lifetime, served).await;
             drop(permit);
         });
     }
@@ -397,6 +433,13 @@ pub async fn run(config: Config, format: crate::cli::OutputFormat) -> anyhow::Re
         .route("/metrics", get(metrics))
         .with_state(state.clone());
     let server = tokio::spawn(serve(listener, app, ListenerLimits::default()));
+    let console = if config.console.enabled {
+        let (addr, task) = crate::console::start(&config, state.clone()).await?;
+        crate::output::console_started(format, &addr, config.console.tls.is_some());
+        Some(task)
+    } else {
+        None
+    };
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let req = SyncRequest::default();
@@ -430,6 +473,9 @@ pub async fn run(config: Config, format: crate::cli::OutputFormat) -> anyhow::Re
         tracing::info!(in_secs = wait.as_secs(), "next run scheduled");
     }
     server.abort();
+    if let Some(c) = console {
+        c.abort();
+    }
     tracing::info!("daemon stopped");
     Ok(())
 }
@@ -472,6 +518,11 @@ async fn run_once(config: &Config, state: &Shared, req: &SyncRequest) {
 
 fn lock_state(state: &Shared) -> std::sync::MutexGuard<'_, DaemonState> {
     state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The next cron occurrence after `now` in the time zone `tz` (the console's "next run").
+pub fn next_run_at(expr: &str, tz: Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    next_occurrence(expr, tz, now)
 }
 
 /// The next cron occurrence after `now`, computed in the time zone `tz`.

@@ -147,6 +147,10 @@ pub fn redact_url(url: &Url) -> String {
 }
 
 /// Redacts a string that may or may not parse as a URL (best effort: drops any user-info).
+pub fn redact_source(s: &str) -> String {
+    redact_str(s)
+}
+
 fn redact_str(s: &str) -> String {
     if let Ok(u) = Url::parse(s) {
         return redact_url(&u);

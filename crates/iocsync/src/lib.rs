@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod connect;
+pub mod console;
 pub mod daemon;
 pub mod engine;
 pub mod feeds;
@@ -247,6 +248,12 @@ async fn execute(cli: Cli) -> anyhow::Result<Exit> {
             let status = daemon::probe(&url).await?;
             output::healthcheck(format, &url, status);
             Ok(if status == 200 { Exit::Ok } else { Exit::Error })
+        }
+        Command::Console(cmd) => {
+            let config = config::Config::load(&g.config)?;
+            let done = commands::console::run(&config, cmd)?;
+            output::console_users(format, &done);
+            Ok(Exit::Ok)
         }
         Command::Daemon => {
             let config = config::Config::load(&g.config)?;

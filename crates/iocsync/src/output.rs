@@ -830,6 +830,25 @@ pub fn daemon_started(format: OutputFormat, info: &serde_json::Value) {
     ));
 }
 
+/// `iocsync console add-user` / `remove-user`: what changed in which users file.
+pub fn console_users(format: OutputFormat, done: &crate::commands::console::UsersChange) {
+    if format == OutputFormat::Json {
+        return json(&serde_json::to_value(done).unwrap_or_default());
+    }
+    emit(&format!("{} user {} in {}\n", done.change, done.user, done.file.display()));
+}
+
+/// `iocsync daemon` with `[console] enabled`: where the console is (a log line in JSON mode, so
+/// the daemon's one JSON document stays one).
+pub fn console_started(format: OutputFormat, addr: &std::net::SocketAddr, tls: bool) {
+    let scheme = if tls { "https" } else { "http" };
+    if format == OutputFormat::Json {
+        tracing::info!(url = %format!("{scheme}://{addr}/"), "analyst console");
+        return;
+    }
+    emit(&format!("analyst console: {scheme}://{addr}/\n"));
+}
+
 /// `iocsync emulator`: the URLs and credentials it accepts.
 pub fn emulator_started(format: OutputFormat, info: &serde_json::Value) {
     if format == OutputFormat::Json {

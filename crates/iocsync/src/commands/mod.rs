@@ -2,6 +2,7 @@
 
 pub mod adopt;
 pub mod check;
+pub mod console;
 pub mod emulator;
 pub mod explain;
 pub mod history;

@@ -1,6 +1,7 @@
 //! Configuration: the TOML file read as raw (`raw`), then validated into `Config`, with every
 //! problem reported at once with its key path (cargo-deny style).
 
+mod console;
 pub mod raw;
 mod starter;
 
@@ -11,6 +12,7 @@ use iocsync_core::model::{Action, Severity};
 use iocsync_core::policy::FeedPolicy;
 use iocsync_ioc::formats::Column;
 use iocsync_ioc::{Format, IndicatorType, TypeHint};
+pub use console::{ConsoleAuth, ConsoleSettings, DEFAULT_CONSOLE_LISTEN, Role};
 use raw::{RawAllowlist, RawConfig, RawFeed, RawPolicy, RawTenant, Unknown};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -532,6 +534,8 @@ pub struct Config {
     pub impact: ImpactSettings,
     /// `[hits]` settings.
     pub hits: HitsSettings,
+    /// `[console]` settings.
+    pub console: ConsoleSettings,
 }
 
 impl Config {
@@ -675,7 +679,7 @@ impl Validator {
         self.unknown(
             "",
             &raw.unknown,
-            &["defender", "tenants", "sync", "defaults", "feeds", "allowlist", "daemon", "impact", "hits"],
+            &["defender", "tenants", "sync", "defaults", "feeds", "allowlist", "daemon", "impact", "hits", "console"],
         );
         let raw_sync = raw.sync.unwrap_or_default();
         // DESIGN.md shows expire_days under [sync]: it is the fallback of [defaults].expire_days.
@@ -693,6 +697,7 @@ impl Validator {
         let daemon = self.daemon(raw.daemon.unwrap_or_default());
         let impact = self.impact(raw.impact.unwrap_or_default());
         let hits = self.hits(&raw.hits.unwrap_or_default());
+        let console = self.console(raw.console.unwrap_or_default());
         let feed_names: BTreeSet<String> = feeds.iter().map(|f| f.name.clone()).collect();
         let renew = sync.renew_before_days;
         let check_expiry = |v: &mut Validator, key: String, days: u32| {
@@ -797,6 +802,7 @@ impl Validator {
             daemon,
             impact,
             hits,
+            console,
         }
     }
 

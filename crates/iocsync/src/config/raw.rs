@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub daemon: Option<RawDaemon>,
     pub impact: Option<RawImpact>,
     pub hits: Option<RawHits>,
+    pub console: Option<super::console::RawConsole>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

@@ -116,7 +116,7 @@ pub(crate) async fn check(
     hunter: Option<&Hunter>,
     desired: Vec<Desired>,
     existing: &[Existing],
-    owned: &dyn Fn(&Existing) -> bool,
+    owned: &(dyn Fn(&Existing) -> bool + Sync),
     now: DateTime<Utc>,
     stop: &super::StopFlag,
 ) -> ImpactOutcome {

@@ -6,6 +6,7 @@ mod change_control;
 mod chaos;
 mod cli;
 mod commands;
+mod console;
 mod console_backend;
 mod crash;
 mod daemon;

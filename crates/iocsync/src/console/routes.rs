@@ -1,0 +1,469 @@
+//! The console's routes: each handler gathers what its page shows from the state database and
+//! the engine, checks the role for actions, calls the engine, and renders a page.
+
+use super::{Console, CurrentUser, auth, pages};
+use crate::config::Role;
+use crate::engine;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Form};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The vendored script (no build step): confirmation dialogs. Every page works without it.
+const CONSOLE_JS: &str = include_str!("../../assets/console.js");
+/// The stylesheet.
+const CONSOLE_CSS: &str = include_str!("../../assets/console.css");
+
+pub(super) fn router(c: Arc<Console>) -> Router {
+    let signed_in = Router::new()
+        .route("/", get(overview))
+        .route("/sync-now", post(sync_now))
+        .route("/feeds", get(feeds))
+        .route("/runs", get(runs))
+        .route("/runs/{id}", get(run_detail))
+        .route("/runs/{id}/undo", post(request_undo))
+        .route("/lookup", get(lookup))
+        .route("/manual", get(manual))
+        .route("/manual/preview", post(manual_preview))
+        .route("/manual/add", post(manual_add))
+        .route("/manual/{id}/remove", get(manual_remove_confirm).post(manual_remove))
+        .route("/approvals", get(approvals))
+        .route("/approvals/{id}/approve", post(approve_plan))
+        .route("/approvals/{id}/reject", post(reject_plan))
+        .route("/undo/{id}/confirm", post(confirm_undo))
+        .route("/undo/{id}/reject", post(reject_undo))
+        .route("/logout", post(auth::logout))
+        .route_layer(axum::middleware::from_fn_with_state(c.clone(), auth::authenticate));
+    Router::new()
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/static/console.js", get(|| async { static_file("text/javascript; charset=utf-8", CONSOLE_JS) }))
+        .route("/static/console.css", get(|| async { static_file("text/css; charset=utf-8", CONSOLE_CSS) }))
+        .merge(signed_in)
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(c)
+}
+
+fn static_file(kind: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "max-age=3600")], body).into_response()
+}
+
+/// Headers on every answer: no framing, no sniffing, scripts and styles from this origin only,
+/// pages never cached (they show live state and carry CSRF tokens).
+async fn security_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+/// Records a console action in the audit log (and the daemon's log).
+pub(super) fn audit(c: &Console, user: &str, action: &str, detail: serde_json::Value) {
+    tracing::info!(user, action, detail = %detail, "console action");
+    let now = c.clock.now();
+    if let Err(e) = engine::approval::record_audit(&c.store, user, action, detail, now) {
+        tracing::warn!("could not record the console action in the audit log: {e:#}");
+    }
+}
+
+/// A page refusing an action the user's role does not allow.
+fn forbidden(user: &CurrentUser, need: Role, what: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        pages::message(
+            "Not allowed",
+            &format!(
+                "{} is signed in as {}: {what} needs the {} role.",
+                user.name,
+                user.role.as_str(),
+                need.as_str()
+            ),
+        ),
+    )
+        .into_response()
+}
+
+fn failed(title: &str, e: &anyhow::Error) -> Response {
+    (StatusCode::INTERNAL_SERVER_ERROR, pages::message(title, &format!("{e:#}"))).into_response()
+}
+
+fn require(user: &CurrentUser, need: Role, what: &str) -> Result<(), Response> {
+    if user.role >= need { Ok(()) } else { Err(forbidden(user, need, what)) }
+}
+
+// ---- overview ---------------------------------------------------------------------------
+
+async fn overview(State(c): State<Arc<Console>>, Extension(user): Extension<CurrentUser>) -> Response {
+    match pages::gather_overview(&c) {
+        Ok(v) => pages::overview(&user, &v, &c.config).into_response(),
+        Err(e) => failed("Overview", &e),
+    }
+}
+
+async fn sync_now(State(c): State<Arc<Console>>, Extension(user): Extension<CurrentUser>) -> Response {
+    if let Err(r) = require(&user, Role::Analyst, "Sync now") {
+        return r;
+    }
+    audit(&c, &user.name, "sync-now", serde_json::Value::Null);
+    match engine::approval::sync_now(&c.config, &user.name).await {
+        Ok(done) => pages::sync_result(&user, &serde_json::to_value(&done).unwrap_or_default()).into_response(),
+        Err(e) => (StatusCode::CONFLICT, pages::message("Sync now", &format!("{e:#}"))).into_response(),
+    }
+}
+
+// ---- feeds ------------------------------------------------------------------------------
+
+async fn feeds(State(c): State<Arc<Console>>, Extension(user): Extension<CurrentUser>) -> Response {
+    match pages::gather_feeds(&c).await {
+        Ok(v) => pages::feeds(&user, &v).into_response(),
+        Err(e) => failed("Feeds", &e),
+    }
+}
+
+// ---- runs -------------------------------------------------------------------------------
+
+async fn runs(State(c): State<Arc<Console>>, Extension(user): Extension<CurrentUser>) -> Response {
+    let rows = engine::lock(&c.store).runs(None, 200);
+    match rows {
+        Ok(rows) => pages::runs(&user, &rows).into_response(),
+        Err(e) => failed("Runs", &e.into()),
+    }
+}
+
+/// Filters of a run's journal.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(super) struct JournalFilter {
+    /// create, update, renew or delete.
+    #[serde(default)]
+    pub kind: String,
+    /// indicatorType.
+    #[serde(default)]
+    pub r#type: String,
+    /// A feed name.
+    #[serde(default)]
+    pub feed: String,
+    /// Part of the value.
+    #[serde(default)]
+    pub q: String,
+}
+
+async fn run_detail(
+    State(c): State<Arc<Console>>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+    Query(f): Query<JournalFilter>,
+) -> Response {
+    let (run, journal) = {
+        let s = engine::lock(&c.store);
+        (s.run(id), s.journal_of_run(id))
+    };
+    match (run, journal) {
+        (Ok(Some(run)), Ok(journal)) => {
+            let q = f.q.to_lowercase();
+            let rows = journal
+                .into_iter()
+                .filter(|r| f.kind.is_empty() || r.entry.kind == f.kind)
+                .filter(|r| f.r#type.is_empty() || r.entry.indicator_type == f.r#type)
+                .filter(|r| f.feed.is_empty() || r.entry.feeds.iter().any(|x| *x == f.feed))
+                .filter(|r| q.is_empty() || r.entry.value.to_lowercase().contains(&q))
+                .collect::<Vec<_>>();
+            pages::run_detail(&user, &run, &rows, &f).into_response()
+        }
+        (Ok(None), _) => (StatusCode::NOT_FOUND, pages::message("Run", &format!("There is no run {id}."))).into_response(),
+        (Err(e), _) | (_, Err(e)) => failed("Run", &e.into()),
+    }
+}
+
+async fn request_undo(
+    State(c): State<Arc<Console>>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+) -> Response {
+    if let Err(r) = require(&user, Role::Analyst, "requesting an undo") {
+        return r;
+    }
+    match engine::approval::request_undo(&c.store, id, &user.name, c.clock.now()) {
+        Ok(req) => {
+            audit(&c, &user.name, "undo-request", serde_json::json!({"run": id, "request": req}));
+            pages::message_for(&user, "Undo requested", &format!("The undo of run {id} waits for an approver on the Approvals page."))
+                .into_response()
+        }
+        Err(e) => (StatusCode::CONFLICT, pages::message("Undo", &format!("{e:#}"))).into_response(),
+    }
+}
+
+// ---- lookup -----------------------------------------------------------------------------
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct LookupQuery {
+    #[serde(default)]
+    value: String,
+    #[serde(default)]
+    tenant: Option<String>,
+    /// Ask Defender too (one API call).
+    #[serde(default)]
+    online: Option<String>,
+}
+
+async fn lookup(
+    State(c): State<Arc<Console>>,
+    Extension(user): Extension<CurrentUser>,
+    Query(q): Query<LookupQuery>,
+) -> Response {
+    let value = q.value.trim();
+    if value.is_empty() {
+        return pages::lookup(&user, "", None).into_response();
+    }
+    let args = crate::cli::ExplainArgs {
+        value: value.to_owned(),
+        offline: q.online.is_none(),
+        tenant: crate::cli::TenantArgs { tenant: q.tenant.filter(|t| !t.is_empty()) },
+    };
+    let answer = crate::commands::explain::run(&c.config, &args).await;
+    pages::lookup(&user, value, Some(answer)).into_response()
+}
+
+// ---- manual list ------------------------------------------------------------------------
+
+async fn manual(State(c): State<Arc<Console>>, Extension(user): Extension<CurrentUser>) -> Response {
+    render_manual(&c, &user, None, StatusCode::OK)
+}
+
+fn render_manual(c: &Console, user: &CurrentUser, result: Option<pages::ManualResult>, status: StatusCode) -> Response {
+    let Some(feed) = c.config.manual_feed() else {
+        return pages::message_for(
+            user,
+            "Manual list",
+            "No manual list is configured: add a [[feeds]] block with source = \"manual\" to the config (see the README).",
+        )
+        .into_response();
+    };
+    match engine::manual::list(&c.store, c.clock.now()) {
+        Ok(values) => (status, pages::manual(user, feed, &values, result)).into_response(),
+        Err(e) => failed("Manual list", &e),
+    }
+}
+
+/// The manual list's add form.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct ManualForm {
+    /// One value per line.
+    #[serde(default)]
+    pub values: String,
+    /// Why (shown in the description and the journal).
+    #[serde(default)]
+    pub comment: String,
+    /// An action of the allowed set; empty: the feed's.
+    #[serde(default)]
+    pub action: String,
+    /// `YYYY-MM-DD`; empty: the feed's expiry.
+    #[serde(default)]
+    pub expires: String,
+}
+
+impl ManualForm {
+    fn action(&self) -> Option<&str> {
+        Some(self.action.trim()).filter(|a| !a.is_empty())
+    }
+
+    fn expires(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, String> {
+        let e = self.expires.trim();
+        if e.is_empty() {
+            return Ok(None);
+        }
+        chrono::NaiveDate::parse_from_str(e, "%Y-%m-%d")
+            .map(|d| d.and_hms_opt(23, 59, 59).map(|t| t.and_utc()))
+            .map_err(|_| format!("`{e}` is not a date like 2027-01-31"))
+    }
+}
+
+async fn manual_preview(
+    State(c): State<Arc<Console>>,
+    Extension(user): Extension<CurrentUser>,
+    Form(f): Form<ManualForm>,
+) -> Response {
+    if let Err(r) = require(&user, Role::Analyst, "adding values") {
+        return r;
+    }
+    let previews = engine::manual::preview(&c.config, &f.values, f.action()).await;
+    let result = match previews {
+        Ok(p) => pages::ManualResult { form: f, previews: p, saved: false, error: None },
+        Err(e) => pages::ManualResult { form: f, previews: Vec::new(), saved: false, error: Some(format!("{e:#}")) },
+    };
+    render_manual(&c, &user, Some(result), StatusCode::OK)
+}
+
+async fn manual_add(
+    State(c): State<Arc<Console>>,
+    Extension(user): Extension<CurrentUser>,
+    Form(f): Form<ManualForm>,
+) -> Response {
+    if let Err(r) = require(&user, Role::Analyst, "adding values") {
+        return r;
+    }
+    let expires = match f.expires() {
+        Ok(e) => e,
+        Err(why) => {
+            let result = pages::ManualResult { form: f, previews: Vec::new(), saved: false, error: Some(why) };
+            return render_manual(&c, &user, Some(result), StatusCode::BAD_REQUEST);
+        }
+    };
+    let now = c.clock.now();
+    let added =
+        engine::manual::add(&c.config, &c.store, &f.values, f.comment.trim(), f.action(), expires, &user.name, now).await;
+    match added {
+        Ok(previews) => {
+            let accepted = previews.iter().filter(|p| p.is_accepted()).count();
+            audit(
+                &c,
+                &user.name,
+                "manual-add",
+                serde_json::json!({"accepted": accepted, "refused": previews.len() - accepted, "comment": f.comment.trim()}),
+            );
+            let result = pages::ManualResult { form: f, previews, saved: true, error: None };
+            render_manual(&c, &user, Some(result), StatusCode::OK)
+        }
+        Err(e) => {
+            let result = pages::ManualResult { form: f, previews: Vec::new(), saved: false, error: Some(format!("{e:#}")) };
+            render_manual(&c, &user, Some(result), StatusCode::BAD_REQUEST)
+        }
+    }
+}
+
+async fn manual_remove_confirm(
+    State(c): State<Arc<Console>>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+) -> Response {
+    if let Err(r) = require(&user, Role::Analyst, "removing values") {
+        return r;
+    }
+    match engine::manual::list(&c.store, c.clock.now()) {
+        Ok(values) => match values.iter().find(|v| v.id == id) {
+            Some(v) => pages::manual_remove_confirm(&user, v).into_response(),
+            None => (StatusCode::NOT_FOUND, pages::message_for(&user, "Remove", "That value is no longer in the manual list."))
+                .into_response(),
+        },
+        Err(e) => failed("Remove", &e),
+    }
+}
+
+async fn manual_remove(
+    State(c): State<Arc<Console>>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+) -> Response {
+    if let Err(r) = require(&user, Role::Analyst, "removing values") {
+        return r;
+    }
+    match engine::manual::remove(&c.store, id, &user.name, c.clock.now()) {
+        Ok(true) => {
+            audit(&c, &user.name, "manual-remove", serde_json::json!({"id": id}));
+            Redirect::to("/manual?removed=1").into_response()
+        }
+        Ok(false) => {
+            (StatusCode::NOT_FOUND, pages::message_for(&user, "Remove", "That value is no longer in the manual list."))
+                .into_response()
+        }
+        Err(e) => failed("Remove", &e),
+    }
+}
+
+// ---- approvals --------------------------------------------------------------------------
+
+async fn approvals(State(c): State<Arc<Console>>, Extension(user): Extension<CurrentUser>) -> Response {
+    let plans = engine::approval::pending(&c.store);
+    let undos = engine::approval::pending_undos(&c.store);
+    match (plans, undos) {
+        (Ok(plans), Ok(undos)) => {
+            let values = |v: Vec<Value>| v;
+            let plans = values(plans.iter().filter_map(|p| serde_json::to_value(p).ok()).collect());
+            let undos = values(undos.iter().filter_map(|u| serde_json::to_value(u).ok()).collect());
+            pages::approvals(&user, c.config.sync.approval, &plans, &undos).into_response()
+        }
+        (Err(e), _) | (_, Err(e)) => failed("Approvals", &e),
+    }
+}
+
+async fn approve_plan(
+    State(c): State<Arc<Console>>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+) -> Response {
+    if let Err(r) = require(&user, Role::Approver, "approving a plan") {
+        return r;
+    }
+    audit(&c, &user.name, "plan-approve", serde_json::json!({"plan": id}));
+    match engine::approval::approve(&c.config, id, &user.name).await {
+        Ok(outcome) => pages::approval_result(&user, id, &serde_json::to_value(&outcome).unwrap_or_default()).into_response(),
+        Err(e) => (StatusCode::CONFLICT, pages::message_for(&user, "Approve", &format!("{e:#}"))).into_response(),
+    }
+}
+
+async fn reject_plan(
+    State(c): State<Arc<Console>>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+) -> Response {
+    if let Err(r) = require(&user, Role::Approver, "rejecting a plan") {
+        return r;
+    }
+    audit(&c, &user.name, "plan-reject", serde_json::json!({"plan": id}));
+    match engine::approval::reject(&c.store, id, &user.name, c.clock.now()) {
+        Ok(()) => Redirect::to("/approvals").into_response(),
+        Err(e) => (StatusCode::CONFLICT, pages::message_for(&user, "Reject", &format!("{e:#}"))).into_response(),
+    }
+}
+
+async fn confirm_undo(
+    State(c): State<Arc<Console>>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+) -> Response {
+    if let Err(r) = require(&user, Role::Approver, "confirming an undo") {
+        return r;
+    }
+    audit(&c, &user.name, "undo-confirm", serde_json::json!({"request": id}));
+    match engine::approval::confirm_undo(&c.config, id, &user.name).await {
+        Ok(_) => Redirect::to("/runs").into_response(),
+        Err(e) => (StatusCode::CONFLICT, pages::message_for(&user, "Undo", &format!("{e:#}"))).into_response(),
+    }
+}
+
+async fn reject_undo(
+    State(c): State<Arc<Console>>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+) -> Response {
+    if let Err(r) = require(&user, Role::Approver, "rejecting an undo") {
+        return r;
+    }
+    audit(&c, &user.name, "undo-reject", serde_json::json!({"request": id}));
+    match engine::approval::reject_undo(&c.store, id, &user.name, c.clock.now()) {
+        Ok(()) => Redirect::to("/approvals").into_response(),
+        Err(e) => (StatusCode::CONFLICT, pages::message_for(&user, "Undo", &format!("{e:#}"))).into_response(),
+    }
+}
+
+/// Counts of a report's `counts` object, by key.
+pub(super) fn counts(report: &serde_json::Value) -> BTreeMap<String, u64> {
+    report
+        .get("counts")
+        .and_then(|c| c.as_object())
+        .map(|o| o.iter().filter_map(|(k, v)| v.as_u64().map(|n| (k.clone(), n))).collect())
+        .unwrap_or_default()
+}

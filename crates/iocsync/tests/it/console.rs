@@ -1,0 +1,407 @@
+//! The analyst console: HTTP-level tests of sign-in, sessions, CSRF, roles and the proxy
+//! header (in-process, with a hand-moved clock), and the real-browser tests (`browser`).
+
+use crate::harness::{Env, EnvOptions, SECRET};
+use iocsync::config::{Config, Role};
+use iocsync::console::users::UsersFile;
+use iocsync::console::{Console, ManualClock};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+mod browser;
+
+/// The password every test user gets.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A console served in-process on 127.0.0.1:0 over an emulator tenant.
+pub struct ConsoleEnv {
+    pub env: Env,
+    pub addr: SocketAddr,
+    pub clock: Arc<ManualClock>,
+    pub console: Arc<Console>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+/// Writes the config: the emulator tenant (secret from a file, so in-process syncs need no
+/// environment variable), the state database, `rest`, and the console section `console`.
+pub fn write_config(env: &Env, rest: &str, console: &str) {
+    let base = env.emu.base_url();
+    env.write("secret.txt", SECRET);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(env.path("secret.txt"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let text = format!(
+        "[defender]\ntenant_id = \"{tenant}\"\nclient_id = \"{id}\"\nclient_secret = {{ file = \"secret.txt\" }}\napi_base = \"{base}\"\nauthority = \"{base}\"\n\n[sync]\nstate = \"state.db\"\n{rest}\n\n[console]\nenabled = true\nlisten = \"127.0.0.1:0\"\nusers_file = \"users.toml\"\n{console}\n",
+        tenant = env.emu.tenant_id(),
+        id = crate::harness::CLIENT_ID,
+    );
+    env.write("iocsync.toml", &text);
+}
+
+/// The users alice (analyst), vera (viewer) and paul (approver), all with [`PASSWORD`].
+pub fn write_users(env: &Env) {
+    let mut f = UsersFile::default();
+    f.upsert("alice", Role::Analyst, PASSWORD).unwrap();
+    f.upsert("vera", Role::Viewer, PASSWORD).unwrap();
+    f.upsert("paul", Role::Approver, PASSWORD).unwrap();
+    f.save(&env.path("users.toml")).unwrap();
+}
+
+/// The feeds most console tests use: the manual list, and a small text feed.
+pub const FEEDS: &str = r#"
+[allowlist]
+values = ["contoso.com"]
+
+[[feeds]]
+name = "analysts"
+source = "manual"
+priority = 100
+row_actions = ["Block", "Audit"]
+
+[[feeds]]
+name = "small"
+source = "small.txt"
+format = "text"
+"#;
+
+impl ConsoleEnv {
+    /// Starts the emulator, writes config and users, and serves the console.
+    pub async fn start(rest: &str, console: &str) -> ConsoleEnv {
+        let env = Env::start(EnvOptions::default()).await;
+        // Eight values, so removing one manual value stays under the delete brake.
+        env.write("small.txt", &crate::harness::text_feed(&crate::harness::public_ips(8, 0)));
+        write_config(&env, rest, console);
+        write_users(&env);
+        let config = Config::load(&env.path("iocsync.toml")).expect("config is valid");
+        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+        let console = Console::new(config, clock.clone()).expect("console starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(iocsync::daemon::serve_with(
+            listener,
+            console.router(),
+            iocsync::daemon::ListenerLimits::default(),
+            None,
+        ));
+        ConsoleEnv { env, addr, clock, console, _task: task }
+    }
+
+    /// `http://addr/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// A tiny browser: keeps cookies, follows no redirect (the tests look at them).
+pub struct Client {
+    http: reqwest::Client,
+    cookies: std::collections::BTreeMap<String, String>,
+    extra: Vec<(String, String)>,
+}
+
+/// One answer.
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    /// The CSRF token of the first form on the page.
+    pub fn csrf(&self) -> String {
+        let at = self.body.find("name=\"csrf\" value=\"").expect("the page has a form with a CSRF token");
+        let rest = &self.body[at + "name=\"csrf\" value=\"".len()..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    }
+
+    /// The `Location` header.
+    pub fn location(&self) -> String {
+        self.headers.get("location").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+    }
+}
+
+impl Client {
+    pub fn new() -> Client {
+        let http = iocsync_defender::tls::http_client_builder()
+            .unwrap()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Client { http, cookies: Default::default(), extra: Vec::new() }
+    }
+
+    /// Sends `header: value` with every request (the proxy tests).
+    pub fn with_header(mut self, name: &str, value: &str) -> Client {
+        self.extra.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Answer {
+        let mut req = req.header("cookie", self.cookie_header());
+        for (k, v) in &self.extra {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let resp = req.send().await.expect("the console answers");
+        for c in resp.headers().get_all("set-cookie") {
+            let c = c.to_str().unwrap();
+            let (kv, _) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = kv.split_once('=').unwrap();
+            if v.is_empty() {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.unwrap_or_default();
+        Answer { status, headers, body }
+    }
+
+    pub async fn get(&mut self, url: &str) -> Answer {
+        let req = self.http.get(url);
+        self.send(req).await
+    }
+
+    pub async fn post(&mut self, url: &str, form: &[(&str, &str)]) -> Answer {
+        let req = self.http.post(url).form(form);
+        self.send(req).await
+    }
+
+    /// Signs in through the form; returns the answer to the POST.
+    pub async fn login(&mut self, c: &ConsoleEnv, user: &str, password: &str) -> Answer {
+        let page = self.get(&c.url("/login")).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let csrf = page.csrf();
+        self.post(&c.url("/login"), &[("user", user), ("password", password), ("csrf", &csrf), ("next", "/")]).await
+    }
+
+    /// The session cookie, when signed in.
+    pub fn session(&self) -> Option<String> {
+        self.cookies.get("iocsync_session").cloned()
+    }
+
+    /// Replaces the cookies (an attacker replaying a stolen one).
+    pub fn set_session(&mut self, token: &str) {
+        self.cookies.insert("iocsync_session".to_owned(), token.to_owned());
+    }
+}
+
+#[tokio::test]
+async fn sign_in_sets_a_strict_http_only_cookie_and_wrong_passwords_are_refused() {
+    let c = ConsoleEnv::start(FEEDS, "").await;
+    let mut b = Client::new();
+    let first = b.get(&c.url("/")).await;
+    assert_eq!(first.status, 303, "not signed in: sent to the sign-in page");
+    assert!(first.location().starts_with("/login?next="), "{}", first.location());
+    let wrong = b.login(&c, "alice", "not the password at all").await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.body.contains("Wrong user name or password"), "{}", wrong.body);
+    let nobody = b.login(&c, "mallory", PASSWORD).await;
+    assert_eq!(nobody.status, 401, "an unknown user gets the same answer");
+    assert!(b.session().is_none());
+    let ok = b.login(&c, "alice", PASSWORD).await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    let set = ok.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let session = set.iter().find(|c| c.starts_with("iocsync_session=")).expect("a session cookie");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(session.contains(attr), "{session}");
+    }
+    assert!(!session.contains("Secure"), "no TLS here: a Secure cookie would never come back");
+    let home = b.get(&c.url("/")).await;
+    assert_eq!(home.status, 200);
+    assert!(home.body.contains("alice"), "the page names the user");
+    let csp = home.headers.get("content-security-policy").unwrap().to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(home.headers.get("cache-control").unwrap(), "no-store");
+    // The sign-in form itself carries a CSRF token bound to its cookie.
+    let mut other = Client::new();
+    let forged = other
+        .post(&c.url("/login"), &[("user", "alice"), ("password", PASSWORD), ("csrf", "forged"), ("next", "/")])
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert!(other.session().is_none());
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_rate_limited_per_user_and_address_until_the_window_passes() {
+    let c = ConsoleEnv::start(FEEDS, "login_attempts = 3\nlogin_window = \"10m\"").await;
+    let mut b = Client::new();
+    for _ in 0..3 {
+        assert_eq!(b.login(&c, "alice", "wrong wrong wrong").await.status, 401);
+    }
+    let locked = b.login(&c, "alice", PASSWORD).await;
+    assert_eq!(locked.status, 429, "locked out even with the right password: {}", locked.body);
+    assert!(locked.headers.get("retry-after").is_some());
+    assert!(locked.body.contains("try again in"), "{}", locked.body);
+    // The address is locked too: guessing another user's password from it is refused.
+    assert_eq!(b.login(&c, "paul", PASSWORD).await.status, 429);
+    c.clock.advance(std::time::Duration::from_secs(11 * 60));
+    assert_eq!(b.login(&c, "alice", PASSWORD).await.status, 303, "the window passed");
+}
+
+#[tokio::test]
+async fn sessions_expire_when_idle_and_logout_kills_them_on_the_server() {
+    let c = ConsoleEnv::start(FEEDS, "session_idle = \"30m\"\nsession_max = \"8h\"").await;
+    let mut b = Client::new();
+    assert_eq!(b.login(&c, "alice", PASSWORD).await.status, 303);
+    c.clock.advance(std::time::Duration::from_secs(29 * 60));
+    assert_eq!(b.get(&c.url("/")).await.status, 200, "29 minutes idle: still signed in");
+    let page = b.get(&c.url("/manual")).await;
+    let csrf = page.csrf();
+    c.clock.advance(std::time::Duration::from_secs(31 * 60));
+    let expired = b.get(&c.url("/")).await;
+    assert_eq!(expired.status, 303, "31 minutes idle: signed out");
+    let post = b.post(&c.url("/manual/add"), &[("values", "evil.example.net"), ("csrf", &csrf)]).await;
+    assert_eq!(post.status, 401, "a form from the expired session is refused: {}", post.body);
+    // Logout: the old cookie is worthless even if someone kept a copy.
+    assert_eq!(b.login(&c, "alice", PASSWORD).await.status, 303);
+    let stolen = b.session().unwrap();
+    let csrf = b.get(&c.url("/")).await.csrf();
+    assert_eq!(b.post(&c.url("/logout"), &[("csrf", &csrf)]).await.status, 303);
+    assert!(b.session().is_none(), "the browser's cookie is cleared");
+    let mut thief = Client::new();
+    thief.set_session(&stolen);
+    assert_eq!(thief.get(&c.url("/")).await.status, 303, "the server forgot the session");
+}
+
+#[tokio::test]
+async fn state_changing_requests_need_the_csrf_token_and_the_role() {
+    let c = ConsoleEnv::start(FEEDS, "").await;
+    let mut alice = Client::new();
+    assert_eq!(alice.login(&c, "alice", PASSWORD).await.status, 303);
+    let no_token = alice.post(&c.url("/manual/add"), &[("values", "evil.example.net"), ("comment", "x")]).await;
+    assert_eq!(no_token.status, 403, "{}", no_token.body);
+    assert!(no_token.body.contains("security token"), "{}", no_token.body);
+    let wrong = alice.post(&c.url("/manual/add"), &[("values", "evil.example.net"), ("csrf", "0000")]).await;
+    assert_eq!(wrong.status, 403);
+    let sync = alice.post(&c.url("/sync-now"), &[]).await;
+    assert_eq!(sync.status, 403, "Sync now needs the token too");
+    let mut vera = Client::new();
+    assert_eq!(vera.login(&c, "vera", PASSWORD).await.status, 303);
+    let page = vera.get(&c.url("/manual")).await;
+    assert!(!page.body.contains("id=\"add-button\""), "a viewer gets no add form");
+    let csrf = page.csrf();
+    let denied = vera.post(&c.url("/manual/add"), &[("values", "evil.example.net"), ("csrf", &csrf)]).await;
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    assert!(denied.body.contains("analyst"), "{}", denied.body);
+    let approve = vera.post(&c.url("/approvals/1/approve"), &[("csrf", &csrf)]).await;
+    assert_eq!(approve.status, 403);
+    let values = iocsync::engine::manual::list(&c.console.store, chrono::Utc::now()).unwrap();
+    assert!(values.is_empty(), "nothing was stored: {values:?}");
+}
+
+#[tokio::test]
+async fn the_proxy_header_is_trusted_only_from_the_proxy_addresses() {
+    let proxy = "auth = \"proxy\"\nproxy_addresses = [\"10.20.30.40\"]\nproxy_user_header = \"X-Forwarded-Email\"\nproxy_roles = { \"alice@contoso.com\" = \"analyst\" }";
+    let c = ConsoleEnv::start(FEEDS, proxy).await;
+    let mut spoof = Client::new().with_header("X-Forwarded-Email", "alice@contoso.com");
+    let refused = spoof.get(&c.url("/")).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("127.0.0.1") && refused.body.contains("proxy_addresses"), "{}", refused.body);
+    assert!(spoof.session().is_none());
+
+    let trusted = "auth = \"proxy\"\nproxy_addresses = [\"127.0.0.0/8\"]\nproxy_roles = { \"alice@contoso.com\" = \"analyst\" }";
+    let c = ConsoleEnv::start(FEEDS, trusted).await;
+    let mut via_proxy = Client::new().with_header("X-Forwarded-Email", "alice@contoso.com");
+    let home = via_proxy.get(&c.url("/")).await;
+    assert_eq!(home.status, 200, "{}", home.body);
+    assert!(home.body.contains("alice@contoso.com · analyst"), "{}", home.body);
+    let mut nameless = Client::new();
+    assert_eq!(nameless.get(&c.url("/")).await.status, 401, "from the proxy but no user named");
+    let mut bob = Client::new().with_header("X-Forwarded-Email", "bob@contoso.com");
+    let page = bob.get(&c.url("/manual")).await;
+    assert!(page.body.contains("bob@contoso.com · viewer"), "an unlisted user gets the default role");
+    // A session cookie of alice does not carry over to a request naming bob.
+    let mut switch = Client::new().with_header("X-Forwarded-Email", "bob@contoso.com");
+    switch.set_session(&via_proxy.session().unwrap());
+    let page = switch.get(&c.url("/")).await;
+    assert!(page.body.contains("bob@contoso.com · viewer"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn the_console_serves_tls_with_secure_cookies() {
+    let env = Env::start(EnvOptions::default()).await;
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures");
+    let cert = fixtures.join("console_tls_cert.pem");
+    let key = fixtures.join("console_tls_key.pem");
+    write_config(
+        &env,
+        FEEDS,
+        &format!("tls_cert = \"{}\"\ntls_key = \"{}\"", cert.display(), key.display()),
+    );
+    write_users(&env);
+    let config = Config::load(&env.path("iocsync.toml")).unwrap();
+    let acceptor = iocsync::console::tls::acceptor(&cert, &key).expect("the fixture loads");
+    let console = Console::new(config, Arc::new(iocsync::console::SystemClock)).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(iocsync::daemon::serve_with(listener, console.router(), Default::default(), Some(acceptor)));
+    // A client that trusts only the fixture certificate.
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from_pem_file(&cert).unwrap()).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut stream = connector.connect(name, tcp).await.expect("TLS handshake with the console");
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    stream.write_all(b"GET /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let cookie = answer.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap();
+    assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    // Plain HTTP on the TLS port gets no page.
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain.write_all(b"GET /login HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(15), plain.read_to_end(&mut buf)).await;
+    assert!(!String::from_utf8_lossy(&buf).contains("Sign in"));
+}
+
+#[tokio::test]
+async fn add_user_hashes_the_password_and_the_config_must_name_a_proxy() {
+    let env = Env::start(EnvOptions::default()).await;
+    write_config(&env, FEEDS, "");
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
+    cmd.arg("--config").arg(env.path("iocsync.toml")).args(["console", "add-user", "zoe", "--role", "approver", "--password-stdin"]);
+    cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("added user zoe"));
+    let text = std::fs::read_to_string(env.path("users.toml")).unwrap();
+    assert!(text.contains("zoe") && text.contains("$argon2id$") && !text.contains(PASSWORD), "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(env.path("users.toml")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the users file is private: {mode:o}");
+    }
+    let users = UsersFile::load(&env.path("users.toml")).unwrap();
+    assert_eq!(users.verify("zoe", PASSWORD).map(|u| u.role), Some(Role::Approver));
+    let bad = Config::from_toml(
+        "[defender]\nemulator = true\n[console]\nenabled = true\nauth = \"proxy\"\nrole = \"x\"\n",
+        std::path::Path::new("/tmp/iocsync.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(bad.contains("console.proxy_addresses") && bad.contains("console.role"), "{bad}");
+}
