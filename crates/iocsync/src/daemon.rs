@@ -415,6 +415,19 @@ pub async fn run(config: Config, format: crate::cli::OutputFormat) -> anyhow::Re
         Schedule::Cron(c) => format!("cron {c} ({tz})"),
         Schedule::Every(d) => format!("every {}", humantime::format_duration(*d)),
     };
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state.clone());
+    let server = tokio::spawn(serve(listener, app, ListenerLimits::default()));
+    let (console, console_url) = if config.console.enabled {
+        let (at, task) = crate::console::start(&config, state.clone()).await?;
+        let scheme = if config.console.tls.is_some() { "https" } else { "http" };
+        (Some(task), Some(format!("{scheme}://{at}/")))
+    } else {
+        (None, None)
+    };
     crate::output::daemon_started(
         format,
         &serde_json::json!({
@@ -422,24 +435,12 @@ pub async fn run(config: Config, format: crate::cli::OutputFormat) -> anyhow::Re
             "metrics": format!("http://{addr}/metrics"),
             "healthz": format!("http://{addr}/healthz"),
             "readyz": format!("http://{addr}/readyz"),
+            "console": console_url,
             "schedule": schedule,
             "max_staleness": humantime::format_duration(config.daemon.max_staleness).to_string(),
             "tenants": tenants,
         }),
     );
-    let app = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(state.clone());
-    let server = tokio::spawn(serve(listener, app, ListenerLimits::default()));
-    let console = if config.console.enabled {
-        let (addr, task) = crate::console::start(&config, state.clone()).await?;
-        crate::output::console_started(format, &addr, config.console.tls.is_some());
-        Some(task)
-    } else {
-        None
-    };
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let req = SyncRequest::default();

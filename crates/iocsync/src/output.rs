@@ -828,6 +828,9 @@ pub fn daemon_started(format: OutputFormat, info: &serde_json::Value) {
         info["metrics"].as_str().unwrap_or_default(),
         info["healthz"].as_str().unwrap_or_default(),
     ));
+    if let Some(url) = info["console"].as_str() {
+        emit(&format!("analyst console: {url}\n"));
+    }
 }
 
 /// `iocsync console add-user` / `remove-user`: what changed in which users file.
@@ -836,17 +839,6 @@ pub fn console_users(format: OutputFormat, done: &crate::commands::console::User
         return json(&serde_json::to_value(done).unwrap_or_default());
     }
     emit(&format!("{} user {} in {}\n", done.change, done.user, done.file.display()));
-}
-
-/// `iocsync daemon` with `[console] enabled`: where the console is (a log line in JSON mode, so
-/// the daemon's one JSON document stays one).
-pub fn console_started(format: OutputFormat, addr: &std::net::SocketAddr, tls: bool) {
-    let scheme = if tls { "https" } else { "http" };
-    if format == OutputFormat::Json {
-        tracing::info!(url = %format!("{scheme}://{addr}/"), "analyst console");
-        return;
-    }
-    emit(&format!("analyst console: {scheme}://{addr}/\n"));
 }
 
 /// `iocsync emulator`: the URLs and credentials it accepts.

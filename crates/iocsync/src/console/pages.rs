@@ -33,6 +33,7 @@ impl axum::response::IntoResponse for Page {
     }
 }
 
+#[allow(clippy::needless_pass_by_value)] // each page builds its body for this one call
 fn layout(title: &str, user: Option<&CurrentUser>, active: &str, body: Markup) -> Page {
     Page(html! {
         (DOCTYPE)
@@ -254,6 +255,9 @@ pub fn sync_result(user: &CurrentUser, done: &Value) -> Page {
 
 // ---- feeds ------------------------------------------------------------------------------
 
+/// Rejected values of one reason: how many, and up to three (line, value, detail) examples.
+pub type RejectExamples = (usize, Vec<(u64, String, Option<String>)>);
+
 /// One feed on the feeds page.
 #[derive(Debug)]
 pub struct FeedView {
@@ -272,7 +276,7 @@ pub struct FeedView {
     /// Accepted values.
     pub accepted: usize,
     /// Rejected values by reason: count and up to three (line, value, detail) examples.
-    pub rejected: BTreeMap<String, (usize, Vec<(u64, String, Option<String>)>)>,
+    pub rejected: BTreeMap<String, RejectExamples>,
     /// Values of this feed the tenants hold now (its yield), by tenant.
     pub yield_by_tenant: Vec<(String, usize)>,
     /// Status in the last run of each tenant.
@@ -303,7 +307,7 @@ pub async fn gather_feeds(c: &Console) -> anyhow::Result<Vec<FeedView>> {
                 continue;
             }
             let cfg = c.config.feeds.iter().find(|x| x.name == f.name);
-            let mut rejected: BTreeMap<String, (usize, Vec<(u64, String, Option<String>)>)> = BTreeMap::new();
+            let mut rejected: BTreeMap<String, RejectExamples> = BTreeMap::new();
             let accepted = f.parsed.as_ref().map_or(0, |p| p.iocs.len());
             if let Some(p) = &f.parsed {
                 for r in &p.rejections {
@@ -509,13 +513,15 @@ pub struct ManualResult {
     pub saved: bool,
     /// An error that stopped it.
     pub error: Option<String>,
+    /// A value was just removed.
+    pub removed: bool,
 }
 
 /// The manual list page: the add form (with the preview of each value) and the list.
-pub fn manual(user: &CurrentUser, feed: &Feed, values: &[engine::manual::ManualValue], result: Option<ManualResult>) -> Page {
+pub fn manual(user: &CurrentUser, feed: &Feed, values: &[engine::manual::ManualValue], result: Option<&ManualResult>) -> Page {
     let empty = ManualForm { values: String::new(), comment: String::new(), action: String::new(), expires: String::new() };
-    let keep_form = result.as_ref().is_some_and(|r| !r.saved);
-    let form = result.as_ref().filter(|_| keep_form).map_or(&empty, |r| &r.form);
+    let keep_form = result.is_some_and(|r| !r.saved);
+    let form = result.filter(|_| keep_form).map_or(&empty, |r| &r.form);
     let actions: Vec<String> = if feed.row_actions.is_empty() {
         Vec::new()
     } else {
@@ -530,7 +536,8 @@ pub fn manual(user: &CurrentUser, feed: &Feed, values: &[engine::manual::ManualV
                 "Feed " strong { (feed.name) } " · priority " (feed.priority)
                 " · the same validation, allowlist and safety rules as every feed; applied at the next run or with Sync now."
             }
-            @if let Some(r) = &result {
+            @if let Some(r) = result {
+                @if r.removed { p.notice id="removed" { "Removed from the list. The next run deletes it from Defender unless a feed still carries it." } }
                 @if let Some(e) = &r.error { p.error { (e) } }
                 @if !r.previews.is_empty() {
                     @let accepted = r.previews.iter().filter(|p| p.is_accepted()).count();

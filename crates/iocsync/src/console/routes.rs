@@ -101,8 +101,9 @@ fn failed(title: &str, e: &anyhow::Error) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, pages::message(title, &format!("{e:#}"))).into_response()
 }
 
-fn require(user: &CurrentUser, need: Role, what: &str) -> Result<(), Response> {
-    if user.role >= need { Ok(()) } else { Err(forbidden(user, need, what)) }
+/// The refusal when the user's role is below `need`.
+fn refuse(user: &CurrentUser, need: Role, what: &str) -> Option<Response> {
+    (user.role < need).then(|| forbidden(user, need, what))
 }
 
 // ---- overview ---------------------------------------------------------------------------
@@ -115,7 +116,7 @@ async fn overview(State(c): State<Arc<Console>>, Extension(user): Extension<Curr
 }
 
 async fn sync_now(State(c): State<Arc<Console>>, Extension(user): Extension<CurrentUser>) -> Response {
-    if let Err(r) = require(&user, Role::Analyst, "Sync now") {
+    if let Some(r) = refuse(&user, Role::Analyst, "Sync now") {
         return r;
     }
     audit(&c, &user.name, "sync-now", serde_json::Value::Null);
@@ -178,7 +179,7 @@ async fn run_detail(
                 .into_iter()
                 .filter(|r| f.kind.is_empty() || r.entry.kind == f.kind)
                 .filter(|r| f.r#type.is_empty() || r.entry.indicator_type == f.r#type)
-                .filter(|r| f.feed.is_empty() || r.entry.feeds.iter().any(|x| *x == f.feed))
+                .filter(|r| f.feed.is_empty() || r.entry.feeds.contains(&f.feed))
                 .filter(|r| q.is_empty() || r.entry.value.to_lowercase().contains(&q))
                 .collect::<Vec<_>>();
             pages::run_detail(&user, &run, &rows, &f).into_response()
@@ -193,7 +194,7 @@ async fn request_undo(
     Extension(user): Extension<CurrentUser>,
     Path(id): Path<i64>,
 ) -> Response {
-    if let Err(r) = require(&user, Role::Analyst, "requesting an undo") {
+    if let Some(r) = refuse(&user, Role::Analyst, "requesting an undo") {
         return r;
     }
     match engine::approval::request_undo(&c.store, id, &user.name, c.clock.now()) {
@@ -239,11 +240,30 @@ async fn lookup(
 
 // ---- manual list ------------------------------------------------------------------------
 
-async fn manual(State(c): State<Arc<Console>>, Extension(user): Extension<CurrentUser>) -> Response {
-    render_manual(&c, &user, None, StatusCode::OK)
+#[derive(Debug, Default, serde::Deserialize)]
+struct ManualQuery {
+    /// Set after a removal (the page says so).
+    #[serde(default)]
+    removed: Option<String>,
 }
 
-fn render_manual(c: &Console, user: &CurrentUser, result: Option<pages::ManualResult>, status: StatusCode) -> Response {
+async fn manual(
+    State(c): State<Arc<Console>>,
+    Extension(user): Extension<CurrentUser>,
+    Query(q): Query<ManualQuery>,
+) -> Response {
+    let removed = q.removed.is_some();
+    let result = removed.then(|| pages::ManualResult {
+        form: ManualForm::default(),
+        previews: Vec::new(),
+        saved: true,
+        error: None,
+        removed,
+    });
+    render_manual(&c, &user, result.as_ref(), StatusCode::OK)
+}
+
+fn render_manual(c: &Console, user: &CurrentUser, result: Option<&pages::ManualResult>, status: StatusCode) -> Response {
     let Some(feed) = c.config.manual_feed() else {
         return pages::message_for(
             user,
@@ -259,7 +279,7 @@ fn render_manual(c: &Console, user: &CurrentUser, result: Option<pages::ManualRe
 }
 
 /// The manual list's add form.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize)]
 pub(super) struct ManualForm {
     /// One value per line.
     #[serde(default)]
@@ -296,15 +316,15 @@ async fn manual_preview(
     Extension(user): Extension<CurrentUser>,
     Form(f): Form<ManualForm>,
 ) -> Response {
-    if let Err(r) = require(&user, Role::Analyst, "adding values") {
+    if let Some(r) = refuse(&user, Role::Analyst, "adding values") {
         return r;
     }
     let previews = engine::manual::preview(&c.config, &f.values, f.action()).await;
     let result = match previews {
-        Ok(p) => pages::ManualResult { form: f, previews: p, saved: false, error: None },
-        Err(e) => pages::ManualResult { form: f, previews: Vec::new(), saved: false, error: Some(format!("{e:#}")) },
+        Ok(p) => pages::ManualResult { form: f, previews: p, saved: false, error: None, removed: false },
+        Err(e) => pages::ManualResult { form: f, previews: Vec::new(), saved: false, error: Some(format!("{e:#}")), removed: false },
     };
-    render_manual(&c, &user, Some(result), StatusCode::OK)
+    render_manual(&c, &user, Some(&result), StatusCode::OK)
 }
 
 async fn manual_add(
@@ -312,14 +332,14 @@ async fn manual_add(
     Extension(user): Extension<CurrentUser>,
     Form(f): Form<ManualForm>,
 ) -> Response {
-    if let Err(r) = require(&user, Role::Analyst, "adding values") {
+    if let Some(r) = refuse(&user, Role::Analyst, "adding values") {
         return r;
     }
     let expires = match f.expires() {
         Ok(e) => e,
         Err(why) => {
-            let result = pages::ManualResult { form: f, previews: Vec::new(), saved: false, error: Some(why) };
-            return render_manual(&c, &user, Some(result), StatusCode::BAD_REQUEST);
+            let result = pages::ManualResult { form: f, previews: Vec::new(), saved: false, error: Some(why), removed: false };
+            return render_manual(&c, &user, Some(&result), StatusCode::BAD_REQUEST);
         }
     };
     let now = c.clock.now();
@@ -334,12 +354,12 @@ async fn manual_add(
                 "manual-add",
                 serde_json::json!({"accepted": accepted, "refused": previews.len() - accepted, "comment": f.comment.trim()}),
             );
-            let result = pages::ManualResult { form: f, previews, saved: true, error: None };
-            render_manual(&c, &user, Some(result), StatusCode::OK)
+            let result = pages::ManualResult { form: f, previews, saved: true, error: None, removed: false };
+            render_manual(&c, &user, Some(&result), StatusCode::OK)
         }
         Err(e) => {
-            let result = pages::ManualResult { form: f, previews: Vec::new(), saved: false, error: Some(format!("{e:#}")) };
-            render_manual(&c, &user, Some(result), StatusCode::BAD_REQUEST)
+            let result = pages::ManualResult { form: f, previews: Vec::new(), saved: false, error: Some(format!("{e:#}")), removed: false };
+            render_manual(&c, &user, Some(&result), StatusCode::BAD_REQUEST)
         }
     }
 }
@@ -349,7 +369,7 @@ async fn manual_remove_confirm(
     Extension(user): Extension<CurrentUser>,
     Path(id): Path<i64>,
 ) -> Response {
-    if let Err(r) = require(&user, Role::Analyst, "removing values") {
+    if let Some(r) = refuse(&user, Role::Analyst, "removing values") {
         return r;
     }
     match engine::manual::list(&c.store, c.clock.now()) {
@@ -367,7 +387,7 @@ async fn manual_remove(
     Extension(user): Extension<CurrentUser>,
     Path(id): Path<i64>,
 ) -> Response {
-    if let Err(r) = require(&user, Role::Analyst, "removing values") {
+    if let Some(r) = refuse(&user, Role::Analyst, "removing values") {
         return r;
     }
     match engine::manual::remove(&c.store, id, &user.name, c.clock.now()) {
@@ -404,7 +424,7 @@ async fn approve_plan(
     Extension(user): Extension<CurrentUser>,
     Path(id): Path<i64>,
 ) -> Response {
-    if let Err(r) = require(&user, Role::Approver, "approving a plan") {
+    if let Some(r) = refuse(&user, Role::Approver, "approving a plan") {
         return r;
     }
     audit(&c, &user.name, "plan-approve", serde_json::json!({"plan": id}));
@@ -419,7 +439,7 @@ async fn reject_plan(
     Extension(user): Extension<CurrentUser>,
     Path(id): Path<i64>,
 ) -> Response {
-    if let Err(r) = require(&user, Role::Approver, "rejecting a plan") {
+    if let Some(r) = refuse(&user, Role::Approver, "rejecting a plan") {
         return r;
     }
     audit(&c, &user.name, "plan-reject", serde_json::json!({"plan": id}));
@@ -434,7 +454,7 @@ async fn confirm_undo(
     Extension(user): Extension<CurrentUser>,
     Path(id): Path<i64>,
 ) -> Response {
-    if let Err(r) = require(&user, Role::Approver, "confirming an undo") {
+    if let Some(r) = refuse(&user, Role::Approver, "confirming an undo") {
         return r;
     }
     audit(&c, &user.name, "undo-confirm", serde_json::json!({"request": id}));
@@ -449,7 +469,7 @@ async fn reject_undo(
     Extension(user): Extension<CurrentUser>,
     Path(id): Path<i64>,
 ) -> Response {
-    if let Err(r) = require(&user, Role::Approver, "rejecting an undo") {
+    if let Some(r) = refuse(&user, Role::Approver, "rejecting an undo") {
         return r;
     }
     audit(&c, &user.name, "undo-reject", serde_json::json!({"request": id}));

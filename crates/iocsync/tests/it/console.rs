@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 mod browser;
+mod webdriver;
 
 /// The password every test user gets.
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -404,4 +405,40 @@ async fn add_user_hashes_the_password_and_the_config_must_name_a_proxy() {
     .unwrap_err()
     .to_string();
     assert!(bad.contains("console.proxy_addresses") && bad.contains("console.role"), "{bad}");
+}
+
+#[tokio::test]
+async fn the_daemon_serves_the_console_when_enabled_and_names_it_in_its_json() {
+    let env = Env::start(EnvOptions::default()).await;
+    env.write("small.txt", &crate::harness::text_feed(&crate::harness::public_ips(3, 0)));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    write_config(&env, &format!("[daemon]\ninterval = \"6h\"\nlisten = \"127.0.0.1:0\"\n{FEEDS}"), "");
+    let text = std::fs::read_to_string(env.path("iocsync.toml")).unwrap();
+    std::fs::write(env.path("iocsync.toml"), text.replace("listen = \"127.0.0.1:0\"\nusers_file", &format!("listen = \"127.0.0.1:{port}\"\nusers_file"))).unwrap();
+    write_users(&env);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("iocsync"))
+        .arg("--config")
+        .arg(env.path("iocsync.toml"))
+        .args(["--output", "json", "daemon"])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let doc: serde_json::Value = tokio::task::spawn_blocking(move || {
+        serde_json::Deserializer::from_reader(stdout).into_iter::<serde_json::Value>().next().unwrap().unwrap()
+    })
+    .await
+    .unwrap();
+    let url = doc["console"].as_str().unwrap_or_else(|| panic!("{doc}")).to_owned();
+    assert_eq!(url, format!("http://127.0.0.1:{port}/"));
+    let mut b = Client::new();
+    let login = b.get(&format!("{url}login")).await;
+    assert_eq!(login.status, 200);
+    assert!(login.body.contains("name=\"password\""));
+    let home = b.get(&url).await;
+    assert_eq!(home.status, 303, "signed out: sent to /login");
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -1,5 +1,5 @@
 //! The console in a real headless browser (Chromium + chromedriver from Debian's packages,
-//! installed by `.ci/run`), driven with fantoccini over WebDriver. Each page is screenshotted;
+//! installed by `.ci/run`), driven over WebDriver by [`super::webdriver`]. Each page is screenshotted;
 //! with `IOCSYNC_UPDATE_SCREENSHOTS=1` the pictures go to `docs/console/` (committed, shown in
 //! the README), otherwise under the target directory.
 //!
@@ -7,14 +7,14 @@
 //! it), where a missing browser fails them.
 
 use super::{ConsoleEnv, FEEDS, PASSWORD};
-use fantoccini::{Client, Locator};
+use super::webdriver::Session;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// chromedriver and the browser session; the driver process dies with it.
 struct Browser {
-    client: Client,
+    client: Session,
     driver: Child,
 }
 
@@ -56,21 +56,16 @@ async fn browser() -> Option<Browser> {
         .stderr(Stdio::null())
         .spawn()
         .expect("chromedriver starts");
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".to_owned(),
-        serde_json::json!({
-            "binary": chrome,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,900", "--force-device-scale-factor=1", "--lang=en-US"]
-        }),
-    );
     let url = format!("http://127.0.0.1:{port}");
+    let options = serde_json::json!({
+        "binary": chrome,
+        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1280,900", "--force-device-scale-factor=1", "--lang=en-US"]
+    });
     // chromedriver needs a moment to listen: ask until it answers (bounded, not a fixed sleep).
     let mut last = None;
     for _ in 0..100 {
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match fantoccini::ClientBuilder::new(connector).capabilities(caps.clone()).connect(&url).await {
+        match Session::new(&url, options.clone()).await {
             Ok(client) => return Some(Browser { client, driver }),
             Err(e) => last = Some(e),
         }
@@ -93,34 +88,31 @@ async fn shot(b: &Browser, name: &str) {
 }
 
 async fn text_of(b: &Browser, css: &str) -> String {
-    match b.client.wait().at_most(Duration::from_secs(15)).for_element(Locator::Css(css)).await {
+    match b.client.find(css).await {
         Ok(el) => el.text().await.unwrap(),
         Err(e) => {
-            let url = b.client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
-            let page = match b.client.find(Locator::Css("body")).await {
-                Ok(m) => m.html(false).await.unwrap_or_default(),
-                Err(_) => String::new(),
-            };
+            let url = b.client.current_url().await.unwrap_or_default();
+            let page = text_of_now(b).await;
             panic!("{css} is not on {url}: {e}\npage: {page}")
         }
     }
 }
 
 async fn text_of_now(b: &Browser) -> String {
-    match b.client.find(Locator::Css("main")).await {
+    match b.client.find("main").await {
         Ok(m) => m.text().await.unwrap_or_default(),
         Err(_) => String::new(),
     }
 }
 
 async fn fill(b: &Browser, css: &str, text: &str) {
-    let el = b.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+    let el = b.client.find(css).await.unwrap_or_else(|e| panic!("{css}: {e}"));
     el.clear().await.unwrap();
     el.send_keys(text).await.unwrap();
 }
 
 async fn click(b: &Browser, css: &str) {
-    b.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+    b.client.find(css).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
 }
 
 async fn sign_in(b: &Browser, c: &ConsoleEnv, user: &str) {
@@ -196,7 +188,8 @@ async fn an_analyst_adds_values_syncs_them_and_removes_one_in_a_real_browser() {
     b.client.goto(&c.url("/manual")).await.unwrap();
     click(&b, "a.remove").await;
     b.client.accept_alert().await.expect("a confirmation dialog");
-    b.client.wait().for_url(&url::Url::parse(&c.url("/manual?removed=1")).unwrap()).await.unwrap();
+    text_of(&b, "#removed").await;
+    assert!(b.client.current_url().await.unwrap().ends_with("/manual?removed=1"));
     assert!(!text_of(&b, "#manual-values").await.contains(NORMALISED));
     b.client.goto(&c.url("/")).await.unwrap();
     click(&b, "#sync-now").await;
@@ -207,12 +200,12 @@ async fn an_analyst_adds_values_syncs_them_and_removes_one_in_a_real_browser() {
     click(&b, "#logout").await;
     sign_in(&b, &c, "vera").await;
     b.client.goto(&c.url("/manual")).await.unwrap();
-    assert!(b.client.find(Locator::Css("#add-button")).await.is_err(), "no add form for a viewer");
-    assert!(b.client.find(Locator::Css("#sync-now")).await.is_err() || {
-        b.client.goto(&c.url("/")).await.unwrap();
-        b.client.find(Locator::Css("#sync-now")).await.is_err()
-    });
-    b.client.clone().close().await.unwrap();
+    text_of(&b, "#manual-values").await;
+    assert!(!b.client.exists_now("#add-button").await.unwrap(), "no add form for a viewer");
+    b.client.goto(&c.url("/")).await.unwrap();
+    text_of(&b, ".card").await;
+    assert!(!b.client.exists_now("#sync-now").await.unwrap(), "no Sync now for a viewer");
+    b.client.close().await.unwrap();
 }
 
 #[tokio::test]
@@ -239,6 +232,6 @@ async fn approval_mode_shows_the_pending_plan_and_an_approver_applies_it_in_a_re
     assert!(held.iter().any(|i| i.indicator_value == NORMALISED), "{held:?}");
     assert!(held.iter().any(|i| i.indicator_value == "45.0.0.7"), "{held:?}");
     b.client.goto(&c.url("/approvals")).await.unwrap();
-    assert!(b.client.find(Locator::Css("#no-plans")).await.is_ok(), "nothing pending after the approval");
-    b.client.clone().close().await.unwrap();
+    assert!(b.client.find("#no-plans").await.is_ok(), "nothing pending after the approval");
+    b.client.close().await.unwrap();
 }
