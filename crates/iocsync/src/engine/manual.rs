@@ -315,6 +315,16 @@ fn check(
                         format!("also in feed {}", others.into_iter().collect::<Vec<_>>().join(", "))
                     })
                 };
+                // Text-feed rule: the first field is the value, the rest of the line is not read.
+                let rest: Vec<&str> = input.split_whitespace().skip(1).collect();
+                let note = match (note, rest.is_empty()) {
+                    (n, true) => n,
+                    (n, false) => {
+                        let ignored =
+                            format!("ignored the rest of the line `{}`: one value a line", rest.join(" "));
+                        Some(n.map_or(ignored.clone(), |n| format!("{n}; {ignored}")))
+                    }
+                };
                 pasted.entry(key).or_insert(line);
                 Verdict::Accepted { indicator_type: kind.as_str().to_owned(), value, action, note }
             }

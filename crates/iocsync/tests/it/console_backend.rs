@@ -96,6 +96,12 @@ async fn defanged_input_is_normalised() {
     let Verdict::Accepted { value, .. } = &p[1].verdict else { panic!("{p:#?}") };
     assert_eq!(value, "45.1.2.3");
     assert_eq!(p[1].line, 3);
+    // One value a line: the rest of a line is not read, and the preview says so.
+    let p = manual::preview(&config, "first.com second.com\n# a comment\n", None).await.unwrap();
+    let Verdict::Accepted { value, note, .. } = &p[0].verdict else { panic!("{p:#?}") };
+    assert_eq!(value, "first.com");
+    assert!(note.as_deref().unwrap_or("").contains("second.com"), "{note:?}");
+    assert_eq!(refusal(&p[1].verdict), Some("invalid-value"), "{p:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -443,4 +449,30 @@ async fn sync_now_is_refused_while_the_run_lock_is_held_and_otherwise_syncs_or_p
     assert_eq!(env.write_calls(), calls, "a plan writes nothing");
     let actions: Vec<String> = audit::audit_log(&store, 20).unwrap().into_iter().map(|r| r.action).collect();
     assert_eq!(actions.iter().filter(|a| *a == "sync-now").count(), 2, "{actions:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_approval_on_the_daemon_plans_instead_of_applying() {
+    use crate::daemon::{free_port, sigterm, spawn_daemon, wait_exit};
+    let env = Env::start(EnvOptions::default()).await;
+    let daemon = format!("[daemon]\ninterval = \"1h\"\nlisten = \"127.0.0.1:{}\"\n\n", free_port());
+    let config = setup(&env, &format!("approval = true\n\n{daemon}"), &[], MANUAL);
+    let store = store(&config);
+    manual::add(&config, &store, "scheduled.com\n", "", None, None, "alice", Utc::now()).await.unwrap();
+    let child = spawn_daemon(&env);
+    let start = std::time::Instant::now();
+    let plans = loop {
+        let p = approval::pending(&store).unwrap();
+        if !p.is_empty() {
+            break p;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the daemon made no plan");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    sigterm(&child);
+    wait_exit(child, std::time::Duration::from_secs(30)).await;
+    assert_eq!(plans[0].created_by, None, "a scheduled plan");
+    assert_eq!(plans[0].plan.changes[0].change.value, "scheduled.com");
+    assert_eq!(env.write_calls(), 0, "the scheduled run planned, it did not apply");
+    assert!(env.owned().is_empty());
 }
