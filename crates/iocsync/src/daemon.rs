@@ -491,7 +491,13 @@ async fn run_once(config: &Config, state: &Shared, req: &SyncRequest) {
             return;
         }
     };
-    let outcomes = match engine::sync_all(config, None, req).await {
+    // With approval on, a scheduled run plans: the plan waits for an approver.
+    let result = if config.sync.approval {
+        engine::approval::plan_pending_locked(config, None, Utc::now()).await.map(|(o, _)| o)
+    } else {
+        engine::sync_all(config, None, req).await
+    };
+    let outcomes = match result {
         Ok(o) => o,
         Err(e) => {
             tracing::error!("run failed: {e:#}");
@@ -515,6 +521,46 @@ async fn run_once(config: &Config, state: &Shared, req: &SyncRequest) {
         }
     };
     lock_state(state).record(outcomes, Utc::now(), started.elapsed());
+}
+
+/// What "Sync now" did.
+#[derive(Debug)]
+pub enum SyncNow {
+    /// Approval off: the tenants were synced (one outcome per tenant).
+    Synced(Vec<TenantOutcome>),
+    /// Approval on: plans were made and wait for an approver (tenants with nothing to change
+    /// get none).
+    Planned(Vec<engine::approval::PendingPlan>),
+}
+
+/// "Sync now" from the console: takes the run lock (refused with "a run is in progress" while a
+/// scheduled run or another sync holds it), then syncs every tenant as `actor` (approval off) or
+/// makes pending plans (approval on). The same engine path as a scheduled run; audited.
+pub async fn sync_now(config: &Config, actor: &str) -> anyhow::Result<SyncNow> {
+    let _lock = engine::approval::run_lock(config)?;
+    let now = Utc::now();
+    let result = if config.sync.approval {
+        let (_, plans) = engine::approval::plan_pending_locked(config, Some(actor), now).await?;
+        SyncNow::Planned(plans)
+    } else {
+        let req = SyncRequest { actor: Some(actor.to_owned()), ..SyncRequest::default() };
+        SyncNow::Synced(engine::sync_all(config, None, &req).await?)
+    };
+    let detail = match &result {
+        SyncNow::Synced(o) => serde_json::json!({
+            "mode": "sync",
+            "tenants": o.iter().map(|t| serde_json::json!({
+                "tenant": t.report.tenant, "exit": t.exit as i32, "error": t.error,
+            })).collect::<Vec<_>>(),
+        }),
+        SyncNow::Planned(p) => serde_json::json!({
+            "mode": "plan",
+            "plans": p.iter().map(|x| serde_json::json!({ "plan": x.id, "tenant": x.tenant })).collect::<Vec<_>>(),
+        }),
+    };
+    let store = engine::open_store(config)?;
+    engine::audit::record_or_warn(&store, actor, "sync-now", &detail, now);
+    Ok(result)
 }
 
 fn lock_state(state: &Shared) -> std::sync::MutexGuard<'_, DaemonState> {

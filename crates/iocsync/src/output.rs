@@ -234,6 +234,14 @@ pub fn sync(format: OutputFormat, outcomes: &[TenantOutcome]) {
 /// How many values of each kind of change the markdown review lists.
 const REVIEW_SAMPLES: usize = 10;
 
+/// The `plan --output markdown` review text of one tenant's saved plan, as a string (the
+/// console shows it with a pending plan).
+pub fn plan_review(o: &TenantOutcome, p: &crate::engine::saved::SavedPlan) -> String {
+    let mut s = String::new();
+    plan_markdown(&mut s, o, p);
+    s
+}
+
 /// `plan --output markdown`: a review text for a pull request.
 fn plan_markdown(s: &mut String, o: &TenantOutcome, p: &crate::engine::saved::SavedPlan) {
     let r = &o.report;

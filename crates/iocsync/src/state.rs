@@ -450,6 +450,71 @@ pub struct ManualValue {
     pub added_at: DateTime<Utc>,
 }
 
+/// A plan waiting for approval (`[sync] approval = true`), as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingPlanRow {
+    /// Id.
+    pub id: i64,
+    /// Tenant name.
+    pub tenant: String,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// Who asked for it (a console user); `None` for the schedule.
+    pub created_by: Option<String>,
+    /// The saved plan (what `plan --out` writes).
+    pub plan_json: String,
+    /// The review text (`plan --output markdown`).
+    pub review_markdown: String,
+    /// pending, applied, rejected, superseded or failed.
+    pub status: String,
+    /// Who applied or rejected it.
+    pub decided_by: Option<String>,
+    /// When.
+    pub decided_at: Option<DateTime<Utc>>,
+    /// What applying it did (the run report or the refusal), as JSON.
+    pub result_json: Option<String>,
+}
+
+/// A request to undo one run, made by an analyst and confirmed or rejected by an approver.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct UndoRequest {
+    /// Id.
+    pub id: i64,
+    /// The run to undo.
+    pub run_id: i64,
+    /// Its tenant.
+    pub tenant: String,
+    /// Who asked.
+    pub requested_by: String,
+    /// When.
+    pub requested_at: DateTime<Utc>,
+    /// Why (the analyst's words).
+    pub comment: String,
+    /// pending, done, failed or rejected.
+    pub status: String,
+    /// Who confirmed or rejected it.
+    pub decided_by: Option<String>,
+    /// When.
+    pub decided_at: Option<DateTime<Utc>>,
+    /// What the undo did (its report or the error).
+    pub result: Option<serde_json::Value>,
+}
+
+/// One row of the console's audit log.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditRow {
+    /// Sequence number (increasing).
+    pub seq: i64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who.
+    pub user: String,
+    /// What, e.g. `manual-add`, `approve`, `undo-request`.
+    pub action: String,
+    /// The details (values, ids, outcome).
+    pub detail: serde_json::Value,
+}
+
 /// One row of the run history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRow {
@@ -1123,6 +1188,207 @@ impl StateStore {
             params![id, user, fmt_ts(at)],
         )?;
         Ok(n > 0)
+    }
+
+    // ---- approvals, undo requests, audit ----------------------------------------------------
+
+    /// Stores a plan waiting for approval; older pending plans of the tenant become superseded.
+    pub fn add_pending_plan(
+        &self,
+        tenant: &str,
+        created_at: DateTime<Utc>,
+        created_by: Option<&str>,
+        plan_json: &str,
+        review_markdown: &str,
+    ) -> Result<i64, StateError> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "UPDATE pending_plans SET status = 'superseded', decided_at = ?2 WHERE tenant = ?1 AND status = 'pending'",
+            params![tenant, fmt_ts(created_at)],
+        )?;
+        tx.execute(
+            "INSERT INTO pending_plans (tenant, created_at, created_by, plan_json, review_markdown, status)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
+            params![tenant, fmt_ts(created_at), created_by, plan_json, review_markdown],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Marks the tenant's pending plans superseded (a newer run found nothing to change).
+    pub fn supersede_pending_plans(&self, tenant: &str, at: DateTime<Utc>) -> Result<usize, StateError> {
+        Ok(self.conn.execute(
+            "UPDATE pending_plans SET status = 'superseded', decided_at = ?2 WHERE tenant = ?1 AND status = 'pending'",
+            params![tenant, fmt_ts(at)],
+        )?)
+    }
+
+    /// Plans by status (all when `None`), newest first, at most `limit`.
+    pub fn pending_plans(
+        &self,
+        status: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PendingPlanRow>, StateError> {
+        self.pending_plans_where(status, None, limit)
+    }
+
+    /// One plan by id.
+    pub fn pending_plan(&self, id: i64) -> Result<Option<PendingPlanRow>, StateError> {
+        Ok(self.pending_plans_where(None, Some(id), 1)?.into_iter().next())
+    }
+
+    fn pending_plans_where(
+        &self,
+        status: Option<&str>,
+        id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<PendingPlanRow>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, tenant, created_at, created_by, plan_json, review_markdown, status, decided_by, decided_at,
+                    result_json
+             FROM pending_plans WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR id = ?2)
+             ORDER BY id DESC LIMIT ?3",
+        )?;
+        let mut rows = stmt.query(params![status, id, i64::try_from(limit).unwrap_or(i64::MAX)])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let created: String = r.get(2)?;
+            let decided: Option<String> = r.get(8)?;
+            out.push(PendingPlanRow {
+                id: r.get(0)?,
+                tenant: r.get(1)?,
+                created_at: parse_ts("pending_plans.created_at", &created)?,
+                created_by: r.get(3)?,
+                plan_json: r.get(4)?,
+                review_markdown: r.get(5)?,
+                status: r.get(6)?,
+                decided_by: r.get(7)?,
+                decided_at: decided.map(|d| parse_ts("pending_plans.decided_at", &d)).transpose()?,
+                result_json: r.get(9)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records the decision on pending plan `id`; false when it was no longer pending.
+    pub fn decide_pending_plan(
+        &self,
+        id: i64,
+        status: &str,
+        by: &str,
+        at: DateTime<Utc>,
+        result_json: Option<&str>,
+    ) -> Result<bool, StateError> {
+        let n = self.conn.execute(
+            "UPDATE pending_plans SET status = ?2, decided_by = ?3, decided_at = ?4, result_json = ?5
+             WHERE id = ?1 AND status = 'pending'",
+            params![id, status, by, fmt_ts(at), result_json],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Stores a request to undo run `run_id` and returns its id.
+    pub fn add_undo_request(
+        &self,
+        run_id: i64,
+        tenant: &str,
+        by: &str,
+        at: DateTime<Utc>,
+        comment: &str,
+    ) -> Result<i64, StateError> {
+        self.conn.execute(
+            "INSERT INTO undo_requests (run_id, tenant, requested_by, requested_at, comment, status)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
+            params![run_id, tenant, by, fmt_ts(at), comment],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Undo requests by status (all when `None`), newest first.
+    pub fn undo_requests(
+        &self,
+        status: Option<&str>,
+        id: Option<i64>,
+    ) -> Result<Vec<UndoRequest>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, run_id, tenant, requested_by, requested_at, comment, status, decided_by, decided_at, result_json
+             FROM undo_requests WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR id = ?2) ORDER BY id DESC",
+        )?;
+        let mut rows = stmt.query(params![status, id])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let at: String = r.get(4)?;
+            let decided: Option<String> = r.get(8)?;
+            let result: Option<String> = r.get(9)?;
+            out.push(UndoRequest {
+                id: r.get(0)?,
+                run_id: r.get(1)?,
+                tenant: r.get(2)?,
+                requested_by: r.get(3)?,
+                requested_at: parse_ts("undo_requests.requested_at", &at)?,
+                comment: r.get(5)?,
+                status: r.get(6)?,
+                decided_by: r.get(7)?,
+                decided_at: decided.map(|d| parse_ts("undo_requests.decided_at", &d)).transpose()?,
+                result: result.and_then(|j| serde_json::from_str(&j).ok()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records the decision on undo request `id`; false when it was no longer pending.
+    pub fn decide_undo_request(
+        &self,
+        id: i64,
+        status: &str,
+        by: &str,
+        at: DateTime<Utc>,
+        result: Option<&serde_json::Value>,
+    ) -> Result<bool, StateError> {
+        let n = self.conn.execute(
+            "UPDATE undo_requests SET status = ?2, decided_by = ?3, decided_at = ?4, result_json = ?5
+             WHERE id = ?1 AND status = 'pending'",
+            params![id, status, by, fmt_ts(at), result.map(serde_json::Value::to_string)],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Appends one row to the audit log.
+    pub fn append_audit(
+        &self,
+        at: DateTime<Utc>,
+        user: &str,
+        action: &str,
+        detail: &serde_json::Value,
+    ) -> Result<i64, StateError> {
+        self.conn.execute(
+            "INSERT INTO audit (at, user, action, detail_json) VALUES (?1, ?2, ?3, ?4)",
+            params![fmt_ts(at), user, action, detail.to_string()],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The newest `limit` audit rows, newest first.
+    pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditRow>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, at, user, action, detail_json FROM audit ORDER BY seq DESC LIMIT ?1")?;
+        let mut rows = stmt.query([i64::try_from(limit).unwrap_or(i64::MAX)])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let at: String = r.get(1)?;
+            let detail: String = r.get(4)?;
+            out.push(AuditRow {
+                seq: r.get(0)?,
+                at: parse_ts("audit.at", &at)?,
+                user: r.get(2)?,
+                action: r.get(3)?,
+                detail: serde_json::from_str(&detail)
+                    .map_err(|e| StateError::Corrupt { what: "audit.detail_json", detail: e.to_string() })?,
+            });
+        }
+        Ok(out)
     }
 
     // ---- runs ---------------------------------------------------------------------------------

@@ -104,6 +104,7 @@ pub async fn add(
     let s = lock(store);
     let mut active: BTreeSet<(String, String)> =
         s.manual_values(Some(&feed.name), now)?.into_iter().map(|v| (v.indicator_type, v.value)).collect();
+    let mut added = Vec::new();
     for p in &previews {
         let Verdict::Accepted { indicator_type, value, .. } = &p.verdict else { continue };
         if !active.insert((indicator_type.clone(), value.clone())) {
@@ -121,7 +122,28 @@ pub async fn add(
             added_at: now,
         })?;
         tracing::info!(id, feed = %feed.name, %indicator_type, %value, user, "manual list: value added");
+        added.push(serde_json::json!({ "id": id, "type": indicator_type, "value": value }));
     }
+    drop(s);
+    let refused: Vec<_> = previews
+        .iter()
+        .filter_map(|p| match &p.verdict {
+            Verdict::Refused { reason, .. } => {
+                Some(serde_json::json!({ "input": p.input, "reason": reason }))
+            }
+            Verdict::Accepted { .. } => None,
+        })
+        .collect();
+    super::audit::record_or_warn(
+        store,
+        user,
+        "manual-add",
+        &serde_json::json!({
+            "added": added, "refused": refused, "comment": comment,
+            "action": action.map(Action::as_str), "expires_at": expires_at,
+        }),
+        now,
+    );
     Ok(previews)
 }
 
@@ -136,6 +158,7 @@ pub fn remove(
     let removed = lock(store).remove_manual(id, user, now)?;
     if removed {
         tracing::info!(id, user, "manual list: value removed");
+        super::audit::record_or_warn(store, user, "manual-remove", &serde_json::json!({ "id": id }), now);
     }
     Ok(removed)
 }
@@ -291,6 +314,16 @@ fn check(
                     (!others.is_empty()).then(|| {
                         format!("also in feed {}", others.into_iter().collect::<Vec<_>>().join(", "))
                     })
+                };
+                // Text-feed rule: the first field is the value, the rest of the line is not read.
+                let rest: Vec<&str> = input.split_whitespace().skip(1).collect();
+                let note = match (note, rest.is_empty()) {
+                    (n, true) => n,
+                    (n, false) => {
+                        let ignored =
+                            format!("ignored the rest of the line `{}`: one value a line", rest.join(" "));
+                        Some(n.map_or(ignored.clone(), |n| format!("{n}; {ignored}")))
+                    }
                 };
                 pasted.entry(key).or_insert(line);
                 Verdict::Accepted { indicator_type: kind.as_str().to_owned(), value, action, note }

@@ -3,6 +3,8 @@
 //! live in `iocsync-core`, the ones that talk to the world are here.
 
 mod apply;
+pub mod approval;
+pub mod audit;
 mod hits;
 mod impact;
 pub mod journal;

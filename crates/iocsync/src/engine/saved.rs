@@ -195,33 +195,38 @@ impl SavedPlan {
     pub fn load(path: &Path, max_age: std::time::Duration, now: DateTime<Utc>) -> anyhow::Result<SavedPlan> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the saved plan {}", path.display()))?;
-        let doc: Value = serde_json::from_str(&text)
-            .with_context(|| format!("the saved plan {} is not JSON", path.display()))?;
+        SavedPlan::from_json(&text, &path.display().to_string(), max_age, now)
+    }
+
+    /// [`SavedPlan::load`] from the document's text; `origin` names it in messages (a file, or
+    /// a pending plan of the state database).
+    pub fn from_json(
+        text: &str,
+        origin: &str,
+        max_age: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<SavedPlan> {
+        let doc: Value =
+            serde_json::from_str(text).with_context(|| format!("the saved plan {origin} is not JSON"))?;
         let stored = doc.get("content_hash").and_then(Value::as_str).unwrap_or_default().to_owned();
         let actual = hash_of(&doc);
         if stored != actual {
             anyhow::bail!(
-                "refusing the saved plan {}: its content hash does not match (file says {stored:?}, content \
-                 hashes to {actual}); it was edited or damaged since it was written. Make a new plan",
-                path.display()
+                "refusing the saved plan {origin}: its content hash does not match (file says {stored:?}, content \
+                 hashes to {actual}); it was edited or damaged since it was written. Make a new plan"
             );
         }
         let plan: SavedPlan = serde_json::from_value(doc)
-            .with_context(|| format!("the saved plan {} is not an {FORMAT} document", path.display()))?;
+            .with_context(|| format!("the saved plan {origin} is not an {FORMAT} document"))?;
         if plan.format != FORMAT {
-            anyhow::bail!(
-                "refusing the saved plan {}: format {:?}, expected {FORMAT}",
-                path.display(),
-                plan.format
-            );
+            anyhow::bail!("refusing the saved plan {origin}: format {:?}, expected {FORMAT}", plan.format);
         }
         let age = now - plan.created_at;
         let max = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::hours(24));
         if age > max {
             anyhow::bail!(
-                "refusing the saved plan {}: it was made at {} ({} h ago), older than --max-plan-age ({} h). \
+                "refusing the saved plan {origin}: it was made at {} ({} h ago), older than --max-plan-age ({} h). \
                  Make a new plan",
-                path.display(),
                 plan.created_at.to_rfc3339(),
                 age.num_hours(),
                 max.num_hours()
@@ -229,8 +234,7 @@ impl SavedPlan {
         }
         if age < -chrono::Duration::minutes(5) {
             anyhow::bail!(
-                "refusing the saved plan {}: it was made in the future ({})",
-                path.display(),
+                "refusing the saved plan {origin}: it was made in the future ({})",
                 plan.created_at
             );
         }

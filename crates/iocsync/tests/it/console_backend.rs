@@ -96,6 +96,12 @@ async fn defanged_input_is_normalised() {
     let Verdict::Accepted { value, .. } = &p[1].verdict else { panic!("{p:#?}") };
     assert_eq!(value, "45.1.2.3");
     assert_eq!(p[1].line, 3);
+    // One value a line: the rest of a line is not read, and the preview says so.
+    let p = manual::preview(&config, "first.com second.com\n# a comment\n", None).await.unwrap();
+    let Verdict::Accepted { value, note, .. } = &p[0].verdict else { panic!("{p:#?}") };
+    assert_eq!(value, "first.com");
+    assert!(note.as_deref().unwrap_or("").contains("second.com"), "{note:?}");
+    assert_eq!(refusal(&p[1].verdict), Some("invalid-value"), "{p:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -278,4 +284,195 @@ fn at_most_one_manual_list_and_it_is_never_parsed_as_a_path() {
     let f = c.manual_feed().expect("the manual list");
     assert_eq!((f.name.as_str(), f.priority), ("analysts", 10));
     assert!(!c.sync.approval, "approval is off by default");
+}
+
+// ---- part 2: approvals, undo requests, sync now, audit ------------------------------------------
+
+use iocsync::engine::{approval, audit};
+
+fn journal_actors(store: &Arc<Mutex<iocsync::state::StateStore>>, run: i64) -> Vec<Option<String>> {
+    lock(store).journal_of_run(run).unwrap().into_iter().map(|r| r.entry.actor).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approval_plans_without_writing_then_the_approved_plan_is_applied_as_the_approver() {
+    let env = Env::start(EnvOptions::default()).await;
+    let config = setup(&env, "approval = true\n", &[], MANUAL);
+    let store = store(&config);
+    manual::add(&config, &store, "approve-me.com\n", "", None, None, "alice", Utc::now()).await.unwrap();
+    let first = approval::plan_pending(&config, None, Utc::now()).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(env.write_calls(), 0, "planning writes nothing");
+    assert!(env.owned().is_empty());
+    let p = &first[0];
+    assert_eq!(p.status, "pending");
+    assert_eq!(p.plan.changes.len(), 1);
+    assert_eq!(p.plan.changes[0].change.value, "approve-me.com");
+    assert_eq!(p.plan.changes[0].change.kind, "create");
+    assert!(p.review_markdown.contains("approve-me.com"), "{}", p.review_markdown);
+    let json = serde_json::to_value(p).unwrap();
+    assert_eq!(json["plan"]["changes"][0]["value"], "approve-me.com", "a page can list the items");
+
+    // A second plan supersedes the first.
+    let second = approval::plan_pending(&config, Some("bob"), Utc::now()).await.unwrap();
+    assert_eq!(second.len(), 1);
+    let pending = approval::pending(&store).unwrap();
+    assert_eq!(pending.iter().map(|p| p.id).collect::<Vec<_>>(), [second[0].id]);
+    assert_eq!(pending[0].created_by.as_deref(), Some("bob"));
+    assert_eq!(approval::get(&store, first[0].id).unwrap().unwrap().status, "superseded");
+    let err = approval::approve(&config, first[0].id, "carol").await.unwrap_err().to_string();
+    assert!(err.contains("superseded"), "{err}");
+
+    let out = approval::approve(&config, second[0].id, "carol").await.unwrap();
+    assert_eq!(out.status, "applied", "{out:?}");
+    assert_eq!(owned_values(&env), ["approve-me.com"]);
+    assert_eq!(journal_actors(&store, out.run_id.unwrap()), [Some("carol".to_owned())]);
+    let decided = approval::get(&store, second[0].id).unwrap().unwrap();
+    assert_eq!((decided.status.as_str(), decided.decided_by.as_deref()), ("applied", Some("carol")));
+    assert!(approval::pending(&store).unwrap().is_empty());
+    // Nothing left to change: the next scheduled plan makes no plan.
+    assert!(approval::plan_pending(&config, None, Utc::now()).await.unwrap().is_empty());
+    let log = audit::audit_log(&store, 10).unwrap();
+    let actions: Vec<(&str, &str)> = log.iter().map(|r| (r.user.as_str(), r.action.as_str())).collect();
+    assert!(
+        actions.contains(&("carol", "plan-approve")) && actions.contains(&("alice", "manual-add")),
+        "{actions:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_the_tenant_drifted_from_is_refused_and_writes_nothing() {
+    let env = Env::start(EnvOptions::default()).await;
+    let config = setup(&env, "approval = true\n", &[], MANUAL);
+    let store = store(&config);
+    manual::add(&config, &store, "drift-me.com\n", "", None, None, "alice", Utc::now()).await.unwrap();
+    let plan = approval::plan_pending(&config, None, Utc::now()).await.unwrap().remove(0);
+    // The tenant changes in between: another run creates the value.
+    sync_as(&config, None).await;
+    let before = env.emu.indicators();
+    env.emu.clear_calls();
+    let out = approval::approve(&config, plan.id, "carol").await.unwrap();
+    assert_eq!(out.status, "failed", "{out:?}");
+    assert!(out.error.as_deref().unwrap_or("").contains("drift-me.com"), "says what drifted: {out:?}");
+    assert_eq!(env.write_calls(), 0, "nothing written");
+    assert_eq!(env.emu.indicators(), before);
+    let row = approval::get(&store, plan.id).unwrap().unwrap();
+    assert_eq!(row.status, "failed");
+    assert!(row.result.unwrap()["error"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_plan_writes_nothing_and_cannot_be_approved() {
+    let env = Env::start(EnvOptions::default()).await;
+    let config = setup(&env, "approval = true\n", &[], MANUAL);
+    let store = store(&config);
+    manual::add(&config, &store, "reject-me.com\n", "", None, None, "alice", Utc::now()).await.unwrap();
+    let plan = approval::plan_pending(&config, None, Utc::now()).await.unwrap().remove(0);
+    assert!(approval::reject(&store, plan.id, "carol", Utc::now()).unwrap());
+    assert!(!approval::reject(&store, plan.id, "carol", Utc::now()).unwrap(), "already decided");
+    assert!(approval::approve(&config, plan.id, "carol").await.is_err());
+    assert_eq!(env.write_calls(), 0);
+    assert!(env.owned().is_empty());
+    let row = approval::get(&store, plan.id).unwrap().unwrap();
+    assert_eq!((row.status.as_str(), row.decided_by.as_deref()), ("rejected", Some("carol")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undo_request_confirmed_by_an_approver_reverts_the_run() {
+    let env = Env::start(EnvOptions::default()).await;
+    let config = setup(&env, "max_delete_fraction = 1.0\n", &[], MANUAL);
+    let store = store(&config);
+    manual::add(&config, &store, "undo-a.com\nundo-b.com\n", "", None, None, "alice", Utc::now())
+        .await
+        .unwrap();
+    sync_as(&config, Some("alice")).await;
+    assert_eq!(env.owned().len(), 2);
+    let run = lock(&store).runs(None, 1).unwrap().remove(0).id;
+    let req = approval::request_undo(&store, run, "alice", "wrong values", Utc::now()).unwrap();
+    assert!(
+        approval::request_undo(&store, run, "alice", "again", Utc::now()).is_err(),
+        "one pending request"
+    );
+    assert_eq!(approval::pending_undos(&store).unwrap().len(), 1);
+    assert_eq!(env.owned().len(), 2, "a request alone changes nothing");
+
+    let out = approval::confirm_undo(&config, req, "carol").await.unwrap();
+    assert_eq!(out.status, "done", "{out:?}");
+    assert!(env.owned().is_empty(), "the run's creates are deleted");
+    let undo_run = out.report.as_ref().and_then(|r| r.undo_run).expect("an undo run");
+    assert_eq!(journal_actors(&store, undo_run), [Some("carol".to_owned()), Some("carol".to_owned())]);
+    assert!(approval::pending_undos(&store).unwrap().is_empty());
+    assert!(approval::confirm_undo(&config, req, "carol").await.is_err(), "not pending any more");
+    // A second request for another run, rejected: nothing happens.
+    sync_as(&config, None).await;
+    let run2 = lock(&store).runs(None, 1).unwrap().remove(0).id;
+    let req2 = approval::request_undo(&store, run2, "alice", "", Utc::now()).unwrap();
+    let calls = env.write_calls();
+    assert!(approval::reject_undo(&store, req2, "carol", Utc::now()).unwrap());
+    assert_eq!(env.write_calls(), calls);
+    let actions: Vec<String> = audit::audit_log(&store, 20).unwrap().into_iter().map(|r| r.action).collect();
+    for a in ["undo-request", "undo-confirm", "undo-reject"] {
+        assert!(actions.iter().any(|x| x == a), "{a} audited: {actions:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_now_is_refused_while_the_run_lock_is_held_and_otherwise_syncs_or_plans() {
+    let env = Env::start(EnvOptions::default()).await;
+    let config = setup(&env, "", &[], MANUAL);
+    let store = store(&config);
+    manual::add(&config, &store, "now-me.com\n", "", None, None, "alice", Utc::now()).await.unwrap();
+    {
+        let _held = iocsync::daemon::RunLock::acquire(&config.sync.state).unwrap();
+        let err = iocsync::daemon::sync_now(&config, "alice").await.unwrap_err().to_string();
+        assert!(err.contains("a run is in progress"), "{err}");
+        let err = approval::plan_pending(&config, None, Utc::now()).await.unwrap_err().to_string();
+        assert!(err.contains("a run is in progress"), "{err}");
+        assert_eq!(env.write_calls(), 0);
+    }
+    let done = iocsync::daemon::sync_now(&config, "alice").await.unwrap();
+    let iocsync::daemon::SyncNow::Synced(outcomes) = done else { panic!("approval is off: {done:?}") };
+    assert!(outcomes[0].error.is_none());
+    assert_eq!(owned_values(&env), ["now-me.com"]);
+    let run = lock(&store).runs(None, 1).unwrap().remove(0);
+    assert_eq!(run.actor.as_deref(), Some("alice"));
+    assert_eq!(journal_actors(&store, run.id), [Some("alice".to_owned())]);
+
+    // With approval on, Sync now makes a plan instead.
+    let config = setup(&env, "approval = true\n", &[], MANUAL);
+    manual::add(&config, &store, "later-me.com\n", "", None, None, "alice", Utc::now()).await.unwrap();
+    let calls = env.write_calls();
+    let done = iocsync::daemon::sync_now(&config, "alice").await.unwrap();
+    let iocsync::daemon::SyncNow::Planned(plans) = done else { panic!("approval is on: {done:?}") };
+    assert_eq!(plans.len(), 1);
+    assert_eq!(plans[0].created_by.as_deref(), Some("alice"));
+    assert_eq!(env.write_calls(), calls, "a plan writes nothing");
+    let actions: Vec<String> = audit::audit_log(&store, 20).unwrap().into_iter().map(|r| r.action).collect();
+    assert_eq!(actions.iter().filter(|a| *a == "sync-now").count(), 2, "{actions:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_approval_on_the_daemon_plans_instead_of_applying() {
+    use crate::daemon::{free_port, sigterm, spawn_daemon, wait_exit};
+    let env = Env::start(EnvOptions::default()).await;
+    let daemon = format!("[daemon]\ninterval = \"1h\"\nlisten = \"127.0.0.1:{}\"\n\n", free_port());
+    let config = setup(&env, &format!("approval = true\n\n{daemon}"), &[], MANUAL);
+    let store = store(&config);
+    manual::add(&config, &store, "scheduled.com\n", "", None, None, "alice", Utc::now()).await.unwrap();
+    let child = spawn_daemon(&env);
+    let start = std::time::Instant::now();
+    let plans = loop {
+        let p = approval::pending(&store).unwrap();
+        if !p.is_empty() {
+            break p;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the daemon made no plan");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    sigterm(&child);
+    wait_exit(child, std::time::Duration::from_secs(30)).await;
+    assert_eq!(plans[0].created_by, None, "a scheduled plan");
+    assert_eq!(plans[0].plan.changes[0].change.value, "scheduled.com");
+    assert_eq!(env.write_calls(), 0, "the scheduled run planned, it did not apply");
+    assert!(env.owned().is_empty());
 }

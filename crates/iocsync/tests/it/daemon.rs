@@ -6,11 +6,11 @@ use iocsync_emulator::{EndpointFamily, Fault, FaultRule, Trigger};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn spawn_daemon(env: &Env) -> Child {
+pub(crate) fn spawn_daemon(env: &Env) -> Child {
     Command::new(assert_cmd::cargo::cargo_bin!("iocsync"))
         .arg("--config")
         .arg(env.path("iocsync.toml"))
@@ -23,13 +23,13 @@ fn spawn_daemon(env: &Env) -> Child {
         .expect("daemon starts")
 }
 
-fn sigterm(child: &Child) {
+pub(crate) fn sigterm(child: &Child) {
     let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success();
     assert!(ok, "kill -TERM failed");
 }
 
 /// Waits (bounded) for the child to exit and returns its code.
-async fn wait_exit(mut child: Child, limit: Duration) -> Option<i32> {
+pub(crate) async fn wait_exit(mut child: Child, limit: Duration) -> Option<i32> {
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
