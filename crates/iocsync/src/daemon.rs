@@ -366,9 +366,8 @@ pub async fn serve_with(
             drop(stream);
             continue;
         };
-        let service = hyper_util::service::TowerToHyperService::new(
-            app.clone().layer(axum::Extension(PeerAddr(peer))),
-        );
+        let service =
+            hyper_util::service::TowerToHyperService::new(app.clone().layer(axum::Extension(PeerAddr(peer))));
         let tls = tls.clone();
         tokio::spawn(async move {
             let builder = {

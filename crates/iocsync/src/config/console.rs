@@ -154,8 +154,10 @@ impl Validator {
                 d.listen
             }
         };
-        let users_file =
-            super::resolve(&self.base_dir, std::path::Path::new(raw.users_file.as_deref().unwrap_or("console-users.toml")));
+        let users_file = super::resolve(
+            &self.base_dir,
+            std::path::Path::new(raw.users_file.as_deref().unwrap_or("console-users.toml")),
+        );
         let role = |v: &mut Validator, key: &str, s: &str| match s.parse::<Role>() {
             Ok(r) => r,
             Err(e) => {
@@ -168,9 +170,8 @@ impl Validator {
             "proxy" => {
                 let mut addresses = Vec::new();
                 for a in raw.proxy_addresses.clone().unwrap_or_default() {
-                    let net = a
-                        .parse::<ipnet::IpNet>()
-                        .or_else(|_| a.parse::<IpAddr>().map(ipnet::IpNet::from));
+                    let net =
+                        a.parse::<ipnet::IpNet>().or_else(|_| a.parse::<IpAddr>().map(ipnet::IpNet::from));
                     match net {
                         Ok(n) => addresses.push(n),
                         Err(_) => self.problem(
@@ -194,14 +195,21 @@ impl Validator {
                     None => Role::Viewer,
                     Some(r) => role(self, "console.proxy_default_role", r),
                 };
-                let user_header = raw.proxy_user_header.clone().unwrap_or_else(|| "X-Forwarded-Email".to_owned());
+                let user_header =
+                    raw.proxy_user_header.clone().unwrap_or_else(|| "X-Forwarded-Email".to_owned());
                 if axum::http::HeaderName::from_bytes(user_header.as_bytes()).is_err() {
-                    self.problem("console.proxy_user_header", format!("`{user_header}` is not an HTTP header name"));
+                    self.problem(
+                        "console.proxy_user_header",
+                        format!("`{user_header}` is not an HTTP header name"),
+                    );
                 }
                 ConsoleAuth::Proxy { addresses, user_header, roles, default_role }
             }
             other => {
-                self.problem("console.auth", format!("`{other}` is not an authentication mode: use \"local\" or \"proxy\""));
+                self.problem(
+                    "console.auth",
+                    format!("`{other}` is not an authentication mode: use \"local\" or \"proxy\""),
+                );
                 ConsoleAuth::Local { users_file }
             }
         };

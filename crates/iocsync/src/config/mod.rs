@@ -7,12 +7,12 @@ mod starter;
 
 pub use starter::STARTER_CONFIG;
 
+pub use console::{ConsoleAuth, ConsoleSettings, DEFAULT_CONSOLE_LISTEN, Role};
 use iocsync_core::marker::{Marker, MarkerField};
 use iocsync_core::model::{Action, Severity};
 use iocsync_core::policy::FeedPolicy;
 use iocsync_ioc::formats::Column;
 use iocsync_ioc::{Format, IndicatorType, TypeHint};
-pub use console::{ConsoleAuth, ConsoleSettings, DEFAULT_CONSOLE_LISTEN, Role};
 use raw::{RawAllowlist, RawConfig, RawFeed, RawPolicy, RawTenant, Unknown};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -679,7 +679,18 @@ impl Validator {
         self.unknown(
             "",
             &raw.unknown,
-            &["defender", "tenants", "sync", "defaults", "feeds", "allowlist", "daemon", "impact", "hits", "console"],
+            &[
+                "defender",
+                "tenants",
+                "sync",
+                "defaults",
+                "feeds",
+                "allowlist",
+                "daemon",
+                "impact",
+                "hits",
+                "console",
+            ],
         );
         let raw_sync = raw.sync.unwrap_or_default();
         // DESIGN.md shows expire_days under [sync]: it is the fallback of [defaults].expire_days.

@@ -78,4 +78,12 @@ interval = "6h"                 # or schedule = "0 */6 * * *" (cron); the daemon
 tz = "UTC"                      # time zone of a cron schedule (IANA name, e.g. "Europe/Rome"); UTC by default
 # max_staleness = "12h"         # /readyz fails when a tenant's last success is older (default: 2 x the interval)
 listen = "127.0.0.1:8944"       # /metrics (Prometheus), /healthz (liveness), /readyz (last success fresh)
+
+# [console]                     # the analyst console, served by `iocsync daemon`
+# enabled = true
+# listen = "127.0.0.1:8945"     # loopback by default
+# auth = "local"                # users: `iocsync console add-user NAME --role viewer|analyst|approver`
+# users_file = "console-users.toml"
+# tls_cert = "console.pem"      # serve HTTPS (PEM); or auth = "proxy" behind oauth2-proxy:
+# proxy_addresses = ["127.0.0.1"]
 "#;

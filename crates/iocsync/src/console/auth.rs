@@ -63,12 +63,19 @@ pub(super) async fn authenticate(State(c): State<Arc<Console>>, req: Request, ne
                     if let Some(t) = token.as_deref() {
                         c.sessions.remove(t);
                     }
-                    return page(StatusCode::UNAUTHORIZED, "Signed out", "This user no longer exists in the console's users file.");
+                    return page(
+                        StatusCode::UNAUTHORIZED,
+                        "Signed out",
+                        "This user no longer exists in the console's users file.",
+                    );
                 }
             },
             None if req.method() == Method::GET || req.method() == Method::HEAD => {
                 let next = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-                let to = format!("/login?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>());
+                let to = format!(
+                    "/login?next={}",
+                    url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+                );
                 return Redirect::to(&to).into_response();
             }
             None => {
@@ -103,15 +110,21 @@ pub(super) async fn authenticate(State(c): State<Arc<Console>>, req: Request, ne
                 return page(
                     StatusCode::UNAUTHORIZED,
                     "No user",
-                    &format!("The proxy did not name a user in the {user_header} header: check its configuration."),
+                    &format!(
+                        "The proxy did not name a user in the {user_header} header: check its configuration."
+                    ),
                 );
             };
             let role = roles.get(&name).copied().unwrap_or(*default_role);
-            match token.as_deref().and_then(|t| c.sessions.get(t, now)).filter(|s| s.user == name && s.role == role) {
+            match token
+                .as_deref()
+                .and_then(|t| c.sessions.get(t, now))
+                .filter(|s| s.user == name && s.role == role)
+            {
                 Some(s) => s,
                 None => {
                     let (tok, s) = c.sessions.create(&name, role, now);
-                    super::routes::audit(&c, &name, "login", serde_json::json!({"via": "proxy"}));
+                    super::routes::audit(&c, &name, "login", &serde_json::json!({"via": "proxy"}));
                     new_session = Some(tok);
                     s
                 }
@@ -123,9 +136,14 @@ pub(super) async fn authenticate(State(c): State<Arc<Console>>, req: Request, ne
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let (parts, body) = req.into_parts();
         let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BYTES).await else {
-            return page(StatusCode::PAYLOAD_TOO_LARGE, "Too large", "The form is larger than 2 MiB: send fewer values at once.");
+            return page(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Too large",
+                "The form is larger than 2 MiB: send fewer values at once.",
+            );
         };
-        let sent = url::form_urlencoded::parse(&bytes).find(|(k, _)| k == "csrf").map(|(_, v)| v.into_owned());
+        let sent =
+            url::form_urlencoded::parse(&bytes).find(|(k, _)| k == "csrf").map(|(_, v)| v.into_owned());
         if !sent.is_some_and(|t| same_token(&t, &user.csrf)) {
             tracing::warn!(user = %user.name, path = %parts.uri.path(), "console request refused: missing or stale CSRF token");
             return page(
@@ -151,9 +169,16 @@ pub(super) struct LoginQuery {
 }
 
 /// `GET /login`.
-pub(super) async fn login_page(State(c): State<Arc<Console>>, q: axum::extract::Query<LoginQuery>) -> Response {
+pub(super) async fn login_page(
+    State(c): State<Arc<Console>>,
+    q: axum::extract::Query<LoginQuery>,
+) -> Response {
     if c.proxied() {
-        return page(StatusCode::OK, "Sign in", "This console signs users in through your organisation's proxy: open it through the proxy's address.");
+        return page(
+            StatusCode::OK,
+            "Sign in",
+            "This console signs users in through your organisation's proxy: open it through the proxy's address.",
+        );
     }
     let token = random_token();
     let mut resp = pages::login(&token, q.next.as_deref().unwrap_or("/"), None).into_response();
@@ -187,7 +212,11 @@ pub(super) async fn login(
         return page(StatusCode::NOT_FOUND, "Sign in", "This console signs users in through the proxy.");
     };
     if !cookie(&headers, LOGIN_COOKIE).is_some_and(|t| same_token(&t, &f.csrf)) {
-        return page(StatusCode::FORBIDDEN, "Form expired", "The sign-in form is stale: reload /login and try again.");
+        return page(
+            StatusCode::FORBIDDEN,
+            "Form expired",
+            "The sign-in form is stale: reload /login and try again.",
+        );
     }
     let now = c.clock.now();
     let keys = vec![format!("user:{}", f.user), format!("ip:{}", peer.0.ip())];
@@ -215,22 +244,24 @@ pub(super) async fn login(
         }
     };
     let (name, password) = (f.user.clone(), f.password);
-    let found = tokio::task::spawn_blocking(move || users.verify(&name, &password).map(|u| (u.name.clone(), u.role)))
-        .await
-        .ok()
-        .flatten();
+    let found =
+        tokio::task::spawn_blocking(move || users.verify(&name, &password).map(|u| (u.name.clone(), u.role)))
+            .await
+            .ok()
+            .flatten();
     let Some((name, role)) = found else {
         c.limiter.fail(&keys, now);
         tracing::warn!(user = %f.user, peer = %peer.0.ip(), "console sign-in failed");
         let token = random_token();
-        let mut resp = (StatusCode::UNAUTHORIZED, pages::login(&token, &f.next, Some("Wrong user name or password.")))
-            .into_response();
+        let mut resp =
+            (StatusCode::UNAUTHORIZED, pages::login(&token, &f.next, Some("Wrong user name or password.")))
+                .into_response();
         resp.headers_mut().append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, &token, c.secure_cookies));
         return resp;
     };
     c.limiter.succeed(&keys[0]);
     let (token, _) = c.sessions.create(&name, role, now);
-    super::routes::audit(&c, &name, "login", serde_json::json!({"peer": peer.0.ip().to_string()}));
+    super::routes::audit(&c, &name, "login", &serde_json::json!({"peer": peer.0.ip().to_string()}));
     let mut resp = Redirect::to(local_path(&f.next)).into_response();
     let h = resp.headers_mut();
     h.append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, &token, c.secure_cookies));
@@ -247,7 +278,7 @@ pub(super) async fn logout(
     if let Some(t) = cookie(&headers, SESSION_COOKIE) {
         c.sessions.remove(&t);
     }
-    super::routes::audit(&c, &user.name, "logout", serde_json::Value::Null);
+    super::routes::audit(&c, &user.name, "logout", &serde_json::Value::Null);
     let mut resp = Redirect::to("/login").into_response();
     resp.headers_mut().append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", c.secure_cookies));
     resp

@@ -151,7 +151,8 @@ pub async fn start(
         .with_context(|| format!("console: listening on {}", config.console.listen))?;
     let addr = listener.local_addr()?;
     let app = console.router();
-    let task = tokio::spawn(crate::daemon::serve_with(listener, app, crate::daemon::ListenerLimits::default(), tls));
+    let task =
+        tokio::spawn(crate::daemon::serve_with(listener, app, crate::daemon::ListenerLimits::default(), tls));
     tracing::info!(%addr, "analyst console serving");
     Ok((addr, task))
 }

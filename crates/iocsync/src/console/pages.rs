@@ -25,10 +25,7 @@ pub struct Page(pub Markup);
 
 impl axum::response::IntoResponse for Page {
     fn into_response(self) -> axum::response::Response {
-        (
-            [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            self.0.into_string(),
-        )
+        ([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")], self.0.into_string())
             .into_response()
     }
 }
@@ -69,6 +66,14 @@ fn layout(title: &str, user: Option<&CurrentUser>, active: &str, body: Markup) -
 
 fn when(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A JSON RFC 3339 time as [`when`] writes it.
+fn stamp(v: &Value) -> String {
+    v.as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| when(&t.with_timezone(&Utc)))
+        .unwrap_or_default()
 }
 
 fn age(t: &DateTime<Utc>, now: DateTime<Utc>) -> String {
@@ -150,7 +155,12 @@ pub fn gather_overview(c: &Console) -> anyhow::Result<Vec<TenantView>> {
             .map(|fs| {
                 fs.iter()
                     .filter(|f| !matches!(f["status"].as_str(), Some("ok" | "not-modified")))
-                    .map(|f| (f["name"].as_str().unwrap_or("?").to_owned(), f["status"].as_str().unwrap_or("?").to_owned()))
+                    .map(|f| {
+                        (
+                            f["name"].as_str().unwrap_or("?").to_owned(),
+                            f["status"].as_str().unwrap_or("?").to_owned(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -162,9 +172,8 @@ pub fn gather_overview(c: &Console) -> anyhow::Result<Vec<TenantView>> {
 /// When the daemon runs next: the next cron occurrence, or the last run plus the interval.
 fn next_run(c: &Config, tenants: &[TenantView]) -> String {
     match &c.daemon.schedule {
-        crate::config::Schedule::Cron(expr) => {
-            crate::daemon::next_run_at(expr, c.daemon.tz, Utc::now()).map_or_else(|| format!("cron {expr}"), |t| when(&t))
-        }
+        crate::config::Schedule::Cron(expr) => crate::daemon::next_run_at(expr, c.daemon.tz, Utc::now())
+            .map_or_else(|| format!("cron {expr}"), |t| when(&t)),
         crate::config::Schedule::Every(d) => {
             let every = format!("every {}", humantime::format_duration(*d));
             let last = tenants.iter().filter_map(|t| t.last.as_ref()?.finished_at).max();
@@ -267,7 +276,7 @@ pub struct FeedView {
     pub source: String,
     /// Priority.
     pub priority: i32,
-    /// Status of its last good copy (`fallback`, `stale`, `failed`, or `fresh` for the manual list).
+    /// Its last good copy: `usable` (within `max_age`), `too old`, `none`, or `fresh` (the manual list).
     pub status: String,
     /// Why, when not usable.
     pub why: Option<String>,
@@ -322,8 +331,19 @@ pub async fn gather_feeds(c: &Console) -> anyhow::Result<Vec<FeedView>> {
                 name: f.name.clone(),
                 source: cfg.map(|x| crate::fetch::redact_source(&x.source)).unwrap_or_default(),
                 priority: cfg.map_or(0, |x| x.priority),
-                status: f.status.as_str().to_owned(),
-                why: f.status.why().map(str::to_owned),
+                // Read without a download: a copy within max_age is usable, not a fallback.
+                status: match f.status.as_str() {
+                    "fallback" => "usable",
+                    "stale" => "too old",
+                    "failed" => "none",
+                    other => other,
+                }
+                .to_owned(),
+                why: f
+                    .status
+                    .why()
+                    .filter(|_| !matches!(f.status, crate::feeds::FeedStatus::Fallback { .. }))
+                    .map(str::to_owned),
                 fetched_at: f.fetched_at,
                 accepted,
                 rejected,
@@ -389,7 +409,7 @@ pub fn runs(user: &CurrentUser, rows: &[RunRow]) -> Page {
         "/runs",
         html! {
             table {
-                tr { th { "Run" } th { "Tenant" } th { "Started" } th { "Status" } th.num { "Create" } th.num { "Update" } th.num { "Renew" } th.num { "Delete" } }
+                tr { th { "Run" } th { "Tenant" } th { "Started" } th { "By" } th { "Status" } th.num { "Create" } th.num { "Update" } th.num { "Renew" } th.num { "Delete" } }
                 @for r in rows {
                     @let report: Value = r.report_json.as_deref().and_then(|j| serde_json::from_str(j).ok()).unwrap_or(Value::Null);
                     @let c = counts(&report);
@@ -397,6 +417,7 @@ pub fn runs(user: &CurrentUser, rows: &[RunRow]) -> Page {
                         td { a href={ "/runs/" (r.id) } { "#" (r.id) } }
                         td { (r.tenant) }
                         td { (when(&r.started_at)) }
+                        td { (r.actor.as_deref().unwrap_or("schedule")) }
                         td { span.badge.(if r.status == "ok" || r.status == "dry-run" { "ok" } else { "bad" }) { (r.status) } @if r.dry_run { " " span.muted { "plan" } } }
                         @for k in ["create", "update", "renew", "delete"] { td.num { (c.get(k).copied().unwrap_or(0)) } }
                     }
@@ -453,7 +474,11 @@ pub fn run_detail(user: &CurrentUser, run: &RunRow, rows: &[JournalRow], f: &Jou
 // ---- lookup -----------------------------------------------------------------------------
 
 /// The lookup page, with `explain`'s answer when a value was given.
-pub fn lookup(user: &CurrentUser, value: &str, answer: Option<anyhow::Result<crate::commands::explain::ExplainReport>>) -> Page {
+pub fn lookup(
+    user: &CurrentUser,
+    value: &str,
+    answer: Option<anyhow::Result<crate::commands::explain::ExplainReport>>,
+) -> Page {
     layout(
         "Lookup",
         Some(user),
@@ -518,8 +543,18 @@ pub struct ManualResult {
 }
 
 /// The manual list page: the add form (with the preview of each value) and the list.
-pub fn manual(user: &CurrentUser, feed: &Feed, values: &[engine::manual::ManualValue], result: Option<&ManualResult>) -> Page {
-    let empty = ManualForm { values: String::new(), comment: String::new(), action: String::new(), expires: String::new() };
+pub fn manual(
+    user: &CurrentUser,
+    feed: &Feed,
+    values: &[engine::manual::ManualValue],
+    result: Option<&ManualResult>,
+) -> Page {
+    let empty = ManualForm {
+        values: String::new(),
+        comment: String::new(),
+        action: String::new(),
+        expires: String::new(),
+    };
     let keep_form = result.is_some_and(|r| !r.saved);
     let form = result.filter(|_| keep_form).map_or(&empty, |r| &r.form);
     let actions: Vec<String> = if feed.row_actions.is_empty() {
@@ -642,13 +677,14 @@ pub fn approvals(user: &CurrentUser, approval_on: bool, plans: &[Value], undos: 
                 @let id = p["id"].as_i64().unwrap_or_default();
                 div.card.plan id={ "plan-" (id) } {
                     h2 { "Plan #" (id) " for tenant " (p["tenant"].as_str().unwrap_or("?")) }
-                    p.muted { "made " (p["created_at"].as_str().unwrap_or("")) " by " (p["created_by"].as_str().unwrap_or("schedule")) }
+                    p.muted { "made " (stamp(&p["created_at"])) " by " (p["created_by"].as_str().unwrap_or("schedule")) }
                     @if let Some(review) = p["review_markdown"].as_str() { pre.review { (review) } }
-                    @if let Some(items) = p["items"].as_array() {
+                    @if let Some(items) = p["plan"]["changes"].as_array() {
                         table.items {
-                            tr { th { "Change" } th { "Type" } th { "Value" } th { "Action" } }
+                            tr { th { "Change" } th { "Type" } th { "Value" } th { "Action" } th { "Why" } }
                             @for i in items.iter().take(500) {
-                                tr { td { (i["op"].as_str().or(i["kind"].as_str()).unwrap_or("")) } td { (i["type"].as_str().unwrap_or("")) } td.mono { (i["value"].as_str().unwrap_or("")) } td { (i["action"].as_str().unwrap_or("")) } }
+                                @let ch = &i["change"];
+                                tr { td { (ch["kind"].as_str().unwrap_or("")) } td { (ch["type"].as_str().unwrap_or("")) } td.mono { (ch["value"].as_str().unwrap_or("")) } td { (ch["action"].as_str().unwrap_or("")) } td { (ch["reason"].as_str().unwrap_or("")) } }
                             }
                         }
                         @if items.len() > 500 { p.muted { (items.len() - 500) " more not shown (the review above counts them all)." } }
@@ -665,7 +701,7 @@ pub fn approvals(user: &CurrentUser, approval_on: bool, plans: &[Value], undos: 
                 @let id = u["id"].as_i64().unwrap_or_default();
                 div.card id={ "undo-" (id) } {
                     p { "Undo of run " a href={ "/runs/" (u["run_id"].as_i64().unwrap_or_default()) } { "#" (u["run_id"].as_i64().unwrap_or_default()) }
-                        " requested by " strong { (u["requested_by"].as_str().unwrap_or("?")) } " " span.muted { (u["requested_at"].as_str().unwrap_or("")) } }
+                        " requested by " strong { (u["requested_by"].as_str().unwrap_or("?")) } " " span.muted { (stamp(&u["requested_at"])) } }
                     @if approver {
                         form.inline method="post" action={ "/undo/" (id) "/confirm" } { (csrf(user)) button type="submit" data-confirm="Revert that run's changes now?" { "Confirm undo" } }
                         form.inline method="post" action={ "/undo/" (id) "/reject" } { (csrf(user)) button.danger type="submit" { "Reject" } }

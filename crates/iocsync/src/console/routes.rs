@@ -41,7 +41,10 @@ pub(super) fn router(c: Arc<Console>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(c.clone(), auth::authenticate));
     Router::new()
         .route("/login", get(auth::login_page).post(auth::login))
-        .route("/static/console.js", get(|| async { static_file("text/javascript; charset=utf-8", CONSOLE_JS) }))
+        .route(
+            "/static/console.js",
+            get(|| async { static_file("text/javascript; charset=utf-8", CONSOLE_JS) }),
+        )
         .route("/static/console.css", get(|| async { static_file("text/css; charset=utf-8", CONSOLE_CSS) }))
         .merge(signed_in)
         .layer(axum::middleware::map_response(security_headers))
@@ -71,11 +74,9 @@ async fn security_headers(mut resp: Response) -> Response {
     resp
 }
 
-/// Records a console action in the audit log (and the daemon's log).
-pub(super) fn audit(c: &Console, user: &str, action: &str, detail: serde_json::Value) {
-    tracing::info!(user, action, detail = %detail, "console action");
-    let now = c.clock.now();
-    if let Err(e) = engine::approval::record_audit(&c.store, user, action, detail, now) {
+/// Records a sign-in or sign-out in the audit log (the engine records every other action itself).
+pub(super) fn audit(c: &Console, user: &str, action: &str, detail: &Value) {
+    if let Err(e) = engine::audit::record_audit(&c.store, user, action, detail, c.clock.now()) {
         tracing::warn!("could not record the console action in the audit log: {e:#}");
     }
 }
@@ -119,10 +120,46 @@ async fn sync_now(State(c): State<Arc<Console>>, Extension(user): Extension<Curr
     if let Some(r) = refuse(&user, Role::Analyst, "Sync now") {
         return r;
     }
-    audit(&c, &user.name, "sync-now", serde_json::Value::Null);
-    match engine::approval::sync_now(&c.config, &user.name).await {
-        Ok(done) => pages::sync_result(&user, &serde_json::to_value(&done).unwrap_or_default()).into_response(),
+    match crate::daemon::sync_now(&c.config, &user.name).await {
+        Ok(done) => pages::sync_result(&user, &sync_summary(&done)).into_response(),
         Err(e) => (StatusCode::CONFLICT, pages::message("Sync now", &format!("{e:#}"))).into_response(),
+    }
+}
+
+/// What "Sync now" did, for its page: one line per tenant (or per plan made).
+fn sync_summary(done: &crate::daemon::SyncNow) -> Value {
+    use crate::daemon::SyncNow;
+    match done {
+        SyncNow::Synced(outcomes) => {
+            let lines: Vec<String> = outcomes
+                .iter()
+                .map(|o| {
+                    let c = &o.report.counts;
+                    match &o.error {
+                        Some(e) => format!("{}: failed: {e}", o.report.tenant),
+                        None => format!(
+                            "{}: {} created, {} updated, {} renewed, {} deleted{}",
+                            o.report.tenant,
+                            c.create + c.replace,
+                            c.update,
+                            c.renew,
+                            c.delete,
+                            o.report.brake.as_deref().map(|b| format!("; brake: {b}")).unwrap_or_default()
+                        ),
+                    }
+                })
+                .collect();
+            serde_json::json!({"summary": format!("Synced. {}", lines.join(" · ")), "reports": outcomes.iter().map(|o| &o.report).collect::<Vec<_>>()})
+        }
+        SyncNow::Planned(plans) if plans.is_empty() => {
+            serde_json::json!({"summary": "Planned: nothing to change, so no plan waits for approval."})
+        }
+        SyncNow::Planned(plans) => serde_json::json!({
+            "summary": format!(
+                "Planned: {} waiting for an approver on the Approvals page.",
+                plans.iter().map(|p| format!("plan #{} for {}", p.id, p.tenant)).collect::<Vec<_>>().join(", ")
+            ),
+        }),
     }
 }
 
@@ -184,7 +221,9 @@ async fn run_detail(
                 .collect::<Vec<_>>();
             pages::run_detail(&user, &run, &rows, &f).into_response()
         }
-        (Ok(None), _) => (StatusCode::NOT_FOUND, pages::message("Run", &format!("There is no run {id}."))).into_response(),
+        (Ok(None), _) => {
+            (StatusCode::NOT_FOUND, pages::message("Run", &format!("There is no run {id}."))).into_response()
+        }
         (Err(e), _) | (_, Err(e)) => failed("Run", &e.into()),
     }
 }
@@ -197,12 +236,13 @@ async fn request_undo(
     if let Some(r) = refuse(&user, Role::Analyst, "requesting an undo") {
         return r;
     }
-    match engine::approval::request_undo(&c.store, id, &user.name, c.clock.now()) {
-        Ok(req) => {
-            audit(&c, &user.name, "undo-request", serde_json::json!({"run": id, "request": req}));
-            pages::message_for(&user, "Undo requested", &format!("The undo of run {id} waits for an approver on the Approvals page."))
-                .into_response()
-        }
+    match engine::approval::request_undo(&c.store, id, &user.name, "", c.clock.now()) {
+        Ok(_) => pages::message_for(
+            &user,
+            "Undo requested",
+            &format!("The undo of run {id} waits for an approver on the Approvals page."),
+        )
+        .into_response(),
         Err(e) => (StatusCode::CONFLICT, pages::message("Undo", &format!("{e:#}"))).into_response(),
     }
 }
@@ -263,7 +303,12 @@ async fn manual(
     render_manual(&c, &user, result.as_ref(), StatusCode::OK)
 }
 
-fn render_manual(c: &Console, user: &CurrentUser, result: Option<&pages::ManualResult>, status: StatusCode) -> Response {
+fn render_manual(
+    c: &Console,
+    user: &CurrentUser,
+    result: Option<&pages::ManualResult>,
+    status: StatusCode,
+) -> Response {
     let Some(feed) = c.config.manual_feed() else {
         return pages::message_for(
             user,
@@ -322,7 +367,13 @@ async fn manual_preview(
     let previews = engine::manual::preview(&c.config, &f.values, f.action()).await;
     let result = match previews {
         Ok(p) => pages::ManualResult { form: f, previews: p, saved: false, error: None, removed: false },
-        Err(e) => pages::ManualResult { form: f, previews: Vec::new(), saved: false, error: Some(format!("{e:#}")), removed: false },
+        Err(e) => pages::ManualResult {
+            form: f,
+            previews: Vec::new(),
+            saved: false,
+            error: Some(format!("{e:#}")),
+            removed: false,
+        },
     };
     render_manual(&c, &user, Some(&result), StatusCode::OK)
 }
@@ -338,27 +389,41 @@ async fn manual_add(
     let expires = match f.expires() {
         Ok(e) => e,
         Err(why) => {
-            let result = pages::ManualResult { form: f, previews: Vec::new(), saved: false, error: Some(why), removed: false };
+            let result = pages::ManualResult {
+                form: f,
+                previews: Vec::new(),
+                saved: false,
+                error: Some(why),
+                removed: false,
+            };
             return render_manual(&c, &user, Some(&result), StatusCode::BAD_REQUEST);
         }
     };
     let now = c.clock.now();
-    let added =
-        engine::manual::add(&c.config, &c.store, &f.values, f.comment.trim(), f.action(), expires, &user.name, now).await;
+    let added = engine::manual::add(
+        &c.config,
+        &c.store,
+        &f.values,
+        f.comment.trim(),
+        f.action(),
+        expires,
+        &user.name,
+        now,
+    )
+    .await;
     match added {
         Ok(previews) => {
-            let accepted = previews.iter().filter(|p| p.is_accepted()).count();
-            audit(
-                &c,
-                &user.name,
-                "manual-add",
-                serde_json::json!({"accepted": accepted, "refused": previews.len() - accepted, "comment": f.comment.trim()}),
-            );
             let result = pages::ManualResult { form: f, previews, saved: true, error: None, removed: false };
             render_manual(&c, &user, Some(&result), StatusCode::OK)
         }
         Err(e) => {
-            let result = pages::ManualResult { form: f, previews: Vec::new(), saved: false, error: Some(format!("{e:#}")), removed: false };
+            let result = pages::ManualResult {
+                form: f,
+                previews: Vec::new(),
+                saved: false,
+                error: Some(format!("{e:#}")),
+                removed: false,
+            };
             render_manual(&c, &user, Some(&result), StatusCode::BAD_REQUEST)
         }
     }
@@ -375,7 +440,10 @@ async fn manual_remove_confirm(
     match engine::manual::list(&c.store, c.clock.now()) {
         Ok(values) => match values.iter().find(|v| v.id == id) {
             Some(v) => pages::manual_remove_confirm(&user, v).into_response(),
-            None => (StatusCode::NOT_FOUND, pages::message_for(&user, "Remove", "That value is no longer in the manual list."))
+            None => (
+                StatusCode::NOT_FOUND,
+                pages::message_for(&user, "Remove", "That value is no longer in the manual list."),
+            )
                 .into_response(),
         },
         Err(e) => failed("Remove", &e),
@@ -391,14 +459,12 @@ async fn manual_remove(
         return r;
     }
     match engine::manual::remove(&c.store, id, &user.name, c.clock.now()) {
-        Ok(true) => {
-            audit(&c, &user.name, "manual-remove", serde_json::json!({"id": id}));
-            Redirect::to("/manual?removed=1").into_response()
-        }
-        Ok(false) => {
-            (StatusCode::NOT_FOUND, pages::message_for(&user, "Remove", "That value is no longer in the manual list."))
-                .into_response()
-        }
+        Ok(true) => Redirect::to("/manual?removed=1").into_response(),
+        Ok(false) => (
+            StatusCode::NOT_FOUND,
+            pages::message_for(&user, "Remove", "That value is no longer in the manual list."),
+        )
+            .into_response(),
         Err(e) => failed("Remove", &e),
     }
 }
@@ -427,10 +493,23 @@ async fn approve_plan(
     if let Some(r) = refuse(&user, Role::Approver, "approving a plan") {
         return r;
     }
-    audit(&c, &user.name, "plan-approve", serde_json::json!({"plan": id}));
     match engine::approval::approve(&c.config, id, &user.name).await {
-        Ok(outcome) => pages::approval_result(&user, id, &serde_json::to_value(&outcome).unwrap_or_default()).into_response(),
-        Err(e) => (StatusCode::CONFLICT, pages::message_for(&user, "Approve", &format!("{e:#}"))).into_response(),
+        Ok(outcome) => {
+            let summary = match (&outcome.error, outcome.status.as_str()) {
+                (Some(e), _) => format!("Plan #{id} was not applied: {e}"),
+                (None, s) => format!(
+                    "Plan #{id} {s} to tenant {} (run #{}).",
+                    outcome.tenant,
+                    outcome.run_id.unwrap_or_default()
+                ),
+            };
+            let mut v = serde_json::to_value(&outcome).unwrap_or_default();
+            v["summary"] = Value::String(summary);
+            pages::approval_result(&user, id, &v).into_response()
+        }
+        Err(e) => {
+            (StatusCode::CONFLICT, pages::message_for(&user, "Approve", &format!("{e:#}"))).into_response()
+        }
     }
 }
 
@@ -442,10 +521,16 @@ async fn reject_plan(
     if let Some(r) = refuse(&user, Role::Approver, "rejecting a plan") {
         return r;
     }
-    audit(&c, &user.name, "plan-reject", serde_json::json!({"plan": id}));
     match engine::approval::reject(&c.store, id, &user.name, c.clock.now()) {
-        Ok(()) => Redirect::to("/approvals").into_response(),
-        Err(e) => (StatusCode::CONFLICT, pages::message_for(&user, "Reject", &format!("{e:#}"))).into_response(),
+        Ok(true) => Redirect::to("/approvals").into_response(),
+        Ok(false) => (
+            StatusCode::CONFLICT,
+            pages::message_for(&user, "Reject", &format!("Plan #{id} is no longer pending.")),
+        )
+            .into_response(),
+        Err(e) => {
+            (StatusCode::CONFLICT, pages::message_for(&user, "Reject", &format!("{e:#}"))).into_response()
+        }
     }
 }
 
@@ -457,10 +542,20 @@ async fn confirm_undo(
     if let Some(r) = refuse(&user, Role::Approver, "confirming an undo") {
         return r;
     }
-    audit(&c, &user.name, "undo-confirm", serde_json::json!({"request": id}));
     match engine::approval::confirm_undo(&c.config, id, &user.name).await {
-        Ok(_) => Redirect::to("/runs").into_response(),
-        Err(e) => (StatusCode::CONFLICT, pages::message_for(&user, "Undo", &format!("{e:#}"))).into_response(),
+        Ok(o) if o.error.is_none() => Redirect::to("/runs").into_response(),
+        Ok(o) => (
+            StatusCode::CONFLICT,
+            pages::message_for(
+                &user,
+                "Undo",
+                &format!("The undo of run #{} failed: {}", o.run_id, o.error.unwrap_or_default()),
+            ),
+        )
+            .into_response(),
+        Err(e) => {
+            (StatusCode::CONFLICT, pages::message_for(&user, "Undo", &format!("{e:#}"))).into_response()
+        }
     }
 }
 
@@ -472,10 +567,16 @@ async fn reject_undo(
     if let Some(r) = refuse(&user, Role::Approver, "rejecting an undo") {
         return r;
     }
-    audit(&c, &user.name, "undo-reject", serde_json::json!({"request": id}));
     match engine::approval::reject_undo(&c.store, id, &user.name, c.clock.now()) {
-        Ok(()) => Redirect::to("/approvals").into_response(),
-        Err(e) => (StatusCode::CONFLICT, pages::message_for(&user, "Undo", &format!("{e:#}"))).into_response(),
+        Ok(true) => Redirect::to("/approvals").into_response(),
+        Ok(false) => (
+            StatusCode::CONFLICT,
+            pages::message_for(&user, "Undo", &format!("Undo request #{id} is no longer pending.")),
+        )
+            .into_response(),
+        Err(e) => {
+            (StatusCode::CONFLICT, pages::message_for(&user, "Undo", &format!("{e:#}"))).into_response()
+        }
     }
 }
 

@@ -180,7 +180,8 @@ impl Client {
         let page = self.get(&c.url("/login")).await;
         assert_eq!(page.status, 200, "{}", page.body);
         let csrf = page.csrf();
-        self.post(&c.url("/login"), &[("user", user), ("password", password), ("csrf", &csrf), ("next", "/")]).await
+        self.post(&c.url("/login"), &[("user", user), ("password", password), ("csrf", &csrf), ("next", "/")])
+            .await
     }
 
     /// The session cookie, when signed in.
@@ -209,7 +210,8 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_wrong_passwords_are_refused(
     assert!(b.session().is_none());
     let ok = b.login(&c, "alice", PASSWORD).await;
     assert_eq!(ok.status, 303, "{}", ok.body);
-    let set = ok.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let set =
+        ok.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>();
     let session = set.iter().find(|c| c.starts_with("iocsync_session=")).expect("a session cookie");
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(session.contains(attr), "{session}");
@@ -224,7 +226,10 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_wrong_passwords_are_refused(
     // The sign-in form itself carries a CSRF token bound to its cookie.
     let mut other = Client::new();
     let forged = other
-        .post(&c.url("/login"), &[("user", "alice"), ("password", PASSWORD), ("csrf", "forged"), ("next", "/")])
+        .post(
+            &c.url("/login"),
+            &[("user", "alice"), ("password", PASSWORD), ("csrf", "forged"), ("next", "/")],
+        )
         .await;
     assert_eq!(forged.status, 403, "{}", forged.body);
     assert!(other.session().is_none());
@@ -277,7 +282,8 @@ async fn state_changing_requests_need_the_csrf_token_and_the_role() {
     let c = ConsoleEnv::start(FEEDS, "").await;
     let mut alice = Client::new();
     assert_eq!(alice.login(&c, "alice", PASSWORD).await.status, 303);
-    let no_token = alice.post(&c.url("/manual/add"), &[("values", "evil.example.net"), ("comment", "x")]).await;
+    let no_token =
+        alice.post(&c.url("/manual/add"), &[("values", "evil.example.net"), ("comment", "x")]).await;
     assert_eq!(no_token.status, 403, "{}", no_token.body);
     assert!(no_token.body.contains("security token"), "{}", no_token.body);
     let wrong = alice.post(&c.url("/manual/add"), &[("values", "evil.example.net"), ("csrf", "0000")]).await;
@@ -305,7 +311,11 @@ async fn the_proxy_header_is_trusted_only_from_the_proxy_addresses() {
     let mut spoof = Client::new().with_header("X-Forwarded-Email", "alice@contoso.com");
     let refused = spoof.get(&c.url("/")).await;
     assert_eq!(refused.status, 403, "{}", refused.body);
-    assert!(refused.body.contains("127.0.0.1") && refused.body.contains("proxy_addresses"), "{}", refused.body);
+    assert!(
+        refused.body.contains("127.0.0.1") && refused.body.contains("proxy_addresses"),
+        "{}",
+        refused.body
+    );
     assert!(spoof.session().is_none());
 
     let trusted = "auth = \"proxy\"\nproxy_addresses = [\"127.0.0.0/8\"]\nproxy_roles = { \"alice@contoso.com\" = \"analyst\" }";
@@ -332,11 +342,7 @@ async fn the_console_serves_tls_with_secure_cookies() {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures");
     let cert = fixtures.join("console_tls_cert.pem");
     let key = fixtures.join("console_tls_key.pem");
-    write_config(
-        &env,
-        FEEDS,
-        &format!("tls_cert = \"{}\"\ntls_key = \"{}\"", cert.display(), key.display()),
-    );
+    write_config(&env, FEEDS, &format!("tls_cert = \"{}\"\ntls_key = \"{}\"", cert.display(), key.display()));
     write_users(&env);
     let config = Config::load(&env.path("iocsync.toml")).unwrap();
     let acceptor = iocsync::console::tls::acceptor(&cert, &key).expect("the fixture loads");
@@ -378,8 +384,17 @@ async fn add_user_hashes_the_password_and_the_config_must_name_a_proxy() {
     let env = Env::start(EnvOptions::default()).await;
     write_config(&env, FEEDS, "");
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("iocsync"));
-    cmd.arg("--config").arg(env.path("iocsync.toml")).args(["console", "add-user", "zoe", "--role", "approver", "--password-stdin"]);
-    cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.arg("--config").arg(env.path("iocsync.toml")).args([
+        "console",
+        "add-user",
+        "zoe",
+        "--role",
+        "approver",
+        "--password-stdin",
+    ]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     {
         use std::io::Write as _;
@@ -414,7 +429,14 @@ async fn the_daemon_serves_the_console_when_enabled_and_names_it_in_its_json() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     write_config(&env, &format!("[daemon]\ninterval = \"6h\"\nlisten = \"127.0.0.1:0\"\n{FEEDS}"), "");
     let text = std::fs::read_to_string(env.path("iocsync.toml")).unwrap();
-    std::fs::write(env.path("iocsync.toml"), text.replace("listen = \"127.0.0.1:0\"\nusers_file", &format!("listen = \"127.0.0.1:{port}\"\nusers_file"))).unwrap();
+    std::fs::write(
+        env.path("iocsync.toml"),
+        text.replace(
+            "listen = \"127.0.0.1:0\"\nusers_file",
+            &format!("listen = \"127.0.0.1:{port}\"\nusers_file"),
+        ),
+    )
+    .unwrap();
     write_users(&env);
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("iocsync"))
         .arg("--config")
@@ -427,7 +449,11 @@ async fn the_daemon_serves_the_console_when_enabled_and_names_it_in_its_json() {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let doc: serde_json::Value = tokio::task::spawn_blocking(move || {
-        serde_json::Deserializer::from_reader(stdout).into_iter::<serde_json::Value>().next().unwrap().unwrap()
+        serde_json::Deserializer::from_reader(stdout)
+            .into_iter::<serde_json::Value>()
+            .next()
+            .unwrap()
+            .unwrap()
     })
     .await
     .unwrap();

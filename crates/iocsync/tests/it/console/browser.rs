@@ -6,8 +6,8 @@
 //! Without chromedriver the tests say so and pass, unless `IOCSYNC_REQUIRE_BROWSER=1` (CI sets
 //! it), where a missing browser fails them.
 
-use super::{ConsoleEnv, FEEDS, PASSWORD};
 use super::webdriver::Session;
+use super::{ConsoleEnv, FEEDS, PASSWORD};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -32,7 +32,8 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 /// Starts chromedriver on a free loopback port and opens a headless Chromium session; `None`
 /// (the test is skipped) when neither is installed and the browser is not required.
 async fn browser() -> Option<Browser> {
-    let driver_bin = std::env::var_os("CHROMEDRIVER").map(PathBuf::from).or_else(|| find_on_path("chromedriver"));
+    let driver_bin =
+        std::env::var_os("CHROMEDRIVER").map(PathBuf::from).or_else(|| find_on_path("chromedriver"));
     let chrome = std::env::var_os("CHROME_BIN")
         .map(PathBuf::from)
         .or_else(|| find_on_path("chromium"))
@@ -45,7 +46,9 @@ async fn browser() -> Option<Browser> {
         );
         #[allow(clippy::print_stderr)]
         {
-            eprintln!("SKIPPED: the console's browser tests need chromium and chromedriver (apt-get install chromium chromium-driver)");
+            eprintln!(
+                "SKIPPED: the console's browser tests need chromium and chromedriver (apt-get install chromium chromium-driver)"
+            );
         }
         return None;
     };
@@ -111,8 +114,31 @@ async fn fill(b: &Browser, css: &str, text: &str) {
     el.send_keys(text).await.unwrap();
 }
 
+/// Clicks what `css` selects and, when the click leaves the page, waits for the next one.
 async fn click(b: &Browser, css: &str) {
+    let page = b.client.find("html").await.unwrap();
     b.client.find(css).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+    wait_for_next_page(&page).await;
+}
+
+/// Clicks what `css` selects, accepts the confirmation dialog it opens, and waits for the page
+/// its form posts to.
+async fn click_and_confirm(b: &Browser, css: &str) {
+    let page = b.client.find("html").await.unwrap();
+    b.client.find(css).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+    b.client.accept_alert().await.expect("a confirmation dialog");
+    wait_for_next_page(&page).await;
+}
+
+/// Waits (bounded) until `old` is gone: the browser moved to another page.
+async fn wait_for_next_page(old: &super::webdriver::Element<'_>) {
+    for _ in 0..150 {
+        if old.is_stale().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the page did not change within 15 s");
 }
 
 async fn sign_in(b: &Browser, c: &ConsoleEnv, user: &str) {
@@ -181,13 +207,15 @@ async fn an_analyst_adds_values_syncs_them_and_removes_one_in_a_real_browser() {
     shot(&b, "run-journal").await;
     b.client.goto(&c.url("/feeds")).await.unwrap();
     shot(&b, "feeds").await;
-    b.client.goto(&c.url(&format!("/lookup?value={}", "login-micros0ft-verify%5B.%5Dtop"))).await.unwrap();
+    let q: String = url::form_urlencoded::byte_serialize(PASTED.as_bytes()).collect();
+    b.client.goto(&c.url(&format!("/lookup?value={q}"))).await.unwrap();
+    let verdict = text_of(&b, "#verdict").await;
+    assert!(verdict.contains("analysts"), "explain names the manual feed: {verdict}");
     shot(&b, "lookup").await;
 
     // Remove it: one click and the confirmation dialog; the next run deletes it.
     b.client.goto(&c.url("/manual")).await.unwrap();
-    click(&b, "a.remove").await;
-    b.client.accept_alert().await.expect("a confirmation dialog");
+    click_and_confirm(&b, "a.remove").await;
     text_of(&b, "#removed").await;
     assert!(b.client.current_url().await.unwrap().ends_with("/manual?removed=1"));
     assert!(!text_of(&b, "#manual-values").await.contains(NORMALISED));
@@ -224,8 +252,7 @@ async fn approval_mode_shows_the_pending_plan_and_an_approver_applies_it_in_a_re
     let plan = text_of(&b, ".plan").await;
     assert!(plan.contains(NORMALISED) && plan.contains("45.0.0.7"), "{plan}");
     shot(&b, "approvals").await;
-    click(&b, ".plan button[id^=approve-]").await;
-    b.client.accept_alert().await.expect("a confirmation dialog");
+    click_and_confirm(&b, ".plan button[id^=approve-]").await;
     let result = text_of(&b, "#approval-result").await;
     assert!(!result.is_empty());
     let held = c.env.owned();

@@ -29,7 +29,12 @@ impl std::fmt::Display for Error {
     }
 }
 
-async fn call(http: &reqwest::Client, method: reqwest::Method, url: &str, body: Option<Value>) -> Result<Value, Error> {
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<Value>,
+) -> Result<Value, Error> {
     let mut req = http.request(method.clone(), url);
     if let Some(b) = body {
         req = req.json(&b);
@@ -137,6 +142,14 @@ impl Element<'_> {
     /// Empties an input.
     pub async fn clear(&self) -> Result<(), Error> {
         self.session.post(&self.path("clear"), json!({})).await.map(drop)
+    }
+
+    /// Whether the page it was on is gone (a navigation happened since it was found).
+    pub async fn is_stale(&self) -> bool {
+        match self.session.get(&self.path("name")).await {
+            Ok(_) => false,
+            Err(e) => e.0.contains("stale element"),
+        }
     }
 
     /// Types `text` into it.
