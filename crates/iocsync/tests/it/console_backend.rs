@@ -324,7 +324,7 @@ async fn approval_plans_without_writing_then_the_approved_plan_is_applied_as_the
     assert!(err.contains("superseded"), "{err}");
 
     let out = approval::approve(&config, second[0].id, "carol").await.unwrap();
-    assert_eq!(out.status, "applied", "{out:?}");
+    assert_eq!((out.status.as_str(), out.exit), ("applied", Some(0)), "{out:?}");
     assert_eq!(owned_values(&env), ["approve-me.com"]);
     assert_eq!(journal_actors(&store, out.run_id.unwrap()), [Some("carol".to_owned())]);
     let decided = approval::get(&store, second[0].id).unwrap().unwrap();
@@ -399,6 +399,8 @@ async fn an_undo_request_confirmed_by_an_approver_reverts_the_run() {
     let out = approval::confirm_undo(&config, req, "carol").await.unwrap();
     assert_eq!(out.status, "done", "{out:?}");
     assert!(env.owned().is_empty(), "the run's creates are deleted");
+    assert_eq!(out.notes.len(), 2, "both values are still in the manual list: {:?}", out.notes);
+    assert!(out.notes[0].contains("still in the manual list"), "{:?}", out.notes);
     let undo_run = out.report.as_ref().and_then(|r| r.undo_run).expect("an undo run");
     assert_eq!(journal_actors(&store, undo_run), [Some("carol".to_owned()), Some("carol".to_owned())]);
     assert!(approval::pending_undos(&store).unwrap().is_empty());
@@ -410,6 +412,10 @@ async fn an_undo_request_confirmed_by_an_approver_reverts_the_run() {
     let calls = env.write_calls();
     assert!(approval::reject_undo(&store, req2, "carol", Utc::now()).unwrap());
     assert_eq!(env.write_calls(), calls);
+    let all = approval::undo_requests(&store).unwrap();
+    let statuses: Vec<&str> = all.iter().map(|r| r.status.as_str()).collect();
+    assert_eq!(statuses, ["rejected", "done"]);
+    assert_eq!(all[1].decided_by.as_deref(), Some("carol"));
     let actions: Vec<String> = audit::audit_log(&store, 20).unwrap().into_iter().map(|r| r.action).collect();
     for a in ["undo-request", "undo-confirm", "undo-reject"] {
         assert!(actions.iter().any(|x| x == a), "{a} audited: {actions:?}");
