@@ -159,6 +159,15 @@ async fn add_then_sync_pushes_with_the_marker_and_the_journal_names_the_actor_th
         String::from_utf8_lossy(&out.stdout)
     );
 
+    // `explain` answers for a manual value like for any feed's, without fetching anything.
+    let (code, ex) = env.run_json(&["explain", "evil-two.com", "--offline"]).await;
+    assert_eq!(code, 0, "{ex}");
+    assert_eq!(ex["feeds"][0]["feed"], "analysts", "{ex}");
+    // `check` does not take the manual list for a file path.
+    let out = env.run(&["check"]).await;
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && !said.contains("does not exist"), "{said}");
+
     // Remove: the row stays as history, and the next run deletes the indicator (left-feed).
     assert!(manual::remove(&store, listed[0].id, "bob", Utc::now()).unwrap());
     assert!(!manual::remove(&store, listed[0].id, "bob", Utc::now()).unwrap(), "already removed");
@@ -211,6 +220,10 @@ async fn an_action_outside_row_actions_is_refused_and_a_listed_one_is_applied() 
         .await
         .unwrap();
     assert_eq!(refusal(&p[0].verdict), Some("action-not-allowed"), "{p:#?}");
+    let p = manual::add(&config, &store, "nuke-me.com\n", "", Some("Nuke"), None, "alice", Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(refusal(&p[0].verdict), Some("action-not-allowed"), "an unknown action: {p:#?}");
     assert!(manual::list(&store, Utc::now()).unwrap().is_empty());
     let p = manual::add(&config, &store, "audit-me.com\n", "", Some("Audit"), None, "alice", Utc::now())
         .await
