@@ -78,8 +78,10 @@ pub struct ApprovalOutcome {
     pub run_id: Option<i64>,
     /// Why it was refused or failed.
     pub error: Option<String>,
-    /// The run report (JSON shape of DESIGN.md).
+    /// The run report (JSON shape of DESIGN.md); its `brake` says when the brake held part back.
     pub report: Option<Value>,
+    /// The run's exit code (0 ok, 3 partial, 4 brake; see README), when it ran.
+    pub exit: Option<i32>,
 }
 
 /// What confirming an undo request did.
@@ -95,6 +97,9 @@ pub struct UndoOutcome {
     pub report: Option<super::undo::UndoReport>,
     /// Why it failed.
     pub error: Option<String>,
+    /// What the approver should know, e.g. reverted values still in the manual list (the next
+    /// run adds them again unless they are removed from it).
+    pub notes: Vec<String>,
 }
 
 /// Takes the run lock, or refuses saying a run is in progress.
@@ -184,6 +189,7 @@ pub async fn approve(config: &Config, id: i64, user: &str) -> anyhow::Result<App
         run_id: None,
         error: None,
         report: None,
+        exit: None,
     };
     let saved = SavedPlan::from_json(&row.plan_json, &format!("#{id}"), MAX_PLAN_AGE, now).and_then(|p| {
         config.select_tenants(Some(&p.tenant)).map_err(anyhow::Error::msg)?;
@@ -202,6 +208,7 @@ pub async fn approve(config: &Config, id: i64, user: &str) -> anyhow::Result<App
             outcome.run_id = lock(&store).runs(Some(&tenant.name), 1)?.first().map(|r| r.id);
             outcome.report = serde_json::to_value(&o.report).ok();
             outcome.error = o.error.clone();
+            outcome.exit = Some(o.exit as i32);
             if o.error.is_none() {
                 outcome.status = "applied".to_owned();
             }
@@ -302,6 +309,7 @@ pub async fn confirm_undo(config: &Config, id: i64, user: &str) -> anyhow::Resul
         status: "failed".to_owned(),
         report: None,
         error: None,
+        notes: Vec::new(),
     };
     match super::undo::run_as(config, &args, Some(user)).await {
         Ok((report, exit)) => {
@@ -316,6 +324,9 @@ pub async fn confirm_undo(config: &Config, id: i64, user: &str) -> anyhow::Resul
             outcome.report = Some(report);
         }
         Err(e) => outcome.error = Some(format!("{e:#}")),
+    }
+    if outcome.status == "done" {
+        outcome.notes = still_in_manual_list(config, &store, req.run_id)?;
     }
     let result = serde_json::to_value(&outcome)?;
     lock(&store).decide_undo_request(id, &outcome.status, user, Utc::now(), Some(&result))?;
@@ -342,4 +353,36 @@ pub fn reject_undo(
         record_or_warn(store, user, "undo-reject", &json!({ "request": id }), now);
     }
     Ok(done)
+}
+
+/// The values run `run_id` created for the manual list that are still active in it: an undo
+/// deletes them from the tenant, but the next run adds them again unless they are removed.
+fn still_in_manual_list(
+    config: &Config,
+    store: &Arc<Mutex<StateStore>>,
+    run_id: i64,
+) -> anyhow::Result<Vec<String>> {
+    let Some(feed) = config.manual_feed() else { return Ok(Vec::new()) };
+    let s = lock(store);
+    let active: std::collections::BTreeSet<(String, String)> = s
+        .manual_values(Some(&feed.name), Utc::now())?
+        .into_iter()
+        .map(|v| (v.indicator_type, v.value))
+        .collect();
+    Ok(s.journal_of_run(run_id)?
+        .into_iter()
+        .filter(|r| r.entry.kind == "create" && r.entry.feeds.contains(&feed.name))
+        .filter(|r| active.contains(&(r.entry.indicator_type.clone(), r.entry.value.clone())))
+        .map(|r| {
+            format!(
+                "{} is still in the manual list {}: the next run adds it again unless it is removed there",
+                r.entry.value, feed.name
+            )
+        })
+        .collect())
+}
+
+/// Every undo request, newest first (decided ones show who decided and the result).
+pub fn undo_requests(store: &Arc<Mutex<StateStore>>) -> anyhow::Result<Vec<UndoRequest>> {
+    Ok(lock(store).undo_requests(None, None)?)
 }

@@ -100,7 +100,8 @@ pub async fn add(
     let comment: String = comment.trim().chars().take(MAX_COMMENT_CHARS).collect();
     let feed = manual_feed(config)?;
     let previews = check(config, Some(store), text, action, expires_at, now)?;
-    let action = action.map(parse_action).transpose()?;
+    // An unknown action refused every line above: nothing is stored then.
+    let action = action.map(str::trim).filter(|a| !a.is_empty()).and_then(Action::from_tenant);
     let s = lock(store);
     let mut active: BTreeSet<(String, String)> =
         s.manual_values(Some(&feed.name), now)?.into_iter().map(|v| (v.indicator_type, v.value)).collect();
@@ -222,10 +223,6 @@ fn manual_feed(config: &Config) -> anyhow::Result<&Feed> {
     config
         .manual_feed()
         .context("no manual list is configured: add a [[feeds]] block with source = \"manual\" to the config")
-}
-
-fn parse_action(s: &str) -> anyhow::Result<Action> {
-    Action::from_tenant(s).with_context(|| format!("unknown action `{}`", s.trim()))
 }
 
 /// One tenant the manual list applies to: its policy for the list and its allowlist.

@@ -159,6 +159,15 @@ async fn add_then_sync_pushes_with_the_marker_and_the_journal_names_the_actor_th
         String::from_utf8_lossy(&out.stdout)
     );
 
+    // `explain` answers for a manual value like for any feed's, without fetching anything.
+    let (code, ex) = env.run_json(&["explain", "evil-two.com", "--offline"]).await;
+    assert_eq!(code, 0, "{ex}");
+    assert_eq!(ex["feeds"][0]["feed"], "analysts", "{ex}");
+    // `check` does not take the manual list for a file path.
+    let out = env.run(&["check"]).await;
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && !said.contains("does not exist"), "{said}");
+
     // Remove: the row stays as history, and the next run deletes the indicator (left-feed).
     assert!(manual::remove(&store, listed[0].id, "bob", Utc::now()).unwrap());
     assert!(!manual::remove(&store, listed[0].id, "bob", Utc::now()).unwrap(), "already removed");
@@ -211,6 +220,10 @@ async fn an_action_outside_row_actions_is_refused_and_a_listed_one_is_applied() 
         .await
         .unwrap();
     assert_eq!(refusal(&p[0].verdict), Some("action-not-allowed"), "{p:#?}");
+    let p = manual::add(&config, &store, "nuke-me.com\n", "", Some("Nuke"), None, "alice", Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(refusal(&p[0].verdict), Some("action-not-allowed"), "an unknown action: {p:#?}");
     assert!(manual::list(&store, Utc::now()).unwrap().is_empty());
     let p = manual::add(&config, &store, "audit-me.com\n", "", Some("Audit"), None, "alice", Utc::now())
         .await
@@ -324,7 +337,7 @@ async fn approval_plans_without_writing_then_the_approved_plan_is_applied_as_the
     assert!(err.contains("superseded"), "{err}");
 
     let out = approval::approve(&config, second[0].id, "carol").await.unwrap();
-    assert_eq!(out.status, "applied", "{out:?}");
+    assert_eq!((out.status.as_str(), out.exit), ("applied", Some(0)), "{out:?}");
     assert_eq!(owned_values(&env), ["approve-me.com"]);
     assert_eq!(journal_actors(&store, out.run_id.unwrap()), [Some("carol".to_owned())]);
     let decided = approval::get(&store, second[0].id).unwrap().unwrap();
@@ -399,6 +412,8 @@ async fn an_undo_request_confirmed_by_an_approver_reverts_the_run() {
     let out = approval::confirm_undo(&config, req, "carol").await.unwrap();
     assert_eq!(out.status, "done", "{out:?}");
     assert!(env.owned().is_empty(), "the run's creates are deleted");
+    assert_eq!(out.notes.len(), 2, "both values are still in the manual list: {:?}", out.notes);
+    assert!(out.notes[0].contains("still in the manual list"), "{:?}", out.notes);
     let undo_run = out.report.as_ref().and_then(|r| r.undo_run).expect("an undo run");
     assert_eq!(journal_actors(&store, undo_run), [Some("carol".to_owned()), Some("carol".to_owned())]);
     assert!(approval::pending_undos(&store).unwrap().is_empty());
@@ -410,6 +425,10 @@ async fn an_undo_request_confirmed_by_an_approver_reverts_the_run() {
     let calls = env.write_calls();
     assert!(approval::reject_undo(&store, req2, "carol", Utc::now()).unwrap());
     assert_eq!(env.write_calls(), calls);
+    let all = approval::undo_requests(&store).unwrap();
+    let statuses: Vec<&str> = all.iter().map(|r| r.status.as_str()).collect();
+    assert_eq!(statuses, ["rejected", "done"]);
+    assert_eq!(all[1].decided_by.as_deref(), Some("carol"));
     let actions: Vec<String> = audit::audit_log(&store, 20).unwrap().into_iter().map(|r| r.action).collect();
     for a in ["undo-request", "undo-confirm", "undo-reject"] {
         assert!(actions.iter().any(|x| x == a), "{a} audited: {actions:?}");
