@@ -17,6 +17,7 @@ const NAV: &[(&str, &str)] = &[
     ("/lookup", "Lookup"),
     ("/manual", "Manual list"),
     ("/approvals", "Approvals"),
+    ("/audit", "Audit"),
 ];
 
 /// An HTML page (maud markup) as an axum response.
@@ -48,7 +49,7 @@ fn layout(title: &str, user: Option<&CurrentUser>, active: &str, body: Markup) -
                         a.brand href="/" { "iocsync" }
                         @if let Some(u) = user {
                             @for (href, label) in NAV {
-                                a.active[*href == active] href=(href) { (label) }
+                                a class=[(*href == active).then_some("active")] href=(href) { (label) }
                             }
                             span.user { (u.name) " · " (u.role.as_str()) }
                             form.inline method="post" action="/logout" {
@@ -722,6 +723,29 @@ pub fn approval_result(user: &CurrentUser, id: i64, outcome: &Value) -> Page {
             p.notice id="approval-result" { (outcome["summary"].as_str().unwrap_or("Applied.")) }
             pre { (serde_json::to_string_pretty(outcome).unwrap_or_default()) }
             p { a href="/runs" { "See the runs" } }
+        },
+    )
+}
+
+// ---- audit log --------------------------------------------------------------------------
+
+/// The audit log: every console action with its user, newest first.
+pub fn audit(user: &CurrentUser, rows: &[engine::audit::AuditRow]) -> Page {
+    layout(
+        "Audit log",
+        Some(user),
+        "/audit",
+        html! {
+            p.muted { "Every action taken in the console, with who took it (the newest 500). Append-only in the state database." }
+            table id="audit" {
+                tr { th { "#" } th { "When" } th { "User" } th { "Action" } th { "Detail" } }
+                @for r in rows {
+                    tr {
+                        td { (r.seq) } td { (when(&r.at)) } td { (r.user) } td { code { (r.action) } }
+                        td.mono { @if !r.detail.is_null() { (r.detail.to_string()) } }
+                    }
+                }
+            }
         },
     )
 }

@@ -33,6 +33,7 @@ pub(super) fn router(c: Arc<Console>) -> Router {
         .route("/manual/add", post(manual_add))
         .route("/manual/{id}/remove", get(manual_remove_confirm).post(manual_remove))
         .route("/approvals", get(approvals))
+        .route("/audit", get(audit_page))
         .route("/approvals/{id}/approve", post(approve_plan))
         .route("/approvals/{id}/reject", post(reject_plan))
         .route("/undo/{id}/confirm", post(confirm_undo))
@@ -466,6 +467,15 @@ async fn manual_remove(
         )
             .into_response(),
         Err(e) => failed("Remove", &e),
+    }
+}
+
+// ---- audit log -------------------------------------------------------------------------
+
+async fn audit_page(State(c): State<Arc<Console>>, Extension(user): Extension<CurrentUser>) -> Response {
+    match engine::audit::audit_log(&c.store, 500) {
+        Ok(rows) => pages::audit(&user, &rows).into_response(),
+        Err(e) => failed("Audit log", &e),
     }
 }
 

@@ -468,3 +468,76 @@ async fn the_daemon_serves_the_console_when_enabled_and_names_it_in_its_json() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn an_analyst_requests_an_undo_and_only_an_approver_confirms_it_with_the_audit_naming_both() {
+    let c = ConsoleEnv::start(FEEDS, "").await;
+    let mut alice = Client::new();
+    assert_eq!(alice.login(&c, "alice", PASSWORD).await.status, 303);
+    let csrf = alice.get(&c.url("/")).await.csrf();
+    let synced = alice.post(&c.url("/sync-now"), &[("csrf", &csrf)]).await;
+    assert_eq!(synced.status, 200, "{}", synced.body);
+    assert!(synced.body.contains("8 created"), "{}", synced.body);
+    assert_eq!(c.env.owned().len(), 8);
+    let run = iocsync::engine::lock(&c.console.store).runs(None, 1).unwrap().remove(0);
+    let page = alice.get(&c.url(&format!("/runs/{}", run.id))).await;
+    assert!(page.body.contains("id=\"request-undo\""), "an analyst may ask");
+    let asked = alice.post(&c.url(&format!("/runs/{}/undo", run.id)), &[("csrf", &csrf)]).await;
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    assert_eq!(c.env.owned().len(), 8, "asking writes nothing");
+    let request = iocsync::engine::approval::pending_undos(&c.console.store).unwrap().remove(0);
+    assert_eq!(request.requested_by, "alice");
+    let denied = alice.post(&c.url(&format!("/undo/{}/confirm", request.id)), &[("csrf", &csrf)]).await;
+    assert_eq!(denied.status, 403, "an analyst cannot confirm: {}", denied.body);
+    assert_eq!(c.env.owned().len(), 8);
+    let mut paul = Client::new();
+    assert_eq!(paul.login(&c, "paul", PASSWORD).await.status, 303);
+    let approvals = paul.get(&c.url("/approvals")).await;
+    assert!(approvals.body.contains(&format!("id=\"undo-{}\"", request.id)), "{}", approvals.body);
+    let csrf = approvals.csrf();
+    // Undoing the first run deletes all 8: the engine's brake refuses it, console or not.
+    let braked = paul.post(&c.url(&format!("/undo/{}/confirm", request.id)), &[("csrf", &csrf)]).await;
+    assert_eq!(braked.status, 409, "{}", braked.body);
+    assert!(braked.body.contains("brake"), "{}", braked.body);
+    assert_eq!(c.env.owned().len(), 8, "nothing was written");
+    // A run that added one manual value is undone: 1 delete of 9 is within the brake.
+    let csrf = alice.get(&c.url("/manual")).await.csrf();
+    let added = alice
+        .post(
+            &c.url("/manual/add"),
+            &[
+                ("values", "evil-undo-test.top"),
+                ("comment", "t"),
+                ("action", ""),
+                ("expires", ""),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert!(added.body.contains("1 accepted, 0 refused"), "{}", added.body);
+    assert_eq!(alice.post(&c.url("/sync-now"), &[("csrf", &csrf)]).await.status, 200);
+    assert_eq!(c.env.owned().len(), 9);
+    let second = iocsync::engine::lock(&c.console.store).runs(None, 1).unwrap().remove(0);
+    assert_eq!(
+        alice.post(&c.url(&format!("/runs/{}/undo", second.id)), &[("csrf", &csrf)]).await.status,
+        200
+    );
+    let request = iocsync::engine::approval::pending_undos(&c.console.store).unwrap().remove(0);
+    let csrf = paul.get(&c.url("/approvals")).await.csrf();
+    let done = paul.post(&c.url(&format!("/undo/{}/confirm", request.id)), &[("csrf", &csrf)]).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let held = c.env.owned();
+    assert_eq!(held.len(), 8, "the second run's create was reverted");
+    assert!(held.iter().all(|i| i.indicator_value != "evil-undo-test.top"));
+    let audit = paul.get(&c.url("/audit")).await;
+    for (who, what) in
+        [("alice", "sync-now"), ("alice", "undo-request"), ("paul", "undo-confirm"), ("paul", "login")]
+    {
+        assert!(
+            audit.body.contains(&format!("<td>{who}</td><td><code>{what}</code>")),
+            "{who} {what} in the audit page: {}",
+            audit.body
+        );
+    }
+    assert!(!audit.body.contains(PASSWORD) && !audit.body.contains(SECRET));
+}
