@@ -19,7 +19,11 @@ struct Browser {
 }
 
 impl Drop for Browser {
+    /// Kills chromedriver and the browsers it started (its process group), also when the test
+    /// failed before closing the session.
     fn drop(&mut self) {
+        #[cfg(unix)]
+        let _ = Command::new("kill").args(["-KILL", &format!("-{}", self.driver.id())]).status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -53,7 +57,10 @@ async fn browser() -> Option<Browser> {
         return None;
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let driver = Command::new(driver_bin)
+    let mut driver = Command::new(driver_bin);
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut driver, 0);
+    let driver = driver
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
