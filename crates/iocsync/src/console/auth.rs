@@ -2,7 +2,9 @@
 //! configured proxy addresses), then the CSRF token of every state-changing request, before
 //! any handler runs. Also the sign-in and sign-out handlers.
 
-use super::session::{LOGIN_COOKIE, SESSION_COOKIE, random_token, same_token};
+use super::session::{
+    LOGIN_COOKIE, SESSION_COOKIE, address_key, credential_fingerprint, random_token, same_token,
+};
 use super::{Console, CurrentUser, pages};
 use crate::config::ConsoleAuth;
 use crate::daemon::PeerAddr;
@@ -55,13 +57,20 @@ pub(super) async fn authenticate(State(c): State<Arc<Console>>, req: Request, ne
                 .ok()
                 .and_then(|f| f.users.into_iter().find(|u| u.name == s.user))
             {
-                Some(u) => {
+                Some(u) if credential_fingerprint(&u.password_hash) == s.credential => {
                     s.role = u.role;
                     s
                 }
-                None => {
+                found => {
                     if let Some(t) = token.as_deref() {
                         c.sessions.remove(t);
+                    }
+                    if found.is_some() {
+                        return page(
+                            StatusCode::UNAUTHORIZED,
+                            "Signed out",
+                            "The password of this user was changed: sign in again.",
+                        );
                     }
                     return page(
                         StatusCode::UNAUTHORIZED,
@@ -87,6 +96,7 @@ pub(super) async fn authenticate(State(c): State<Arc<Console>>, req: Request, ne
             }
         },
         ConsoleAuth::Proxy { addresses, user_header, roles, default_role } => {
+            let peer = peer.map(|ip| ip.to_canonical());
             let from_proxy = peer.is_some_and(|ip| addresses.iter().any(|n| n.contains(&ip)));
             if !from_proxy {
                 let who = peer.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string());
@@ -96,6 +106,16 @@ pub(super) async fn authenticate(State(c): State<Arc<Console>>, req: Request, ne
                     "Not through the proxy",
                     &format!(
                         "This console signs users in through a reverse proxy. The request came from {who}, which is not in console.proxy_addresses, so its {user_header} header is not trusted."
+                    ),
+                );
+            }
+            if req.headers().get_all(user_header.as_str()).iter().count() > 1 {
+                tracing::warn!("console request refused: the {user_header} header was sent more than once");
+                return page(
+                    StatusCode::BAD_REQUEST,
+                    "Ambiguous user",
+                    &format!(
+                        "The request names a user in more than one {user_header} header: the proxy must replace the header, not append to it."
                     ),
                 );
             }
@@ -123,7 +143,7 @@ pub(super) async fn authenticate(State(c): State<Arc<Console>>, req: Request, ne
             {
                 Some(s) => s,
                 None => {
-                    let (tok, s) = c.sessions.create(&name, role, now);
+                    let (tok, s) = c.sessions.create(&name, role, "", now);
                     super::routes::audit(&c, &name, "login", &serde_json::json!({"via": "proxy"}));
                     new_session = Some(tok);
                     s
@@ -198,7 +218,12 @@ pub(super) struct LoginForm {
 
 /// Where to go after sign-in: a local path only (no open redirect).
 fn local_path(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') { next } else { "/" }
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        // Browsers drop tabs and newlines from URLs: "/\t/evil.example" would become "//evil.example".
+        && !next.chars().any(char::is_control);
+    if local { next } else { "/" }
 }
 
 /// `POST /login`.
@@ -218,8 +243,15 @@ pub(super) async fn login(
             "The sign-in form is stale: reload /login and try again.",
         );
     }
+    if f.user.is_empty() || f.user.chars().count() > 128 || f.user.chars().any(char::is_control) {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Sign in",
+            "A user name is 1 to 128 characters without control characters.",
+        );
+    }
     let now = c.clock.now();
-    let keys = vec![format!("user:{}", f.user), format!("ip:{}", peer.0.ip())];
+    let keys = vec![format!("user:{}", f.user), address_key(peer.0.ip())];
     let retry = |wait: chrono::Duration| {
         let mins = (wait.num_seconds() + 59) / 60;
         let mut r = page(
@@ -233,25 +265,41 @@ pub(super) async fn login(
         r
     };
     if let Some(wait) = c.limiter.locked(&keys, now) {
-        tracing::warn!(user = %f.user, peer = %peer.0.ip(), "console sign-in refused: too many failures");
+        tracing::warn!(user = ?f.user, peer = %peer.0.ip(), "console sign-in refused: too many failures");
         return retry(wait);
     }
     let users = match super::users::UsersFile::load(users_file) {
         Ok(u) => u,
         Err(e) => {
+            // The detail (path, the offending line) goes to the log, not to an unknown visitor.
             tracing::error!("{e:#}");
-            return page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in unavailable", &format!("{e:#}"));
+            return page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Sign-in unavailable",
+                "The console cannot read its users file: the daemon's log says why.",
+            );
         }
     };
+    // At most two password checks at once (each takes tens of MiB): more at once get 429.
+    let Ok(_permit) = c.verifying.try_acquire() else {
+        return page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Busy",
+            "Other sign-ins are being checked: try again in a moment.",
+        );
+    };
     let (name, password) = (f.user.clone(), f.password);
-    let found =
-        tokio::task::spawn_blocking(move || users.verify(&name, &password).map(|u| (u.name.clone(), u.role)))
-            .await
-            .ok()
-            .flatten();
-    let Some((name, role)) = found else {
+    let found = tokio::task::spawn_blocking(move || {
+        users
+            .verify(&name, &password)
+            .map(|u| (u.name.clone(), u.role, credential_fingerprint(&u.password_hash)))
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some((name, role, credential)) = found else {
         c.limiter.fail(&keys, now);
-        tracing::warn!(user = %f.user, peer = %peer.0.ip(), "console sign-in failed");
+        tracing::warn!(user = ?f.user, peer = %peer.0.ip(), "console sign-in failed");
         let token = random_token();
         let mut resp =
             (StatusCode::UNAUTHORIZED, pages::login(&token, &f.next, Some("Wrong user name or password.")))
@@ -260,7 +308,7 @@ pub(super) async fn login(
         return resp;
     };
     c.limiter.succeed(&keys[0]);
-    let (token, _) = c.sessions.create(&name, role, now);
+    let (token, _) = c.sessions.create(&name, role, &credential, now);
     super::routes::audit(&c, &name, "login", &serde_json::json!({"peer": peer.0.ip().to_string()}));
     let mut resp = Redirect::to(local_path(&f.next)).into_response();
     let h = resp.headers_mut();

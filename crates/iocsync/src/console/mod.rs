@@ -83,6 +83,11 @@ pub struct Console {
     pub daemon: Option<Arc<Mutex<crate::daemon::DaemonState>>>,
     /// Whether cookies get `Secure` (the console terminates TLS itself).
     pub secure_cookies: bool,
+    /// Password checks running at once (argon2id is memory-hard: a flood must not run many).
+    pub verifying: tokio::sync::Semaphore,
+    /// How long a page waits for engine work (Sync now, an approval, an undo) before saying it
+    /// goes on in the background; below the listener's request timeout.
+    pub foreground: std::time::Duration,
 }
 
 impl Console {
@@ -94,6 +99,8 @@ impl Console {
             sessions: Sessions::new(c.session_idle, c.session_max),
             limiter: LoginLimiter::new(c.login_attempts, c.login_window),
             secure_cookies: c.tls.is_some(),
+            verifying: tokio::sync::Semaphore::new(2),
+            foreground: std::time::Duration::from_secs(20),
             store,
             clock,
             daemon: None,
@@ -105,6 +112,14 @@ impl Console {
     pub fn with_daemon(mut self: Arc<Self>, d: Arc<Mutex<crate::daemon::DaemonState>>) -> Arc<Self> {
         if let Some(c) = Arc::get_mut(&mut self) {
             c.daemon = Some(d);
+        }
+        self
+    }
+
+    /// Sets how long pages wait for engine work (tests use a short one).
+    pub fn with_foreground(mut self: Arc<Self>, d: std::time::Duration) -> Arc<Self> {
+        if let Some(c) = Arc::get_mut(&mut self) {
+            c.foreground = d;
         }
         self
     }

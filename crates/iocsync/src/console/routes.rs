@@ -121,10 +121,63 @@ async fn sync_now(State(c): State<Arc<Console>>, Extension(user): Extension<Curr
     if let Some(r) = refuse(&user, Role::Analyst, "Sync now") {
         return r;
     }
-    match crate::daemon::sync_now(&c.config, &user.name).await {
-        Ok(done) => pages::sync_result(&user, &sync_summary(&done)).into_response(),
-        Err(e) => (StatusCode::CONFLICT, pages::message("Sync now", &format!("{e:#}"))).into_response(),
+    let (config, name) = (c.config.clone(), user.name.clone());
+    match detached(&c, &user, "Sync now", async move { crate::daemon::sync_now(&config, &name).await }).await
+    {
+        Ok(Ok(done)) => pages::sync_result(&user, &sync_summary(&done)).into_response(),
+        Ok(Err(e)) => {
+            (StatusCode::CONFLICT, pages::message_for(&user, "Sync now", &format!("{e:#}"))).into_response()
+        }
+        Err(still_running) => still_running,
     }
+}
+
+/// Runs engine work (Sync now, an approval, an undo) in its own task, so a request cut short
+/// (the listener's timeout, a closed tab) never stops a run midway: the run, its journal, the
+/// plan's status and the audit row all complete. The page waits `foreground`, then says the
+/// work goes on in the background.
+async fn detached<T: Send + 'static>(
+    c: &Console,
+    user: &CurrentUser,
+    what: &str,
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, Response> {
+    let mut task = tokio::spawn(work);
+    match tokio::time::timeout(c.foreground, &mut task).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            tracing::error!("{what} failed: {e}");
+            Err(failed(what, &anyhow::anyhow!("{what} stopped unexpectedly (a bug): the daemon's log has it")))
+        }
+        Err(_) => Err((
+            StatusCode::ACCEPTED,
+            pages::message_for(
+                user,
+                what,
+                &format!("{what} is still running in the background (it holds the run lock). The Runs and Approvals pages show its outcome when it ends."),
+            ),
+        )
+            .into_response()),
+    }
+}
+
+/// Takes the run lock for a decision that must not interleave with a run (rejecting a plan or
+/// an undo while it is being applied), or the page that says a run is in progress.
+fn decision_lock(c: &Console, user: &CurrentUser, what: &str) -> Result<crate::daemon::RunLock, Box<Response>> {
+    crate::daemon::RunLock::acquire(&c.config.sync.state).map_err(|e| {
+        (
+            StatusCode::CONFLICT,
+            pages::message_for(
+                user,
+                what,
+                &format!(
+                    "A run is in progress (it may be applying this very item): try again when it ends. {e:#}"
+                ),
+            ),
+        )
+            .into_response()
+            .into()
+    })
 }
 
 /// What "Sync now" did, for its page: one line per tenant (or per plan made).
@@ -503,7 +556,20 @@ async fn approve_plan(
     if let Some(r) = refuse(&user, Role::Approver, "approving a plan") {
         return r;
     }
-    match engine::approval::approve(&c.config, id, &user.name).await {
+    let (config, name) = (c.config.clone(), user.name.clone());
+    let approved =
+        match detached(
+            &c,
+            &user,
+            "Approve",
+            async move { engine::approval::approve(&config, id, &name).await },
+        )
+        .await
+        {
+            Ok(a) => a,
+            Err(still_running) => return still_running,
+        };
+    match approved {
         Ok(outcome) => {
             let summary = match (&outcome.error, outcome.status.as_str()) {
                 (Some(e), _) => format!("Plan #{id} was not applied: {e}"),
@@ -531,6 +597,10 @@ async fn reject_plan(
     if let Some(r) = refuse(&user, Role::Approver, "rejecting a plan") {
         return r;
     }
+    let _lock = match decision_lock(&c, &user, "Reject") {
+        Ok(l) => l,
+        Err(r) => return *r,
+    };
     match engine::approval::reject(&c.store, id, &user.name, c.clock.now()) {
         Ok(true) => Redirect::to("/approvals").into_response(),
         Ok(false) => (
@@ -552,7 +622,20 @@ async fn confirm_undo(
     if let Some(r) = refuse(&user, Role::Approver, "confirming an undo") {
         return r;
     }
-    match engine::approval::confirm_undo(&c.config, id, &user.name).await {
+    let (config, name) = (c.config.clone(), user.name.clone());
+    let confirmed =
+        match detached(
+            &c,
+            &user,
+            "Undo",
+            async move { engine::approval::confirm_undo(&config, id, &name).await },
+        )
+        .await
+        {
+            Ok(u) => u,
+            Err(still_running) => return still_running,
+        };
+    match confirmed {
         Ok(o) if o.error.is_none() => Redirect::to("/runs").into_response(),
         Ok(o) => (
             StatusCode::CONFLICT,
@@ -577,6 +660,10 @@ async fn reject_undo(
     if let Some(r) = refuse(&user, Role::Approver, "rejecting an undo") {
         return r;
     }
+    let _lock = match decision_lock(&c, &user, "Reject") {
+        Ok(l) => l,
+        Err(r) => return *r,
+    };
     match engine::approval::reject_undo(&c.store, id, &user.name, c.clock.now()) {
         Ok(true) => Redirect::to("/approvals").into_response(),
         Ok(false) => (

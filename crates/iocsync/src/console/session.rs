@@ -34,6 +34,8 @@ pub struct Session {
     pub role: Role,
     /// The token every form of this session carries.
     pub csrf: String,
+    /// A fingerprint of the password hash it signed in with: a password reset ends the session.
+    pub credential: String,
     /// Login time.
     pub created: DateTime<Utc>,
     /// Last request.
@@ -53,6 +55,26 @@ fn key(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
+/// What a session remembers of the password hash it signed in with (not the hash itself).
+pub fn credential_fingerprint(password_hash: &str) -> String {
+    key(password_hash)
+}
+
+/// The limiter's key for a client address: IPv4 (also IPv4-mapped IPv6) as is, other IPv6 by
+/// its /64, since one host commonly holds a whole /64.
+pub fn address_key(ip: std::net::IpAddr) -> String {
+    match ip.to_canonical() {
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        v4 => format!("ip:{v4}"),
+    }
+}
+
+/// Most keys the login limiter keeps; past it the least recent failures are forgotten first.
+pub const MAX_LIMITER_KEYS: usize = 10_000;
+
 impl Sessions {
     /// Sessions that end after `idle` without a request, or `max` after login.
     pub fn new(idle: Duration, max: Duration) -> Sessions {
@@ -67,10 +89,18 @@ impl Sessions {
         self.by_token.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Starts a session; returns its token (for the cookie) and the session.
-    pub fn create(&self, user: &str, role: Role, now: DateTime<Utc>) -> (String, Session) {
+    /// Starts a session; returns its token (for the cookie) and the session. `credential` is
+    /// [`credential_fingerprint`] of the user's password hash (empty behind a proxy).
+    pub fn create(&self, user: &str, role: Role, credential: &str, now: DateTime<Utc>) -> (String, Session) {
         let token = random_token();
-        let s = Session { user: user.to_owned(), role, csrf: random_token(), created: now, last_seen: now };
+        let s = Session {
+            user: user.to_owned(),
+            role,
+            csrf: random_token(),
+            credential: credential.to_owned(),
+            created: now,
+            last_seen: now,
+        };
         let mut map = self.map();
         // Expired sessions are dropped here, so the map cannot grow without bound.
         map.retain(|_, s| !self.expired(s, now));
@@ -155,7 +185,8 @@ impl LoginLimiter {
         wait
     }
 
-    /// Records one failure for each of `keys`.
+    /// Records one failure for each of `keys`. The map stays under [`MAX_LIMITER_KEYS`]:
+    /// failures older than the window go first, then the least recent ones.
     pub fn fail(&self, keys: &[String], now: DateTime<Utc>) {
         let mut map = self.map();
         for k in keys {
@@ -165,6 +196,22 @@ impl LoginLimiter {
                 q.pop_front();
             }
         }
+        if map.len() > MAX_LIMITER_KEYS {
+            map.retain(|_, q| q.back().is_some_and(|t| now - *t <= self.window));
+        }
+        if map.len() > MAX_LIMITER_KEYS {
+            let mut last: Vec<(DateTime<Utc>, String)> =
+                map.iter().filter_map(|(k, q)| q.back().map(|t| (*t, k.clone()))).collect();
+            last.sort();
+            for (_, k) in last.iter().take(map.len() - MAX_LIMITER_KEYS) {
+                map.remove(k);
+            }
+        }
+    }
+
+    /// How many keys it holds (tests).
+    pub fn keys(&self) -> usize {
+        self.map().len()
     }
 
     /// Forgets the failures of the user who just logged in (not those of the address).
@@ -184,16 +231,16 @@ mod tests {
     #[test]
     fn sessions_expire_when_idle_or_old_and_logout_forgets_them() {
         let s = Sessions::new(Duration::from_secs(30 * 60), Duration::from_secs(2 * 3600));
-        let (tok, _) = s.create("alice", Role::Analyst, t(0));
+        let (tok, _) = s.create("alice", Role::Analyst, "", t(0));
         assert!(s.get(&tok, t(29)).is_some());
         assert!(s.get(&tok, t(58)).is_some(), "each request renews the idle timer");
         assert!(s.get(&tok, t(89)).is_none(), "31 minutes idle");
-        let (tok, _) = s.create("alice", Role::Analyst, t(0));
+        let (tok, _) = s.create("alice", Role::Analyst, "", t(0));
         for m in (20..=120).step_by(20) {
             assert!(s.get(&tok, t(m)).is_some(), "{m}");
         }
         assert!(s.get(&tok, t(121)).is_none(), "past session_max even though used");
-        let (tok, _) = s.create("bob", Role::Viewer, t(0));
+        let (tok, _) = s.create("bob", Role::Viewer, "", t(0));
         assert!(s.remove(&tok));
         assert!(s.get(&tok, t(1)).is_none());
         assert!(!same_token("abc", "abd") && same_token("abc", "abc") && !same_token("abc", "abcd"));
@@ -211,5 +258,20 @@ mod tests {
         assert_eq!(wait, chrono::Duration::minutes(12));
         assert!(l.locked(&["ip:127.0.0.1".to_owned()], t(10)).is_some(), "the address too");
         assert!(l.locked(&keys, t(16)).is_none(), "the first failure left the window");
+    }
+
+    #[test]
+    fn the_limiter_stays_bounded_under_a_flood_of_addresses() {
+        let l = LoginLimiter::new(5, Duration::from_secs(15 * 60));
+        for i in 0..(MAX_LIMITER_KEYS as u32 + 5_000) {
+            let ip = std::net::IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            l.fail(&[address_key(ip)], t(0) + chrono::Duration::milliseconds(i64::from(i)));
+        }
+        assert!(l.keys() <= MAX_LIMITER_KEYS, "{}", l.keys());
+        let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: std::net::IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b), "one /64, one key");
+        let mapped: std::net::IpAddr = "::ffff:10.0.0.5".parse().unwrap();
+        assert_eq!(address_key(mapped), "ip:10.0.0.5");
     }
 }

@@ -70,6 +70,11 @@ format = "text"
 impl ConsoleEnv {
     /// Starts the emulator, writes config and users, and serves the console.
     pub async fn start(rest: &str, console: &str) -> ConsoleEnv {
+        ConsoleEnv::start_with(rest, console, std::time::Duration::from_secs(20)).await
+    }
+
+    /// [`ConsoleEnv::start`] with pages waiting `foreground` for engine work.
+    pub async fn start_with(rest: &str, console: &str, foreground: std::time::Duration) -> ConsoleEnv {
         let env = Env::start(EnvOptions::default()).await;
         // Eight values, so removing one manual value stays under the delete brake.
         env.write("small.txt", &crate::harness::text_feed(&crate::harness::public_ips(8, 0)));
@@ -77,7 +82,8 @@ impl ConsoleEnv {
         write_users(&env);
         let config = Config::load(&env.path("iocsync.toml")).expect("config is valid");
         let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
-        let console = Console::new(config, clock.clone()).expect("console starts");
+        let console =
+            Console::new(config, clock.clone()).expect("console starts").with_foreground(foreground);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(iocsync::daemon::serve_with(
@@ -540,4 +546,90 @@ async fn an_analyst_requests_an_undo_and_only_an_approver_confirms_it_with_the_a
         );
     }
     assert!(!audit.body.contains(PASSWORD) && !audit.body.contains(SECRET));
+}
+
+#[tokio::test]
+async fn a_sync_now_slower_than_the_page_completes_in_the_background_with_its_audit_row() {
+    let c = ConsoleEnv::start_with(FEEDS, "", std::time::Duration::from_millis(200)).await;
+    c.env.emu.inject(iocsync_emulator::FaultRule::new(
+        Some(iocsync_emulator::EndpointFamily::Import),
+        iocsync_emulator::Fault::Delay(std::time::Duration::from_millis(1500)),
+        iocsync_emulator::Trigger::Always,
+    ));
+    let mut alice = Client::new();
+    assert_eq!(alice.login(&c, "alice", PASSWORD).await.status, 303);
+    let csrf = alice.get(&c.url("/")).await.csrf();
+    let page = alice.post(&c.url("/sync-now"), &[("csrf", &csrf)]).await;
+    assert_eq!(page.status, 202, "{}", page.body);
+    assert!(page.body.contains("still running in the background"), "{}", page.body);
+    // The browser is gone; the run is not: it finishes, is recorded, and audited.
+    drop(alice);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let runs = iocsync::engine::lock(&c.console.store).runs(None, 1).unwrap();
+        if runs.first().is_some_and(|r| r.finished_at.is_some()) {
+            assert_eq!(runs[0].status, "ok");
+            assert_eq!(runs[0].actor.as_deref(), Some("alice"));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the run never finished: {runs:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(c.env.owned().len(), 8);
+    let audit = iocsync::engine::audit::audit_log(&c.console.store, 10).unwrap();
+    assert!(audit.iter().any(|a| a.user == "alice" && a.action == "sync-now"), "{audit:?}");
+}
+
+#[tokio::test]
+async fn sign_in_refuses_open_redirects_long_names_and_a_reset_password_ends_sessions() {
+    let c = ConsoleEnv::start(FEEDS, "").await;
+    for next in [
+        "//evil.example/",
+        "/\t/evil.example",
+        "/\\evil.example",
+        "https://evil.example/",
+        "/\n/evil.example",
+    ] {
+        let mut b = Client::new();
+        let page = b.get(&c.url("/login")).await;
+        let csrf = page.csrf();
+        let ok = b
+            .post(
+                &c.url("/login"),
+                &[("user", "alice"), ("password", PASSWORD), ("csrf", &csrf), ("next", next)],
+            )
+            .await;
+        assert_eq!(ok.status, 303);
+        assert_eq!(ok.location(), "/", "next = {next:?}");
+    }
+    let mut b = Client::new();
+    let ok = b.login(&c, "alice", PASSWORD).await;
+    assert_eq!(ok.location(), "/");
+    let csrf = b.get(&c.url("/login")).await.csrf();
+    let long = "a".repeat(10_000);
+    let refused =
+        b.post(&c.url("/login"), &[("user", &long), ("password", "x"), ("csrf", &csrf), ("next", "/")]).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(c.console.limiter.keys(), 0, "a refused name is not even counted");
+    // A password reset (add-user on an existing user) ends the sessions of the old password.
+    assert_eq!(b.get(&c.url("/")).await.status, 200);
+    let mut users = UsersFile::load(&c.env.path("users.toml")).unwrap();
+    users.upsert("alice", Role::Analyst, "a brand new long password").unwrap();
+    users.save(&c.env.path("users.toml")).unwrap();
+    let after = b.get(&c.url("/")).await;
+    assert_eq!(after.status, 401, "{}", after.body);
+    assert!(after.body.contains("password of this user was changed"), "{}", after.body);
+    assert_eq!(b.get(&c.url("/")).await.status, 303, "the session is gone");
+}
+
+#[tokio::test]
+async fn a_user_header_sent_twice_is_refused_even_from_the_proxy() {
+    let trusted = "auth = \"proxy\"\nproxy_addresses = [\"127.0.0.1\"]\nproxy_roles = { \"alice@contoso.com\" = \"approver\" }";
+    let c = ConsoleEnv::start(FEEDS, trusted).await;
+    let mut twice = Client::new()
+        .with_header("X-Forwarded-Email", "mallory@contoso.com")
+        .with_header("X-Forwarded-Email", "alice@contoso.com");
+    let page = twice.get(&c.url("/")).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(twice.session().is_none());
 }

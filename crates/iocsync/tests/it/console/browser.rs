@@ -19,14 +19,41 @@ struct Browser {
 }
 
 impl Drop for Browser {
-    /// Kills chromedriver and the browsers it started (its process group), also when the test
-    /// failed before closing the session.
+    /// Kills chromedriver and the browser processes it started, also when the test failed
+    /// before closing the session.
     fn drop(&mut self) {
-        #[cfg(unix)]
-        let _ = Command::new("kill").args(["-KILL", &format!("-{}", self.driver.id())]).status();
+        #[cfg(target_os = "linux")]
+        for pid in descendants(self.driver.id()) {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// Every process below `root` (children, their children, ...), from `/proc`.
+#[cfg(target_os = "linux")]
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // "pid (comm) state ppid ...": comm may hold spaces, so read after the last ')'.
+        let ppid =
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    found.retain(|p| *p != root);
+    found
 }
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
@@ -57,10 +84,7 @@ async fn browser() -> Option<Browser> {
         return None;
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut driver = Command::new(driver_bin);
-    #[cfg(unix)]
-    std::os::unix::process::CommandExt::process_group(&mut driver, 0);
-    let driver = driver
+    let driver = Command::new(driver_bin)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
