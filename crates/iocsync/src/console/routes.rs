@@ -125,9 +125,7 @@ async fn sync_now(State(c): State<Arc<Console>>, Extension(user): Extension<Curr
     match detached(&c, &user, "Sync now", async move { crate::daemon::sync_now(&config, &name).await }).await
     {
         Ok(Ok(done)) => pages::sync_result(&user, &sync_summary(&done)).into_response(),
-        Ok(Err(e)) => {
-            (StatusCode::CONFLICT, pages::message_for(&user, "Sync now", &format!("{e:#}"))).into_response()
-        }
+        Ok(Err(e)) => conflict(&user, "Sync now", &format!("{e:#}")),
         Err(still_running) => still_running,
     }
 }
@@ -163,7 +161,11 @@ async fn detached<T: Send + 'static>(
 
 /// Takes the run lock for a decision that must not interleave with a run (rejecting a plan or
 /// an undo while it is being applied), or the page that says a run is in progress.
-fn decision_lock(c: &Console, user: &CurrentUser, what: &str) -> Result<crate::daemon::RunLock, Box<Response>> {
+fn decision_lock(
+    c: &Console,
+    user: &CurrentUser,
+    what: &str,
+) -> Result<crate::daemon::RunLock, Box<Response>> {
     crate::daemon::RunLock::acquire(&c.config.sync.state).map_err(|e| {
         (
             StatusCode::CONFLICT,
@@ -297,7 +299,7 @@ async fn request_undo(
             &format!("The undo of run {id} waits for an approver on the Approvals page."),
         )
         .into_response(),
-        Err(e) => (StatusCode::CONFLICT, pages::message("Undo", &format!("{e:#}"))).into_response(),
+        Err(e) => conflict(&user, "Undo", &format!("{e:#}")),
     }
 }
 
@@ -583,9 +585,7 @@ async fn approve_plan(
             v["summary"] = Value::String(summary);
             pages::approval_result(&user, id, &v).into_response()
         }
-        Err(e) => {
-            (StatusCode::CONFLICT, pages::message_for(&user, "Approve", &format!("{e:#}"))).into_response()
-        }
+        Err(e) => conflict(&user, "Approve", &format!("{e:#}")),
     }
 }
 
@@ -594,24 +594,38 @@ async fn reject_plan(
     Extension(user): Extension<CurrentUser>,
     Path(id): Path<i64>,
 ) -> Response {
-    if let Some(r) = refuse(&user, Role::Approver, "rejecting a plan") {
+    let gone = format!("Plan #{id} is no longer pending.");
+    reject_pending(&c, &user, "rejecting a plan", &gone, |now| {
+        engine::approval::reject(&c.store, id, &user.name, now)
+    })
+}
+
+/// Rejects a pending plan or undo request (`decide`), approver only and under the run lock so it
+/// cannot interleave with that item being applied; back to the approvals, or why not.
+fn reject_pending(
+    c: &Console,
+    user: &CurrentUser,
+    what: &str,
+    gone: &str,
+    decide: impl FnOnce(chrono::DateTime<chrono::Utc>) -> anyhow::Result<bool>,
+) -> Response {
+    if let Some(r) = refuse(user, Role::Approver, what) {
         return r;
     }
-    let _lock = match decision_lock(&c, &user, "Reject") {
+    let _lock = match decision_lock(c, user, "Reject") {
         Ok(l) => l,
         Err(r) => return *r,
     };
-    match engine::approval::reject(&c.store, id, &user.name, c.clock.now()) {
+    match decide(c.clock.now()) {
         Ok(true) => Redirect::to("/approvals").into_response(),
-        Ok(false) => (
-            StatusCode::CONFLICT,
-            pages::message_for(&user, "Reject", &format!("Plan #{id} is no longer pending.")),
-        )
-            .into_response(),
-        Err(e) => {
-            (StatusCode::CONFLICT, pages::message_for(&user, "Reject", &format!("{e:#}"))).into_response()
-        }
+        Ok(false) => conflict(user, "Reject", gone),
+        Err(e) => conflict(user, "Reject", &format!("{e:#}")),
     }
+}
+
+/// A 409 page for a signed-in user.
+fn conflict(user: &CurrentUser, title: &str, text: &str) -> Response {
+    (StatusCode::CONFLICT, pages::message_for(user, title, text)).into_response()
 }
 
 async fn confirm_undo(
@@ -637,18 +651,12 @@ async fn confirm_undo(
         };
     match confirmed {
         Ok(o) if o.error.is_none() => Redirect::to("/runs").into_response(),
-        Ok(o) => (
-            StatusCode::CONFLICT,
-            pages::message_for(
-                &user,
-                "Undo",
-                &format!("The undo of run #{} failed: {}", o.run_id, o.error.unwrap_or_default()),
-            ),
-        )
-            .into_response(),
-        Err(e) => {
-            (StatusCode::CONFLICT, pages::message_for(&user, "Undo", &format!("{e:#}"))).into_response()
-        }
+        Ok(o) => conflict(
+            &user,
+            "Undo",
+            &format!("The undo of run #{} failed: {}", o.run_id, o.error.unwrap_or_default()),
+        ),
+        Err(e) => conflict(&user, "Undo", &format!("{e:#}")),
     }
 }
 
@@ -657,24 +665,10 @@ async fn reject_undo(
     Extension(user): Extension<CurrentUser>,
     Path(id): Path<i64>,
 ) -> Response {
-    if let Some(r) = refuse(&user, Role::Approver, "rejecting an undo") {
-        return r;
-    }
-    let _lock = match decision_lock(&c, &user, "Reject") {
-        Ok(l) => l,
-        Err(r) => return *r,
-    };
-    match engine::approval::reject_undo(&c.store, id, &user.name, c.clock.now()) {
-        Ok(true) => Redirect::to("/approvals").into_response(),
-        Ok(false) => (
-            StatusCode::CONFLICT,
-            pages::message_for(&user, "Undo", &format!("Undo request #{id} is no longer pending.")),
-        )
-            .into_response(),
-        Err(e) => {
-            (StatusCode::CONFLICT, pages::message_for(&user, "Undo", &format!("{e:#}"))).into_response()
-        }
-    }
+    let gone = format!("Undo request #{id} is no longer pending.");
+    reject_pending(&c, &user, "rejecting an undo", &gone, |now| {
+        engine::approval::reject_undo(&c.store, id, &user.name, now)
+    })
 }
 
 /// Counts of a report's `counts` object, by key.

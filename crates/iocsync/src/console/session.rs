@@ -200,10 +200,11 @@ impl LoginLimiter {
             map.retain(|_, q| q.back().is_some_and(|t| now - *t <= self.window));
         }
         if map.len() > MAX_LIMITER_KEYS {
+            // Down to 90 %, so a flood pays for one sort per thousand new keys, not one each.
             let mut last: Vec<(DateTime<Utc>, String)> =
                 map.iter().filter_map(|(k, q)| q.back().map(|t| (*t, k.clone()))).collect();
             last.sort();
-            for (_, k) in last.iter().take(map.len() - MAX_LIMITER_KEYS) {
+            for (_, k) in last.iter().take(map.len() - MAX_LIMITER_KEYS * 9 / 10) {
                 map.remove(k);
             }
         }
