@@ -82,6 +82,21 @@ pub(crate) struct Normalized {
     /// default port): that spelling, normalised by every other rule. Lets a parser count values
     /// merged only by the canonical-URL rule.
     pub(crate) spelling: Option<String>,
+    /// The address of an IPv4 value the fast path parsed, so the duplicate set need not parse
+    /// the value again (`None` elsewhere: it does).
+    pub(crate) v4: Option<Ipv4Addr>,
+}
+
+impl Normalized {
+    /// A value that is not a URL.
+    fn plain((kind, value): (IndicatorType, String)) -> Self {
+        Normalized { kind, value, spelling: None, v4: None }
+    }
+
+    /// A URL, with the feed's own spelling when it differs.
+    fn url(u: UrlForms) -> Self {
+        Normalized { kind: IndicatorType::Url, value: u.canonical, spelling: u.spelling, v4: None }
+    }
 }
 
 /// [`normalize`], also returning the feed's own URL spelling (see [`Normalized::spelling`]).
@@ -101,21 +116,21 @@ pub(crate) fn normalize_spelled(
     if v.ends_with('\u{2026}') {
         return Err(truncated("ends in `…`: the publisher cut the value short"));
     }
-    let plain = |(kind, value)| Normalized { kind, value, spelling: None };
-    let url = |u: UrlForms| Normalized { kind: IndicatorType::Url, value: u.canonical, spelling: u.spelling };
     match hint {
-        Some(TypeHint::Hash) => normalize_hash(v, None).map(plain),
+        Some(TypeHint::Hash) => normalize_hash(v, None).map(Normalized::plain),
         Some(TypeHint::Exact(t)) => match t {
             IndicatorType::FileMd5
             | IndicatorType::FileSha1
             | IndicatorType::FileSha256
-            | IndicatorType::CertificateThumbprint => normalize_hash(v, Some(t)).map(plain),
+            | IndicatorType::CertificateThumbprint => normalize_hash(v, Some(t)).map(Normalized::plain),
             IndicatorType::IpAddress => match parse_ip_like(v) {
-                Some(r) => r.and_then(accept_ip).map(plain),
+                Some(r) => r.and_then(accept_ip).map(Normalized::plain),
                 None => Err(invalid("not an IP address")),
             },
-            IndicatorType::DomainName => normalize_domain(v).map(|d| plain((IndicatorType::DomainName, d))),
-            IndicatorType::Url => normalize_url(v, refang).map(url),
+            IndicatorType::DomainName => {
+                normalize_domain(v).map(|d| Normalized::plain((IndicatorType::DomainName, d)))
+            }
+            IndicatorType::Url => normalize_url(v, refang).map(Normalized::url),
         },
         None => detect(v, refang),
     }
@@ -132,7 +147,6 @@ pub(crate) fn normalize_spelled(
 /// `None` sends the value down the general path (any other shape, or a forced type that is
 /// neither IP nor domain).
 fn fast_path(v: &str, hint: Option<TypeHint>) -> Option<Result<Normalized, Refusal>> {
-    let plain = |(kind, value)| Normalized { kind, value, spelling: None };
     let b = v.as_bytes();
     let (ip_ok, domain_ok) = match hint {
         None => (true, true),
@@ -146,22 +160,31 @@ fn fast_path(v: &str, hint: Option<TypeHint>) -> Option<Result<Normalized, Refus
         && matches!(b.len(), 32 | 40 | 64)
         && b.iter().all(u8::is_ascii_hexdigit)
     {
-        return Some(normalize_hex(v, None).map(plain));
+        return Some(normalize_hex(v, None).map(Normalized::plain));
     }
-    if ip_ok && (7..=15).contains(&b.len()) && b.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
-        let ip = parse_v4(b)?;
+    let dotted = |b: &[u8]| b.iter().all(|&c| c.is_ascii_digit() || c == b'.');
+    // `parse_v4` accepts only digits and dots, so a value it refuses is sent down the general
+    // path when it is made of those alone (it is then no domain either).
+    let v4 = if ip_ok { parse_v4(b) } else { None };
+    if ip_ok && v4.is_none() && (7..=15).contains(&b.len()) && dotted(b) {
+        return None;
+    }
+    if let Some(ip) = v4 {
         return Some(match v4_class(ip) {
-            None => Ok(plain((IndicatorType::IpAddress, v.to_owned()))),
-            Some(_) => accept_ip(IpAddr::V4(ip)).map(plain),
+            None => Ok(Normalized {
+                kind: IndicatorType::IpAddress,
+                value: v.to_owned(),
+                spelling: None,
+                v4: Some(ip),
+            }),
+            Some(_) => accept_ip(IpAddr::V4(ip)).map(Normalized::plain),
         });
     }
     // A dot is required: a dot-less hex string may be a hash, which detection tries first.
-    if domain_ok
-        && b.contains(&b'.')
-        && is_plain_host(b)
-        && !b.iter().all(|&c| c.is_ascii_digit() || c == b'.')
-    {
-        return Some(normalize_host_name(v, false).map(|d| plain((IndicatorType::DomainName, d))));
+    if domain_ok && b.contains(&b'.') && is_plain_host(b) && !dotted(b) {
+        return Some(
+            normalize_host_name(v, false).map(|d| Normalized::plain((IndicatorType::DomainName, d))),
+        );
     }
     None
 }
@@ -172,23 +195,31 @@ pub(crate) fn parse_v4(b: &[u8]) -> Option<Ipv4Addr> {
     if !(7..=15).contains(&b.len()) {
         return None;
     }
+    // One pass: `n` is the part being read, `digits` its length so far.
     let mut octets = [0u8; 4];
-    let mut parts = 0;
-    for part in b.split(|&c| c == b'.') {
-        if parts == 4 || part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
-            return None;
-        }
-        let mut n: u16 = 0;
-        for &c in part {
-            if !c.is_ascii_digit() {
+    let (mut part, mut n, mut digits) = (0usize, 0u16, 0u8);
+    for &c in b {
+        if c == b'.' {
+            if digits == 0 || part == 3 {
                 return None;
             }
-            n = n * 10 + u16::from(c - b'0');
+            octets[part] = u8::try_from(n).ok()?;
+            (part, n, digits) = (part + 1, 0, 0);
+            continue;
         }
-        octets[parts] = u8::try_from(n).ok()?;
-        parts += 1;
+        let d = c.wrapping_sub(b'0');
+        // Not a digit, a fourth digit, or a digit after a leading zero.
+        if d > 9 || digits == 3 || (digits == 1 && n == 0) {
+            return None;
+        }
+        n = n * 10 + u16::from(d);
+        digits += 1;
     }
-    (parts == 4).then(|| Ipv4Addr::from(octets))
+    if digits == 0 || part != 3 {
+        return None;
+    }
+    octets[3] = u8::try_from(n).ok()?;
+    Some(Ipv4Addr::from(octets))
 }
 
 /// An ASCII lower-case host name IDNA leaves as it is: `[a-z0-9-_]` labels joined by single dots,
@@ -292,21 +323,19 @@ fn truncated(detail: impl Into<String>) -> Refusal {
 
 /// Detect the type of an untyped value: hash by hex length, URL, IP, then domain.
 fn detect(v: &str, refang: bool) -> Result<Normalized, Refusal> {
-    let plain = |(kind, value)| Normalized { kind, value, spelling: None };
-    let url = |u: UrlForms| Normalized { kind: IndicatorType::Url, value: u.canonical, spelling: u.spelling };
     if matches!(v.len(), 32 | 40 | 64) && v.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return normalize_hash(v, None).map(plain);
+        return normalize_hash(v, None).map(Normalized::plain);
     }
     if v.contains("://") {
-        return normalize_url(v, refang).map(url);
+        return normalize_url(v, refang).map(Normalized::url);
     }
     if let Some(r) = parse_ip_like(v) {
-        return r.and_then(accept_ip).map(plain);
+        return r.and_then(accept_ip).map(Normalized::plain);
     }
     if v.contains(['/', '?']) {
-        return normalize_url(v, refang).map(url);
+        return normalize_url(v, refang).map(Normalized::url);
     }
-    normalize_domain(v).map(|d| plain((IndicatorType::DomainName, d)))
+    normalize_domain(v).map(|d| Normalized::plain((IndicatorType::DomainName, d)))
 }
 
 fn accept_ip(ip: IpAddr) -> Result<(IndicatorType, String), Refusal> {
@@ -321,10 +350,46 @@ fn accept_ip(ip: IpAddr) -> Result<(IndicatorType, String), Refusal> {
 /// groups (lower-case hex, no leading zeros, no `::`), e.g. `2001:4860:4860:0:0:0:0:8888`. A
 /// compressed IPv6 value may be refused or may never match traffic (spec §13.6).
 pub fn defender_ip_form(ip: IpAddr) -> String {
+    // Written digit by digit: this runs for every IPv6 value and every IPv4 value off the fast
+    // path, and the formatting machinery cost more than the rest of the check.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(39);
     match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => v6.segments().iter().map(|g| format!("{g:x}")).collect::<Vec<_>>().join(":"),
+        IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if o >= 100 {
+                    out.push(char::from(b'0' + o / 100));
+                }
+                if o >= 10 {
+                    out.push(char::from(b'0' + o / 10 % 10));
+                }
+                out.push(char::from(b'0' + o % 10));
+            }
+        }
+        IpAddr::V6(v6) => {
+            for (i, g) in v6.segments().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(':');
+                }
+                // Lower-case hex without leading zeros (`{:x}`).
+                let mut shift = 12;
+                while shift > 0 && (g >> shift) == 0 {
+                    shift -= 4;
+                }
+                loop {
+                    out.push(char::from(HEX[usize::from((g >> shift) & 0xf)]));
+                    if shift == 0 {
+                        break;
+                    }
+                    shift -= 4;
+                }
+            }
+        }
     }
+    out
 }
 
 fn reason_range(reason: Reason) -> &'static str {
@@ -960,6 +1025,34 @@ mod tests {
         let ascii = idna::domain_to_ascii_cow(v.as_bytes(), idna::AsciiDenyList::URL)
             .map_err(|_| invalid("IDNA failed"))?;
         normalize_domain(&ascii)
+    }
+
+    #[test]
+    fn defender_ip_form_is_what_the_formatting_machinery_writes() {
+        let mut ips: Vec<IpAddr> = ["0.0.0.0", "255.255.255.255", "9.10.99.100", "1.2.3.4", "::", "::1"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        ips.extend(
+            ["2001:db8::f:ff:fff:ffff", "2606:4700:0:0:0:0:0:1111", "ffff:1:10:100:1000:abcd:9:0"]
+                .iter()
+                .map(|s| s.parse::<IpAddr>().unwrap()),
+        );
+        let mut x: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
+        for _ in 0..2000 {
+            x = x.wrapping_mul(0x2545_f491_4f6c_dd1d).wrapping_add(0x1405_7b7e_f767_814f);
+            ips.push(IpAddr::V6(Ipv6Addr::from(x >> (x % 64))));
+            ips.push(IpAddr::V4(Ipv4Addr::from((x >> 64) as u32 >> (x % 24))));
+        }
+        for ip in ips {
+            let want = match ip {
+                IpAddr::V4(v4) => v4.to_string(),
+                IpAddr::V6(v6) => {
+                    v6.segments().iter().map(|g| format!("{g:x}")).collect::<Vec<_>>().join(":")
+                }
+            };
+            assert_eq!(defender_ip_form(ip), want);
+        }
     }
 
     #[test]

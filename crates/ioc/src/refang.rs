@@ -32,8 +32,8 @@ const BRACKETS: [(&[u8], &[u8]); 8] = [
 pub fn refang(s: &str) -> Cow<'_, str> {
     let bytes = s.as_bytes();
     // Every defang holds a bracket or `xx` (`hxxp`): most values hold neither and are borrowed.
-    let maybe = bytes.iter().any(|&b| matches!(b, b'[' | b'(' | b'{'))
-        || bytes.windows(2).any(|w| matches!(w, [b'x' | b'X', b'x' | b'X']));
+    let maybe = memchr::memchr3(b'[', b'(', b'{', bytes).is_some()
+        || memchr::memchr2_iter(b'x', b'X', bytes).any(|i| matches!(bytes.get(i + 1), Some(b'x' | b'X')));
     if !maybe {
         return Cow::Borrowed(s);
     }

@@ -1,16 +1,21 @@
 //! The set of values one feed has accepted so far, kept compactly: it is what bounds a streamed
-//! parse's memory, so it holds each distinct value once, in one byte arena, in a compact key form.
+//! parse's memory, so it holds each distinct value once, in a compact key form.
 //!
-//! Key form: one tag byte (the indicator type, or [`SPELLING`]), then the value: an IPv4 address
-//! as its 4 bytes and an IPv6 address as its 16, a hash as its raw bytes (half its hex length),
-//! anything else as its UTF-8 bytes. The table holds only `u32` entry numbers; an entry's key is
-//! `arena[ends[i - 1]..ends[i]]`. One flag per entry records that a URL was seen spelled exactly
-//! as its canonical form, so the common case costs no second copy (see `Collector`).
+//! Accepted IPs and hashes (a key under its own kind's tag, [`kind_tag`]) live in one table per
+//! kind of fixed-size keys: an IPv4 address as a `u32`, an IPv6 address as a `u128`, a hash as its
+//! raw bytes (half its hex length). Hashing and comparing such a key touches no other memory, and
+//! growing the table re-hashes the keys in place, which is what makes the most common feed lines
+//! (an address, a hash) cheap. Every other key (domains, URLs, URL spellings, and any value whose
+//! compact form does not apply) is one tag byte (the indicator type, or [`SPELLING`]) then the
+//! value: the same compact forms for an IP or a hash under another tag, anything else as its UTF-8
+//! bytes, in one byte arena; that table holds only `u32` entry numbers, and an entry's key is
+//! `arena[ends[i - 1]..ends[i]]`. One flag per arena entry records that a URL was seen spelled
+//! exactly as its canonical form, so the common case costs no second copy (see `Collector`).
 
 use crate::IndicatorType;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash};
 use std::net::Ipv6Addr;
 use std::str::FromStr;
 
@@ -21,9 +26,125 @@ pub(crate) const SPELLING: u8 = 0x40;
 /// normalised IP or hash always has one; kept so two key forms can never collide).
 const RAW: u8 = 0x80;
 
-/// A compact set of (tag, value) keys with one flag per key.
+/// The entry number [`Seen::insert`] gives a key held in a fixed-size table: such a key has no
+/// flag (only URLs are marked, and a URL is never a fixed-size key).
+pub(crate) const FIXED: usize = usize::MAX;
+
+/// The key tag of an indicator type in the duplicate set.
+pub(crate) fn kind_tag(kind: IndicatorType) -> u8 {
+    match kind {
+        IndicatorType::FileSha1 => 1,
+        IndicatorType::FileSha256 => 2,
+        IndicatorType::FileMd5 => 3,
+        IndicatorType::CertificateThumbprint => 4,
+        IndicatorType::IpAddress => 5,
+        IndicatorType::DomainName => 6,
+        IndicatorType::Url => 7,
+    }
+}
+
+/// The fixed-size keys of accepted IPs and hashes, one table per kind (see the module docs).
+#[derive(Debug, Default)]
+struct Fixed {
+    v4: HashTable<u32>,
+    v6: HashTable<u128>,
+    md5: HashTable<[u8; 16]>,
+    sha1: HashTable<[u8; 20]>,
+    sha256: HashTable<[u8; 32]>,
+    thumbprint: HashTable<[u8; 20]>,
+}
+
+impl Fixed {
+    /// Inserts the fixed-size key of `value` (of type `kind`); `None` when the value has no such
+    /// key (not a normalised IP or lower-case hex hash of the kind's length), else whether it is new.
+    fn insert(
+        &mut self,
+        hasher: &foldhash::fast::RandomState,
+        kind: IndicatorType,
+        value: &str,
+    ) -> Option<bool> {
+        let b = value.as_bytes();
+        match kind {
+            IndicatorType::IpAddress => {
+                if let Some(v4) = crate::normalize::parse_v4(b) {
+                    return Some(insert_key(&mut self.v4, hasher, u32::from(v4)));
+                }
+                let v6 = Ipv6Addr::from_str(value).ok()?;
+                Some(insert_key(&mut self.v6, hasher, u128::from(v6)))
+            }
+            IndicatorType::FileMd5 => Some(insert_key(&mut self.md5, hasher, hex_key(b)?)),
+            IndicatorType::FileSha1 => Some(insert_key(&mut self.sha1, hasher, hex_key(b)?)),
+            IndicatorType::FileSha256 => Some(insert_key(&mut self.sha256, hasher, hex_key(b)?)),
+            IndicatorType::CertificateThumbprint => {
+                Some(insert_key(&mut self.thumbprint, hasher, hex_key(b)?))
+            }
+            IndicatorType::DomainName | IndicatorType::Url => None,
+        }
+    }
+
+    /// Number of keys held.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.v4.len()
+            + self.v6.len()
+            + self.md5.len()
+            + self.sha1.len()
+            + self.sha256.len()
+            + self.thumbprint.len()
+    }
+
+    /// Bytes of the keys held, counted as the arena would hold them (one tag byte, then the key).
+    #[cfg(test)]
+    fn key_bytes(&self) -> usize {
+        5 * self.v4.len()
+            + 17 * (self.v6.len() + self.md5.len())
+            + 21 * (self.sha1.len() + self.thumbprint.len())
+            + 33 * self.sha256.len()
+    }
+}
+
+/// Inserts `key` into `table`; true when it was not there.
+fn insert_key<K: Hash + Eq + Copy>(
+    table: &mut HashTable<K>,
+    hasher: &foldhash::fast::RandomState,
+    key: K,
+) -> bool {
+    let hash = hasher.hash_one(key);
+    match table.entry(hash, |k| *k == key, |k| hasher.hash_one(*k)) {
+        Entry::Occupied(_) => false,
+        Entry::Vacant(v) => {
+            v.insert(key);
+            true
+        }
+    }
+}
+
+/// The bytes of exactly `2 * N` lower-case hex digits (the normalised form of a hash).
+fn hex_key<const N: usize>(b: &[u8]) -> Option<[u8; N]> {
+    if b.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (o, p) in out.iter_mut().zip(b.chunks_exact(2)) {
+        *o = (lower_hex(p[0])? << 4) | lower_hex(p[1])?;
+    }
+    Some(out)
+}
+
+/// The value of one lower-case hex digit.
+fn lower_hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// A compact set of (tag, value) keys with one flag per arena key.
 #[derive(Debug, Default)]
 pub(crate) struct Seen {
+    /// Accepted IPs and hashes under their own kind's tag.
+    fixed: Fixed,
     arena: Vec<u8>,
     /// End offset in `arena` of each entry's key.
     ends: Vec<usize>,
@@ -36,8 +157,15 @@ pub(crate) struct Seen {
 }
 
 impl Seen {
-    /// Inserts the key of `value` under `tag`; returns its entry number and whether it is new.
+    /// Inserts the key of `value` under `tag`; returns its entry number ([`FIXED`] for a key held
+    /// in a fixed-size table) and whether it is new.
     pub(crate) fn insert(&mut self, tag: u8, kind: Option<IndicatorType>, value: &str) -> (usize, bool) {
+        if let Some(k) = kind
+            && tag == kind_tag(k)
+            && let Some(new) = self.fixed.insert(&self.hasher, k, value)
+        {
+            return (FIXED, new);
+        }
         let mut key = std::mem::take(&mut self.key);
         key.clear();
         encode(tag, kind, value, &mut key);
@@ -72,6 +200,12 @@ impl Seen {
         result
     }
 
+    /// [`Seen::insert`] of an accepted IPv4 address (under its kind's tag), already parsed;
+    /// true when it is new.
+    pub(crate) fn insert_v4(&mut self, ip: std::net::Ipv4Addr) -> bool {
+        insert_key(&mut self.fixed.v4, &self.hasher, u32::from(ip))
+    }
+
     /// Sets entry `i`'s flag; true when it was not set before.
     pub(crate) fn mark(&mut self, i: usize) -> bool {
         match self.flags.get_mut(i) {
@@ -83,13 +217,14 @@ impl Seen {
     /// Number of distinct keys.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.ends.len()
+        self.ends.len() + self.fixed.len()
     }
 
-    /// Bytes held by the key arena (for tests of the compact form).
+    /// Bytes of the keys held, the fixed-size ones counted as the arena would hold them (a tag
+    /// byte, then the key): for tests of the compact form.
     #[cfg(test)]
     pub(crate) fn arena_len(&self) -> usize {
-        self.arena.len()
+        self.arena.len() + self.fixed.key_bytes()
     }
 }
 

@@ -464,8 +464,13 @@ impl<S: Sink> Collector<S> {
         attrs: Option<Box<crate::SourceAttrs>>,
     ) {
         match normalize_spelled(raw, hint.or(self.hint), self.refang) {
-            Ok(n) => self
-                .accept_spelled(Ioc { kind: n.kind, value: n.value, line, valid_until, attrs }, n.spelling),
+            Ok(n) => {
+                let ioc = Ioc { kind: n.kind, value: n.value, line, valid_until, attrs };
+                match n.v4 {
+                    Some(ip) => self.accept_v4(ioc, ip),
+                    None => self.accept_spelled(ioc, n.spelling),
+                }
+            }
             Err((reason, detail)) => self.reject(reason, raw, line, detail),
         }
     }
@@ -482,7 +487,7 @@ impl<S: Sink> Collector<S> {
     /// copy: a spelling equal to some canonical form `c` can only be a spelling of `c` itself
     /// (canonicalisation is idempotent), so "`c` was seen as a spelling" is that flag.
     fn accept_spelled(&mut self, ioc: Ioc, spelling: Option<String>) {
-        let (entry, new) = self.seen.insert(kind_tag(ioc.kind), Some(ioc.kind), &ioc.value);
+        let (entry, new) = self.seen.insert(crate::seen::kind_tag(ioc.kind), Some(ioc.kind), &ioc.value);
         let spelling_new = if ioc.kind != IndicatorType::Url {
             false
         } else {
@@ -491,6 +496,23 @@ impl<S: Sink> Collector<S> {
                 Some(s) => self.seen.insert(crate::seen::SPELLING, None, &s).1,
             }
         };
+        self.accepted(ioc, new, spelling_new);
+    }
+
+    /// [`Collector::accept`] for an IPv4 address the fast path parsed (`ip` is `ioc.value`): its
+    /// key, without parsing the value again.
+    fn accept_v4(&mut self, ioc: Ioc, ip: std::net::Ipv4Addr) {
+        if ioc.kind == IndicatorType::IpAddress {
+            let new = self.seen.insert_v4(ip);
+            self.accepted(ioc, new, false);
+        } else {
+            self.accept_spelled(ioc, None);
+        }
+    }
+
+    /// Hands a `new` value to the sink, or counts a duplicate (and a canonical merge when its
+    /// spelling was new).
+    fn accepted(&mut self, ioc: Ioc, new: bool, spelling_new: bool) {
         if new {
             self.sink.accept(ioc);
         } else {
@@ -510,6 +532,7 @@ impl<S: Sink> Collector<S> {
     pub(crate) fn apply(&mut self, step: Step) {
         match step {
             Step::Accept(ioc, spelling) => self.accept_spelled(ioc, spelling),
+            Step::AcceptV4(ioc, ip) => self.accept_v4(ioc, ip),
             Step::Reject(r) => self.sink.reject(r),
         }
     }
@@ -559,6 +582,8 @@ impl<S: Sink> LineOut for Collector<S> {
 pub(crate) enum Step {
     /// An accepted value and the feed's own spelling of a URL (see `Collector::accept_spelled`).
     Accept(Ioc, Option<String>),
+    /// An accepted IPv4 address the fast path parsed, and the address (see `Collector::accept_v4`).
+    AcceptV4(Ioc, std::net::Ipv4Addr),
     /// A rejection, already truncated.
     Reject(Rejection),
 }
@@ -587,7 +612,10 @@ impl LineOut for Steps {
     }
     fn value(&mut self, raw: &str, hint: Option<TypeHint>, line: u64) {
         self.steps.push(match normalize_spelled(raw, hint.or(self.hint), self.refang) {
-            Ok(n) => Step::Accept(Ioc::new(n.kind, n.value, line), n.spelling),
+            Ok(n) => match n.v4 {
+                Some(ip) => Step::AcceptV4(Ioc::new(n.kind, n.value, line), ip),
+                None => Step::Accept(Ioc::new(n.kind, n.value, line), n.spelling),
+            },
             Err((reason, detail)) => Step::Reject(rejection(reason, raw, line, detail)),
         });
     }
@@ -606,17 +634,4 @@ fn rejection(reason: Reason, raw: &str, line: u64, detail: Option<String>) -> Re
         if d.len() > 2 * MAX_REJECTED_VALUE { truncate(&d, 2 * MAX_REJECTED_VALUE).to_owned() } else { d }
     });
     Rejection { reason, value, line, detail }
-}
-
-/// The key tag of an indicator type in the duplicate set.
-fn kind_tag(kind: IndicatorType) -> u8 {
-    match kind {
-        IndicatorType::FileSha1 => 1,
-        IndicatorType::FileSha256 => 2,
-        IndicatorType::FileMd5 => 3,
-        IndicatorType::CertificateThumbprint => 4,
-        IndicatorType::IpAddress => 5,
-        IndicatorType::DomainName => 6,
-        IndicatorType::Url => 7,
-    }
 }

@@ -52,11 +52,12 @@ fn for_each_line_from<R: BufRead>(
 ) -> std::io::Result<u64> {
     let mut n = start;
     let mut carry: Vec<u8> = Vec::new();
-    let mut emit = |n: u64, raw: &[u8]| {
+    // One line: the BOM dropped from the first, a final `\r` from every one.
+    fn emit(f: &mut impl FnMut(u64, Result<&str, &[u8]>), n: u64, raw: &[u8]) {
         let raw = if n == 1 { raw.strip_prefix(BOM).unwrap_or(raw) } else { raw };
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         f(n, std::str::from_utf8(raw).map_err(|_| raw));
-    };
+    }
     loop {
         let buf = super::fill(&mut reader)?;
         if buf.is_empty() {
@@ -64,22 +65,44 @@ fn for_each_line_from<R: BufRead>(
             let only_bom = n == 0 && start == 0 && carry == BOM;
             if !carry.is_empty() && !only_bom {
                 n += 1;
-                emit(n, &carry);
+                emit(&mut f, n, &carry);
             }
             return Ok(n);
         }
         let mut used = 0;
-        while let Some(i) = memchr::memchr(b'\n', &buf[used..]) {
-            let end = used + i;
+        // The line that straddled the previous read ends in this one.
+        if !carry.is_empty()
+            && let Some(i) = memchr::memchr(b'\n', buf)
+        {
             n += 1;
-            if carry.is_empty() {
-                emit(n, &buf[used..end]);
+            carry.extend_from_slice(&buf[..i]);
+            emit(&mut f, n, &carry);
+            carry.clear();
+            used = i + 1;
+        }
+        // The whole lines held in the buffer: checked as UTF-8 once (a line ends at a `\n`, which
+        // is never inside a multi-byte character, so each line of valid text is valid text),
+        // line by line only when that fails.
+        if carry.is_empty()
+            && let Some(last) = memchr::memrchr(b'\n', &buf[used..])
+        {
+            let whole = &buf[used..used + last];
+            if let Ok(text) = std::str::from_utf8(whole) {
+                let mut start = 0;
+                for end in memchr::memchr_iter(b'\n', whole).chain(std::iter::once(whole.len())) {
+                    n += 1;
+                    let line = &text[start..end];
+                    let line = if n == 1 { line.strip_prefix('\u{feff}').unwrap_or(line) } else { line };
+                    f(n, Ok(line.strip_suffix('\r').unwrap_or(line)));
+                    start = end + 1;
+                }
             } else {
-                carry.extend_from_slice(&buf[used..end]);
-                emit(n, &carry);
-                carry.clear();
+                for raw in whole.split(|&b| b == b'\n') {
+                    n += 1;
+                    emit(&mut f, n, raw);
+                }
             }
-            used = end + 1;
+            used += last + 1;
         }
         carry.extend_from_slice(&buf[used..]);
         let len = buf.len();
@@ -93,12 +116,12 @@ pub(crate) fn strip_comment(line: &str) -> &str {
     if is_comment_start(t) {
         return "";
     }
-    let mut prev_ws = false;
-    for (i, c) in t.char_indices() {
-        if prev_ws && is_comment_start(&t[i..]) {
+    // A comment starts at a `#`, `;` or `/` (all ASCII, so at a character boundary) that
+    // follows whitespace: only those bytes are looked at.
+    for i in memchr::memchr3_iter(b'#', b';', b'/', t.as_bytes()) {
+        if i > 0 && is_comment_start(&t[i..]) && t[..i].chars().next_back().is_some_and(char::is_whitespace) {
             return t[..i].trim_end();
         }
-        prev_ws = c.is_whitespace();
     }
     t
 }
@@ -109,13 +132,30 @@ fn is_comment_start(s: &str) -> bool {
 
 /// Whether a field is a URL (keeps its commas and semicolons).
 fn looks_like_url(field: &str) -> bool {
-    field.contains("://") || field.contains("[://]") || field.contains("[:]//")
+    // Each form holds a `:` (`[://]` holds `://`), and most fields none.
+    memchr::memchr(b':', field.as_bytes()).is_some() && (field.contains("://") || field.contains("[:]//"))
+}
+
+/// The first whitespace-separated field of `t` (`t.split_whitespace().next()`, or `""`).
+fn first_field(t: &str) -> &str {
+    let b = t.as_bytes();
+    // ASCII up to the first ASCII whitespace, not starting with it: that is the field. Anything
+    // else (non-ASCII, which may be Unicode whitespace; leading whitespace) takes `split_whitespace`.
+    match b.iter().position(|&c| c >= 0x80 || matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')) {
+        None => t,
+        Some(i) if i > 0 && b[i] < 0x80 => &t[..i],
+        Some(_) => t.split_whitespace().next().unwrap_or(""),
+    }
 }
 
 /// The value of one (comment-free) text line.
 pub(crate) fn line_value(t: &str) -> &str {
-    let field = t.split_whitespace().next().unwrap_or("");
-    let field = if looks_like_url(field) { field } else { field.split([',', ';']).next().unwrap_or(field) };
+    let field = first_field(t);
+    let field = if looks_like_url(field) {
+        field
+    } else {
+        memchr::memchr2(b',', b';', field.as_bytes()).map_or(field, |i| &field[..i])
+    };
     field.trim_matches(|c| c == '"' || c == '\'' || c == '`')
 }
 
@@ -282,8 +322,15 @@ fn parse_parallel<R: BufRead, S: Sink + ?Sized>(
 
 /// A non-empty run of printable ASCII with no whitespace and none of the bytes the line rules
 /// act on (comment starts, field separators, quotes, table rules, `/`): its own value.
+#[cfg(test)]
 fn is_plain_token(t: &str) -> bool {
-    !t.is_empty() && t.bytes().all(|b| PLAIN[usize::from(b)])
+    !t.is_empty() && plain_prefix(t).is_none()
+}
+
+/// Where the first byte of `t` that cannot be part of a plain token is (`None`: nowhere, so a
+/// non-empty `t` is a plain token; see [`is_plain_token`]).
+fn plain_prefix(t: &str) -> Option<usize> {
+    t.bytes().position(|b| !PLAIN[usize::from(b)])
 }
 
 /// The bytes of a plain token (see [`is_plain_token`]), as a table: one lookup a byte.
@@ -310,17 +357,19 @@ fn text_line<O: LineOut>(n: u64, line: Result<&str, &[u8]>, out: &mut O) {
     let trimmed = line.trim();
     // Fast path: a line that is one plain ASCII token (an address, a host, a hash) is its own
     // value: no comment, field, quote or table rule can apply to it.
-    if is_plain_token(trimmed) {
-        out.value(trimmed, None, n);
-        return;
-    }
     // Same for a plain token followed by a space or tab (`IP<TAB>score`, `HASH  name`): the value
     // is the first field whatever follows, and a comment can only start after whitespace.
-    if let Some(i) = trimmed.find([' ', '\t'])
-        && is_plain_token(&trimmed[..i])
-    {
-        out.value(&trimmed[..i], None, n);
-        return;
+    // One scan finds both: the first byte that is not part of a plain token.
+    match plain_prefix(trimmed) {
+        None if !trimmed.is_empty() => {
+            out.value(trimmed, None, n);
+            return;
+        }
+        Some(i) if i > 0 && matches!(trimmed.as_bytes()[i], b' ' | b'\t') => {
+            out.value(&trimmed[..i], None, n);
+            return;
+        }
+        _ => {}
     }
     if trimmed.starts_with('|') {
         table_row(trimmed, n, out);
@@ -448,6 +497,32 @@ mod tests {
         streamed.canonical_merges = tally.canonical_merges;
         assert_eq!(streamed, whole);
         assert_eq!((whole.lines, whole.iocs.len(), whole.duplicates, whole.canonical_merges), (7, 4, 2, 1));
+    }
+
+    #[test]
+    fn first_field_is_the_first_whitespace_separated_field() {
+        for t in [
+            "",
+            " ",
+            "a",
+            "a b",
+            " a b",
+            "a\tb",
+            "a\u{0b}b",
+            "a\u{0c}b",
+            "a\rb",
+            "a\nb",
+            "a\u{a0}b c",
+            "\u{a0}a b",
+            "é b",
+            "aé\u{2003}b",
+            "1.2.3.4\t8",
+            "http://x.com/a b",
+            "\u{2003}",
+            "x\u{85}y z",
+        ] {
+            assert_eq!(first_field(t), t.split_whitespace().next().unwrap_or(""), "{t:?}");
+        }
     }
 
     #[test]
