@@ -255,6 +255,14 @@ async fn an_analyst_adds_values_syncs_them_and_removes_one_in_a_real_browser() {
     text_of(&b, "#sync-result").await;
     assert!(c.env.owned().iter().all(|i| i.indicator_value != NORMALISED), "the next run deleted it");
 
+    b.client.goto(&c.url("/audit")).await.unwrap();
+    let audit = text_of(&b, "#audit").await;
+    assert!(
+        audit.contains("manual-remove") && audit.contains("manual-add") && audit.contains("alice"),
+        "{audit}"
+    );
+    shot(&b, "audit").await;
+
     // A viewer sees the list but gets no form.
     click(&b, "#logout").await;
     sign_in(&b, &c, "vera").await;
