@@ -16,6 +16,9 @@ use chrono::{DateTime, Utc};
 use session::{LoginLimiter, Sessions};
 use std::sync::{Arc, Mutex};
 
+/// One online lookup (one Defender API call) per user this often.
+pub const ONLINE_LOOKUP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The console's clock: the system's in the daemon, a hand-moved one in tests (session expiry).
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Now.
@@ -85,6 +88,8 @@ pub struct Console {
     pub secure_cookies: bool,
     /// Password checks running at once (argon2id is memory-hard: a flood must not run many).
     pub verifying: tokio::sync::Semaphore,
+    /// When each user last asked Defender from the lookup page.
+    pub online_lookups: Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
     /// How long a page waits for engine work (Sync now, an approval, an undo) before saying it
     /// goes on in the background; below the listener's request timeout.
     pub foreground: std::time::Duration,
@@ -100,6 +105,7 @@ impl Console {
             limiter: LoginLimiter::new(c.login_attempts, c.login_window),
             secure_cookies: c.tls.is_some(),
             verifying: tokio::sync::Semaphore::new(2),
+            online_lookups: Mutex::new(std::collections::HashMap::new()),
             foreground: std::time::Duration::from_secs(20),
             store,
             clock,
@@ -122,6 +128,18 @@ impl Console {
             c.foreground = d;
         }
         self
+    }
+
+    /// Whether `user` may make an online lookup now (and records it when so).
+    pub fn online_lookup_allowed(&self, user: &str) -> bool {
+        let now = self.clock.now();
+        let every = chrono::Duration::from_std(ONLINE_LOOKUP_EVERY).unwrap_or_default();
+        let mut last = self.online_lookups.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.get(user).is_some_and(|t| now - *t < every) {
+            return false;
+        }
+        last.insert(user.to_owned(), now);
+        true
     }
 
     /// Whether users sign in through a reverse proxy.

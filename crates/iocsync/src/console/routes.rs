@@ -325,12 +325,25 @@ async fn lookup(
     if value.is_empty() {
         return pages::lookup(&user, "", None).into_response();
     }
+    // Each online lookup is one Defender API call: one per user every ONLINE_LOOKUP_EVERY, so a
+    // page reloaded in a loop cannot eat the quota the sync needs.
+    let online = q.online.is_some() && c.online_lookup_allowed(&user.name);
     let args = crate::cli::ExplainArgs {
         value: value.to_owned(),
-        offline: q.online.is_none(),
+        offline: !online,
         tenant: crate::cli::TenantArgs { tenant: q.tenant.filter(|t| !t.is_empty()) },
     };
-    let answer = crate::commands::explain::run(&c.config, &args).await;
+    let mut answer = crate::commands::explain::run(&c.config, &args).await;
+    if q.online.is_some()
+        && !online
+        && let Ok(r) = &mut answer
+    {
+        r.verdict = format!(
+            "{} (answered offline: one online lookup per user every {} s)",
+            r.verdict,
+            super::ONLINE_LOOKUP_EVERY.as_secs()
+        );
+    }
     pages::lookup(&user, value, Some(answer)).into_response()
 }
 

@@ -633,3 +633,24 @@ async fn a_user_header_sent_twice_is_refused_even_from_the_proxy() {
     assert_eq!(page.status, 400, "{}", page.body);
     assert!(twice.session().is_none());
 }
+
+#[tokio::test]
+async fn online_lookups_are_limited_per_user_and_fall_back_to_offline() {
+    let c = ConsoleEnv::start(FEEDS, "").await;
+    let mut vera = Client::new();
+    assert_eq!(vera.login(&c, "vera", PASSWORD).await.status, 303);
+    let calls = || c.env.calls_of(iocsync_emulator::EndpointFamily::List);
+    let before = calls();
+    let first = vera.get(&c.url("/lookup?value=45.0.0.1&online=1")).await;
+    assert_eq!(first.status, 200);
+    assert!(!first.body.contains("answered offline"), "{}", first.body);
+    let after_first = calls();
+    assert!(after_first > before, "the first online lookup asked Defender");
+    let second = vera.get(&c.url("/lookup?value=45.0.0.1&online=1")).await;
+    assert!(second.body.contains("answered offline"), "{}", second.body);
+    assert_eq!(calls(), after_first, "the second did not");
+    c.clock.advance(iocsync::console::ONLINE_LOOKUP_EVERY);
+    let third = vera.get(&c.url("/lookup?value=45.0.0.1&online=1")).await;
+    assert!(!third.body.contains("answered offline"));
+    assert!(calls() > after_first);
+}
