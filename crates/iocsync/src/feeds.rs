@@ -6,12 +6,12 @@
 //! or [`FeedStatus::Failed`] contribute no values, and the app protects their indicators from
 //! deletion.
 
-use crate::fetch::{self, FetchError, FetchObserver, FetchOptions, Fetched, Source};
+use crate::fetch::{self, Download, FetchError, FetchObserver, FetchOptions, FetchedFile, Source};
 use crate::state::{CachedFeed, StateError, StateStore};
 use chrono::{DateTime, Utc};
 use iocsync_core::feed_health::{self, AcceptShrink, Baseline, FeedStats, Health};
 use iocsync_ioc::formats::Column;
-use iocsync_ioc::{Format, FormatError, IndicatorType, ParseOptions, Parsed, TypeHint};
+use iocsync_ioc::{Format, FormatError, IndicatorType, ParseOptions, Parsed, StreamError, TypeHint};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
@@ -255,15 +255,15 @@ pub async fn unreachable(
     why: String,
     now: DateTime<Utc>,
 ) -> LoadedFeed {
-    let cached = with_store(store, |s| Ok((s.feed_cache(&spec.name)?, s.misp_events(&spec.name)?)));
+    let cached = with_store(store, |s| Ok((s.feed_cache_head(&spec.name)?, s.misp_events(&spec.name)?)));
     let last = match cached {
         Ok((Some(c), events)) if !events.is_empty() => Some(LastGood::Misp(c, events)),
-        Ok((Some(c), _)) if !c.body.is_empty() => Some(LastGood::Document(c)),
+        Ok((Some(c), _)) if c.body_len > 0 => Some(LastGood::Document(c)),
         _ => None,
     };
     let mut out = failed(spec, why);
     if let Some(last) = last {
-        match last.parse(spec, now).await {
+        match last.parse(store, spec, now).await {
             Ok((parsed, _)) => out.protects = values_of(&parsed),
             Err(e) => tracing::warn!(feed = %spec.name, error = %e, "the last good copy no longer parses"),
         }
@@ -274,13 +274,13 @@ pub async fn unreachable(
 /// The feed as its last good copy stands, without a download (`explain` answers from it): that
 /// copy parsed again, `fallback` when young enough, `stale` past `max_age`, `failed` without one.
 pub async fn from_last_copy(store: &Mutex<StateStore>, spec: &FeedSpec, now: DateTime<Utc>) -> LoadedFeed {
-    let cached = with_store(store, |s| Ok((s.feed_cache(&spec.name)?, s.misp_events(&spec.name)?)));
+    let cached = with_store(store, |s| Ok((s.feed_cache_head(&spec.name)?, s.misp_events(&spec.name)?)));
     let last = match cached {
         Ok((Some(c), events)) if !events.is_empty() => Some(LastGood::Misp(c, events)),
-        Ok((Some(c), _)) if !c.body.is_empty() => Some(LastGood::Document(c)),
+        Ok((Some(c), _)) if c.body_len > 0 => Some(LastGood::Document(c)),
         _ => None,
     };
-    fall_back(spec, last, None, "read from the last good copy (no download)".to_owned(), now).await
+    fall_back(store, spec, last, None, "read from the last good copy (no download)".to_owned(), now).await
 }
 
 /// Runs `f` on the locked store; a database error becomes a message. A poisoned lock still
@@ -309,6 +309,50 @@ async fn parse_blocking(body: Vec<u8>, opts: ParseOptions) -> (Vec<u8>, Result<P
     }
 }
 
+/// Parses a body kept in a file, streaming (line formats are read line by line; the others are
+/// read whole by the parser): the same [`Parsed`] as [`parse_blocking`] of its bytes. Off the
+/// async threads; gives the file back.
+async fn parse_file(
+    mut file: std::fs::File,
+    opts: ParseOptions,
+) -> (Option<std::fs::File>, Result<Parsed, FormatError>) {
+    let joined = tokio::task::spawn_blocking(move || {
+        use std::io::Seek as _;
+        let read_error = |e: std::io::Error| FormatError::Malformed {
+            format: "feed",
+            detail: format!("cannot read the feed: {e}"),
+        };
+        let r = file.rewind().map_err(read_error).and_then(|()| {
+            let mut parsed = Parsed::default();
+            let reader = std::io::BufReader::with_capacity(256 * 1024, &file);
+            match iocsync_ioc::parse_stream(reader, &opts, &mut parsed) {
+                Ok((_, tally)) => {
+                    parsed.lines = tally.lines;
+                    parsed.duplicates = tally.duplicates;
+                    parsed.canonical_merges = tally.canonical_merges;
+                    Ok(parsed)
+                }
+                Err(StreamError::Format(e)) => Err(e),
+                Err(StreamError::Io(e)) => Err(read_error(e)),
+            }
+        });
+        (file, r)
+    })
+    .await;
+    match joined {
+        Ok((file, r)) => (Some(file), r),
+        Err(e) => {
+            (None, Err(FormatError::Malformed { format: "feed", detail: format!("parser task failed: {e}") }))
+        }
+    }
+}
+
+/// Where a feed's temporary files go: next to the state database (the system temp dir for an
+/// in-memory one).
+fn temp_dir(store: &Mutex<StateStore>) -> std::path::PathBuf {
+    store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).temp_dir()
+}
+
 fn stats(body: &[u8], parsed: &Parsed) -> FeedStats {
     FeedStats {
         bytes: body.len() as u64,
@@ -327,10 +371,12 @@ async fn load_document(
     now: DateTime<Utc>,
     observer: &dyn FetchObserver,
 ) -> LoadedFeed {
-    let cached = match with_store(store, |s| s.feed_cache(&spec.name)) {
+    // The row without its body: a download is compared with the body's SHA-256, and the body
+    // is read (streaming) only when it must be parsed again.
+    let cached = match with_store(store, |s| s.feed_cache_head(&spec.name)) {
         // A good document is never empty: an empty body is a MISP feed's row (the feed's
         // format changed in the config) and is no last good copy of this document.
-        Ok(c) => c.filter(|c| !c.body.is_empty()),
+        Ok(c) => c.filter(|c| c.body_len > 0),
         Err(e) => {
             tracing::warn!(feed = %spec.name, error = %e, "cannot read the feed cache; fetching without it");
             None
@@ -339,20 +385,19 @@ async fn load_document(
     let (cached, previous) = split_by_source(spec, cached);
     let validators = cached.as_ref().map(|c| &c.validators).filter(|v| !v.is_empty());
     let named = Named { name: &spec.name, inner: observer };
-    let fetched = fetch::fetch(http, &spec.source, validators, opts, &named).await;
+    let dir = temp_dir(store);
+    let fetched = fetch::fetch_to_file(http, &spec.source, validators, opts, &named, &dir).await;
 
     let why = match fetched {
-        Ok(Fetched::NotModified) => {
+        Ok(FetchedFile::NotModified) => {
             let Some(c) = cached else {
                 return failed(
                     spec,
                     "the server answered 304 Not Modified but there is no cached copy".into(),
                 );
             };
-            let bytes = c.bytes;
-            let (_, parsed) = parse_blocking(c.body, spec.parse_options(now)).await;
-            return match parsed {
-                Ok(parsed) => {
+            return match LastGood::Document(c).parse(store, spec, now).await {
+                Ok((parsed, bytes)) => {
                     if let Err(e) = with_store(store, |s| s.touch_feed(&spec.name, now)) {
                         tracing::warn!(feed = %spec.name, error = %e, "cannot record the 304 in the state database");
                     }
@@ -361,15 +406,24 @@ async fn load_document(
                 Err(e) => failed(spec, format!("the cached copy no longer parses: {e}")),
             };
         }
-        Ok(Fetched::Body { bytes, validators }) => {
-            let (body, parsed) = parse_blocking(bytes, spec.parse_options(now)).await;
-            match parsed {
-                Err(e) => format!("cannot parse the download: {e}"),
-                Ok(parsed) => {
-                    let current = stats(&body, &parsed);
+        Ok(FetchedFile::Body { download, validators }) => {
+            let Download { file, len, sha256, looks_like_html, blank } = download;
+            let (file, parsed) = parse_file(file, spec.parse_options(now)).await;
+            match (file, parsed) {
+                (_, Err(e)) => format!("cannot parse the download: {e}"),
+                (None, Ok(_)) => "the parser task lost the download".to_owned(),
+                (Some(mut file), Ok(parsed)) => {
+                    let current = FeedStats {
+                        bytes: len,
+                        accepted: parsed.iocs.len() as u64,
+                        rejected: parsed.rejections.len() as u64,
+                        looks_like_html,
+                        empty: blank,
+                    };
+                    let body = (&mut file, len, sha256.as_str());
                     let accepted =
                         accept_if_healthy(store, spec, cached.as_ref(), false, parsed, current, now, |s| {
-                            save_download(s, spec, cached.as_ref(), &body, validators, &current, now)
+                            save_download(s, spec, cached.as_ref(), body, validators, &current, now)
                         });
                     match accepted {
                         Ok(loaded) => return loaded,
@@ -380,25 +434,33 @@ async fn load_document(
         }
         Err(e) => fetch_reason(&e),
     };
-    fall_back(spec, cached.map(LastGood::Document), previous.map(LastGood::Document), why, now).await
+    fall_back(store, spec, cached.map(LastGood::Document), previous.map(LastGood::Document), why, now).await
 }
 
-/// Saves a good download with its HTTP validators (or only refreshes the timestamps and
-/// validators when the body did not change).
+/// Saves a good download with its HTTP validators, copying the body from its file into the
+/// database (or only refreshes the timestamps and validators when its SHA-256 is that of the
+/// cached copy).
+#[allow(clippy::too_many_arguments)]
 fn save_download(
     s: &StateStore,
     spec: &FeedSpec,
     cached: Option<&CachedFeed>,
-    body: &[u8],
+    (file, len, sha256): (&mut std::fs::File, u64, &str),
     validators: fetch::Validators,
     current: &FeedStats,
     now: DateTime<Utc>,
 ) -> Result<(), StateError> {
-    if cached.is_some_and(|c| c.body == body) {
+    use std::io::Seek as _;
+    if cached.is_some_and(|c| c.body_len == len && c.body_sha256.as_deref() == Some(sha256)) {
         s.touch_feed(&spec.name, now)?;
         s.set_feed_validators(&spec.name, &validators)
     } else {
-        s.save_good_feed(&CachedFeed { validators, ..good_copy(spec, body.to_vec(), current, now) })
+        file.rewind().map_err(|e| StateError::Corrupt {
+            what: "feed_cache.body",
+            detail: format!("cannot read the download back: {e}"),
+        })?;
+        let row = CachedFeed { validators, ..good_copy(spec, Vec::new(), current, now) };
+        s.save_good_feed_from(&row, file, len, sha256)
     }
 }
 
@@ -424,9 +486,22 @@ impl LastGood {
         c
     }
 
-    /// Parses the copy again (with today's parser) and gives its size.
-    async fn parse(self, spec: &FeedSpec, now: DateTime<Utc>) -> Result<(Parsed, u64), FormatError> {
+    /// Parses the copy again (with today's parser) and gives its size. A row read without its
+    /// body is streamed from the database through a temporary file, never read whole (the
+    /// parser still reads a JSON or CSV document whole).
+    async fn parse(
+        self,
+        store: &Mutex<StateStore>,
+        spec: &FeedSpec,
+        now: DateTime<Utc>,
+    ) -> Result<(Parsed, u64), FormatError> {
         match self {
+            LastGood::Document(c) if c.body.is_empty() && c.body_len > 0 => {
+                let bytes = c.bytes;
+                let file = spool_cached_body(store, &c.feed)
+                    .map_err(|detail| FormatError::Malformed { format: "feed", detail })?;
+                parse_file(file, spec.parse_options(now)).await.1.map(|p| (p, bytes))
+            }
             LastGood::Document(c) => {
                 let bytes = c.bytes;
                 parse_blocking(c.body, spec.parse_options(now)).await.1.map(|p| (p, bytes))
@@ -438,10 +513,21 @@ impl LastGood {
     }
 }
 
+/// Copies the cached body of `feed` from the database into a private temporary file (the
+/// store is locked for the copy only).
+fn spool_cached_body(store: &Mutex<StateStore>, feed: &str) -> Result<std::fs::File, String> {
+    let mut file = fetch::temp_file(&temp_dir(store)).map_err(|e| e.to_string())?;
+    match with_store(store, |s| s.copy_feed_body(feed, &mut file))? {
+        Some(_) => Ok(file),
+        None => Err("the last good copy is no longer in the state database".to_owned()),
+    }
+}
+
 /// The fresh copy is unusable: use the last good one if it is young enough. Whatever the
 /// outcome, the values of the last good copy (or of the previous source's copy, when the source
 /// changed and the new one was never good) are protected from deletion.
 async fn fall_back(
+    store: &Mutex<StateStore>,
     spec: &FeedSpec,
     last: Option<LastGood>,
     previous: Option<LastGood>,
@@ -456,7 +542,7 @@ async fn fall_back(
         let why =
             format!("{why}; no good copy from the new source yet (the copy from {old} protects its values)");
         let mut out = failed(spec, why);
-        match prev.parse(spec, now).await {
+        match prev.parse(store, spec, now).await {
             Ok((parsed, _)) => out.protects = values_of(&parsed),
             Err(e) => {
                 tracing::warn!(feed = %spec.name, error = %e, "the previous source's copy no longer parses");
@@ -467,7 +553,7 @@ async fn fall_back(
     let good_at = last.row().good_at;
     let age = now.signed_duration_since(good_at);
     let too_old = age > spec.max_age;
-    match last.parse(spec, now).await {
+    match last.parse(store, spec, now).await {
         Ok((parsed, _)) if too_old => {
             let status = FeedStatus::Stale {
                 why: format!(
@@ -501,7 +587,7 @@ async fn load_misp_feed(
     now: DateTime<Utc>,
     observer: &dyn FetchObserver,
 ) -> LoadedFeed {
-    let read = with_store(store, |s| Ok((s.feed_cache(&spec.name)?, s.misp_events(&spec.name)?)));
+    let read = with_store(store, |s| Ok((s.feed_cache_head(&spec.name)?, s.misp_events(&spec.name)?)));
     let (cached, cached_events) = match read {
         Ok(x) => x,
         Err(e) => {
@@ -556,7 +642,7 @@ async fn load_misp_feed(
         }
     };
     // The cached events are the last good set.
-    fall_back(spec, cached.map(|c| LastGood::Misp(c, cached_events)), previous, why, now).await
+    fall_back(store, spec, cached.map(|c| LastGood::Misp(c, cached_events)), previous, why, now).await
 }
 
 /// The cache row of a copy judged good now, without HTTP validators (MISP and TAXII re-fetch
@@ -565,6 +651,8 @@ fn good_copy(spec: &FeedSpec, body: Vec<u8>, current: &FeedStats, now: DateTime<
     CachedFeed {
         feed: spec.name.clone(),
         source: spec.source.to_string(),
+        body_len: body.len() as u64,
+        body_sha256: None,
         body,
         validators: fetch::Validators::default(),
         fetched_at: now,
@@ -707,7 +795,7 @@ async fn load_taxii(
             }
         }
     };
-    fall_back(spec, cached.map(LastGood::Document), previous.map(LastGood::Document), why, now).await
+    fall_back(store, spec, cached.map(LastGood::Document), previous.map(LastGood::Document), why, now).await
 }
 
 /// Merges TAXII objects into a stored envelope `{"objects": [...]}` by STIX `id`: a new

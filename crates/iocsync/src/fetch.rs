@@ -212,6 +212,36 @@ pub enum Fetched {
     },
 }
 
+/// A body kept in a private temporary file rather than in memory (see [`fetch_to_file`]).
+#[derive(Debug)]
+pub struct Download {
+    /// The body (decompressed), positioned at its start. An unnamed file (mode 0600): it is
+    /// gone when dropped.
+    pub file: std::fs::File,
+    /// Its size in bytes.
+    pub len: u64,
+    /// Its SHA-256, lower-case hex.
+    pub sha256: String,
+    /// Whether it starts like an HTML page ([`iocsync_core::looks_like_html`] of its head).
+    pub looks_like_html: bool,
+    /// Whether it holds only ASCII white space.
+    pub blank: bool,
+}
+
+/// The result of [`fetch_to_file`].
+#[derive(Debug)]
+pub enum FetchedFile {
+    /// The server answered 304: the cached copy is current.
+    NotModified,
+    /// A body (decompressed, in a temporary file) and its validators.
+    Body {
+        /// The body.
+        download: Download,
+        /// `ETag` / `Last-Modified` to send next time (empty for files).
+        validators: Validators,
+    },
+}
+
 /// Why a fetch failed. Never contains credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -549,10 +579,7 @@ pub async fn fetch(
             Source::Url(url) => get(http, url, validators, None, opts, observer).await.map(|(f, _)| f),
         }
     };
-    let result = tokio::time::timeout(opts.total_timeout, work)
-        .await
-        .unwrap_or_else(|_| Err(FetchError::Timeout { origin: label.clone(), after: opts.total_timeout }));
-    observer.finished(&label);
+    let result = within_total_timeout(work, &label, opts, observer).await;
     match result? {
         Fetched::Body { bytes, validators } if bytes.starts_with(&GZIP_MAGIC) => {
             // Decompressing up to the cap takes a while: keep it off the async worker threads.
@@ -568,8 +595,197 @@ pub async fn fetch(
     }
 }
 
+/// Runs `work` under the total timeout, then tells `observer` the download of `label` ended.
+async fn within_total_timeout<T>(
+    work: impl std::future::Future<Output = Result<T, FetchError>>,
+    label: &str,
+    opts: &FetchOptions,
+    observer: &dyn FetchObserver,
+) -> Result<T, FetchError> {
+    let result = tokio::time::timeout(opts.total_timeout, work)
+        .await
+        .unwrap_or_else(|_| Err(FetchError::Timeout { origin: label.to_owned(), after: opts.total_timeout }));
+    observer.finished(label);
+    result
+}
+
 /// The first two bytes of a gzip stream.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// [`fetch`] into a private temporary file in `dir` instead of memory: the same conditional
+/// GET, redirect rules, size cap (on the transfer and on the decompressed body), gzip and
+/// timeout, but the body is written as it arrives, decompressed file to file, and described
+/// (size, SHA-256, HTML head, blank) by reading it back, so memory holds a buffer, not the body.
+pub async fn fetch_to_file(
+    http: &reqwest::Client,
+    source: &Source,
+    validators: Option<&Validators>,
+    opts: &FetchOptions,
+    observer: &dyn FetchObserver,
+    dir: &Path,
+) -> Result<FetchedFile, FetchError> {
+    use std::io::Write as _;
+    let label = source.to_string();
+    let mut file = temp_file(dir)?;
+    let work = async {
+        match source {
+            Source::Path(path) => copy_file(path, &label, opts, observer, &mut file, dir)
+                .await
+                .map(|()| Some(Validators::default())),
+            Source::Url(url) => {
+                let mut write =
+                    |chunk: &[u8], _: Option<u64>| file.write_all(chunk).map_err(|e| temp_error(dir, &e));
+                get_streaming(http, url, validators, None, opts, observer, &mut write).await.map(|(v, _)| v)
+            }
+        }
+    };
+    let result = within_total_timeout(work, &label, opts, observer).await;
+    let Some(validators) = result? else { return Ok(FetchedFile::NotModified) };
+    // Decompressing and hashing take a while: keep them off the async worker threads.
+    let (dir, cap) = (dir.to_path_buf(), opts.max_bytes);
+    let joined = tokio::task::spawn_blocking(move || finish_download(file, &dir, &label, cap)).await;
+    let download = joined.map_err(|e| FetchError::Gzip {
+        origin: source.to_string(),
+        detail: format!("decompression task failed: {e}"),
+    })??;
+    Ok(FetchedFile::Body { download, validators })
+}
+
+/// A private (0600), unnamed temporary file in `dir`: removed when dropped, even on a crash.
+pub fn temp_file(dir: &Path) -> Result<std::fs::File, FetchError> {
+    tempfile::tempfile_in(dir).map_err(|e| temp_error(dir, &e))
+}
+
+fn temp_error(dir: &Path, e: &std::io::Error) -> FetchError {
+    FetchError::Io {
+        path: dir.to_path_buf(),
+        detail: format!("cannot write a temporary copy of the feed there: {e}"),
+        transient: false,
+    }
+}
+
+/// Copies a local feed file into `out` under the size cap.
+async fn copy_file(
+    path: &Path,
+    label: &str,
+    opts: &FetchOptions,
+    observer: &dyn FetchObserver,
+    out: &mut std::fs::File,
+    dir: &Path,
+) -> Result<(), FetchError> {
+    use std::io::Write as _;
+    let io_err = |e: std::io::Error| file_error(path, &e);
+    let meta = tokio::fs::metadata(path).await.map_err(io_err)?;
+    check_file(path, &meta, label, opts)?;
+    let file = tokio::fs::File::open(path).await.map_err(io_err)?;
+    // The file may grow between metadata and read: read at most cap + 1 bytes.
+    let mut file = file.take(opts.max_bytes.saturating_add(1));
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut done: u64 = 0;
+    loop {
+        let n = file.read(&mut buf).await.map_err(io_err)?;
+        if n == 0 {
+            break;
+        }
+        done += n as u64;
+        if done > opts.max_bytes {
+            return Err(FetchError::TooLarge { origin: label.to_owned(), limit: opts.max_bytes });
+        }
+        out.write_all(&buf[..n]).map_err(|e| temp_error(dir, &e))?;
+    }
+    observer.progress(label, done, Some(meta.len()));
+    Ok(())
+}
+
+/// Decompresses a downloaded file that starts with the gzip magic (into another temporary
+/// file, under the cap), then reads the body back once for its size and SHA-256 and once more
+/// for its head. Blocking.
+fn finish_download(
+    mut file: std::fs::File,
+    dir: &Path,
+    label: &str,
+    cap: u64,
+) -> Result<Download, FetchError> {
+    use sha2::Digest as _;
+    use std::io::{Seek as _, Write as _};
+    let tmp = |e: std::io::Error| temp_error(dir, &e);
+    file.rewind().map_err(tmp)?;
+    let mut magic = Vec::with_capacity(2);
+    (&file).take(2).read_to_end(&mut magic).map_err(tmp)?;
+    file.rewind().map_err(tmp)?;
+    if magic == GZIP_MAGIC {
+        let mut out = temp_file(dir)?;
+        let gz = |e: std::io::Error| FetchError::Gzip { origin: label.to_owned(), detail: e.to_string() };
+        let mut decoder =
+            flate2::read::MultiGzDecoder::new(std::io::BufReader::new(&file)).take(cap.saturating_add(1));
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut done: u64 = 0;
+        loop {
+            let n = decoder.read(&mut buf).map_err(gz)?;
+            if n == 0 {
+                break;
+            }
+            done += n as u64;
+            if done > cap {
+                return Err(FetchError::TooLarge { origin: label.to_owned(), limit: cap });
+            }
+            out.write_all(&buf[..n]).map_err(tmp)?;
+        }
+        drop(decoder);
+        file = out;
+        file.rewind().map_err(tmp)?;
+    }
+    let mut hasher = sha2::Sha256::new();
+    let mut len: u64 = 0;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf).map_err(tmp)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    file.rewind().map_err(tmp)?;
+    let (looks_like_html, blank) = scan_head(&file).map_err(tmp)?;
+    file.rewind().map_err(tmp)?;
+    Ok(Download { file, len, sha256: hex::encode(hasher.finalize()), looks_like_html, blank })
+}
+
+/// Whether a body read from `file` (at its start) looks like an HTML page, and whether it is
+/// only white space: the answers of [`iocsync_core::looks_like_html`] and of an all-white-space
+/// test on the whole body, reading only the BOM, the leading white space and 1 KiB.
+fn scan_head(file: &std::fs::File) -> std::io::Result<(bool, bool)> {
+    use std::io::BufRead as _;
+    let mut r = std::io::BufReader::new(file);
+    let mut head = Vec::with_capacity(1024);
+    (&mut r).take(3).read_to_end(&mut head)?;
+    let bom = head == b"\xEF\xBB\xBF";
+    if bom {
+        head.clear();
+    }
+    let lead = head.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    head.drain(..lead);
+    while head.is_empty() {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        let n = buf.iter().take_while(|b| b.is_ascii_whitespace()).count();
+        let len = buf.len();
+        r.consume(n);
+        if n < len {
+            break;
+        }
+    }
+    let more = 1024u64.saturating_sub(head.len() as u64);
+    (&mut r).take(more).read_to_end(&mut head)?;
+    // The leading space keeps a second BOM from being taken for the first one.
+    let mut probe = Vec::with_capacity(head.len() + 1);
+    probe.push(b' ');
+    probe.extend_from_slice(&head);
+    Ok((iocsync_core::looks_like_html(&probe), !bom && head.is_empty()))
+}
 
 /// One GET with the size cap enforced while streaming; returns the response headers too.
 async fn get(
@@ -580,6 +796,37 @@ async fn get(
     opts: &FetchOptions,
     observer: &dyn FetchObserver,
 ) -> Result<(Fetched, reqwest::header::HeaderMap), FetchError> {
+    let cap = usize::try_from(opts.max_bytes).unwrap_or(usize::MAX);
+    let mut buf = Vec::new();
+    let mut keep = |chunk: &[u8], total: Option<u64>| {
+        if buf.is_empty() {
+            buf.reserve(total.map_or(0, |n| n as usize).min(cap));
+        }
+        buf.extend_from_slice(chunk);
+        Ok(())
+    };
+    let (got, headers) = get_streaming(http, url, validators, accept, opts, observer, &mut keep).await?;
+    let fetched = match got {
+        None => Fetched::NotModified,
+        Some(validators) => Fetched::Body { bytes: buf, validators },
+    };
+    Ok((fetched, headers))
+}
+
+/// Where [`get_streaming`] hands each chunk of the body (with the announced total size).
+type ChunkOut<'a> = dyn FnMut(&[u8], Option<u64>) -> Result<(), FetchError> + Send + 'a;
+
+/// One GET with the size cap enforced while streaming: every chunk of the body goes to `out`.
+/// Returns the validators (`None` for a 304) and the response headers.
+async fn get_streaming(
+    http: &reqwest::Client,
+    url: &Url,
+    validators: Option<&Validators>,
+    accept: Option<&str>,
+    opts: &FetchOptions,
+    observer: &dyn FetchObserver,
+    out: &mut ChunkOut<'_>,
+) -> Result<(Option<Validators>, reqwest::header::HeaderMap), FetchError> {
     check_url(url)?;
     let shown = redact_url(url);
     let mut req = http.get(url.clone()).timeout(opts.total_timeout);
@@ -614,7 +861,7 @@ async fn get(
     }
     let status = resp.status();
     if status == StatusCode::NOT_MODIFIED {
-        return Ok((Fetched::NotModified, resp.headers().clone()));
+        return Ok((None, resp.headers().clone()));
     }
     if !status.is_success() {
         return Err(FetchError::Status { url: shown, status });
@@ -631,16 +878,16 @@ async fn get(
     if total.is_some_and(|n| n > opts.max_bytes) {
         return Err(too_large());
     }
-    let cap = usize::try_from(opts.max_bytes).unwrap_or(usize::MAX);
-    let mut buf = Vec::with_capacity(total.map_or(0, |n| n as usize).min(cap));
+    let mut done: u64 = 0;
     while let Some(chunk) = resp.chunk().await.map_err(|e| net_error(&shown, e, opts))? {
-        if buf.len().saturating_add(chunk.len()) > cap {
+        if done.saturating_add(chunk.len() as u64) > opts.max_bytes {
             return Err(too_large());
         }
-        buf.extend_from_slice(&chunk);
-        observer.progress(&shown, buf.len() as u64, total);
+        out(&chunk, total)?;
+        done += chunk.len() as u64;
+        observer.progress(&shown, done, total);
     }
-    Ok((Fetched::Body { bytes: buf, validators: got }, resp.headers().clone()))
+    Ok((Some(got), resp.headers().clone()))
 }
 
 async fn read_file(

@@ -13,6 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use iocsync_core::feed_health::Baseline;
 use iocsync_core::plan::BrakeEntry;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use sha2::Digest as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -236,6 +237,20 @@ BEGIN
     SELECT RAISE(ABORT, 'the audit log is append-only');
 END;
 ",
+    // 8: each feed's last good body moves to a table of its own, written and read through
+    // incremental blob I/O (SQLite builds a whole record to update a row, and a zero blob that is
+    // not a record's last column is filled in memory: in `feed_cache` both held the body whole),
+    // and its SHA-256, so a download is compared with it without reading it (rows from before
+    // stay NULL and count as changed once). `feed_cache.body` stays, always empty.
+    r"
+CREATE TABLE feed_body (
+    feed TEXT PRIMARY KEY NOT NULL,
+    body BLOB NOT NULL
+);
+INSERT INTO feed_body (feed, body) SELECT feed, body FROM feed_cache WHERE length(body) > 0;
+UPDATE feed_cache SET body = x'';
+ALTER TABLE feed_cache ADD COLUMN body_sha256 TEXT;
+",
 ];
 
 /// One change to append to the journal: a write Defender confirmed.
@@ -395,8 +410,13 @@ pub struct CachedFeed {
     pub feed: String,
     /// Source it came from (path or redacted URL), for display only.
     pub source: String,
-    /// The raw body (after decompression).
+    /// The raw body (after decompression). Empty when the row was read without it
+    /// ([`StateStore::feed_cache_head`]), and for a MISP feed's row.
     pub body: Vec<u8>,
+    /// Size of the stored body (also when `body` was not read).
+    pub body_len: u64,
+    /// SHA-256 (hex) of the stored body; `None` for a row saved before it was kept.
+    pub body_sha256: Option<String>,
     /// `ETag` / `Last-Modified` of that body, for the next conditional GET.
     pub validators: Validators,
     /// When the body was last fetched or confirmed by a 304.
@@ -417,6 +437,8 @@ impl std::fmt::Debug for CachedFeed {
             .field("feed", &self.feed)
             .field("source", &self.source)
             .field("body", &format_args!("<{} bytes>", self.body.len()))
+            .field("body_len", &self.body_len)
+            .field("body_sha256", &self.body_sha256)
             .field("validators", &self.validators)
             .field("fetched_at", &self.fetched_at)
             .field("good_at", &self.good_at)
@@ -657,6 +679,18 @@ impl StateStore {
         Ok(())
     }
 
+    /// Where temporary copies of feeds go: the database's directory (the system temp dir for
+    /// an in-memory database).
+    pub fn temp_dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) if self.path != Path::new(":memory:") && !dir.as_os_str().is_empty() => {
+                dir.to_path_buf()
+            }
+            _ if self.path != Path::new(":memory:") => PathBuf::from("."),
+            _ => std::env::temp_dir(),
+        }
+    }
+
     /// The schema version (`PRAGMA user_version`) of the open database.
     pub fn schema_version(&self) -> Result<u32, StateError> {
         Ok(self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
@@ -664,30 +698,43 @@ impl StateStore {
 
     // ---- feed cache -------------------------------------------------------------------------
 
-    /// The last good copy of `feed`, if any.
+    /// The last good copy of `feed`, if any, with its body.
     pub fn feed_cache(&self, feed: &str) -> Result<Option<CachedFeed>, StateError> {
+        self.read_feed_cache(feed, true)
+    }
+
+    /// The last good copy of `feed` without its body (`body` is empty; `body_len` and
+    /// `body_sha256` describe it): read the body with [`StateStore::copy_feed_body`].
+    pub fn feed_cache_head(&self, feed: &str) -> Result<Option<CachedFeed>, StateError> {
+        self.read_feed_cache(feed, false)
+    }
+
+    fn read_feed_cache(&self, feed: &str, with_body: bool) -> Result<Option<CachedFeed>, StateError> {
+        let sql = format!(
+            "SELECT c.source, {}, c.etag, c.last_modified, c.fetched_at, c.good_at, c.bytes, c.accepted,
+                    c.rejected, coalesce(length(b.body), 0), c.body_sha256
+             FROM feed_cache c LEFT JOIN feed_body b ON b.feed = c.feed WHERE c.feed = ?1",
+            if with_body { "coalesce(b.body, x'')" } else { "x''" }
+        );
         let row = self
             .conn
-            .query_row(
-                "SELECT source, body, etag, last_modified, fetched_at, good_at, bytes, accepted, rejected
-                 FROM feed_cache WHERE feed = ?1",
-                [feed],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Vec<u8>>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                        r.get::<_, Option<String>>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, String>(5)?,
-                        r.get::<_, i64>(6)?,
-                        r.get::<_, i64>(7)?,
-                        r.get::<_, i64>(8)?,
-                    ))
-                },
-            )
+            .query_row(&sql, [feed], |r| {
+                Ok((
+                    (r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?),
+                    (r.get::<_, Option<String>>(2)?, r.get::<_, Option<String>>(3)?),
+                    (r.get::<_, String>(4)?, r.get::<_, String>(5)?),
+                    (r.get::<_, i64>(6)?, r.get::<_, i64>(7)?, r.get::<_, i64>(8)?),
+                    (r.get::<_, i64>(9)?, r.get::<_, Option<String>>(10)?),
+                ))
+            })
             .optional()?;
-        let Some((source, body, etag, last_modified, fetched_at, good_at, bytes, accepted, rejected)) = row
+        let Some((
+            (source, body),
+            (etag, last_modified),
+            (fetched_at, good_at),
+            (bytes, accepted, rejected),
+            (body_len, body_sha256),
+        )) = row
         else {
             return Ok(None);
         };
@@ -695,6 +742,8 @@ impl StateStore {
             feed: feed.to_owned(),
             source,
             body,
+            body_len: to_u64(body_len),
+            body_sha256,
             validators: Validators { etag, last_modified },
             fetched_at: parse_ts("feed_cache.fetched_at", &fetched_at)?,
             good_at: parse_ts("feed_cache.good_at", &good_at)?,
@@ -704,21 +753,78 @@ impl StateStore {
         }))
     }
 
-    /// Stores `c` as the new last good copy of its feed (replacing the previous one).
+    /// Stores `c` as the new last good copy of its feed (replacing the previous one), with the
+    /// SHA-256 of its body (`c.body_len` and `c.body_sha256` are not read: they follow the body).
     pub fn save_good_feed(&self, c: &CachedFeed) -> Result<(), StateError> {
+        let sha = hex::encode(sha2::Sha256::digest(&c.body));
+        let tx = self.conn.unchecked_transaction()?;
+        self.upsert_feed(c, &sha)?;
+        if c.body.is_empty() {
+            tx.execute("DELETE FROM feed_body WHERE feed = ?1", [&c.feed])?;
+        } else {
+            tx.execute(
+                "INSERT INTO feed_body (feed, body) VALUES (?1, ?2)
+                 ON CONFLICT (feed) DO UPDATE SET body = excluded.body",
+                params![c.feed, c.body],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Stores `c` as the new last good copy of its feed with the `len` bytes read from `body`
+    /// as its body (`c.body` is not read), whose SHA-256 is `sha256`. The body goes into the
+    /// database through incremental blob I/O, never whole in memory; all or nothing.
+    pub fn save_good_feed_from(
+        &self,
+        c: &CachedFeed,
+        body: &mut dyn std::io::Read,
+        len: u64,
+        sha256: &str,
+    ) -> Result<(), StateError> {
+        let size = i64::try_from(len).map_err(|_| StateError::Corrupt {
+            what: "feed_cache.body",
+            detail: format!("a body of {len} bytes is too large to store"),
+        })?;
+        let tx = self.conn.unchecked_transaction()?;
+        self.upsert_feed(c, sha256)?;
+        // The zero blob is the record's last column: SQLite writes it without filling it in memory.
+        tx.execute("DELETE FROM feed_body WHERE feed = ?1", [&c.feed])?;
+        tx.execute("INSERT INTO feed_body (feed, body) VALUES (?1, zeroblob(?2))", params![c.feed, size])?;
+        let rowid = tx.last_insert_rowid();
+        let mut blob = tx.blob_open(rusqlite::MAIN_DB, "feed_body", "body", rowid, false)?;
+        let copied = std::io::copy(&mut std::io::Read::take(body, len), &mut blob).map_err(|e| {
+            StateError::Corrupt {
+                what: "feed_cache.body",
+                detail: format!("cannot copy the body into the database: {e}"),
+            }
+        })?;
+        if copied != len {
+            return Err(StateError::Corrupt {
+                what: "feed_cache.body",
+                detail: format!("the body ended after {copied} of {len} bytes"),
+            });
+        }
+        blob.close()?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The upsert of a cache row (its body goes to `feed_body`).
+    fn upsert_feed(&self, c: &CachedFeed, sha256: &str) -> Result<(), StateError> {
         self.conn.execute(
             "INSERT INTO feed_cache
-                 (feed, source, body, etag, last_modified, fetched_at, good_at, bytes, accepted, rejected)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 (feed, source, body, etag, last_modified, fetched_at, good_at, bytes, accepted, rejected,
+                  body_sha256)
+             VALUES (?1, ?2, x'', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT (feed) DO UPDATE SET
-                 source = excluded.source, body = excluded.body, etag = excluded.etag,
+                 source = excluded.source, etag = excluded.etag,
                  last_modified = excluded.last_modified, fetched_at = excluded.fetched_at,
                  good_at = excluded.good_at, bytes = excluded.bytes, accepted = excluded.accepted,
-                 rejected = excluded.rejected",
+                 rejected = excluded.rejected, body_sha256 = excluded.body_sha256",
             params![
                 c.feed,
                 c.source,
-                c.body,
                 c.validators.etag,
                 c.validators.last_modified,
                 fmt_ts(c.fetched_at),
@@ -726,9 +832,34 @@ impl StateStore {
                 to_i64(c.bytes),
                 to_i64(c.accepted),
                 to_i64(c.rejected),
+                sha256,
             ],
         )?;
         Ok(())
+    }
+
+    /// Copies the stored body of `feed` into `out` through incremental blob I/O (never whole in
+    /// memory); returns its size, or `None` without a cached copy.
+    pub fn copy_feed_body(
+        &self,
+        feed: &str,
+        out: &mut dyn std::io::Write,
+    ) -> Result<Option<u64>, StateError> {
+        let rowid: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT b.rowid FROM feed_cache c JOIN feed_body b ON b.feed = c.feed WHERE c.feed = ?1",
+                [feed],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(rowid) = rowid else { return Ok(None) };
+        let mut blob = self.conn.blob_open(rusqlite::MAIN_DB, "feed_body", "body", rowid, true)?;
+        let n = std::io::copy(&mut blob, out).map_err(|e| StateError::Corrupt {
+            what: "feed_cache.body",
+            detail: format!("cannot copy the cached body out: {e}"),
+        })?;
+        Ok(Some(n))
     }
 
     /// Marks the cached copy of `feed` as confirmed current at `at` (a 304, or an identical
@@ -2019,6 +2150,33 @@ mod tests {
     }
 
     #[test]
+    fn migration_8_moves_cached_bodies_out_of_the_feed_cache_row() {
+        // A database at version 7 with a document feed's copy and a MISP feed's (empty) row.
+        let conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..7] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch("PRAGMA user_version = 7").unwrap();
+        for (feed, body) in [("doc", &b"45.0.0.1\n"[..]), ("misp", &b""[..])] {
+            conn.execute(
+                "INSERT INTO feed_cache (feed, source, body, fetched_at, good_at, bytes, accepted, rejected)
+                 VALUES (?1, 'x', ?2, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 9, 1, 0)",
+                params![feed, body],
+            )
+            .unwrap();
+        }
+        let mut s = StateStore { conn, path: PathBuf::from(":memory:") };
+        s.migrate().unwrap();
+        let doc = s.feed_cache("doc").unwrap().unwrap();
+        assert_eq!((doc.body.as_slice(), doc.body_len, doc.body_sha256), (&b"45.0.0.1\n"[..], 9, None));
+        let misp = s.feed_cache_head("misp").unwrap().unwrap();
+        assert_eq!((misp.body_len, misp.body.len()), (0, 0));
+        let left: i64 =
+            s.conn.query_row("SELECT sum(length(body)) FROM feed_cache", [], |r| r.get(0)).unwrap();
+        assert_eq!(left, 0, "feed_cache.body is left empty");
+    }
+
+    #[test]
     fn migrate_twice_is_a_no_op() {
         let mut s = StateStore::open_in_memory().unwrap();
         s.set_cursor("k", "v").unwrap();
@@ -2035,6 +2193,8 @@ mod tests {
             feed: "f".into(),
             source: "https://example.com/x".into(),
             body: b"1.2.3.4\n".to_vec(),
+            body_len: 8,
+            body_sha256: Some(hex::encode(sha2::Sha256::digest(b"1.2.3.4\n"))),
             validators: Validators { etag: Some("\"abc\"".into()), last_modified: None },
             fetched_at: t(0),
             good_at: t(0),
@@ -2049,6 +2209,45 @@ mod tests {
         assert_eq!(got.good_at, t(60));
         assert_eq!(got.fetched_at, t(60));
         assert_eq!(got.body, c.body);
+        // Without the body: its size and hash only.
+        let head = s.feed_cache_head("f").unwrap().unwrap();
+        assert!(head.body.is_empty());
+        assert_eq!((head.body_len, head.body_sha256.as_ref()), (8, c.body_sha256.as_ref()));
+    }
+
+    #[test]
+    fn feed_bodies_stream_in_and_out_through_blob_io() {
+        let s = StateStore::open_in_memory().unwrap();
+        let body: Vec<u8> =
+            (0..300_000u32).flat_map(|i| format!("45.0.{}.{}\n", i % 250, i % 7).into_bytes()).collect();
+        let sha = hex::encode(sha2::Sha256::digest(&body));
+        let row = CachedFeed {
+            feed: "f".into(),
+            source: "https://example.com/x".into(),
+            body: Vec::new(),
+            body_len: 0,
+            body_sha256: None,
+            validators: Validators::default(),
+            fetched_at: t(0),
+            good_at: t(0),
+            bytes: body.len() as u64,
+            accepted: 1,
+            rejected: 0,
+        };
+        s.save_good_feed_from(&row, &mut body.as_slice(), body.len() as u64, &sha).unwrap();
+        let got = s.feed_cache("f").unwrap().unwrap();
+        assert_eq!(got.body, body);
+        assert_eq!((got.body_len, got.body_sha256.as_deref()), (body.len() as u64, Some(sha.as_str())));
+        let mut out = Vec::new();
+        assert_eq!(s.copy_feed_body("f", &mut out).unwrap(), Some(body.len() as u64));
+        assert_eq!(out, body);
+        assert_eq!(s.copy_feed_body("g", &mut out).unwrap(), None);
+        // A body shorter than announced leaves the previous copy in place.
+        assert!(s.save_good_feed_from(&row, &mut &b"1.2.3.4\n"[..], 100, "x").is_err());
+        assert_eq!(s.feed_cache("f").unwrap().unwrap().body, body);
+        // A row from before the hash column: no hash, so the next download counts as changed.
+        s.conn.execute("UPDATE feed_cache SET body_sha256 = NULL", []).unwrap();
+        assert_eq!(s.feed_cache_head("f").unwrap().unwrap().body_sha256, None);
     }
 
     #[test]

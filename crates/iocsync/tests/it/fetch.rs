@@ -605,6 +605,8 @@ mod feeds {
                 feed: "f".into(),
                 source: srv.source("/f").to_string(),
                 body: domains(0, 5).into_bytes(),
+                body_len: 0,
+                body_sha256: None,
                 validators: Validators::default(),
                 fetched_at: now() - Duration::hours(72),
                 good_at: now() - Duration::hours(72),

@@ -233,6 +233,10 @@ fn feed_cache_round_trip_on_disk() {
         feed: "feodo".into(),
         source: "https://feodotracker.abuse.ch/downloads/ipblocklist.csv".into(),
         body: (0..=255u8).collect(),
+        body_len: 256,
+        body_sha256: Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            (0..=255u8).collect::<Vec<u8>>(),
+        ))),
         validators: Validators {
             etag: Some("W/\"1\"".into()),
             last_modified: Some("Sat, 22 Aug 2026 00:00:00 GMT".into()),
