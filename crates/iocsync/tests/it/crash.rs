@@ -64,6 +64,20 @@ fn landed_writes(env: &Env) -> BTreeMap<(String, String), usize> {
     out
 }
 
+/// Waits (bounded, 10 s) until the emulator's call log has not grown for 400 ms: longer than
+/// the slowest injected write delay (160 ms) plus its jitter, so no call is still in flight.
+async fn settle(env: &Env) {
+    let mut seen = env.emu.calls().len();
+    for _ in 0..25 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let now = env.emu.calls().len();
+        if now == seen {
+            return;
+        }
+        seen = now;
+    }
+}
+
 /// (write, id) of every journal row of one run.
 fn journal_writes(env: &Env, run: i64) -> BTreeMap<(String, String), usize> {
     let store = iocsync::state::StateStore::open(&env.path("state/iocsync.db")).unwrap();
@@ -184,6 +198,9 @@ async fn sigkill_at_seeded_random_points_is_completed_by_the_next_run() {
         child.kill().unwrap();
         child.wait().unwrap();
         tally.killed_running += usize::from(running);
+        // A write call in flight at the kill can still commit in the emulator (its slow answer
+        // was delayed, not cancelled): wait until the call log stops growing before counting.
+        settle(&env).await;
         let killed_writes = env.write_calls();
         let landed = landed_writes(&env);
         env.emu.clear_faults();
