@@ -2,7 +2,7 @@
 //! the engine, checks the role for actions, calls the engine, and renders a page.
 
 use super::{Console, CurrentUser, auth, pages};
-use crate::config::Role;
+use crate::config::{Config, Role};
 use crate::engine;
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -118,34 +118,39 @@ async fn overview(State(c): State<Arc<Console>>, Extension(user): Extension<Curr
 }
 
 async fn sync_now(State(c): State<Arc<Console>>, Extension(user): Extension<CurrentUser>) -> Response {
-    if let Some(r) = refuse(&user, Role::Analyst, "Sync now") {
-        return r;
-    }
-    let (config, name) = (c.config.clone(), user.name.clone());
-    match detached(&c, &user, "Sync now", async move { crate::daemon::sync_now(&config, &name).await }).await
-    {
-        Ok(Ok(done)) => pages::sync_result(&user, &sync_summary(&done)).into_response(),
-        Ok(Err(e)) => conflict(&user, "Sync now", &format!("{e:#}")),
-        Err(still_running) => still_running,
+    let work = |config: Config, name: String| async move { crate::daemon::sync_now(&config, &name).await };
+    match engine_work(&c, &user, Role::Analyst, "Sync now", work).await {
+        Ok(done) => pages::sync_result(&user, &sync_summary(&done)).into_response(),
+        Err(page) => *page,
     }
 }
 
-/// Runs engine work (Sync now, an approval, an undo) in its own task, so a request cut short
-/// (the listener's timeout, a closed tab) never stops a run midway: the run, its journal, the
-/// plan's status and the audit row all complete. The page waits `foreground`, then says the
-/// work goes on in the background.
-async fn detached<T: Send + 'static>(
+/// Runs engine work (Sync now, an approval, an undo) for `user`, who needs the role `need`, in
+/// its own task: a request cut short (the listener's timeout, a closed tab) never stops a run
+/// midway, so the run, its journal, the plan's status and the audit row all complete. The page
+/// waits `foreground`, then says the work goes on in the background. `Err` is the page to show:
+/// the role refused, the engine's refusal (409), or "still running" (202).
+async fn engine_work<T, Fut>(
     c: &Console,
     user: &CurrentUser,
+    need: Role,
     what: &str,
-    work: impl std::future::Future<Output = T> + Send + 'static,
-) -> Result<T, Response> {
-    let mut task = tokio::spawn(work);
+    work: impl FnOnce(Config, String) -> Fut,
+) -> Result<T, Box<Response>>
+where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+{
+    if let Some(r) = refuse(user, need, what) {
+        return Err(r.into());
+    }
+    let mut task = tokio::spawn(work(c.config.clone(), user.name.clone()));
     match tokio::time::timeout(c.foreground, &mut task).await {
-        Ok(Ok(v)) => Ok(v),
+        Ok(Ok(Ok(v))) => Ok(v),
+        Ok(Ok(Err(e))) => Err(conflict(user, what, &format!("{e:#}")).into()),
         Ok(Err(e)) => {
             tracing::error!("{what} failed: {e}");
-            Err(failed(what, &anyhow::anyhow!("{what} stopped unexpectedly (a bug): the daemon's log has it")))
+            Err(failed(what, &anyhow::anyhow!("{what} stopped unexpectedly (a bug): the daemon's log has it")).into())
         }
         Err(_) => Err((
             StatusCode::ACCEPTED,
@@ -155,7 +160,8 @@ async fn detached<T: Send + 'static>(
                 &format!("{what} is still running in the background (it holds the run lock). The Runs and Approvals pages show its outcome when it ends."),
             ),
         )
-            .into_response()),
+            .into_response()
+            .into()),
     }
 }
 
@@ -568,23 +574,12 @@ async fn approve_plan(
     Extension(user): Extension<CurrentUser>,
     Path(id): Path<i64>,
 ) -> Response {
-    if let Some(r) = refuse(&user, Role::Approver, "approving a plan") {
-        return r;
-    }
-    let (config, name) = (c.config.clone(), user.name.clone());
-    let approved =
-        match detached(
-            &c,
-            &user,
-            "Approve",
-            async move { engine::approval::approve(&config, id, &name).await },
-        )
-        .await
-        {
-            Ok(a) => a,
-            Err(still_running) => return still_running,
-        };
+    let work = move |config: Config, name: String| async move {
+        engine::approval::approve(&config, id, &name).await
+    };
+    let approved = engine_work(&c, &user, Role::Approver, "Approving a plan", work).await;
     match approved {
+        Err(page) => *page,
         Ok(outcome) => {
             let summary = match (&outcome.error, outcome.status.as_str()) {
                 (Some(e), _) => format!("Plan #{id} was not applied: {e}"),
@@ -598,7 +593,6 @@ async fn approve_plan(
             v["summary"] = Value::String(summary);
             pages::approval_result(&user, id, &v).into_response()
         }
-        Err(e) => conflict(&user, "Approve", &format!("{e:#}")),
     }
 }
 
@@ -646,30 +640,18 @@ async fn confirm_undo(
     Extension(user): Extension<CurrentUser>,
     Path(id): Path<i64>,
 ) -> Response {
-    if let Some(r) = refuse(&user, Role::Approver, "confirming an undo") {
-        return r;
-    }
-    let (config, name) = (c.config.clone(), user.name.clone());
-    let confirmed =
-        match detached(
-            &c,
-            &user,
-            "Undo",
-            async move { engine::approval::confirm_undo(&config, id, &name).await },
-        )
-        .await
-        {
-            Ok(u) => u,
-            Err(still_running) => return still_running,
-        };
+    let work = move |config: Config, name: String| async move {
+        engine::approval::confirm_undo(&config, id, &name).await
+    };
+    let confirmed = engine_work(&c, &user, Role::Approver, "Confirming an undo", work).await;
     match confirmed {
+        Err(page) => *page,
         Ok(o) if o.error.is_none() => Redirect::to("/runs").into_response(),
         Ok(o) => conflict(
             &user,
             "Undo",
             &format!("The undo of run #{} failed: {}", o.run_id, o.error.unwrap_or_default()),
         ),
-        Err(e) => conflict(&user, "Undo", &format!("{e:#}")),
     }
 }
 
