@@ -543,6 +543,18 @@ pub struct ManualResult {
     pub removed: bool,
 }
 
+impl ManualResult {
+    /// The previews of `form` (stored when `saved`).
+    pub fn checked(form: ManualForm, previews: Vec<engine::manual::Preview>, saved: bool) -> ManualResult {
+        ManualResult { form, previews, saved, error: None, removed: false }
+    }
+
+    /// `form` refused as a whole, with why (kept in the form so nothing typed is lost).
+    pub fn failed(form: ManualForm, why: String) -> ManualResult {
+        ManualResult { form, previews: Vec::new(), saved: false, error: Some(why), removed: false }
+    }
+}
+
 /// The manual list page: the add form (with the preview of each value) and the list.
 pub fn manual(
     user: &CurrentUser,

@@ -441,14 +441,8 @@ async fn manual_preview(
     }
     let previews = engine::manual::preview(&c.config, &f.values, f.action()).await;
     let result = match previews {
-        Ok(p) => pages::ManualResult { form: f, previews: p, saved: false, error: None, removed: false },
-        Err(e) => pages::ManualResult {
-            form: f,
-            previews: Vec::new(),
-            saved: false,
-            error: Some(format!("{e:#}")),
-            removed: false,
-        },
+        Ok(p) => pages::ManualResult::checked(f, p, false),
+        Err(e) => pages::ManualResult::failed(f, format!("{e:#}")),
     };
     render_manual(&c, &user, Some(&result), StatusCode::OK)
 }
@@ -464,13 +458,7 @@ async fn manual_add(
     let expires = match f.expires() {
         Ok(e) => e,
         Err(why) => {
-            let result = pages::ManualResult {
-                form: f,
-                previews: Vec::new(),
-                saved: false,
-                error: Some(why),
-                removed: false,
-            };
+            let result = pages::ManualResult::failed(f, why);
             return render_manual(&c, &user, Some(&result), StatusCode::BAD_REQUEST);
         }
     };
@@ -488,17 +476,10 @@ async fn manual_add(
     .await;
     match added {
         Ok(previews) => {
-            let result = pages::ManualResult { form: f, previews, saved: true, error: None, removed: false };
-            render_manual(&c, &user, Some(&result), StatusCode::OK)
+            render_manual(&c, &user, Some(&pages::ManualResult::checked(f, previews, true)), StatusCode::OK)
         }
         Err(e) => {
-            let result = pages::ManualResult {
-                form: f,
-                previews: Vec::new(),
-                saved: false,
-                error: Some(format!("{e:#}")),
-                removed: false,
-            };
+            let result = pages::ManualResult::failed(f, format!("{e:#}"));
             render_manual(&c, &user, Some(&result), StatusCode::BAD_REQUEST)
         }
     }
