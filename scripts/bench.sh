@@ -13,6 +13,8 @@
 # E2E_SCALE_ALT (default "1 60": extra iocsync-only runs, unscaled and at the scale;
 # empty to skip; the classic side would need ~10 h unscaled, ~10 min per pass at 60).
 # Needs: cargo, python3 (standard library only); /usr/bin/time is used for peak RSS if present.
+# While it runs, the 1-minute load average is sampled every 15 s into target/bench/load.txt
+# (other work on the machine skews every timing: read it with the results).
 # Not run by CI.
 set -euo pipefail
 
@@ -26,6 +28,15 @@ E2E_RUNS=${E2E_RUNS:-5}
 E2E_CLASSIC_RUNS=${E2E_CLASSIC_RUNS:-3}
 E2E_SCALE_ALT=${E2E_SCALE_ALT-1 60}
 mkdir -p "$OUT"
+# The load during the run, every 15 s, stopped when the script exits.
+: > "$OUT/load.txt"
+( while :; do echo "$(date -u +%H:%M:%S) $(cut -d' ' -f1 /proc/loadavg)" >> "$OUT/load.txt"; sleep 15; done ) &
+LOAD_SAMPLER=$!
+load_summary() {
+  kill "$LOAD_SAMPLER" 2>/dev/null || true
+  echo "load (1-minute average, sampled every 15 s into $OUT/load.txt): $(awk 'NR==1{lo=hi=$2} {if($2<lo)lo=$2; if($2>hi)hi=$2} END{print lo "-" hi}' "$OUT/load.txt")"
+}
+trap load_summary EXIT
 
 command -v python3 >/dev/null || { echo "bench.sh needs python3 (the classic parser and the timer)" >&2; exit 1; }
 [[ -d $FEEDS ]] || { echo "feeds not found at $FEEDS: set FEEDS=/path/to/shared/feeds" >&2; exit 1; }

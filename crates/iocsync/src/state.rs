@@ -472,6 +472,15 @@ pub struct ManualValue {
     pub added_at: DateTime<Utc>,
 }
 
+/// The manual-list values one user added and removed, as `(indicator type, value)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ManualAuthorship {
+    /// Values the user added.
+    pub added: std::collections::BTreeSet<(String, String)>,
+    /// Values the user removed.
+    pub removed: std::collections::BTreeSet<(String, String)>,
+}
+
 /// A plan waiting for approval (`[sync] approval = true`), as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingPlanRow {
@@ -1308,6 +1317,28 @@ impl StateStore {
                 added_by: r.get(7)?,
                 added_at: parse_ts("manual_values.added_at", &added)?,
             });
+        }
+        Ok(out)
+    }
+
+    /// The `(indicator type, value)` pairs of manual list `feed` that `user` added, and those
+    /// `user` removed, whatever their state now: what `[sync] four_eyes` keeps `user` from
+    /// approving.
+    pub fn manual_authored_by(&self, feed: &str, user: &str) -> Result<ManualAuthorship, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT indicator_type, value, added_by = ?2, IFNULL(removed_by = ?2, 0) FROM manual_values
+             WHERE feed = ?1 AND (added_by = ?2 OR removed_by = ?2)",
+        )?;
+        let mut rows = stmt.query(params![feed, user])?;
+        let mut out = ManualAuthorship::default();
+        while let Some(r) = rows.next()? {
+            let key: (String, String) = (r.get(0)?, r.get(1)?);
+            if r.get::<_, bool>(2)? {
+                out.added.insert(key.clone());
+            }
+            if r.get::<_, bool>(3)? {
+                out.removed.insert(key);
+            }
         }
         Ok(out)
     }

@@ -169,6 +169,9 @@ pub struct SyncSettings {
     /// With approval on, the daemon's scheduled runs plan instead of applying: the plan waits in
     /// the state database until an approver applies or rejects it (off by default).
     pub approval: bool,
+    /// With four eyes on, an approver may not apply a plan they made or one that creates values
+    /// they added to the manual list, nor confirm an undo they requested (off by default).
+    pub four_eyes: bool,
 }
 
 /// `accept_shrink_after = "3 runs, 24h"`: both must have passed before a shrunken feed's new
@@ -1191,6 +1194,7 @@ impl Validator {
                 "accept_shrink_after",
                 "journal_retention",
                 "approval",
+                "four_eyes",
             ],
         );
         let owner_tag = raw.owner_tag.unwrap_or_else(|| "iocsync".to_owned());
@@ -1241,6 +1245,7 @@ impl Validator {
         );
         SyncSettings {
             approval: raw.approval.unwrap_or(false),
+            four_eyes: raw.four_eyes.unwrap_or(false),
             journal_retention,
             owner_tag,
             marker_field,

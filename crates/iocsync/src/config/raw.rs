@@ -87,6 +87,7 @@ pub struct RawSync {
     pub accept_shrink_after: Option<String>,
     pub journal_retention: Option<String>,
     pub approval: Option<bool>,
+    pub four_eyes: Option<bool>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

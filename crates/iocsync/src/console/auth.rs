@@ -53,31 +53,42 @@ pub(super) async fn authenticate(State(c): State<Arc<Console>>, req: Request, ne
     let session = match &c.config.console.auth {
         ConsoleAuth::Local { users_file } => match token.as_deref().and_then(|t| c.sessions.get(t, now)) {
             // A user removed from the file (or given another role) is checked at every request.
+            // A users file that does not read refuses the request (the session is kept for when
+            // it is fixed); the detail goes to the log, not to the page.
             Some(mut s) => match super::users::UsersFile::load(users_file)
-                .ok()
-                .and_then(|f| f.users.into_iter().find(|u| u.name == s.user))
+                .inspect_err(|e| tracing::error!("{e:#}"))
+                .map(|f| f.users.into_iter().find(|u| u.name == s.user))
             {
-                Some(u) if credential_fingerprint(&u.password_hash) == s.credential => {
-                    s.role = u.role;
-                    s
+                Err(_) => {
+                    return page(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Console unavailable",
+                        "The console cannot read its users file: the daemon's log says why. Nothing was changed.",
+                    );
                 }
-                found => {
-                    if let Some(t) = token.as_deref() {
-                        c.sessions.remove(t);
+                Ok(found) => match found {
+                    Some(u) if credential_fingerprint(&u.password_hash) == s.credential => {
+                        s.role = u.role;
+                        s
                     }
-                    if found.is_some() {
+                    found => {
+                        if let Some(t) = token.as_deref() {
+                            c.sessions.remove(t);
+                        }
+                        if found.is_some() {
+                            return page(
+                                StatusCode::UNAUTHORIZED,
+                                "Signed out",
+                                "The password of this user was changed: sign in again.",
+                            );
+                        }
                         return page(
                             StatusCode::UNAUTHORIZED,
                             "Signed out",
-                            "The password of this user was changed: sign in again.",
+                            "This user no longer exists in the console's users file.",
                         );
                     }
-                    return page(
-                        StatusCode::UNAUTHORIZED,
-                        "Signed out",
-                        "This user no longer exists in the console's users file.",
-                    );
-                }
+                },
             },
             None if req.method() == Method::GET || req.method() == Method::HEAD => {
                 let next = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -280,7 +291,7 @@ pub(super) async fn login(
             );
         }
     };
-    // At most two password checks at once (each takes tens of MiB): more at once get 429.
+    // At most two password checks at once (each takes about 19 MiB): more at once get 429.
     let Ok(_permit) = c.verifying.try_acquire() else {
         return page(
             StatusCode::TOO_MANY_REQUESTS,

@@ -182,6 +182,9 @@ pub async fn approve(config: &Config, id: i64, user: &str) -> anyhow::Result<App
     if row.status != "pending" {
         anyhow::bail!("plan #{id} is {}, not pending", row.status);
     }
+    if config.sync.four_eyes {
+        four_eyes_on_plan(config, &store, id, &row, user)?;
+    }
     let mut outcome = ApprovalOutcome {
         plan_id: id,
         tenant: row.tenant.clone(),
@@ -227,6 +230,48 @@ pub async fn approve(config: &Config, id: i64, user: &str) -> anyhow::Result<App
         Utc::now(),
     );
     Ok(outcome)
+}
+
+/// `[sync] four_eyes`: refuses (nothing written, the plan stays pending) when `user` made plan
+/// `id`, or when it creates or changes manual-list values `user` added, or deletes ones `user`
+/// removed.
+fn four_eyes_on_plan(
+    config: &Config,
+    store: &Arc<Mutex<StateStore>>,
+    id: i64,
+    row: &PendingPlanRow,
+    user: &str,
+) -> anyhow::Result<()> {
+    if row.created_by.as_deref() == Some(user) {
+        anyhow::bail!(
+            "four eyes ([sync] four_eyes): {user} made plan #{id}, so another approver must apply it"
+        );
+    }
+    let Some(feed) = config.manual_feed() else { return Ok(()) };
+    let theirs = lock(store).manual_authored_by(&feed.name, user)?;
+    if theirs.added.is_empty() && theirs.removed.is_empty() {
+        return Ok(());
+    }
+    let saved: SavedPlan = serde_json::from_str(&row.plan_json).with_context(|| format!("plan #{id}"))?;
+    let own: Vec<&str> = saved
+        .changes
+        .iter()
+        .map(|c| &c.change)
+        .filter(|c| {
+            let key = (c.indicator_type.clone(), c.value.clone());
+            if c.kind == "delete" { theirs.removed.contains(&key) } else { theirs.added.contains(&key) }
+        })
+        .map(|c| c.value.as_str())
+        .collect();
+    if let Some(first) = own.first() {
+        anyhow::bail!(
+            "four eyes ([sync] four_eyes): plan #{id} holds {} change(s) to manual-list values that {user} \
+             added or removed ({first}{}), so another approver must apply it",
+            own.len(),
+            if own.len() > 1 { ", …" } else { "" }
+        );
+    }
+    Ok(())
 }
 
 /// Rejects pending plan `id`: nothing is written. False when it was not pending.
@@ -296,6 +341,11 @@ pub async fn confirm_undo(config: &Config, id: i64, user: &str) -> anyhow::Resul
         .with_context(|| format!("no undo request #{id}"))?;
     if req.status != "pending" {
         anyhow::bail!("undo request #{id} is {}, not pending", req.status);
+    }
+    if config.sync.four_eyes && req.requested_by == user {
+        anyhow::bail!(
+            "four eyes ([sync] four_eyes): {user} requested undo #{id}, so another approver must confirm it"
+        );
     }
     let args = crate::cli::UndoArgs {
         run: req.run_id,

@@ -654,3 +654,56 @@ async fn online_lookups_are_limited_per_user_and_fall_back_to_offline() {
     assert!(!third.body.contains("answered offline"));
     assert!(calls() > after_first);
 }
+
+#[tokio::test]
+async fn with_four_eyes_an_approver_cannot_confirm_their_own_undo_request() {
+    let c = ConsoleEnv::start(&format!("four_eyes = true\n{FEEDS}"), "").await;
+    let mut users = UsersFile::load(&c.env.path("users.toml")).unwrap();
+    users.upsert("quinn", Role::Approver, PASSWORD).unwrap();
+    users.save(&c.env.path("users.toml")).unwrap();
+    let mut paul = Client::new();
+    assert_eq!(paul.login(&c, "paul", PASSWORD).await.status, 303);
+    let csrf = paul.get(&c.url("/manual")).await.csrf();
+    // First the feed's 8 values, then one manual value: undoing that run is 1 delete of 9, within
+    // the brake.
+    assert_eq!(paul.post(&c.url("/sync-now"), &[("csrf", &csrf)]).await.status, 200);
+    let form =
+        [("values", "four-eyes.top"), ("comment", "t"), ("action", ""), ("expires", ""), ("csrf", &csrf)];
+    assert!(paul.post(&c.url("/manual/add"), &form).await.body.contains("1 accepted, 0 refused"));
+    assert_eq!(paul.post(&c.url("/sync-now"), &[("csrf", &csrf)]).await.status, 200);
+    assert_eq!(c.env.owned().len(), 9);
+    let run = iocsync::engine::lock(&c.console.store).runs(None, 1).unwrap().remove(0);
+    assert_eq!(paul.post(&c.url(&format!("/runs/{}/undo", run.id)), &[("csrf", &csrf)]).await.status, 200);
+    let request = iocsync::engine::approval::pending_undos(&c.console.store).unwrap().remove(0);
+    let own = paul.post(&c.url(&format!("/undo/{}/confirm", request.id)), &[("csrf", &csrf)]).await;
+    assert_eq!(own.status, 409, "{}", own.body);
+    assert!(own.body.contains("another approver must confirm it"), "{}", own.body);
+    assert_eq!(c.env.owned().len(), 9, "nothing was written");
+    let mut quinn = Client::new();
+    assert_eq!(quinn.login(&c, "quinn", PASSWORD).await.status, 303);
+    let csrf = quinn.get(&c.url("/approvals")).await.csrf();
+    let done = quinn.post(&c.url(&format!("/undo/{}/confirm", request.id)), &[("csrf", &csrf)]).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(c.env.owned().len(), 8, "the run's create was reverted");
+}
+
+#[tokio::test]
+async fn a_users_file_that_does_not_read_refuses_requests_without_saying_why_and_keeps_the_session() {
+    let c = ConsoleEnv::start(FEEDS, "").await;
+    let mut alice = Client::new();
+    assert_eq!(alice.login(&c, "alice", PASSWORD).await.status, 303);
+    assert_eq!(alice.get(&c.url("/")).await.status, 200);
+    let good = std::fs::read(c.env.path("users.toml")).unwrap();
+    c.env.write("users.toml", "[[users]]\nname = \"alice\"\nrole = \"nope\"\npassword_hash = 3\n");
+    let refused = alice.get(&c.url("/manual")).await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(refused.body.contains("cannot read its users file"), "{}", refused.body);
+    let path = c.env.path("users.toml");
+    assert!(
+        !refused.body.contains(path.to_str().unwrap()) && !refused.body.contains("nope"),
+        "{}",
+        refused.body
+    );
+    std::fs::write(c.env.path("users.toml"), good).unwrap();
+    assert_eq!(alice.get(&c.url("/manual")).await.status, 200, "the session survives a repaired file");
+}

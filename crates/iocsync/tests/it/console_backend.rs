@@ -495,3 +495,78 @@ async fn with_approval_on_the_daemon_plans_instead_of_applying() {
     assert_eq!(env.write_calls(), 0, "the scheduled run planned, it did not apply");
     assert!(env.owned().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn four_eyes_refuses_self_approval_and_leaves_the_item_pending_for_another_approver() {
+    let env = Env::start(EnvOptions::default()).await;
+    let config = setup(&env, "approval = true\nfour_eyes = true\nmax_delete_fraction = 1.0\n", &[], MANUAL);
+    assert!(config.sync.four_eyes);
+    let store = store(&config);
+
+    // A scheduled plan (made by nobody) holding a value alice added: alice may not apply it.
+    manual::add(&config, &store, "alices-pick.com\n", "", None, None, "alice", Utc::now()).await.unwrap();
+    let plan = approval::plan_pending(&config, None, Utc::now()).await.unwrap().remove(0);
+    let err = approval::approve(&config, plan.id, "alice").await.unwrap_err().to_string();
+    assert!(err.contains("four_eyes") && err.contains("(alices-pick.com)"), "{err}");
+    assert_eq!(env.write_calls(), 0, "a refused approval writes nothing");
+    assert_eq!(approval::get(&store, plan.id).unwrap().unwrap().status, "pending", "still pending");
+
+    // A plan bob made (Sync now in approval mode): bob may not apply it, carol may.
+    let plan = approval::plan_pending(&config, Some("bob"), Utc::now()).await.unwrap().remove(0);
+    let err = approval::approve(&config, plan.id, "bob").await.unwrap_err().to_string();
+    assert!(err.contains("bob made plan"), "{err}");
+    assert_eq!(env.write_calls(), 0);
+    let out = approval::approve(&config, plan.id, "carol").await.unwrap();
+    assert_eq!(out.status, "applied", "{out:?}");
+    assert_eq!(owned_values(&env), ["alices-pick.com"]);
+
+    // An undo alice requested: alice may not confirm it, carol may.
+    let run = out.run_id.unwrap();
+    let req = approval::request_undo(&store, run, "alice", "", Utc::now()).unwrap();
+    let err = approval::confirm_undo(&config, req, "alice").await.unwrap_err().to_string();
+    assert!(err.contains("alice requested undo"), "{err}");
+    assert_eq!(env.owned().len(), 1, "nothing undone");
+    assert_eq!(approval::pending_undos(&store).unwrap().len(), 1, "still pending");
+    let out = approval::confirm_undo(&config, req, "carol").await.unwrap();
+    assert_eq!(out.status, "done", "{out:?}");
+    assert!(env.owned().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn four_eyes_refuses_an_approver_who_removed_a_value_the_plan_deletes() {
+    let env = Env::start(EnvOptions::default()).await;
+    let config = setup(&env, "approval = true\nfour_eyes = true\nmax_delete_fraction = 1.0\n", &[], MANUAL);
+    let store = store(&config);
+    manual::add(&config, &store, "bobs-one.com\nbobs-two.com\n", "", None, None, "bob", Utc::now())
+        .await
+        .unwrap();
+    let plan = approval::plan_pending(&config, None, Utc::now()).await.unwrap().remove(0);
+    assert_eq!(approval::approve(&config, plan.id, "carol").await.unwrap().status, "applied");
+    assert_eq!(owned_values(&env), ["bobs-one.com", "bobs-two.com"]);
+    let id = manual::list(&store, Utc::now()).unwrap()[0].id;
+    assert!(manual::remove(&store, id, "alice", Utc::now()).unwrap());
+    let plan = approval::plan_pending(&config, None, Utc::now()).await.unwrap().remove(0);
+    assert_eq!(plan.plan.changes[0].change.kind, "delete");
+    let calls = env.write_calls();
+    let err = approval::approve(&config, plan.id, "alice").await.unwrap_err().to_string();
+    assert!(err.contains("added or removed (bobs-one.com)"), "{err}");
+    assert_eq!(env.write_calls(), calls, "a refused approval writes nothing");
+    // Bob added the value but did not remove it: deleting it is not his own change.
+    assert_eq!(approval::approve(&config, plan.id, "bob").await.unwrap().status, "applied");
+    assert_eq!(owned_values(&env), ["bobs-two.com"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_four_eyes_an_approver_may_apply_their_own_plan_and_confirm_their_own_undo() {
+    let env = Env::start(EnvOptions::default()).await;
+    let config = setup(&env, "approval = true\nmax_delete_fraction = 1.0\n", &[], MANUAL);
+    assert!(!config.sync.four_eyes, "off by default");
+    let store = store(&config);
+    manual::add(&config, &store, "solo.com\n", "", None, None, "alice", Utc::now()).await.unwrap();
+    let plan = approval::plan_pending(&config, Some("alice"), Utc::now()).await.unwrap().remove(0);
+    let out = approval::approve(&config, plan.id, "alice").await.unwrap();
+    assert_eq!(out.status, "applied", "{out:?}");
+    let req = approval::request_undo(&store, out.run_id.unwrap(), "alice", "", Utc::now()).unwrap();
+    assert_eq!(approval::confirm_undo(&config, req, "alice").await.unwrap().status, "done");
+    assert!(env.owned().is_empty());
+}
