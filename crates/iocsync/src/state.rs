@@ -475,7 +475,7 @@ pub struct ManualValue {
 /// The manual-list values one user added and removed, as `(indicator type, value)`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ManualAuthorship {
-    /// Values the user added.
+    /// Values the user added that are still in the list.
     pub added: std::collections::BTreeSet<(String, String)>,
     /// Values the user removed.
     pub removed: std::collections::BTreeSet<(String, String)>,
@@ -1321,13 +1321,15 @@ impl StateStore {
         Ok(out)
     }
 
-    /// The `(indicator type, value)` pairs of manual list `feed` that `user` added, and those
-    /// `user` removed, whatever their state now: what `[sync] four_eyes` keeps `user` from
-    /// approving.
+    /// The `(indicator type, value)` pairs of manual list `feed` that `user` added and are still
+    /// active, and those `user` ever removed (user names compared without case: a proxy may
+    /// spell one user two ways). What `[sync] four_eyes` keeps `user` from approving.
     pub fn manual_authored_by(&self, feed: &str, user: &str) -> Result<ManualAuthorship, StateError> {
         let mut stmt = self.conn.prepare(
-            "SELECT indicator_type, value, added_by = ?2, IFNULL(removed_by = ?2, 0) FROM manual_values
-             WHERE feed = ?1 AND (added_by = ?2 OR removed_by = ?2)",
+            "SELECT indicator_type, value, lower(added_by) = lower(?2) AND removed_at IS NULL,
+                    IFNULL(lower(removed_by) = lower(?2), 0)
+             FROM manual_values
+             WHERE feed = ?1 AND (lower(added_by) = lower(?2) OR lower(removed_by) = lower(?2))",
         )?;
         let mut rows = stmt.query(params![feed, user])?;
         let mut out = ManualAuthorship::default();

@@ -169,8 +169,9 @@ pub struct SyncSettings {
     /// With approval on, the daemon's scheduled runs plan instead of applying: the plan waits in
     /// the state database until an approver applies or rejects it (off by default).
     pub approval: bool,
-    /// With four eyes on, an approver may not apply a plan they made or one that creates values
-    /// they added to the manual list, nor confirm an undo they requested (off by default).
+    /// With four eyes on (it needs `approval`), an approver may not apply a plan they made or one
+    /// that pushes manual-list values they added or deletes ones they removed, nor confirm an undo
+    /// they requested (off by default).
     pub four_eyes: bool,
 }
 
@@ -1243,6 +1244,12 @@ impl Validator {
             raw.journal_retention.as_deref(),
             Duration::from_secs(crate::state::JOURNAL_RETENTION_DAYS * 24 * 3600),
         );
+        if raw.four_eyes == Some(true) && raw.approval != Some(true) {
+            self.problem(
+                "sync.four_eyes",
+                "needs approval = true: without approval, Sync now and the schedule push manual values with no approver",
+            );
+        }
         SyncSettings {
             approval: raw.approval.unwrap_or(false),
             four_eyes: raw.four_eyes.unwrap_or(false),

@@ -30,8 +30,8 @@ headroom = 500                  # left free for analysts' manual indicators
 max_delete_fraction = 0.25      # refuse a plan deleting more than this share of owned indicators (override: --force)
 renew_before_days = 10          # renew an indicator still in a feed when its expiry is this close
 # approval = false              # true: the daemon plans instead of applying; an approver applies the plan
-# four_eyes = false             # true: nobody applies a plan they made or holding values they added,
-                                #   nor confirms an undo they requested
+# four_eyes = false             # true (needs approval): nobody applies a plan they made or that pushes
+                                #   manual values they added or removed, nor confirms their own undo request
 # state = "/var/lib/iocsync/iocsync.db"   # state database (feed cache, run history). Default:
                                 #   $STATE_DIRECTORY (systemd), $XDG_STATE_HOME/iocsync, /var/lib/iocsync
                                 #   (root), ~/.local/state/iocsync, %ProgramData%\iocsync (Windows);

@@ -60,6 +60,13 @@ pub(super) async fn authenticate(State(c): State<Arc<Console>>, req: Request, ne
                 .map(|f| f.users.into_iter().find(|u| u.name == s.user))
             {
                 Err(_) => {
+                    // Signing out needs no user record: let it through and forget the session.
+                    if req.uri().path() == "/logout" {
+                        if let Some(t) = token.as_deref() {
+                            c.sessions.remove(t);
+                        }
+                        return Redirect::to("/login").into_response();
+                    }
                     return page(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "Console unavailable",

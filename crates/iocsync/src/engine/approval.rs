@@ -12,6 +12,8 @@ use crate::daemon::RunLock;
 use crate::state::{PendingPlanRow, StateStore};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use iocsync_core::plan::match_value;
+use iocsync_ioc::IndicatorType;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -183,7 +185,8 @@ pub async fn approve(config: &Config, id: i64, user: &str) -> anyhow::Result<App
         anyhow::bail!("plan #{id} is {}, not pending", row.status);
     }
     if config.sync.four_eyes {
-        four_eyes_on_plan(config, &store, id, &row, user)?;
+        four_eyes_on_plan(config, &store, id, &row, user)
+            .map_err(|e| refused(&store, user, "plan-approve-refused", &json!({ "plan": id }), e))?;
     }
     let mut outcome = ApprovalOutcome {
         plan_id: id,
@@ -233,8 +236,9 @@ pub async fn approve(config: &Config, id: i64, user: &str) -> anyhow::Result<App
 }
 
 /// `[sync] four_eyes`: refuses (nothing written, the plan stays pending) when `user` made plan
-/// `id`, or when it creates or changes manual-list values `user` added, or deletes ones `user`
-/// removed.
+/// `id`, or when it creates, updates or replaces a manual-list value `user` added, or deletes one
+/// `user` removed. Values are compared in the match form (the tenant may spell a value otherwise
+/// than the list stores it), user names without case. Renewals pass: they keep values alive.
 fn four_eyes_on_plan(
     config: &Config,
     store: &Arc<Mutex<StateStore>>,
@@ -242,14 +246,18 @@ fn four_eyes_on_plan(
     row: &PendingPlanRow,
     user: &str,
 ) -> anyhow::Result<()> {
-    if row.created_by.as_deref() == Some(user) {
+    if row.created_by.as_deref().is_some_and(|by| same_user(by, user)) {
         anyhow::bail!(
             "four eyes ([sync] four_eyes): {user} made plan #{id}, so another approver must apply it"
         );
     }
     let Some(feed) = config.manual_feed() else { return Ok(()) };
     let theirs = lock(store).manual_authored_by(&feed.name, user)?;
-    if theirs.added.is_empty() && theirs.removed.is_empty() {
+    let keys = |set: &std::collections::BTreeSet<(String, String)>| -> std::collections::BTreeSet<_> {
+        set.iter().filter_map(|(t, v)| match_key(t, v)).collect()
+    };
+    let (added, removed) = (keys(&theirs.added), keys(&theirs.removed));
+    if added.is_empty() && removed.is_empty() {
         return Ok(());
     }
     let saved: SavedPlan = serde_json::from_str(&row.plan_json).with_context(|| format!("plan #{id}"))?;
@@ -258,8 +266,12 @@ fn four_eyes_on_plan(
         .iter()
         .map(|c| &c.change)
         .filter(|c| {
-            let key = (c.indicator_type.clone(), c.value.clone());
-            if c.kind == "delete" { theirs.removed.contains(&key) } else { theirs.added.contains(&key) }
+            let Some(key) = match_key(&c.indicator_type, &c.value) else { return false };
+            match c.kind.as_str() {
+                "delete" => removed.contains(&key),
+                "renew" => false,
+                _ => c.feeds.contains(&feed.name) && added.contains(&key),
+            }
         })
         .map(|c| c.value.as_str())
         .collect();
@@ -272,6 +284,29 @@ fn four_eyes_on_plan(
         );
     }
     Ok(())
+}
+
+/// A value's match form with its type (how the engine matches rows), `None` for an unknown type.
+fn match_key(indicator_type: &str, value: &str) -> Option<(IndicatorType, String)> {
+    let kind = indicator_type.parse::<IndicatorType>().ok()?;
+    Some((kind, match_value(kind, value)))
+}
+
+/// One user under two spellings (a proxy may pass the name as typed).
+fn same_user(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
+}
+
+/// Audits a four-eyes refusal (`action` names what was refused) and passes the error on.
+fn refused(
+    store: &Arc<Mutex<StateStore>>,
+    user: &str,
+    action: &str,
+    item: &Value,
+    e: anyhow::Error,
+) -> anyhow::Error {
+    record_or_warn(store, user, action, &json!({ "item": item, "refused": format!("{e:#}") }), Utc::now());
+    e
 }
 
 /// Rejects pending plan `id`: nothing is written. False when it was not pending.
@@ -342,10 +377,11 @@ pub async fn confirm_undo(config: &Config, id: i64, user: &str) -> anyhow::Resul
     if req.status != "pending" {
         anyhow::bail!("undo request #{id} is {}, not pending", req.status);
     }
-    if config.sync.four_eyes && req.requested_by == user {
-        anyhow::bail!(
+    if config.sync.four_eyes && same_user(&req.requested_by, user) {
+        let e = anyhow::anyhow!(
             "four eyes ([sync] four_eyes): {user} requested undo #{id}, so another approver must confirm it"
         );
+        return Err(refused(&store, user, "undo-confirm-refused", &json!({ "request": id }), e));
     }
     let args = crate::cli::UndoArgs {
         run: req.run_id,

@@ -657,20 +657,26 @@ async fn online_lookups_are_limited_per_user_and_fall_back_to_offline() {
 
 #[tokio::test]
 async fn with_four_eyes_an_approver_cannot_confirm_their_own_undo_request() {
-    let c = ConsoleEnv::start(&format!("four_eyes = true\n{FEEDS}"), "").await;
+    let c = ConsoleEnv::start(&format!("approval = true\nfour_eyes = true\n{FEEDS}"), "").await;
     let mut users = UsersFile::load(&c.env.path("users.toml")).unwrap();
     users.upsert("quinn", Role::Approver, PASSWORD).unwrap();
     users.save(&c.env.path("users.toml")).unwrap();
+    // Runs made outside the console (the CLI's `sync`): first the feed's 8 values, then one manual
+    // value, so undoing the second run is 1 delete of 9, within the brake.
+    let config = Config::load(&c.env.path("iocsync.toml")).unwrap();
+    let cli_sync = || async {
+        let req = iocsync::engine::SyncRequest::default();
+        let o = iocsync::engine::sync_all(&config, None, &req).await.unwrap();
+        assert!(o[0].error.is_none(), "{:?}", o[0].error);
+    };
+    cli_sync().await;
     let mut paul = Client::new();
     assert_eq!(paul.login(&c, "paul", PASSWORD).await.status, 303);
     let csrf = paul.get(&c.url("/manual")).await.csrf();
-    // First the feed's 8 values, then one manual value: undoing that run is 1 delete of 9, within
-    // the brake.
-    assert_eq!(paul.post(&c.url("/sync-now"), &[("csrf", &csrf)]).await.status, 200);
     let form =
         [("values", "four-eyes.top"), ("comment", "t"), ("action", ""), ("expires", ""), ("csrf", &csrf)];
     assert!(paul.post(&c.url("/manual/add"), &form).await.body.contains("1 accepted, 0 refused"));
-    assert_eq!(paul.post(&c.url("/sync-now"), &[("csrf", &csrf)]).await.status, 200);
+    cli_sync().await;
     assert_eq!(c.env.owned().len(), 9);
     let run = iocsync::engine::lock(&c.console.store).runs(None, 1).unwrap().remove(0);
     assert_eq!(paul.post(&c.url(&format!("/runs/{}/undo", run.id)), &[("csrf", &csrf)]).await.status, 200);
@@ -679,6 +685,8 @@ async fn with_four_eyes_an_approver_cannot_confirm_their_own_undo_request() {
     assert_eq!(own.status, 409, "{}", own.body);
     assert!(own.body.contains("another approver must confirm it"), "{}", own.body);
     assert_eq!(c.env.owned().len(), 9, "nothing was written");
+    let audit = paul.get(&c.url("/audit")).await;
+    assert!(audit.body.contains("<td>paul</td><td><code>undo-confirm-refused</code>"), "{}", audit.body);
     let mut quinn = Client::new();
     assert_eq!(quinn.login(&c, "quinn", PASSWORD).await.status, 303);
     let csrf = quinn.get(&c.url("/approvals")).await.csrf();
@@ -704,6 +712,13 @@ async fn a_users_file_that_does_not_read_refuses_requests_without_saying_why_and
         "{}",
         refused.body
     );
-    std::fs::write(c.env.path("users.toml"), good).unwrap();
+    std::fs::write(c.env.path("users.toml"), &good).unwrap();
     assert_eq!(alice.get(&c.url("/manual")).await.status, 200, "the session survives a repaired file");
+    // Signing out works during an outage too, and forgets the session on the server.
+    c.env.write("users.toml", "not toml [");
+    let mut copy = Client::new();
+    copy.set_session(&alice.session().unwrap());
+    let out = copy.post(&c.url("/logout"), &[]).await;
+    assert_eq!((out.status, out.location().as_str()), (303, "/login"));
+    assert_eq!(alice.get(&c.url("/manual")).await.status, 303, "that session is gone");
 }

@@ -570,3 +570,55 @@ async fn without_four_eyes_an_approver_may_apply_their_own_plan_and_confirm_thei
     assert_eq!(approval::confirm_undo(&config, req, "alice").await.unwrap().status, "done");
     assert!(env.owned().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn four_eyes_matches_the_tenants_spelling_and_user_names_without_case() {
+    let mut opts = EnvOptions::default();
+    opts.behaviour.normalize_values = true; // the tenant stores IPv6 compressed
+    let env = Env::start(opts).await;
+    let config = setup(&env, "approval = true\nfour_eyes = true\nmax_delete_fraction = 1.0\n", &[], MANUAL);
+    let store = store(&config);
+    manual::add(&config, &store, "2a0b:4342:1a31:410::66\nkept.com\n", "", None, None, "bob", Utc::now())
+        .await
+        .unwrap();
+    let plan = approval::plan_pending(&config, None, Utc::now()).await.unwrap().remove(0);
+    assert_eq!(approval::approve(&config, plan.id, "carol").await.unwrap().status, "applied");
+    let listed = manual::list(&store, Utc::now()).unwrap();
+    assert_eq!(listed[0].value, "2a0b:4342:1a31:410:0:0:0:66", "the list keeps Defender's documented form");
+    assert!(
+        owned_values(&env).contains(&"2a0b:4342:1a31:410::66".to_owned()),
+        "the tenant spells it otherwise"
+    );
+    // ALICE (as a proxy may pass the name) removes it; the plan deletes the tenant's spelling.
+    assert!(manual::remove(&store, listed[0].id, "ALICE", Utc::now()).unwrap());
+    let plan = approval::plan_pending(&config, None, Utc::now()).await.unwrap().remove(0);
+    assert_eq!(plan.plan.changes[0].change.value, "2a0b:4342:1a31:410::66");
+    let err = approval::approve(&config, plan.id, "alice").await.unwrap_err().to_string();
+    assert!(err.contains("four_eyes"), "{err}");
+    let refusals: Vec<String> = audit::audit_log(&store, 10)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.action == "plan-approve-refused")
+        .map(|r| r.user)
+        .collect();
+    assert_eq!(refusals, ["alice"], "the refused attempt is audited");
+    // A plan made by Alice is refused to alice too.
+    let plan = approval::plan_pending(&config, Some("Alice"), Utc::now()).await.unwrap().remove(0);
+    assert!(approval::approve(&config, plan.id, "alice").await.is_err());
+    assert_eq!(approval::approve(&config, plan.id, "carol").await.unwrap().status, "applied");
+    assert_eq!(owned_values(&env), ["kept.com"]);
+}
+
+#[test]
+fn four_eyes_without_approval_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("iocsync.toml");
+    std::fs::write(
+        &path,
+        "[defender]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = { env = \"X\" }\n\n[sync]\nfour_eyes = true\n\n\
+         [[feeds]]\nname = \"analysts\"\nsource = \"manual\"\n",
+    )
+    .unwrap();
+    let err = Config::load(&path).unwrap_err().to_string();
+    assert!(err.contains("sync.four_eyes") && err.contains("needs approval = true"), "{err}");
+}
