@@ -24,6 +24,7 @@ pub struct RawConsole {
     pub session_max: Option<String>,
     pub login_attempts: Option<i64>,
     pub login_window: Option<String>,
+    pub secure_cookies: Option<bool>,
     #[serde(flatten)]
     pub unknown: super::raw::Unknown,
 }
@@ -107,6 +108,9 @@ pub struct ConsoleSettings {
     pub login_attempts: u32,
     /// The window failed logins are counted over.
     pub login_window: Duration,
+    /// Whether cookies carry `Secure`: by default when the console serves TLS itself; set it
+    /// when TLS ends at a reverse proxy in front of it.
+    pub secure_cookies: bool,
 }
 
 impl Default for ConsoleSettings {
@@ -120,6 +124,7 @@ impl Default for ConsoleSettings {
             session_max: Duration::from_secs(12 * 3600),
             login_attempts: 5,
             login_window: Duration::from_secs(15 * 60),
+            secure_cookies: false,
         }
     }
 }
@@ -144,6 +149,7 @@ impl Validator {
                 "session_max",
                 "login_attempts",
                 "login_window",
+                "secure_cookies",
             ],
         );
         let d = ConsoleSettings::default();
@@ -240,10 +246,17 @@ impl Validator {
                 d.login_attempts
             }
         };
+        if raw.secure_cookies == Some(false) && tls.is_some() {
+            self.problem(
+                "console.secure_cookies",
+                "false with tls_cert: cookies sent over TLS must be Secure",
+            );
+        }
         ConsoleSettings {
             enabled: raw.enabled.unwrap_or(false),
             listen,
             auth,
+            secure_cookies: raw.secure_cookies.unwrap_or(tls.is_some()),
             tls,
             session_idle,
             session_max,

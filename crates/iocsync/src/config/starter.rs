@@ -86,6 +86,7 @@ listen = "127.0.0.1:8944"       # /metrics (Prometheus), /healthz (liveness), /r
 # listen = "127.0.0.1:8945"     # loopback by default
 # auth = "local"                # users: `iocsync console add-user NAME --role viewer|analyst|approver`
 # users_file = "console-users.toml"
-# tls_cert = "console.pem"      # serve HTTPS (PEM); or auth = "proxy" behind oauth2-proxy:
+# tls_cert = "console.pem"      # serve HTTPS (PEM, with tls_key); or auth = "proxy" behind oauth2-proxy:
 # proxy_addresses = ["127.0.0.1"]
+# secure_cookies = true         # when TLS ends at that proxy (on by default with tls_cert)
 "#;

@@ -84,7 +84,7 @@ pub struct Console {
     pub limiter: LoginLimiter,
     /// The daemon's view of its runs (next run), when served by the daemon.
     pub daemon: Option<Arc<Mutex<crate::daemon::DaemonState>>>,
-    /// Whether cookies get `Secure` (the console terminates TLS itself).
+    /// Whether cookies get `Secure` (`[console] secure_cookies`: TLS here or at a proxy).
     pub secure_cookies: bool,
     /// Password checks running at once (argon2id is memory-hard: a flood must not run many).
     pub verifying: tokio::sync::Semaphore,
@@ -103,7 +103,7 @@ impl Console {
         Ok(Arc::new(Console {
             sessions: Sessions::new(c.session_idle, c.session_max),
             limiter: LoginLimiter::new(c.login_attempts, c.login_window),
-            secure_cookies: c.tls.is_some(),
+            secure_cookies: c.secure_cookies,
             verifying: tokio::sync::Semaphore::new(2),
             online_lookups: Mutex::new(std::collections::HashMap::new()),
             foreground: std::time::Duration::from_secs(20),

@@ -722,3 +722,22 @@ async fn a_users_file_that_does_not_read_refuses_requests_without_saying_why_and
     assert_eq!((out.status, out.location().as_str()), (303, "/login"));
     assert_eq!(alice.get(&c.url("/manual")).await.status, 303, "that session is gone");
 }
+
+#[tokio::test]
+async fn behind_a_tls_proxy_secure_cookies_marks_every_cookie_secure() {
+    let c = ConsoleEnv::start(FEEDS, "secure_cookies = true\n").await;
+    let mut b = Client::new();
+    let page = b.get(&c.url("/login")).await;
+    let ok = b.login(&c, "alice", PASSWORD).await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    let cookies: Vec<String> = [&page, &ok]
+        .iter()
+        .flat_map(|a| a.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()))
+        .collect();
+    assert!(cookies.iter().any(|c| c.starts_with("iocsync_session=")), "{cookies:?}");
+    assert!(cookies.iter().all(|c| c.contains("; Secure") && c.contains("HttpOnly")), "{cookies:?}");
+    // Turning it off while the console serves TLS itself is a config error.
+    write_config(&c.env, FEEDS, "secure_cookies = false\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n");
+    let err = Config::load(&c.env.path("iocsync.toml")).unwrap_err().to_string();
+    assert!(err.contains("console.secure_cookies"), "{err}");
+}
