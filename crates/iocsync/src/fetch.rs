@@ -582,13 +582,8 @@ pub async fn fetch(
     let result = within_total_timeout(work, &label, opts, observer).await;
     match result? {
         Fetched::Body { bytes, validators } if bytes.starts_with(&GZIP_MAGIC) => {
-            // Decompressing up to the cap takes a while: keep it off the async worker threads.
             let cap = opts.max_bytes;
-            let joined = tokio::task::spawn_blocking(move || maybe_gunzip(bytes, &label, cap)).await;
-            let bytes = joined.map_err(|e| FetchError::Gzip {
-                origin: source.to_string(),
-                detail: format!("decompression task failed: {e}"),
-            })??;
+            let bytes = off_the_runtime(source, move || maybe_gunzip(bytes, &label, cap)).await?;
             Ok(Fetched::Body { bytes, validators })
         }
         other => Ok(other),
@@ -641,14 +636,21 @@ pub async fn fetch_to_file(
     };
     let result = within_total_timeout(work, &label, opts, observer).await;
     let Some(validators) = result? else { return Ok(FetchedFile::NotModified) };
-    // Decompressing and hashing take a while: keep them off the async worker threads.
     let (dir, cap) = (dir.to_path_buf(), opts.max_bytes);
-    let joined = tokio::task::spawn_blocking(move || finish_download(file, &dir, &label, cap)).await;
-    let download = joined.map_err(|e| FetchError::Gzip {
+    let download = off_the_runtime(source, move || finish_download(file, &dir, &label, cap)).await?;
+    Ok(FetchedFile::Body { download, validators })
+}
+
+/// Runs `work` (decompressing, hashing: slow up to the cap) on the blocking pool, off the async
+/// worker threads; a task that died is a decompression error of `source`.
+async fn off_the_runtime<T: Send + 'static>(
+    source: &Source,
+    work: impl FnOnce() -> Result<T, FetchError> + Send + 'static,
+) -> Result<T, FetchError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| FetchError::Gzip {
         origin: source.to_string(),
         detail: format!("decompression task failed: {e}"),
-    })??;
-    Ok(FetchedFile::Body { download, validators })
+    })?
 }
 
 /// A private (0600), unnamed temporary file in `dir`: removed when dropped, even on a crash.
@@ -1279,14 +1281,8 @@ pub async fn fetch_taxii(
             detail: "a TAXII collection is an https URL ending in /collections/{id}/objects/".into(),
         });
     };
-    let result =
-        tokio::time::timeout(opts.total_timeout, taxii_pages(http, url, added_after, opts, observer, &label))
-            .await
-            .unwrap_or_else(|_| {
-                Err(FetchError::Timeout { origin: label.clone(), after: opts.total_timeout })
-            });
-    observer.finished(&label);
-    result
+    within_total_timeout(taxii_pages(http, url, added_after, opts, observer, &label), &label, opts, observer)
+        .await
 }
 
 async fn taxii_pages(

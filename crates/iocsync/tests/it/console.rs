@@ -712,6 +712,10 @@ async fn a_users_file_that_does_not_read_refuses_requests_without_saying_why_and
         "{}",
         refused.body
     );
+    // A sign-in meanwhile gets a generic 500 too.
+    let signing_in = Client::new().login(&c, "alice", PASSWORD).await;
+    assert_eq!(signing_in.status, 500, "{}", signing_in.body);
+    assert!(signing_in.body.contains("cannot read its users file") && !signing_in.body.contains("nope"));
     std::fs::write(c.env.path("users.toml"), &good).unwrap();
     assert_eq!(alice.get(&c.url("/manual")).await.status, 200, "the session survives a repaired file");
     // Signing out works during an outage too, and forgets the session on the server.
