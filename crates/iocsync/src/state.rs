@@ -1270,23 +1270,32 @@ impl StateStore {
 
     // ---- manual list --------------------------------------------------------------------------
 
-    /// Stores one manual value (already validated by the caller) and returns its id.
-    pub fn add_manual(&self, v: &ManualValue) -> Result<i64, StateError> {
-        self.conn.execute(
-            "INSERT INTO manual_values (feed, indicator_type, value, action, expires_at, comment, added_by, added_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                v.feed,
-                v.indicator_type,
-                v.value,
-                v.action,
-                v.expires_at.map(fmt_ts),
-                v.comment,
-                v.added_by,
-                fmt_ts(v.added_at)
-            ],
-        )?;
-        Ok(self.conn.last_insert_rowid())
+    /// Stores manual values (already validated by the caller) in one transaction, so a paste is
+    /// stored whole or not at all; returns their ids in order.
+    pub fn add_manual(&self, values: &[ManualValue]) -> Result<Vec<i64>, StateError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let mut ids = Vec::with_capacity(values.len());
+        {
+            let mut insert = tx.prepare(
+                "INSERT INTO manual_values (feed, indicator_type, value, action, expires_at, comment, added_by, added_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for v in values {
+                insert.execute(params![
+                    v.feed,
+                    v.indicator_type,
+                    v.value,
+                    v.action,
+                    v.expires_at.map(fmt_ts),
+                    v.comment,
+                    v.added_by,
+                    fmt_ts(v.added_at)
+                ])?;
+                ids.push(tx.last_insert_rowid());
+            }
+        }
+        tx.commit()?;
+        Ok(ids)
     }
 
     /// The active manual values (not removed, not expired at `now`), of one feed or all, oldest first.

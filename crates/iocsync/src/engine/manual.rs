@@ -105,13 +105,13 @@ pub async fn add(
     let s = lock(store);
     let mut active: BTreeSet<(String, String)> =
         s.manual_values(Some(&feed.name), now)?.into_iter().map(|v| (v.indicator_type, v.value)).collect();
-    let mut added = Vec::new();
+    let mut rows = Vec::new();
     for p in &previews {
         let Verdict::Accepted { indicator_type, value, .. } = &p.verdict else { continue };
         if !active.insert((indicator_type.clone(), value.clone())) {
             continue;
         }
-        let id = s.add_manual(&ManualValue {
+        rows.push(ManualValue {
             id: 0,
             feed: feed.name.clone(),
             indicator_type: indicator_type.clone(),
@@ -121,7 +121,12 @@ pub async fn add(
             comment: comment.clone(),
             added_by: user.to_owned(),
             added_at: now,
-        })?;
+        });
+    }
+    let ids = s.add_manual(&rows)?;
+    let mut added = Vec::with_capacity(rows.len());
+    for (id, v) in ids.iter().zip(&rows) {
+        let (indicator_type, value) = (&v.indicator_type, &v.value);
         tracing::info!(id, feed = %feed.name, %indicator_type, %value, user, "manual list: value added");
         added.push(serde_json::json!({ "id": id, "type": indicator_type, "value": value }));
     }
